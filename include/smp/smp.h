@@ -1,0 +1,170 @@
+/*
+ * smp: collectives and process groups for hybrid-parallel training
+ * (pipeline, tensor and data parallelism, sharded optimizer state).
+ *
+ * Plain C99; no CUDA or MPI types appear here. Every function returns an
+ * smp_status_t; on failure smp_last_error() says what went wrong, in words.
+ *
+ * Ranks: `peer` and `root` arguments are ranks *within* the given group.
+ * Memory: host buffers complete before the call returns and `stream` is
+ * ignored; CUDA buffers (detected from the pointer) are enqueued on
+ * `stream` (a cudaStream_t, NULL = the default stream).
+ * Threads: every function may be called from several threads of a rank at
+ * once. Operations on the same group issued concurrently from different
+ * threads are matched across ranks in the order each rank issues them, so
+ * a program that issues collectives on one group from several threads must
+ * order them itself, as with MPI.
+ */
+#ifndef SMP_SMP_H
+#define SMP_SMP_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SMP_VERSION_MAJOR 0
+#define SMP_VERSION_MINOR 1
+#define SMP_VERSION_PATCH 0
+
+#if defined(__GNUC__)
+#define SMP_API __attribute__((visibility("default")))
+#else
+#define SMP_API
+#endif
+
+typedef enum {
+  SMP_SUCCESS = 0,
+  SMP_ERR_INVALID_ARGUMENT = -1, /* a bad argument; nothing was communicated */
+  SMP_ERR_NOT_INITIALIZED = -2,  /* called before smp_init or after smp_finalize */
+  SMP_ERR_UNSUPPORTED = -3,      /* valid, but not available in this build */
+  SMP_ERR_BACKEND = -4,          /* MPI, NCCL or CUDA reported an error */
+  SMP_ERR_TIMEOUT = -5,          /* an operation outlived SMP_TIMEOUT */
+  SMP_ERR_PEER_FAILED = -6,      /* another rank failed or disagreed (SMP_CHECK) */
+  SMP_ERR_IO = -7,               /* a file could not be read or written */
+  SMP_ERR_CORRUPT = -8,          /* a file is malformed or fails its checksum */
+  SMP_ERR_INTERNAL = -9          /* a bug in smp; please report it */
+} smp_status_t;
+
+typedef enum {
+  SMP_WORLD = 0,
+  SMP_PP_GROUP,  /* same (tp, rdp): the stages of one pipeline */
+  SMP_TP_GROUP,  /* same (pp, rdp): the shards of one tensor */
+  SMP_DP_GROUP,  /* same pp: size tp * rdp */
+  SMP_RDP_GROUP, /* same (pp, tp): replicas of the same parameters */
+  SMP_MP_GROUP   /* same rdp: size pp * tp, one model replica */
+} smp_group_t;
+
+typedef enum {
+  SMP_FLOAT32 = 0,
+  SMP_FLOAT64,
+  SMP_FLOAT16,
+  SMP_BFLOAT16,
+  SMP_INT8,
+  SMP_UINT8,
+  SMP_INT32,
+  SMP_INT64
+} smp_dtype_t;
+
+/* SMP_AVG divides the sum by the group size: in the element type's own
+ * arithmetic for floating types (FLOAT16/BFLOAT16 in float32, rounded once),
+ * and with truncation toward zero for integer types (C's integer division). */
+typedef enum { SMP_SUM = 0, SMP_AVG, SMP_MAX, SMP_MIN, SMP_PROD } smp_op_t;
+
+typedef struct smp_request *smp_request_t;
+
+/* Versioned configuration: set struct_size (SMP_CONFIG_INIT does) so that
+ * later versions can add fields. A field left at its "unset" value is taken
+ * from the environment smprun sets, and failing that from the default. */
+typedef struct smp_config {
+  size_t struct_size;      /* sizeof(smp_config_t) */
+  int pp_size;             /* pipeline-parallel degree; 0 = unset (default 1) */
+  int tp_size;             /* tensor-parallel degree; 0 = unset (default 1) */
+  const char *placement;   /* "cluster", "spread" or a D/P/T permutation; NULL = unset */
+  double timeout_seconds;  /* hang timeout of every operation; < 0 = unset, 0 = none */
+  int check;               /* verify collective arguments across the group; -1 = unset */
+} smp_config_t;
+
+#define SMP_CONFIG_INIT { sizeof(smp_config_t), 0, 0, NULL, -1.0, -1 }
+
+/* Start smp: initialize MPI if the program has not (MPI_THREAD_MULTIPLE
+ * when available) and build one communicator per group. config may be NULL
+ * (everything from the environment). A program started without any
+ * launcher is a world of one. Calling it twice is an error. */
+SMP_API smp_status_t smp_init(const smp_config_t *config);
+/* Release every group; finalize MPI only if smp_init initialized it. */
+SMP_API smp_status_t smp_finalize(void);
+/* This rank's rank in group, and the group's size. */
+SMP_API smp_status_t smp_rank(smp_group_t group, int *rank);
+SMP_API smp_status_t smp_size(smp_group_t group, int *size);
+
+/* recvbuf[i] = op over the group of sendbuf[i]. sendbuf == recvbuf is in
+ * place. FLOAT16/BFLOAT16 accumulate in float32. */
+SMP_API smp_status_t smp_allreduce(const void *sendbuf, void *recvbuf, size_t count,
+                                   smp_dtype_t dtype, smp_op_t op, smp_group_t group,
+                                   void *stream);
+/* sendbuf holds size*recvcount elements; rank r receives block r of their
+ * reduction. In place when sendbuf + rank*recvcount elements == recvbuf. */
+SMP_API smp_status_t smp_reduce_scatter(const void *sendbuf, void *recvbuf, size_t recvcount,
+                                        smp_dtype_t dtype, smp_op_t op, smp_group_t group,
+                                        void *stream);
+/* recvbuf (size*sendcount elements) gets every rank's sendbuf, in rank
+ * order. In place when sendbuf == recvbuf + rank*sendcount elements. */
+SMP_API smp_status_t smp_allgather(const void *sendbuf, void *recvbuf, size_t sendcount,
+                                   smp_dtype_t dtype, smp_group_t group, void *stream);
+/* Every rank's buf gets root's buf. */
+SMP_API smp_status_t smp_broadcast(void *buf, size_t count, smp_dtype_t dtype, int root,
+                                   smp_group_t group, void *stream);
+/* root's recvbuf gets rank r's sendcount elements at offset
+ * sum(recvcounts[0..r-1]); recvbuf and recvcounts are read on root only
+ * (recvcounts[r] must equal rank r's sendcount). */
+SMP_API smp_status_t smp_gatherv(const void *sendbuf, size_t sendcount, void *recvbuf,
+                                 const size_t *recvcounts, smp_dtype_t dtype, int root,
+                                 smp_group_t group, void *stream);
+/* Returns once every rank of the group has called it. */
+SMP_API smp_status_t smp_barrier(smp_group_t group);
+
+/* Point-to-point. Messages between the same pair, group and tag arrive in
+ * the order they were sent. tag >= 0. */
+SMP_API smp_status_t smp_send(const void *buf, size_t count, smp_dtype_t dtype, int peer,
+                              smp_group_t group, int tag, void *stream);
+SMP_API smp_status_t smp_recv(void *buf, size_t count, smp_dtype_t dtype, int peer,
+                              smp_group_t group, int tag, void *stream);
+
+/* Non-blocking twins: the buffers must stay untouched until smp_wait, or
+ * smp_test reporting done, which also free the request. */
+SMP_API smp_status_t smp_isend(const void *buf, size_t count, smp_dtype_t dtype, int peer,
+                               smp_group_t group, int tag, void *stream,
+                               smp_request_t *request);
+SMP_API smp_status_t smp_irecv(void *buf, size_t count, smp_dtype_t dtype, int peer,
+                               smp_group_t group, int tag, void *stream,
+                               smp_request_t *request);
+SMP_API smp_status_t smp_iallreduce(const void *sendbuf, void *recvbuf, size_t count,
+                                    smp_dtype_t dtype, smp_op_t op, smp_group_t group,
+                                    void *stream, smp_request_t *request);
+SMP_API smp_status_t smp_ireduce_scatter(const void *sendbuf, void *recvbuf,
+                                         size_t recvcount, smp_dtype_t dtype, smp_op_t op,
+                                         smp_group_t group, void *stream,
+                                         smp_request_t *request);
+SMP_API smp_status_t smp_iallgather(const void *sendbuf, void *recvbuf, size_t sendcount,
+                                    smp_dtype_t dtype, smp_group_t group, void *stream,
+                                    smp_request_t *request);
+/* Block until the request completes; frees it (also on failure). */
+SMP_API smp_status_t smp_wait(smp_request_t request);
+/* *done = 1 (and the request is freed) once complete, else *done = 0. */
+SMP_API smp_status_t smp_test(smp_request_t request, int *done);
+
+SMP_API void smp_version(int *major, int *minor, int *patch);
+SMP_API const char *smp_status_string(smp_status_t status);
+/* This thread's last failure, in words ("" if none). */
+SMP_API const char *smp_last_error(void);
+
+/* The pipeline, optimizer and checkpoint modules add their functions below,
+ * one section each, in the same style. */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SMP_SMP_H */

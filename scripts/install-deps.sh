@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs, from Debian's packages, whatever the build and the tests need and
+# this machine lacks. Quiet and quick when everything is there already.
+set -euo pipefail
+
+packages=(
+  build-essential
+  pkg-config
+  meson
+  ninja-build
+  openmpi-bin
+  libopenmpi-dev
+  hwloc
+  libhwloc-dev
+  libcli11-dev
+  libgtest-dev
+  nlohmann-json3-dev
+  libdlpack-dev
+  pybind11-dev
+  python3-dev
+  python3-numpy
+  python3-torch
+  python3-pytest
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "install-deps: installing ${missing[*]}"
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
