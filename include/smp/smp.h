@@ -163,6 +163,12 @@ SMP_API const char *smp_last_error(void);
 /* The pipeline, optimizer and checkpoint modules add their functions below,
  * one section each, in the same style. */
 
+/* ---- Pipeline: tensor transport, schedules, simulator, partitioner ---- */
+
+/* ---- Sharded optimizer ---- */
+
+/* ---- Checkpoints ---- */
+
 #ifdef __cplusplus
 }
 #endif
