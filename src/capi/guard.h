@@ -1,0 +1,93 @@
+// Turns a C++ call into an smp_status_t for the extern "C" functions of
+// every module (smp_api.cc here; pipeline_api.cc, optim_api.cc, ckpt_api.cc
+// by their owners). Usage:
+//
+//   smp_status_t smp_something(int x) {
+//     return smp::capi::guarded([&](smp::comm::Context &ctx) {
+//       smp::capi::require(x > 0, "x must be positive");
+//       ...
+//     });
+//   }
+//
+// guarded() checks that smp is initialized (else SMP_ERR_NOT_INITIALIZED),
+// catches smp::Error (its status), std::bad_alloc (SMP_ERR_BACKEND, "out of
+// memory"), any other exception (SMP_ERR_INTERNAL), and records the message
+// as this thread's smp_last_error(). guarded_any() is the same without the
+// initialization check (for calls valid before smp_init).
+#pragma once
+
+#include <exception>
+#include <new>
+#include <string>
+
+#include "comm/context.h"
+#include "comm/reduce_op.h"
+#include "common/dtype.h"
+#include "common/error.h"
+#include "smp/smp.h"
+#include "topo/layout.h"
+
+namespace smp::capi {
+
+// This thread's last failure message; smp_last_error() returns it.
+void set_last_error(const std::string &message);
+const char *last_error();
+
+template <class F>
+smp_status_t guarded_any(F &&fn) noexcept {
+  try {
+    fn();
+    return SMP_SUCCESS;
+  } catch (const smp::Error &e) {
+    set_last_error(e.what());
+    return static_cast<smp_status_t>(e.status());
+  } catch (const std::bad_alloc &) {
+    set_last_error("out of memory");
+    return SMP_ERR_BACKEND;
+  } catch (const std::exception &e) {
+    set_last_error(std::string("internal error: ") + e.what());
+    return SMP_ERR_INTERNAL;
+  } catch (...) {
+    set_last_error("internal error: unknown exception");
+    return SMP_ERR_INTERNAL;
+  }
+}
+
+template <class F>
+smp_status_t guarded(F &&fn) noexcept {
+  return guarded_any([&] { fn(smp::comm::Context::get()); });
+}
+
+// Throws SMP_ERR_INVALID_ARGUMENT with `message` unless ok.
+inline void require(bool ok, const std::string &message) {
+  if (!ok) smp::invalid(message);
+}
+
+// Pointer argument `name` may be NULL only when nothing is read through it.
+inline void require_ptr(const void *p, size_t count, const char *name) {
+  if (p == nullptr && count > 0)
+    smp::invalid(std::string(name) + " is NULL but count is " + std::to_string(count));
+}
+
+// Checked conversions of the C enums; the message names the argument.
+inline DType to_dtype(smp_dtype_t v, const char *name = "dtype") {
+  if (!dtype_valid(static_cast<int>(v)))
+    smp::invalid(std::string(name) + " " + std::to_string(static_cast<int>(v)) +
+                 " is not an smp_dtype_t (SMP_FLOAT32..SMP_INT64)");
+  return static_cast<DType>(v);
+}
+inline comm::ReduceOp to_op(smp_op_t v, const char *name = "op") {
+  if (!comm::reduce_op_valid(static_cast<int>(v)))
+    smp::invalid(std::string(name) + " " + std::to_string(static_cast<int>(v)) +
+                 " is not an smp_op_t (SMP_SUM, SMP_AVG, SMP_MAX, SMP_MIN, SMP_PROD)");
+  return static_cast<comm::ReduceOp>(v);
+}
+inline topo::Group to_group(smp_group_t v, const char *name = "group") {
+  const int i = static_cast<int>(v);
+  if (i < 0 || i >= static_cast<int>(topo::kAllGroups.size()))
+    smp::invalid(std::string(name) + " " + std::to_string(i) +
+                 " is not an smp_group_t (SMP_WORLD..SMP_MP_GROUP)");
+  return static_cast<topo::Group>(i);
+}
+
+}  // namespace smp::capi

@@ -1,0 +1,104 @@
+// One process group (WORLD, PP, TP, ...) of the initialized world: its
+// ranks, and every collective and point-to-point operation on it.
+//
+// Every call validates its arguments first and throws smp::Error
+// (Status::InvalidArgument, the message naming the argument) before any
+// communication. Peers and roots are ranks within the group. `stream` comes
+// last: ignored for host memory (the call completes before it returns), a
+// cudaStream_t for CUDA memory once that backend exists. The backend is
+// chosen per call from the memory type of the buffers.
+//
+// Non-blocking collectives run, in issue order, on a worker thread of this
+// communicator that owns its own duplicate of the group's MPI communicator:
+// they complete without the caller polling, and stay matched across ranks
+// as long as every rank issues them in the same order. Blocking
+// collectives, point-to-point and non-blocking collectives use separate
+// MPI communicators, so they never match one another by accident.
+//
+// Threads: any method may be called from any thread; collectives on one
+// group issued concurrently from several threads must be ordered by the
+// program (as with MPI), point-to-point needs no such care.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/dtype.h"
+#include "comm/backend.h"
+#include "comm/memtype.h"
+#include "comm/reduce_op.h"
+#include "comm/request.h"
+#include "topo/layout.h"
+
+namespace smp::comm {
+
+class AsyncWorker;  // comm/async_worker.h
+
+// What a communicator needs to know about the world it lives in.
+struct CommSettings {
+  int world_rank = 0;
+  bool check = false;  // SMP_CHECK: verify collective arguments across the group
+};
+
+class Communicator {
+ public:
+  // members: the group's world ranks, sorted; rank: this process's index in
+  // it. host / host_async: backends for host memory on two independent
+  // duplicates of the group communicator (blocking+p2p, non-blocking).
+  Communicator(topo::Group group, std::vector<int> members, int rank, CommSettings settings,
+               std::unique_ptr<Backend> host, std::unique_ptr<Backend> host_async);
+  ~Communicator();  // drains the non-blocking queue
+  Communicator(const Communicator &) = delete;
+  Communicator &operator=(const Communicator &) = delete;
+
+  int rank() const { return rank_; }
+  int size() const { return static_cast<int>(members_.size()); }
+  topo::Group group() const { return group_; }
+  const char *group_name() const { return topo::group_name(group_); }
+  // World rank of the group's rank r.
+  int world_rank_of(int r) const { return members_.at(static_cast<size_t>(r)); }
+
+  // Blocking collectives (semantics and in-place rules as in smp.h).
+  void allreduce(const void *sendbuf, void *recvbuf, size_t count, DType dtype, ReduceOp op,
+                 void *stream = nullptr);
+  void reduce_scatter(const void *sendbuf, void *recvbuf, size_t recvcount, DType dtype,
+                      ReduceOp op, void *stream = nullptr);
+  void allgather(const void *sendbuf, void *recvbuf, size_t sendcount, DType dtype,
+                 void *stream = nullptr);
+  void broadcast(void *buf, size_t count, DType dtype, int root, void *stream = nullptr);
+  // recvbuf / recvcounts are read on root only (recvcounts[r] == rank r's sendcount).
+  void gatherv(const void *sendbuf, size_t sendcount, void *recvbuf, const size_t *recvcounts,
+               DType dtype, int root, void *stream = nullptr);
+  void barrier();
+
+  // Point-to-point; tag >= 0. Same pair + tag: delivered in send order.
+  void send(const void *buf, size_t count, DType dtype, int peer, int tag, void *stream = nullptr);
+  void recv(void *buf, size_t count, DType dtype, int peer, int tag, void *stream = nullptr);
+
+  // Non-blocking twins: buffers stay untouched by the caller until the
+  // request completes.
+  RequestPtr isend(const void *buf, size_t count, DType dtype, int peer, int tag,
+                   void *stream = nullptr);
+  RequestPtr irecv(void *buf, size_t count, DType dtype, int peer, int tag, void *stream = nullptr);
+  RequestPtr iallreduce(const void *sendbuf, void *recvbuf, size_t count, DType dtype, ReduceOp op,
+                        void *stream = nullptr);
+  RequestPtr ireduce_scatter(const void *sendbuf, void *recvbuf, size_t recvcount, DType dtype,
+                             ReduceOp op, void *stream = nullptr);
+  RequestPtr iallgather(const void *sendbuf, void *recvbuf, size_t sendcount, DType dtype,
+                        void *stream = nullptr);
+
+ private:
+  Backend &backend_for(const void *a, const void *b, bool async);
+  AsyncWorker &worker();
+
+  topo::Group group_;
+  std::vector<int> members_;
+  int rank_;
+  CommSettings settings_;
+  std::unique_ptr<Backend> host_, host_async_;
+  std::unique_ptr<AsyncWorker> worker_;  // started on the first non-blocking collective
+};
+
+}  // namespace smp::comm
