@@ -1,0 +1,209 @@
+"""smp: process groups and collectives for hybrid-parallel training.
+
+The C API (include/smp/smp.h) with Python names. Any tensor that speaks
+DLPack or the buffer protocol (NumPy arrays, PyTorch tensors, CPU or CUDA)
+is passed zero-copy; results are written in place. Contiguous tensors only.
+CUDA tensors from PyTorch are used on PyTorch's current stream (the DLPack
+stream protocol), so the operation is ordered after the work that produced
+them and before the work queued after the call.
+
+    import smp
+    smp.init()
+    smp.allreduce(grad, op=smp.AVG, group=smp.RDP_GROUP)
+"""
+
+import enum as _enum
+import sys as _sys
+
+from ._errors import SmpError
+from . import _smp
+
+__all__ = [
+    "SmpError", "Status", "Group", "Op", "Request",
+    "WORLD", "PP_GROUP", "TP_GROUP", "DP_GROUP", "RDP_GROUP", "MP_GROUP",
+    "SUM", "AVG", "MAX", "MIN", "PROD",
+    "init", "finalize", "is_initialized", "version", "rank", "size",
+    "pp_rank", "tp_rank", "dp_rank", "rdp_rank", "mp_rank",
+    "pp_size", "tp_size", "dp_size", "rdp_size", "mp_size",
+    "allreduce", "reduce_scatter", "allgather", "broadcast", "gatherv", "barrier",
+    "send", "recv_into", "isend", "irecv", "iallreduce", "ireduce_scatter", "iallgather",
+]
+
+
+class Status(_enum.IntEnum):
+    SUCCESS = 0
+    INVALID_ARGUMENT = -1
+    NOT_INITIALIZED = -2
+    UNSUPPORTED = -3
+    BACKEND = -4
+    TIMEOUT = -5
+    PEER_FAILED = -6
+    IO = -7
+    CORRUPT = -8
+    INTERNAL = -9
+
+
+class Group(_enum.IntEnum):
+    WORLD = 0
+    PP = 1
+    TP = 2
+    DP = 3
+    RDP = 4
+    MP = 5
+
+
+class Op(_enum.IntEnum):
+    SUM = 0
+    AVG = 1
+    MAX = 2
+    MIN = 3
+    PROD = 4
+
+
+WORLD, PP_GROUP, TP_GROUP, DP_GROUP, RDP_GROUP, MP_GROUP = (
+    Group.WORLD, Group.PP, Group.TP, Group.DP, Group.RDP, Group.MP)
+SUM, AVG, MAX, MIN, PROD = Op.SUM, Op.AVG, Op.MAX, Op.MIN, Op.PROD
+
+Request = _smp.Request
+
+
+def init(pp_size=0, tp_size=0, placement=None, timeout=None, check=None):
+    """Start smp. Unset arguments come from smprun's environment
+    (SMP_PP_SIZE, SMP_TP_SIZE, SMP_PLACEMENT, SMP_TIMEOUT, SMP_CHECK), else
+    the defaults (pp = tp = 1, cluster placement). Without any launcher the
+    world is this one process."""
+    _smp.init(int(pp_size), int(tp_size), placement,
+              -1.0 if timeout is None else float(timeout),
+              -1 if check is None else int(bool(check)))
+
+
+def finalize():
+    _smp.finalize()
+
+
+def is_initialized():
+    try:
+        _smp.size(int(WORLD))
+        return True
+    except SmpError as e:
+        if e.status == Status.NOT_INITIALIZED:
+            return False
+        raise
+
+
+def version():
+    """(major, minor, patch) of the loaded libsmp."""
+    return _smp.version()
+
+
+def rank(group=WORLD):
+    return _smp.rank(int(group))
+
+
+def size(group=WORLD):
+    return _smp.size(int(group))
+
+
+def pp_rank(): return _smp.rank(int(PP_GROUP))
+def tp_rank(): return _smp.rank(int(TP_GROUP))
+def dp_rank(): return _smp.rank(int(DP_GROUP))
+def rdp_rank(): return _smp.rank(int(RDP_GROUP))
+def mp_rank(): return _smp.rank(int(MP_GROUP))
+def pp_size(): return _smp.size(int(PP_GROUP))
+def tp_size(): return _smp.size(int(TP_GROUP))
+def dp_size(): return _smp.size(int(DP_GROUP))
+def rdp_size(): return _smp.size(int(RDP_GROUP))
+def mp_size(): return _smp.size(int(MP_GROUP))
+
+
+def _arg(t):
+    """What the extension reads: autograd-free (torch refuses to export a
+    tensor that requires grad through DLPack; detach() shares the memory)."""
+    if getattr(t, "requires_grad", False):
+        return t.detach()
+    return t
+
+
+def _stream(t):
+    """The DLPack stream protocol value for a CUDA tensor: PyTorch's current
+    stream on the tensor's device (1 = the legacy default stream, which
+    PyTorch reports as 0), so smp's work is ordered like a PyTorch kernel.
+    None for host memory and for CUDA objects of other frameworks (they get
+    the legacy default stream)."""
+    if getattr(t, "is_cuda", False) and type(t).__module__.startswith("torch"):
+        torch = _sys.modules["torch"]
+        s = torch.cuda.current_stream(t.device).cuda_stream
+        return 1 if s == 0 else s
+    return None
+
+
+def allreduce(tensor, op=SUM, group=WORLD):
+    """Reduce `tensor` over `group` in place; returns it."""
+    _smp.allreduce(_arg(tensor), int(op), int(group), _stream(tensor))
+    return tensor
+
+
+def reduce_scatter(input, output, op=SUM, group=WORLD):
+    """output (n elements) = block `rank(group)` of the reduction of every
+    rank's input (size(group) * n elements). In place when output is this
+    rank's block of input."""
+    _smp.reduce_scatter(_arg(input), _arg(output), int(op), int(group), _stream(output))
+    return output
+
+
+def allgather(input, output, group=WORLD):
+    """output (size(group) * n elements) = every rank's input (n elements)
+    in rank order. In place when input is this rank's block of output."""
+    _smp.allgather(_arg(input), _arg(output), int(group), _stream(output))
+    return output
+
+
+def broadcast(tensor, root=0, group=WORLD):
+    """Every rank's tensor = root's (root is a rank within group)."""
+    _smp.broadcast(_arg(tensor), int(root), int(group), _stream(tensor))
+    return tensor
+
+
+def gatherv(input, output=None, counts=None, root=0, group=WORLD):
+    """root's output = every rank's input concatenated in rank order;
+    counts[r] = rank r's element count. output and counts are used on root
+    only."""
+    _smp.gatherv(_arg(input), None if output is None else _arg(output), counts,
+                 int(root), int(group), _stream(input))
+    return output
+
+
+def barrier(group=WORLD):
+    _smp.barrier(int(group))
+
+
+def send(tensor, peer, group=WORLD, tag=0):
+    """Send to `peer` (a rank within group); returns once the buffer may be reused."""
+    _smp.send(_arg(tensor), int(peer), int(group), int(tag), _stream(tensor))
+
+
+def recv_into(tensor, peer, group=WORLD, tag=0):
+    """Receive exactly tensor's size and dtype from `peer` into tensor."""
+    _smp.recv(_arg(tensor), int(peer), int(group), int(tag), _stream(tensor))
+    return tensor
+
+
+def isend(tensor, peer, group=WORLD, tag=0):
+    """Non-blocking send; the Request keeps the tensor alive until wait()."""
+    return _smp.isend(_arg(tensor), int(peer), int(group), int(tag), _stream(tensor))
+
+
+def irecv(tensor, peer, group=WORLD, tag=0):
+    return _smp.irecv(_arg(tensor), int(peer), int(group), int(tag), _stream(tensor))
+
+
+def iallreduce(tensor, op=SUM, group=WORLD):
+    return _smp.iallreduce(_arg(tensor), int(op), int(group), _stream(tensor))
+
+
+def ireduce_scatter(input, output, op=SUM, group=WORLD):
+    return _smp.ireduce_scatter(_arg(input), _arg(output), int(op), int(group), _stream(output))
+
+
+def iallgather(input, output, group=WORLD):
+    return _smp.iallgather(_arg(input), _arg(output), int(group), _stream(output))

@@ -1,0 +1,303 @@
+// smp._smp: the C API (include/smp/smp.h) for Python. Thin on purpose:
+// smp/__init__.py gives it the documented names and defaults. Tensors are
+// borrowed zero-copy (tensor_view.h); every blocking call releases the GIL
+// so other Python threads (data loading, a second communicator user) run.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "module.h"
+#include "smp/smp.h"
+#include "tensor_view.h"
+
+namespace smp_py {
+
+namespace {
+
+int group_size(int group) {
+  int n = 0;
+  check(smp_size(static_cast<smp_group_t>(group), &n));
+  return n;
+}
+
+int group_rank(int group) {
+  int r = 0;
+  check(smp_rank(static_cast<smp_group_t>(group), &r));
+  return r;
+}
+
+void same_kind(const TensorView &a, const TensorView &b, const char *op) {
+  if (a.dtype != b.dtype) {
+    raise_error(SMP_ERR_INVALID_ARGUMENT, std::string(op) + ": input is " + dtype_name(a.dtype) +
+                                              " but output is " + dtype_name(b.dtype));
+  }
+  if (a.cuda != b.cuda) {
+    raise_error(SMP_ERR_INVALID_ARGUMENT,
+                std::string(op) + ": input and output must both be host or both be CUDA memory");
+  }
+}
+
+// reduce_scatter / allgather: the large buffer holds group-size blocks.
+void check_blocks(const TensorView &large, const TensorView &block, int group, const char *op,
+                  const char *large_name) {
+  const size_t n = static_cast<size_t>(group_size(group));
+  if (large.count != block.count * n) {
+    raise_error(SMP_ERR_INVALID_ARGUMENT,
+                std::string(op) + ": " + large_name + " has " + std::to_string(large.count) +
+                    " elements, expected group size " + std::to_string(n) + " x " +
+                    std::to_string(block.count));
+  }
+}
+
+TensorView in(py::handle t, py::handle stream) { return view_tensor(t, false, "input", stream); }
+TensorView out(py::handle t, py::handle stream) { return view_tensor(t, true, "output", stream); }
+
+}  // namespace
+
+Request::Request(smp_request_t req, std::vector<TensorView> views)
+    : req_(req), views_(std::move(views)) {}
+
+Request::~Request() {
+  // The buffers must outlive the operation: finish it before dropping them.
+  if (req_ != nullptr) {
+    py::gil_scoped_release nogil;
+    smp_wait(req_);
+  }
+}
+
+void Request::wait() {
+  if (req_ == nullptr) return;
+  smp_status_t st;
+  {
+    py::gil_scoped_release nogil;
+    st = smp_wait(req_);
+  }
+  req_ = nullptr;  // smp_wait frees it, also on failure
+  views_.clear();
+  check(st);
+}
+
+bool Request::test() {
+  if (req_ == nullptr) return true;
+  int done = 0;
+  const smp_status_t st = smp_test(req_, &done);
+  if (st != SMP_SUCCESS) {
+    // smp_test reports the operation's failure; the request is finished.
+    req_ = nullptr;
+    views_.clear();
+    check(st);
+  }
+  if (done) {
+    req_ = nullptr;
+    views_.clear();
+  }
+  return done != 0;
+}
+
+void bind_core(py::module_ &m) {
+  m.def("init", [](int pp, int tp, py::object placement, double timeout, int check_args) {
+    smp_config_t cfg = SMP_CONFIG_INIT;
+    cfg.pp_size = pp;
+    cfg.tp_size = tp;
+    std::string place;
+    if (!placement.is_none()) {
+      place = placement.cast<std::string>();
+      cfg.placement = place.c_str();
+    }
+    cfg.timeout_seconds = timeout;
+    cfg.check = check_args;
+    smp_status_t st;
+    {
+      py::gil_scoped_release nogil;
+      st = smp_init(&cfg);
+    }
+    check(st);
+  });
+  m.def("finalize", [] {
+    smp_status_t st;
+    {
+      py::gil_scoped_release nogil;
+      st = smp_finalize();
+    }
+    check(st);
+  });
+  m.def("rank", &group_rank);
+  m.def("size", &group_size);
+  m.def("version", [] {
+    int a = 0, b = 0, c = 0;
+    smp_version(&a, &b, &c);
+    return py::make_tuple(a, b, c);
+  });
+  m.def("status_string", [](int s) { return std::string(smp_status_string(static_cast<smp_status_t>(s))); });
+  m.def("last_error", [] { return std::string(smp_last_error()); });
+  m.def("view_info", [](py::handle t, bool writable, py::handle stream) {
+    // For tests: what the binding sees of a tensor (no communication).
+    TensorView v = view_tensor(t, writable, "tensor", stream);
+    return py::make_tuple(reinterpret_cast<uintptr_t>(v.data), v.count, static_cast<int>(v.dtype),
+                          v.cuda, v.device_id);
+  });
+}
+
+void bind_collectives(py::module_ &m) {
+  m.def("allreduce", [](py::handle t, int op, int group, py::handle stream) {
+    TensorView v = out(t, stream);
+    smp_status_t st;
+    {
+      py::gil_scoped_release nogil;
+      st = smp_allreduce(v.data, v.data, v.count, v.dtype, static_cast<smp_op_t>(op),
+                         static_cast<smp_group_t>(group), v.stream);
+    }
+    check(st);
+  });
+  m.def("reduce_scatter", [](py::handle i, py::handle o, int op, int group, py::handle stream) {
+    TensorView vi = in(i, stream), vo = out(o, stream);
+    same_kind(vi, vo, "reduce_scatter");
+    check_blocks(vi, vo, group, "reduce_scatter", "input");
+    smp_status_t st;
+    {
+      py::gil_scoped_release nogil;
+      st = smp_reduce_scatter(vi.data, vo.data, vo.count, vo.dtype, static_cast<smp_op_t>(op),
+                              static_cast<smp_group_t>(group), vo.stream);
+    }
+    check(st);
+  });
+  m.def("allgather", [](py::handle i, py::handle o, int group, py::handle stream) {
+    TensorView vi = in(i, stream), vo = out(o, stream);
+    same_kind(vi, vo, "allgather");
+    check_blocks(vo, vi, group, "allgather", "output");
+    smp_status_t st;
+    {
+      py::gil_scoped_release nogil;
+      st = smp_allgather(vi.data, vo.data, vi.count, vi.dtype, static_cast<smp_group_t>(group),
+                         vo.stream);
+    }
+    check(st);
+  });
+  m.def("broadcast", [](py::handle t, int root, int group, py::handle stream) {
+    TensorView v = out(t, stream);
+    smp_status_t st;
+    {
+      py::gil_scoped_release nogil;
+      st = smp_broadcast(v.data, v.count, v.dtype, root, static_cast<smp_group_t>(group), v.stream);
+    }
+    check(st);
+  });
+  m.def("gatherv", [](py::handle i, py::handle o, py::handle counts, int root, int group,
+                      py::handle stream) {
+    TensorView vi = in(i, stream);
+    const bool is_root = group_rank(group) == root;
+    TensorView vo;
+    std::vector<size_t> c;
+    if (is_root) {
+      if (o.is_none() || counts.is_none()) {
+        raise_error(SMP_ERR_INVALID_ARGUMENT, "gatherv: the root needs an output and counts");
+      }
+      vo = out(o, stream);
+      same_kind(vi, vo, "gatherv");
+      c = counts.cast<std::vector<size_t>>();
+      if (c.size() != static_cast<size_t>(group_size(group))) {
+        raise_error(SMP_ERR_INVALID_ARGUMENT, "gatherv: counts needs one entry per rank of the group");
+      }
+      size_t total = 0;
+      for (size_t x : c) total += x;
+      if (total != vo.count) {
+        raise_error(SMP_ERR_INVALID_ARGUMENT,
+                    "gatherv: output has " + std::to_string(vo.count) + " elements, counts sum to " +
+                        std::to_string(total));
+      }
+    }
+    smp_status_t st;
+    {
+      py::gil_scoped_release nogil;
+      st = smp_gatherv(vi.data, vi.count, is_root ? vo.data : nullptr, is_root ? c.data() : nullptr,
+                       vi.dtype, root, static_cast<smp_group_t>(group), vi.stream);
+    }
+    check(st);
+  });
+  m.def("barrier", [](int group) {
+    smp_status_t st;
+    {
+      py::gil_scoped_release nogil;
+      st = smp_barrier(static_cast<smp_group_t>(group));
+    }
+    check(st);
+  });
+}
+
+void bind_p2p(py::module_ &m) {
+  m.def("send", [](py::handle t, int peer, int group, int tag, py::handle stream) {
+    TensorView v = in(t, stream);
+    smp_status_t st;
+    {
+      py::gil_scoped_release nogil;
+      st = smp_send(v.data, v.count, v.dtype, peer, static_cast<smp_group_t>(group), tag, v.stream);
+    }
+    check(st);
+  });
+  m.def("recv", [](py::handle t, int peer, int group, int tag, py::handle stream) {
+    TensorView v = out(t, stream);
+    smp_status_t st;
+    {
+      py::gil_scoped_release nogil;
+      st = smp_recv(v.data, v.count, v.dtype, peer, static_cast<smp_group_t>(group), tag, v.stream);
+    }
+    check(st);
+  });
+}
+
+void bind_requests(py::module_ &m) {
+  py::class_<Request>(m, "Request")
+      .def("wait", &Request::wait, "Block until the operation completes.")
+      .def("test", &Request::test, "True once the operation has completed.");
+
+  m.def("isend", [](py::handle t, int peer, int group, int tag, py::handle stream) {
+    TensorView v = in(t, stream);
+    smp_request_t r = nullptr;
+    check(smp_isend(v.data, v.count, v.dtype, peer, static_cast<smp_group_t>(group), tag, v.stream, &r));
+    return std::make_unique<Request>(r, std::vector<TensorView>{std::move(v)});
+  });
+  m.def("irecv", [](py::handle t, int peer, int group, int tag, py::handle stream) {
+    TensorView v = out(t, stream);
+    smp_request_t r = nullptr;
+    check(smp_irecv(v.data, v.count, v.dtype, peer, static_cast<smp_group_t>(group), tag, v.stream, &r));
+    return std::make_unique<Request>(r, std::vector<TensorView>{std::move(v)});
+  });
+  m.def("iallreduce", [](py::handle t, int op, int group, py::handle stream) {
+    TensorView v = out(t, stream);
+    smp_request_t r = nullptr;
+    check(smp_iallreduce(v.data, v.data, v.count, v.dtype, static_cast<smp_op_t>(op),
+                         static_cast<smp_group_t>(group), v.stream, &r));
+    return std::make_unique<Request>(r, std::vector<TensorView>{std::move(v)});
+  });
+  m.def("ireduce_scatter", [](py::handle i, py::handle o, int op, int group, py::handle stream) {
+    TensorView vi = in(i, stream), vo = out(o, stream);
+    same_kind(vi, vo, "reduce_scatter");
+    check_blocks(vi, vo, group, "reduce_scatter", "input");
+    smp_request_t r = nullptr;
+    check(smp_ireduce_scatter(vi.data, vo.data, vo.count, vo.dtype, static_cast<smp_op_t>(op),
+                              static_cast<smp_group_t>(group), vo.stream, &r));
+    return std::make_unique<Request>(r, std::vector<TensorView>{std::move(vi), std::move(vo)});
+  });
+  m.def("iallgather", [](py::handle i, py::handle o, int group, py::handle stream) {
+    TensorView vi = in(i, stream), vo = out(o, stream);
+    same_kind(vi, vo, "allgather");
+    check_blocks(vo, vi, group, "allgather", "output");
+    smp_request_t r = nullptr;
+    check(smp_iallgather(vi.data, vo.data, vi.count, vi.dtype, static_cast<smp_group_t>(group),
+                         vo.stream, &r));
+    return std::make_unique<Request>(r, std::vector<TensorView>{std::move(vi), std::move(vo)});
+  });
+}
+
+}  // namespace smp_py
+
+PYBIND11_MODULE(_smp, m) {
+  m.doc() = "smp C API (use the `smp` package, not this module directly)";
+  smp_py::bind_core(m);
+  smp_py::bind_collectives(m);
+  smp_py::bind_p2p(m);
+  smp_py::bind_requests(m);
+}
