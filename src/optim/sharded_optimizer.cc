@@ -1,0 +1,331 @@
+#include "optim/sharded_optimizer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+#include "common/error.h"
+
+namespace smp::optim {
+
+namespace {
+
+// Elements updated per kernel call: the new parameters go through a small
+// scratch buffer (L1-resident) into the slice that also holds the reduced
+// gradients, so the kernel never sees its input and output aliased.
+constexpr size_t kChunk = 4096;
+
+std::vector<TensorSpec> specs_of(const std::vector<TensorBinding> &t) {
+  std::vector<TensorSpec> s;
+  s.reserve(t.size());
+  for (const TensorBinding &b : t) s.push_back(b.spec);
+  return s;
+}
+
+uint64_t settings_hash(const OptimizerConfig &c) {
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&h](uint64_t v) { h = (h ^ v) * 1099511628211ull; };
+  mix(static_cast<uint64_t>(c.kind));
+  mix(c.bucket_cap_bytes);
+  mix(c.align_bytes);
+  mix(c.max_grad_norm > 0);
+  mix(c.check_finite);
+  mix(c.kind == Kind::Sgd && c.sgd.momentum != 0);
+  return h;
+}
+
+// What the norm groups must agree on: whether the norm allreduces happen.
+uint64_t norm_settings_hash(const OptimizerConfig &c) {
+  return (c.max_grad_norm > 0 ? 1u : 0u) | (c.check_finite ? 2u : 0u);
+}
+
+void check_config(const OptimizerConfig &c) {
+  auto finite_ge0 = [](double v) { return std::isfinite(v) && v >= 0; };
+  if (c.kind != Kind::AdamW && c.kind != Kind::Sgd)
+    invalid("optimizer: kind must be AdamW or SGD");
+  if (c.kind == Kind::AdamW) {
+    const AdamWHyper &h = c.adamw;
+    if (!finite_ge0(h.lr)) invalid("optimizer: AdamW lr must be finite and >= 0");
+    if (!(h.beta1 >= 0 && h.beta1 < 1)) invalid("optimizer: AdamW beta1 must be in [0, 1)");
+    if (!(h.beta2 >= 0 && h.beta2 < 1)) invalid("optimizer: AdamW beta2 must be in [0, 1)");
+    if (!(std::isfinite(h.eps) && h.eps > 0)) invalid("optimizer: AdamW eps must be > 0");
+    if (!finite_ge0(h.weight_decay)) invalid("optimizer: AdamW weight_decay must be >= 0");
+  } else {
+    const SgdHyper &h = c.sgd;
+    if (!finite_ge0(h.lr)) invalid("optimizer: SGD lr must be finite and >= 0");
+    if (!finite_ge0(h.momentum)) invalid("optimizer: SGD momentum must be >= 0");
+    if (!finite_ge0(h.dampening)) invalid("optimizer: SGD dampening must be >= 0");
+    if (!finite_ge0(h.weight_decay)) invalid("optimizer: SGD weight_decay must be >= 0");
+    if (h.nesterov && (h.momentum <= 0 || h.dampening != 0))
+      invalid("optimizer: SGD nesterov needs momentum > 0 and dampening = 0 (as torch)");
+  }
+  if (!(std::isfinite(c.max_grad_norm) && c.max_grad_norm >= 0))
+    invalid("optimizer: max_grad_norm must be >= 0 (0 = no clipping)");
+}
+
+}  // namespace
+
+struct ShardedOptimizer::Buffer {
+  explicit Buffer(size_t n) : size(n) {
+    if (n > 0) {
+      p = static_cast<char *>(std::aligned_alloc(64, (n + 63) / 64 * 64));
+      if (!p) throw std::bad_alloc();
+    }
+  }
+  ~Buffer() { std::free(p); }
+  char *p = nullptr;
+  size_t size;
+};
+
+ShardLayout ShardedOptimizer::build_layout(comm::Communicator &group,
+                                           const std::vector<comm::Communicator *> &norm_groups,
+                                           const std::vector<TensorBinding> &tensors,
+                                           const OptimizerConfig &config) {
+  // Validate locally, but decide together: a rank that throws before the
+  // collectives below would leave its peers waiting in them.
+  std::string local_error;
+  std::unique_ptr<ShardLayout> layout;
+  try {
+    check_config(config);
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      const TensorBinding &t = tensors[i];
+      if (t.spec.count > 0 && (t.param == nullptr || t.grad == nullptr))
+        invalid("optimizer: tensor #" + std::to_string(i) + " ('" + t.spec.name + "') has " +
+                std::to_string(t.spec.count) + " elements but a NULL " +
+                (t.param == nullptr ? "parameter" : "gradient") + " pointer");
+    }
+    for (const comm::Communicator *g : norm_groups)
+      if (g == nullptr) invalid("optimizer: a norm group is NULL");
+    layout = std::make_unique<ShardLayout>(specs_of(tensors), group.size(),
+                                           config.bucket_cap_bytes, config.align_bytes);
+  } catch (const Error &e) {
+    if (e.status() != Status::InvalidArgument) throw;
+    local_error = e.what();
+  }
+  const uint64_t sh = settings_hash(config);
+  std::string error =
+      compare_tensor_lists(group, specs_of(tensors), sh, local_error.empty());
+  // The norm groups take part in the same decision (their other members
+  // run the same constructor for their own sharding groups).
+  for (comm::Communicator *g : norm_groups) {
+    if (g == nullptr) continue;  // only when local_error is set: all ranks already fail
+    const uint64_t nh = norm_settings_hash(config);
+    const uint64_t mine[2] = {error.empty() ? 1u : 0u, nh};
+    std::vector<uint64_t> all(2 * static_cast<size_t>(g->size()));
+    g->allgather(mine, all.data(), 2, DType::I64);
+    for (int r = 0; r < g->size() && error.empty(); ++r) {
+      if (all[2 * r] == 0)
+        error = std::string("optimizer: rank ") + std::to_string(r) + " of " + g->group_name() +
+                " (a norm group) failed to create its optimizer";
+      else if (all[2 * r + 1] != nh)
+        error = std::string("optimizer: ranks of ") + g->group_name() +
+                " (a norm group) use different optimizer settings; clipping and the finite "
+                "check must agree or their collectives would not match";
+    }
+  }
+  if (!local_error.empty()) invalid(local_error);
+  if (!error.empty()) invalid(error);
+  return std::move(*layout);
+}
+
+ShardedOptimizer::ShardedOptimizer(comm::Communicator &group,
+                                   std::vector<comm::Communicator *> norm_groups,
+                                   std::vector<TensorBinding> tensors,
+                                   const OptimizerConfig &config)
+    : group_(group),
+      norm_groups_(std::move(norm_groups)),
+      tensors_(std::move(tensors)),
+      config_(config),
+      layout_(build_layout(group_, norm_groups_, tensors_, config_)) {
+  my_pieces_ = layout_.pieces(group_.rank());
+  pieces_by_bucket_.resize(layout_.buckets().size());
+  for (size_t i = 0; i < my_pieces_.size(); ++i) pieces_by_bucket_[my_pieces_[i].bucket].push_back(i);
+
+  state_names_ = {"master"};
+  if (config_.kind == Kind::AdamW) {
+    state_names_.push_back("exp_avg");
+    state_names_.push_back("exp_avg_sq");
+  } else if (config_.sgd.momentum != 0) {
+    state_names_.push_back("momentum_buffer");
+  }
+  states_.assign(state_names_.size(), std::vector<float>(layout_.shard_elems(), 0.0f));
+  float *master = states_[0].data();
+  for (const Piece &p : my_pieces_) {
+    const TensorBinding &t = tensors_[p.tensor];
+    const char *src = static_cast<const char *>(t.param) + p.tensor_offset * dtype_size(t.spec.dtype);
+    to_float(src, t.spec.dtype, master + p.shard_offset, p.length);
+  }
+  buf_ = std::make_unique<Buffer>(layout_.flat_bytes());
+}
+
+ShardedOptimizer::~ShardedOptimizer() = default;
+
+void ShardedOptimizer::set_step_count(int64_t s) {
+  if (s < 0) invalid("optimizer: step count must be >= 0");
+  step_ = s;
+}
+
+void ShardedOptimizer::set_lr(double lr) {
+  if (!(std::isfinite(lr) && lr >= 0)) invalid("optimizer: lr must be finite and >= 0");
+  (config_.kind == Kind::AdamW ? config_.adamw.lr : config_.sgd.lr) = lr;
+}
+
+float *ShardedOptimizer::state(const std::string &name) {
+  for (size_t i = 0; i < state_names_.size(); ++i)
+    if (state_names_[i] == name) return states_[i].data();
+  std::string known;
+  for (const std::string &s : state_names_) known += (known.empty() ? "" : ", ") + s;
+  invalid("optimizer: no state '" + name + "' (this optimizer has: " + known + ")");
+}
+
+const float *ShardedOptimizer::state(const std::string &name) const {
+  return const_cast<ShardedOptimizer *>(this)->state(name);
+}
+
+size_t ShardedOptimizer::state_bytes() const {
+  return states_.size() * layout_.shard_elems() * sizeof(float);
+}
+
+char *ShardedOptimizer::slice_ptr(size_t b) {
+  const Bucket &bk = layout_.buckets()[b];
+  return buf_->p + bk.byte_offset +
+         static_cast<size_t>(group_.rank()) * bk.slice(layout_.group_size()) * dtype_size(bk.dtype);
+}
+
+void ShardedOptimizer::pack_grads(size_t b) {
+  const Bucket &bk = layout_.buckets()[b];
+  const size_t ds = dtype_size(bk.dtype);
+  char *base = buf_->p + bk.byte_offset;
+  for (size_t i : bk.tensors) {
+    const TensorBinding &t = tensors_[i];
+    std::memcpy(base + (layout_.tensor_flat_offset(i) - bk.flat_offset) * ds, t.grad,
+                t.spec.count * ds);
+  }
+  std::memset(base + bk.used * ds, 0, (bk.elems - bk.used) * ds);  // padding stays zero
+}
+
+void ShardedOptimizer::unpack_params(size_t b) {
+  const Bucket &bk = layout_.buckets()[b];
+  const size_t ds = dtype_size(bk.dtype);
+  const char *base = buf_->p + bk.byte_offset;
+  for (size_t i : bk.tensors) {
+    const TensorBinding &t = tensors_[i];
+    std::memcpy(t.param, base + (layout_.tensor_flat_offset(i) - bk.flat_offset) * ds,
+                t.spec.count * ds);
+  }
+}
+
+double ShardedOptimizer::bucket_norm_part(size_t b, bool *nonfinite) const {
+  const Bucket &bk = layout_.buckets()[b];
+  const size_t ds = dtype_size(bk.dtype);
+  const char *base = buf_->p + bk.byte_offset;
+  double sum = 0;
+  for (size_t k : pieces_by_bucket_[b]) {
+    const Piece &p = my_pieces_[k];
+    const double s = sum_squares(base + (p.flat_offset - bk.flat_offset) * ds, bk.dtype, p.length);
+    if (!std::isfinite(s)) *nonfinite = true;
+    if (tensors_[p.tensor].in_norm) sum += s;
+  }
+  return sum;
+}
+
+void ShardedOptimizer::update_bucket(size_t b, float grad_mult) {
+  const Bucket &bk = layout_.buckets()[b];
+  const size_t ds = dtype_size(bk.dtype);
+  const size_t n = bk.slice(layout_.group_size());
+  char *slice = slice_ptr(b);
+  float *master = states_[0].data() + bk.shard_offset;
+  alignas(64) unsigned char scratch[kChunk * sizeof(float)];
+  for (size_t i = 0; i < n; i += kChunk) {
+    const size_t len = std::min(kChunk, n - i);
+    char *g = slice + i * ds;
+    if (config_.kind == Kind::AdamW) {
+      AdamWHyper h = config_.adamw;
+      h.step = step_ + 1;
+      adamw_update(master + i, states_[1].data() + bk.shard_offset + i,
+                   states_[2].data() + bk.shard_offset + i, g, scratch, bk.dtype, len, grad_mult,
+                   h);
+    } else {
+      SgdHyper h = config_.sgd;
+      h.step = step_ + 1;
+      float *mom = states_.size() > 1 ? states_[1].data() + bk.shard_offset + i : nullptr;
+      sgd_update(master + i, mom, g, scratch, bk.dtype, len, grad_mult, h);
+    }
+    std::memcpy(g, scratch, len * ds);
+  }
+}
+
+StepResult ShardedOptimizer::step(double grad_scale) {
+  if (!(std::isfinite(grad_scale) && grad_scale > 0))
+    invalid("optimizer step: grad_scale must be finite and > 0");
+  const size_t nb = layout_.buckets().size();
+  const int n = layout_.group_size();
+  std::vector<comm::RequestPtr> rs(nb), ag(nb);
+  for (size_t b = 0; b < nb; ++b) {
+    const Bucket &bk = layout_.buckets()[b];
+    pack_grads(b);
+    rs[b] = group_.ireduce_scatter(buf_->p + bk.byte_offset, slice_ptr(b), bk.slice(n), bk.dtype,
+                                   comm::ReduceOp::Avg);
+  }
+
+  StepResult result;
+  double mult = grad_scale;
+  const bool need_norm = config_.max_grad_norm > 0 || config_.check_finite;
+  if (need_norm) {
+    // [sum of squares, count of ranks that saw inf/NaN]: one SUM allreduce
+    // per group; the count is an exact small integer, so every rank gets
+    // the same value and takes the same skip decision.
+    double acc[2] = {0, 0};
+    for (size_t b = 0; b < nb; ++b) {
+      rs[b]->wait();
+      bool bad = false;
+      acc[0] += bucket_norm_part(b, &bad);
+      if (bad) acc[1] = 1;
+    }
+    group_.allreduce(acc, acc, 2, DType::F64, comm::ReduceOp::Sum);
+    for (comm::Communicator *g : norm_groups_) g->allreduce(acc, acc, 2, DType::F64, comm::ReduceOp::Sum);
+    const double norm = std::sqrt(acc[0]) * grad_scale;
+    result.grad_norm = norm;
+    if (acc[1] > 0 || !std::isfinite(norm)) {
+      if (config_.check_finite) {
+        result.skipped = true;
+        return result;
+      }
+    } else if (config_.max_grad_norm > 0) {
+      // torch.nn.utils.clip_grad_norm_: coef = max_norm / (norm + 1e-6), at most 1.
+      result.clip_coef = std::min(1.0, config_.max_grad_norm / (norm + 1e-6));
+      mult *= result.clip_coef;
+    }
+  }
+
+  for (size_t b = 0; b < nb; ++b) {
+    const Bucket &bk = layout_.buckets()[b];
+    rs[b]->wait();  // overlaps: later buckets are still reducing meanwhile
+    update_bucket(b, static_cast<float>(mult));
+    ag[b] = group_.iallgather(slice_ptr(b), buf_->p + bk.byte_offset, bk.slice(n), bk.dtype);
+  }
+  for (size_t b = 0; b < nb; ++b) {
+    ag[b]->wait();
+    unpack_params(b);
+  }
+  ++step_;
+  return result;
+}
+
+void ShardedOptimizer::gather_params() {
+  const size_t nb = layout_.buckets().size();
+  const int n = layout_.group_size();
+  std::vector<comm::RequestPtr> ag(nb);
+  for (size_t b = 0; b < nb; ++b) {
+    const Bucket &bk = layout_.buckets()[b];
+    from_float(states_[0].data() + bk.shard_offset, slice_ptr(b), bk.dtype, bk.slice(n));
+    ag[b] = group_.iallgather(slice_ptr(b), buf_->p + bk.byte_offset, bk.slice(n), bk.dtype);
+  }
+  for (size_t b = 0; b < nb; ++b) {
+    ag[b]->wait();
+    unpack_params(b);
+  }
+}
+
+}  // namespace smp::optim

@@ -1,0 +1,137 @@
+// The ZeRO-1 step: every rank of a group holds the same parameters and
+// gradients' shapes, keeps only its shard of the float32 optimizer state,
+// and per step
+//   1. packs its gradients into typed buckets and reduce-scatters them
+//      (average) bucket by bucket, non-blocking;
+//   2. optionally sums the squared norm of its reduced shard over the group
+//      and the norm groups (clipping, inf/NaN check), so every rank takes
+//      the same decision;
+//   3. updates its shard with the fused kernel as soon as that bucket's
+//      reduce-scatter lands (overlapping the next buckets' communication),
+//      writes the new parameters into its slice and allgathers the bucket;
+//   4. copies the gathered parameters back into the model's tensors.
+//
+// Collectives issued per step, in order, identical on every rank:
+// ireduce_scatter x buckets; [allreduce over the group, then over each
+// norm group, if clipping or the finite check is on]; iallgather x buckets
+// (none when the step is skipped).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "comm/communicator.h"
+#include "optim/kernels.h"
+#include "optim/shard_layout.h"
+
+namespace smp::optim {
+
+enum class Kind : int { AdamW = 0, Sgd = 1 };
+
+struct OptimizerConfig {
+  Kind kind = Kind::AdamW;
+  AdamWHyper adamw;                   // .step is ignored (the optimizer counts)
+  SgdHyper sgd;                       // .step is ignored
+  size_t bucket_cap_bytes = 25u << 20;  // as DDP's bucket_cap_mb = 25
+  size_t align_bytes = 64;
+  double max_grad_norm = 0;  // > 0: clip by the global L2 norm, as torch's clip_grad_norm_
+  bool check_finite = false;  // skip the step on every rank if any gradient is inf/NaN
+};
+
+// One model tensor: its spec, where the model copy and its gradient live
+// (spec.count elements of spec.dtype each), and whether this rank's copy
+// counts toward the global norm. Set in_norm = false on every rank but one
+// of a set holding the same replicated tensor outside the sharding group
+// (e.g. a tensor replicated across TP while the optimizer shards over RDP:
+// in_norm = (tp_rank == 0)); its inf/NaN check still applies everywhere.
+struct TensorBinding {
+  TensorSpec spec;
+  void *param = nullptr;
+  const void *grad = nullptr;
+  bool in_norm = true;
+};
+
+struct StepResult {
+  bool skipped = false;    // inf/NaN gradients: nothing was updated
+  double grad_norm = -1;   // global L2 norm of the averaged gradients (-1: not computed)
+  double clip_coef = 1;    // multiplier applied to the gradients by clipping
+};
+
+class ShardedOptimizer {
+ public:
+  // Collective over `group` and every norm group: checks that every rank
+  // of the group registered the same tensor list and settings (throws
+  // smp::Error(InvalidArgument) on all of them, naming the first difference,
+  // if not), builds the layout and initializes the master shard from the
+  // model's tensors. norm_groups: the groups whose ranks hold distinct
+  // gradients beyond `group` (e.g. PP for a DP optimizer, MP = PP x TP for
+  // an RDP one); the global norm is summed over `group`, then over each.
+  // Bad local arguments are agreed on too: every rank throws (none is left
+  // waiting in a collective), the one at fault with its own message.
+  ShardedOptimizer(comm::Communicator &group, std::vector<comm::Communicator *> norm_groups,
+                   std::vector<TensorBinding> tensors, const OptimizerConfig &config);
+  ~ShardedOptimizer();
+  ShardedOptimizer(const ShardedOptimizer &) = delete;
+  ShardedOptimizer &operator=(const ShardedOptimizer &) = delete;
+
+  // One step. grad_scale multiplies every gradient first (1 / loss scale
+  // under dynamic loss scaling); the norm is that of the scaled gradients.
+  StepResult step(double grad_scale = 1.0);
+  // Rewrites the model's tensors from the master shards (allgather): after
+  // import_state, or to undo any change the program made to them.
+  void gather_params();
+
+  const ShardLayout &layout() const { return layout_; }
+  const OptimizerConfig &config() const { return config_; }
+  int rank() const { return group_.rank(); }
+  int64_t step_count() const { return step_; }
+  void set_step_count(int64_t s);
+  void set_lr(double lr);
+
+  // The float32 state of this rank's shard, layout().shard_elems() each:
+  // "master", then "exp_avg", "exp_avg_sq" (AdamW) or "momentum_buffer"
+  // (SGD with momentum). Padding elements are zero.
+  const std::vector<std::string> &state_names() const { return state_names_; }
+  float *state(const std::string &name);
+  const float *state(const std::string &name) const;
+  // Bytes of optimizer state held here: states x shard_elems x 4.
+  size_t state_bytes() const;
+  // Bytes of the typed bucket buffer gradients and parameters travel in.
+  size_t buffer_bytes() const { return layout_.flat_bytes(); }
+
+ private:
+  static ShardLayout build_layout(comm::Communicator &group,
+                                  const std::vector<comm::Communicator *> &norm_groups,
+                                  const std::vector<TensorBinding> &tensors,
+                                  const OptimizerConfig &config);
+  void pack_grads(size_t b);
+  void unpack_params(size_t b);
+  char *slice_ptr(size_t b);
+  void update_bucket(size_t b, float grad_mult);
+  double bucket_norm_part(size_t b, bool *nonfinite) const;
+
+  comm::Communicator &group_;
+  std::vector<comm::Communicator *> norm_groups_;
+  std::vector<TensorBinding> tensors_;
+  OptimizerConfig config_;
+  ShardLayout layout_;
+  std::vector<Piece> my_pieces_;
+  std::vector<std::vector<size_t>> pieces_by_bucket_;  // indices into my_pieces_
+  int64_t step_ = 0;
+  std::vector<std::string> state_names_;
+  std::vector<std::vector<float>> states_;
+  struct Buffer;  // 64-byte aligned bytes
+  std::unique_ptr<Buffer> buf_;
+};
+
+// Collective over g (one allgather, plus a broadcast and an allgather when
+// the lists differ): returns "" if every rank passed local_ok, the same
+// tensor list (names, counts, dtypes, order) and the same settings_hash;
+// else a message, the same decision on every rank, naming the group, the
+// failed ranks or the first differing tensor.
+std::string compare_tensor_lists(comm::Communicator &g, const std::vector<TensorSpec> &tensors,
+                                 uint64_t settings_hash, bool local_ok);
+
+}  // namespace smp::optim
