@@ -1,0 +1,210 @@
+#include "ckpt/piece.h"
+
+#include <algorithm>
+
+#include "common/error.h"
+
+namespace smp::ckpt {
+namespace {
+
+uint64_t checked_numel(const std::vector<uint64_t> &dims, const std::string &what) {
+  uint64_t n = 1;
+  for (uint64_t d : dims) {
+    if (d != 0 && n > UINT64_MAX / d) invalid(what + ": element count overflows");
+    n *= d;
+  }
+  return n;
+}
+
+std::string dims_str(const std::vector<uint64_t> &d) {
+  std::string s = "[";
+  for (size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
+  return s + "]";
+}
+
+}  // namespace
+
+Piece Piece::box(const std::vector<uint64_t> &shape, const std::vector<uint64_t> &offset,
+                 const std::vector<uint64_t> &extent, const std::string &what) {
+  if (offset.size() != shape.size() || extent.size() != shape.size())
+    invalid(what + ": offsets and local shape need " + std::to_string(shape.size()) + " dimensions");
+  for (size_t d = 0; d < shape.size(); ++d)
+    if (offset[d] > shape[d] || extent[d] > shape[d] - offset[d])
+      invalid(what + ": dimension " + std::to_string(d) + " slice [" + std::to_string(offset[d]) + ", " +
+              std::to_string(offset[d]) + "+" + std::to_string(extent[d]) + ") leaves the global size " +
+              std::to_string(shape[d]));
+  Piece p;
+  p.shape_ = shape;
+  p.offset_ = offset;
+  p.extent_ = extent;
+  p.global_numel_ = checked_numel(shape, what);
+  p.numel_ = checked_numel(extent, what);
+  p.finish();
+  return p;
+}
+
+Piece Piece::flat(const std::vector<uint64_t> &shape, uint64_t begin, uint64_t count, const std::string &what) {
+  Piece p;
+  p.shape_ = shape;
+  p.global_numel_ = checked_numel(shape, what);
+  if (begin > p.global_numel_ || count > p.global_numel_ - begin)
+    invalid(what + ": flat range [" + std::to_string(begin) + ", " + std::to_string(begin) + "+" +
+            std::to_string(count) + ") leaves the tensor's " + std::to_string(p.global_numel_) + " elements");
+  p.flat_ = true;
+  p.flat_begin_ = begin;
+  p.numel_ = count;
+  p.finish();
+  return p;
+}
+
+Piece Piece::whole(const std::vector<uint64_t> &shape, const std::string &what) {
+  return box(shape, std::vector<uint64_t>(shape.size(), 0), shape, what);
+}
+
+void Piece::finish() {
+  const size_t k = shape_.size();
+  stride_.assign(k, 1);
+  for (size_t d = k; d-- > 1;) stride_[d - 1] = stride_[d] * shape_[d];
+  if (numel_ == 0) {
+    runs_ = 0;
+    lo_ = hi_ = 0;
+    return;
+  }
+  if (flat_ || k == 0) {
+    runs_ = 1;
+    run_len_ = numel_;
+    lo_ = flat_ ? flat_begin_ : 0;
+    hi_ = lo_ + numel_;
+    return;
+  }
+  // The innermost dimensions the box covers fully are contiguous with the
+  // first one it cuts; runs step over the dimensions outside that.
+  size_t j = k - 1;
+  while (j > 0 && offset_[j] == 0 && extent_[j] == shape_[j]) --j;
+  inner_ = j;
+  run_len_ = extent_[j] * stride_[j];
+  runs_ = 1;
+  for (size_t d = 0; d < j; ++d) runs_ *= extent_[d];
+  lo_ = 0;
+  for (size_t d = 0; d < k; ++d) lo_ += offset_[d] * stride_[d];
+  const Run last = run(runs_ - 1);
+  hi_ = last.global + last.len;
+}
+
+Run Piece::run(uint64_t i) const {
+  if (flat_ || shape_.empty()) return Run{lo_, 0, numel_};
+  Run r;
+  r.local = i * run_len_;
+  r.len = run_len_;
+  uint64_t g = offset_[inner_] * stride_[inner_];
+  uint64_t rest = i;
+  for (size_t d = inner_; d-- > 0;) {
+    g += (offset_[d] + rest % extent_[d]) * stride_[d];
+    rest /= extent_[d];
+  }
+  r.global = g;
+  return r;
+}
+
+std::vector<uint64_t> Piece::local_shape() const {
+  if (flat_) return {numel_};
+  return extent_;
+}
+
+std::vector<Run> Piece::runs_in(uint64_t from, uint64_t to) const {
+  std::vector<Run> out;
+  if (runs_ == 0 || from >= to || to <= lo_ || from >= hi_) return out;
+  // Runs ascend in global order: binary search the first that ends after from.
+  uint64_t a = 0, b = runs_;
+  while (a < b) {
+    const uint64_t m = a + (b - a) / 2;
+    const Run r = run(m);
+    if (r.global + r.len <= from) a = m + 1;
+    else b = m;
+  }
+  for (uint64_t i = a; i < runs_; ++i) {
+    Run r = run(i);
+    if (r.global >= to) break;
+    if (r.global < from) {
+      const uint64_t cut = from - r.global;
+      r.global += cut;
+      r.local += cut;
+      r.len -= cut;
+    }
+    if (r.global + r.len > to) r.len = to - r.global;
+    out.push_back(r);
+  }
+  return out;
+}
+
+bool Piece::same_elements(const Piece &o) const {
+  if (shape_ != o.shape_ || numel_ != o.numel_) return false;
+  if (numel_ == 0) return true;
+  if (flat_ == o.flat_) return flat_ ? flat_begin_ == o.flat_begin_ : (offset_ == o.offset_ && extent_ == o.extent_);
+  // A box equals a flat range only if it is one run.
+  return runs_ == 1 && o.runs_ == 1 && lo_ == o.lo_;
+}
+
+std::string Piece::describe() const {
+  if (flat_)
+    return "flat [" + std::to_string(flat_begin_) + ", " + std::to_string(flat_begin_ + numel_) + ") of " +
+           dims_str(shape_);
+  std::string s = "[";
+  for (size_t d = 0; d < shape_.size(); ++d)
+    s += (d ? ", " : "") + std::to_string(offset_[d]) + ":" + std::to_string(offset_[d] + extent_[d]);
+  return s + "] of " + dims_str(shape_);
+}
+
+std::vector<Overlap> overlaps(const Piece &a, const Piece &b) {
+  std::vector<Overlap> out;
+  if (a.numel() == 0 || b.numel() == 0) return out;
+  if (!a.is_flat() && !b.is_flat()) {
+    for (size_t d = 0; d < a.shape().size(); ++d)
+      if (std::max(a.offset()[d], b.offset()[d]) >=
+          std::min(a.offset()[d] + a.extent()[d], b.offset()[d] + b.extent()[d]))
+        return out;  // the boxes are disjoint in dimension d
+  }
+  const uint64_t from = std::max(a.lo(), b.lo()), to = std::min(a.hi(), b.hi());
+  if (from >= to) return out;
+  const std::vector<Run> ra = a.runs_in(from, to), rb = b.runs_in(from, to);
+  size_t i = 0, j = 0;
+  while (i < ra.size() && j < rb.size()) {
+    const Run &x = ra[i], &y = rb[j];
+    const uint64_t s = std::max(x.global, y.global);
+    const uint64_t e = std::min(x.global + x.len, y.global + y.len);
+    if (s < e) {
+      Overlap o{s, x.local + (s - x.global), y.local + (s - y.global), e - s};
+      // Extend the previous overlap when both sides continue it.
+      if (!out.empty()) {
+        Overlap &p = out.back();
+        if (p.global + p.len == o.global && p.a_local + p.len == o.a_local && p.b_local + p.len == o.b_local) {
+          p.len += o.len;
+          o.len = 0;
+        }
+      }
+      if (o.len) out.push_back(o);
+    }
+    if (x.global + x.len <= y.global + y.len) ++i;
+    else ++j;
+  }
+  return out;
+}
+
+uint64_t overlap_count(const Piece &a, const Piece &b) {
+  if (a.numel() == 0 || b.numel() == 0) return 0;
+  if (!a.is_flat() && !b.is_flat()) {
+    uint64_t n = 1;
+    for (size_t d = 0; d < a.shape().size(); ++d) {
+      const uint64_t s = std::max(a.offset()[d], b.offset()[d]);
+      const uint64_t e = std::min(a.offset()[d] + a.extent()[d], b.offset()[d] + b.extent()[d]);
+      if (s >= e) return 0;
+      n *= e - s;
+    }
+    return n;
+  }
+  uint64_t n = 0;
+  for (const auto &o : overlaps(a, b)) n += o.len;
+  return n;
+}
+
+}  // namespace smp::ckpt

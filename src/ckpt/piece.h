@@ -1,0 +1,81 @@
+// Which elements of a global tensor a rank holds, and the row-major "runs"
+// they map to. Pure index math (no I/O, no MPI), shared by the gather, the
+// sharded index and the resharding loader.
+//
+// A piece is either a box [offset, offset + extent) of the global shape
+// (pipeline stages own whole tensors, tensor-parallel ranks a slice along
+// one dimension) or a flat range of the tensor's row-major order (sharded
+// optimizer state, which cuts the flattened parameters anywhere). Either
+// way it is stored locally as a contiguous row-major buffer. Every copy
+// between two layouts reduces to intersecting their runs: maximal spans of
+// consecutive global elements that are also consecutive locally.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace smp::ckpt {
+
+struct Run {
+  uint64_t global = 0;  // first element, row-major index in the global tensor
+  uint64_t local = 0;   // first element, index in the piece's local buffer
+  uint64_t len = 0;     // elements
+};
+
+class Piece {
+ public:
+  Piece() = default;
+  // Throw InvalidArgument (naming `what`) if the piece leaves the shape or
+  // the element count overflows.
+  static Piece box(const std::vector<uint64_t> &shape, const std::vector<uint64_t> &offset,
+                   const std::vector<uint64_t> &extent, const std::string &what);
+  static Piece flat(const std::vector<uint64_t> &shape, uint64_t begin, uint64_t count,
+                    const std::string &what);
+  static Piece whole(const std::vector<uint64_t> &shape, const std::string &what);
+
+  bool is_flat() const { return flat_; }
+  const std::vector<uint64_t> &shape() const { return shape_; }
+  const std::vector<uint64_t> &offset() const { return offset_; }  // box only
+  const std::vector<uint64_t> &extent() const { return extent_; }  // box only
+  uint64_t flat_begin() const { return flat_begin_; }              // flat only
+  uint64_t numel() const { return numel_; }
+  uint64_t global_numel() const { return global_numel_; }
+  // The local buffer's shape as a safetensors file stores it: the extent
+  // of a box, [count] for a flat range.
+  std::vector<uint64_t> local_shape() const;
+  // Global flat bounds of the piece: first element, one past the last.
+  uint64_t lo() const { return lo_; }
+  uint64_t hi() const { return hi_; }
+
+  size_t num_runs() const { return static_cast<size_t>(runs_); }
+  // Runs overlapping the global range [from, to), clipped to it, in
+  // increasing global order.
+  std::vector<Run> runs_in(uint64_t from, uint64_t to) const;
+
+  bool same_elements(const Piece &o) const;  // same shape and same elements
+  std::string describe() const;  // "[0:4, 2:6] of [8, 8]" or "flat [10, 20) of [8, 8]"
+
+ private:
+  Run run(uint64_t i) const;  // the i-th run, unclipped
+  void finish();
+
+  std::vector<uint64_t> shape_, offset_, extent_, stride_;
+  bool flat_ = false;
+  uint64_t flat_begin_ = 0, numel_ = 0, global_numel_ = 0;
+  uint64_t lo_ = 0, hi_ = 0;
+  size_t inner_ = 0;      // runs are contiguous over dims >= inner_
+  uint64_t run_len_ = 0;  // elements per run
+  uint64_t runs_ = 0;
+};
+
+// An overlap of two pieces of the same tensor: len elements at a_local in
+// a's buffer and b_local in b's buffer.
+struct Overlap {
+  uint64_t global = 0, a_local = 0, b_local = 0, len = 0;
+};
+std::vector<Overlap> overlaps(const Piece &a, const Piece &b);
+// Elements a and b have in common (cheap for two boxes).
+uint64_t overlap_count(const Piece &a, const Piece &b);
+
+}  // namespace smp::ckpt

@@ -1,0 +1,178 @@
+#include "ckpt/plan.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+
+#include "ckpt/json.h"
+#include "common/error.h"
+
+namespace smp::ckpt {
+namespace {
+
+void put_dims(std::string &o, const std::vector<uint64_t> &d) {
+  o += '[';
+  for (size_t i = 0; i < d.size(); ++i) o += (i ? "," : "") + std::to_string(d[i]);
+  o += ']';
+}
+
+std::vector<uint64_t> get_dims(const json::Value *v, const std::string &what) {
+  if (!v || v->kind != json::Value::Kind::Array) throw Error(Status::Corrupt, what + ": expected an array");
+  std::vector<uint64_t> d;
+  for (const auto &x : v->items) {
+    if (x.kind != json::Value::Kind::Number || !x.is_uint)
+      throw Error(Status::Corrupt, what + ": expected non-negative integers");
+    d.push_back(x.u);
+  }
+  return d;
+}
+
+}  // namespace
+
+const char *kind_name(Kind k) { return k == Kind::Model ? "model" : "optimizer"; }
+
+uint64_t GlobalTensor::bytes() const {
+  uint64_t n = dtype_size(dtype);
+  for (uint64_t d : shape) n *= d;
+  return n;
+}
+
+std::string encode_descs(const std::vector<PieceDesc> &descs) {
+  std::string o = "[";
+  for (size_t i = 0; i < descs.size(); ++i) {
+    const auto &d = descs[i];
+    if (i) o += ',';
+    o += "{\"name\":";
+    json::write_string(o, d.name);
+    o += ",\"kind\":" + std::to_string(static_cast<int>(d.kind));
+    o += ",\"dtype\":" + std::to_string(static_cast<int>(d.dtype));
+    o += ",\"rep\":" + std::string(d.replicated ? "true" : "false");
+    o += ",\"shape\":";
+    put_dims(o, d.piece.shape());
+    if (d.piece.is_flat()) {
+      o += ",\"flat\":";
+      put_dims(o, {d.piece.flat_begin(), d.piece.numel()});
+    } else {
+      o += ",\"offset\":";
+      put_dims(o, d.piece.offset());
+      o += ",\"extent\":";
+      put_dims(o, d.piece.extent());
+    }
+    o += '}';
+  }
+  return o + "]";
+}
+
+std::vector<PieceDesc> decode_descs(const std::string &text) {
+  const std::string what = "piece descriptors";
+  const json::Value v = json::parse(text.data(), text.size(), what);
+  if (v.kind != json::Value::Kind::Array) throw Error(Status::Corrupt, what + ": not an array");
+  std::vector<PieceDesc> out;
+  for (const auto &e : v.items) {
+    const json::Value *name = e.find("name"), *kind = e.find("kind"), *dt = e.find("dtype"), *rep = e.find("rep");
+    if (!name || name->kind != json::Value::Kind::String || !kind || !kind->is_uint || kind->u > 1 || !dt ||
+        !dt->is_uint || !dtype_valid(static_cast<int>(dt->u)) || !rep || rep->kind != json::Value::Kind::Bool)
+      throw Error(Status::Corrupt, what + ": malformed entry");
+    PieceDesc d;
+    d.name = name->text;
+    d.kind = static_cast<Kind>(kind->u);
+    d.dtype = static_cast<DType>(dt->u);
+    d.replicated = rep->b;
+    const auto shape = get_dims(e.find("shape"), what);
+    try {
+      if (const json::Value *f = e.find("flat")) {
+        const auto be = get_dims(f, what);
+        if (be.size() != 2) throw Error(Status::Corrupt, what + ": flat needs two numbers");
+        d.piece = Piece::flat(shape, be[0], be[1], d.name);
+      } else {
+        d.piece = Piece::box(shape, get_dims(e.find("offset"), what), get_dims(e.find("extent"), what), d.name);
+      }
+    } catch (const Error &err) {
+      throw Error(Status::Corrupt, what + ": " + err.what());
+    }
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+std::vector<GlobalTensor> build_table(const std::vector<std::vector<PieceDesc>> &per_rank) {
+  struct Held {
+    int rank;
+    const PieceDesc *d;
+  };
+  std::map<std::pair<int, std::string>, std::vector<Held>> by_name;
+  for (size_t r = 0; r < per_rank.size(); ++r)
+    for (const auto &d : per_rank[r]) by_name[{static_cast<int>(d.kind), d.name}].push_back({static_cast<int>(r), &d});
+
+  std::vector<GlobalTensor> table;
+  for (auto &[key, held] : by_name) {
+    const PieceDesc &first = *held.front().d;
+    const std::string what = std::string(kind_name(first.kind)) + " tensor \"" + first.name + "\"";
+    GlobalTensor t;
+    t.name = first.name;
+    t.kind = first.kind;
+    t.dtype = first.dtype;
+    t.shape = first.piece.shape();
+    for (const auto &h : held) {
+      if (h.d->dtype != t.dtype || h.d->piece.shape() != t.shape)
+        invalid(what + ": rank " + std::to_string(held.front().rank) + " registers it as " + dtype_name(t.dtype) +
+                " " + first.piece.describe() + " but rank " + std::to_string(h.rank) + " as " +
+                dtype_name(h.d->dtype) + " " + h.d->piece.describe());
+      bool duplicate = false;
+      for (const auto &o : t.owners) {
+        const uint64_t common = overlap_count(o.piece, h.d->piece);
+        if (common == 0) continue;
+        if (o.piece.same_elements(h.d->piece)) {
+          const PieceDesc *od = nullptr;
+          for (const auto &x : held)
+            if (x.rank == o.rank) od = x.d;
+          if (!(h.d->replicated && od && od->replicated))
+            invalid(what + ": ranks " + std::to_string(o.rank) + " and " + std::to_string(h.rank) + " both hold " +
+                    h.d->piece.describe() + "; flag replicated pieces as replicated");
+          duplicate = true;
+          break;
+        }
+        invalid(what + ": the pieces of ranks " + std::to_string(o.rank) + " (" + o.piece.describe() + ") and " +
+                std::to_string(h.rank) + " (" + h.d->piece.describe() + ") overlap in " + std::to_string(common) +
+                " elements");
+      }
+      if (!duplicate && h.d->piece.numel() > 0) t.owners.push_back({h.rank, h.d->piece});
+    }
+    uint64_t covered = 0;
+    for (const auto &o : t.owners) covered += o.piece.numel();
+    if (covered != first.piece.global_numel())
+      invalid(what + ": the ranks' pieces cover " + std::to_string(covered) + " of its " +
+              std::to_string(first.piece.global_numel()) + " elements");
+    table.push_back(std::move(t));
+  }
+  return table;
+}
+
+std::vector<FilePlan> plan_files(const std::vector<GlobalTensor> &table, uint64_t max_file_bytes, int nranks) {
+  std::vector<FilePlan> files;
+  for (Kind kind : {Kind::Model, Kind::Optimizer}) {
+    std::vector<FilePlan> mine;
+    for (size_t i = 0; i < table.size(); ++i) {
+      if (table[i].kind != kind) continue;
+      const uint64_t b = table[i].bytes();
+      if (mine.empty() || (max_file_bytes > 0 && mine.back().bytes > 0 && mine.back().bytes + b > max_file_bytes))
+        mine.push_back(FilePlan{"", kind, 0, {}, 0});
+      mine.back().tensors.push_back(i);
+      mine.back().bytes += b;
+    }
+    for (size_t f = 0; f < mine.size(); ++f) {
+      if (mine.size() == 1) {
+        mine[f].name = std::string(kind_name(kind)) + ".safetensors";
+      } else {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "-%05zu-of-%05zu.safetensors", f + 1, mine.size());
+        mine[f].name = std::string(kind_name(kind)) + buf;
+      }
+      files.push_back(std::move(mine[f]));
+    }
+  }
+  for (size_t f = 0; f < files.size(); ++f) files[f].writer = static_cast<int>(f % static_cast<size_t>(nranks));
+  return files;
+}
+
+}  // namespace smp::ckpt
