@@ -13,7 +13,9 @@ them and before the work queued after the call.
 """
 
 import enum as _enum
+import functools as _functools
 import sys as _sys
+import time as _time
 
 from ._errors import SmpError
 from . import _smp
@@ -27,6 +29,7 @@ __all__ = [
     "pp_size", "tp_size", "dp_size", "rdp_size", "mp_size",
     "allreduce", "reduce_scatter", "allgather", "broadcast", "gatherv", "barrier",
     "send", "recv_into", "isend", "irecv", "iallreduce", "ireduce_scatter", "iallgather",
+    "comm_seconds", "reset_comm_seconds",
 ]
 
 
@@ -64,7 +67,47 @@ WORLD, PP_GROUP, TP_GROUP, DP_GROUP, RDP_GROUP, MP_GROUP = (
     Group.WORLD, Group.PP, Group.TP, Group.DP, Group.RDP, Group.MP)
 SUM, AVG, MAX, MIN, PROD = Op.SUM, Op.AVG, Op.MAX, Op.MIN, Op.PROD
 
-Request = _smp.Request
+# Seconds spent inside communicating smp calls (blocking calls, the
+# posting of non-blocking ones, Request.wait/test) by this process: the
+# runtime's share of a training step, measured where the program sees it.
+_comm = [0.0]
+
+
+def comm_seconds():
+    return _comm[0]
+
+
+def reset_comm_seconds():
+    _comm[0] = 0.0
+
+
+def _timed(fn):
+    @_functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        t0 = _time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _comm[0] += _time.perf_counter() - t0
+    return wrapper
+
+
+class Request:
+    """A non-blocking operation; it keeps its tensors alive until it is
+    complete. Dropping an unfinished request waits for it."""
+
+    __slots__ = ("_req",)
+
+    def __init__(self, req):
+        self._req = req
+
+    @_timed
+    def wait(self):
+        self._req.wait()
+
+    @_timed
+    def test(self):
+        return self._req.test()
 
 
 def init(pp_size=0, tp_size=0, placement=None, timeout=None, check=None):
@@ -137,12 +180,14 @@ def _stream(t):
     return None
 
 
+@_timed
 def allreduce(tensor, op=SUM, group=WORLD):
     """Reduce `tensor` over `group` in place; returns it."""
     _smp.allreduce(_arg(tensor), int(op), int(group), _stream(tensor))
     return tensor
 
 
+@_timed
 def reduce_scatter(input, output, op=SUM, group=WORLD):
     """output (n elements) = block `rank(group)` of the reduction of every
     rank's input (size(group) * n elements). In place when output is this
@@ -151,6 +196,7 @@ def reduce_scatter(input, output, op=SUM, group=WORLD):
     return output
 
 
+@_timed
 def allgather(input, output, group=WORLD):
     """output (size(group) * n elements) = every rank's input (n elements)
     in rank order. In place when input is this rank's block of output."""
@@ -158,12 +204,14 @@ def allgather(input, output, group=WORLD):
     return output
 
 
+@_timed
 def broadcast(tensor, root=0, group=WORLD):
     """Every rank's tensor = root's (root is a rank within group)."""
     _smp.broadcast(_arg(tensor), int(root), int(group), _stream(tensor))
     return tensor
 
 
+@_timed
 def gatherv(input, output=None, counts=None, root=0, group=WORLD):
     """root's output = every rank's input concatenated in rank order;
     counts[r] = rank r's element count. output and counts are used on root
@@ -173,37 +221,45 @@ def gatherv(input, output=None, counts=None, root=0, group=WORLD):
     return output
 
 
+@_timed
 def barrier(group=WORLD):
     _smp.barrier(int(group))
 
 
+@_timed
 def send(tensor, peer, group=WORLD, tag=0):
     """Send to `peer` (a rank within group); returns once the buffer may be reused."""
     _smp.send(_arg(tensor), int(peer), int(group), int(tag), _stream(tensor))
 
 
+@_timed
 def recv_into(tensor, peer, group=WORLD, tag=0):
     """Receive exactly tensor's size and dtype from `peer` into tensor."""
     _smp.recv(_arg(tensor), int(peer), int(group), int(tag), _stream(tensor))
     return tensor
 
 
+@_timed
 def isend(tensor, peer, group=WORLD, tag=0):
     """Non-blocking send; the Request keeps the tensor alive until wait()."""
-    return _smp.isend(_arg(tensor), int(peer), int(group), int(tag), _stream(tensor))
+    return Request(_smp.isend(_arg(tensor), int(peer), int(group), int(tag), _stream(tensor)))
 
 
+@_timed
 def irecv(tensor, peer, group=WORLD, tag=0):
-    return _smp.irecv(_arg(tensor), int(peer), int(group), int(tag), _stream(tensor))
+    return Request(_smp.irecv(_arg(tensor), int(peer), int(group), int(tag), _stream(tensor)))
 
 
+@_timed
 def iallreduce(tensor, op=SUM, group=WORLD):
-    return _smp.iallreduce(_arg(tensor), int(op), int(group), _stream(tensor))
+    return Request(_smp.iallreduce(_arg(tensor), int(op), int(group), _stream(tensor)))
 
 
+@_timed
 def ireduce_scatter(input, output, op=SUM, group=WORLD):
-    return _smp.ireduce_scatter(_arg(input), _arg(output), int(op), int(group), _stream(output))
+    return Request(_smp.ireduce_scatter(_arg(input), _arg(output), int(op), int(group), _stream(output)))
 
 
+@_timed
 def iallgather(input, output, group=WORLD):
-    return _smp.iallgather(_arg(input), _arg(output), int(group), _stream(output))
+    return Request(_smp.iallgather(_arg(input), _arg(output), int(group), _stream(output)))

@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Train a small GPT with pipeline, tensor and data parallelism at once.
+
+    smprun -np 8 --pp 2 --tp 2 /usr/bin/python3 examples/train_gpt.py --compare
+
+The topology comes from the launcher (smprun, or SMP_PP_SIZE / SMP_TP_SIZE
+under plain mpirun); rdp = ranks / (pp * tp). Every rank builds the full
+model from --seed and keeps its shards; the data of each step is the same
+global batch everywhere, split by rdp_rank and then into microbatches.
+--compare also trains the same model in this one process (on rank 0) and
+exits non-zero when any step's loss differs by more than --tolerance
+(relative).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import smp  # noqa: E402
+from smp.data_parallel import allreduce_gradients, shard_batch  # noqa: E402
+from smp.pipeline import PipelineRunner  # noqa: E402
+
+from gpt_model import GPT, GPTConfig, build_chunks, make_batch  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--batch", type=int, default=16, help="global batch (sequences per step)")
+    p.add_argument("--microbatches", type=int, default=2, help="per pipeline, per step")
+    p.add_argument("--schedule", choices=["simple", "interleaved"], default="simple")
+    p.add_argument("--chunks", type=int, default=2,
+                   help="model chunks per stage for the interleaved schedule")
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--vocab", type=int, default=64)
+    p.add_argument("--seq", type=int, default=32)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--sharded-optimizer", action="store_true",
+                   help="shard AdamW's state over RDP_GROUP (smp's sharded optimizer)")
+    p.add_argument("--save", metavar="DIR", help="write a checkpoint at the end")
+    p.add_argument("--load", metavar="DIR", help="resume from a checkpoint")
+    p.add_argument("--compare", action="store_true",
+                   help="also train in one process and compare the losses")
+    p.add_argument("--tolerance", type=float, default=1e-5)
+    p.add_argument("--losses-out", metavar="FILE", help="rank 0 writes the losses as JSON")
+    p.add_argument("--quiet", action="store_true", help="only the summary lines")
+    return p.parse_args(argv)
+
+
+def make_optimizer(params, args):
+    return torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.95), weight_decay=0.01)
+
+
+def check_topology(args, cfg):
+    pp, tp, rdp = smp.pp_size(), smp.tp_size(), smp.rdp_size()
+    chunks = args.chunks if args.schedule == "interleaved" else 1
+    problems = []
+    if cfg.layers % (pp * chunks):
+        problems.append(f"--layers {cfg.layers} must divide by pp*chunks = {pp * chunks}")
+    if cfg.heads % tp or cfg.vocab % tp:
+        problems.append(f"--heads {cfg.heads} and --vocab {cfg.vocab} must divide by tp {tp}")
+    if args.batch % (rdp * args.microbatches):
+        problems.append(f"--batch {args.batch} must divide by rdp*microbatches = "
+                        f"{rdp * args.microbatches}")
+    if args.schedule == "interleaved" and args.microbatches % pp:
+        problems.append(f"--microbatches {args.microbatches} must be a multiple of pp {pp} "
+                        "for the interleaved schedule")
+    return chunks, problems
+
+
+def train_parallel(args, cfg, start_step=0):
+    """Returns (losses per step, seconds per step, comm seconds per step)."""
+    pp, rdp = smp.pp_size(), smp.rdp_size()
+    chunks_per_stage, _ = check_topology(args, cfg)
+    torch.manual_seed(args.seed)
+    full = GPT(cfg)
+    chunks = build_chunks(full, chunks_per_stage)
+    del full
+    params = [p for c in chunks for p in c.parameters()]
+    opt = make_optimizer(params, args)
+    mb = args.batch // rdp // args.microbatches
+    runner = PipelineRunner(chunks, (mb, cfg.seq, cfg.hidden), schedule=args.schedule)
+    # The loss printed is the global batch's: the last stage's TP rank 0 of
+    # every replica contributes its mean / rdp.
+    reporter = runner.holds_last() and smp.tp_rank() == 0
+    losses, times, comms = [], [], []
+    for step in range(start_step, args.steps):
+        x, y = make_batch(cfg, args.batch, step, args.seed)
+        x, y = shard_batch(x), shard_batch(y)
+        smp.reset_comm_seconds()
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        mb_losses = runner.run(x.chunk(args.microbatches), y.chunk(args.microbatches))
+        allreduce_gradients(params, smp.RDP_GROUP)
+        opt.step()
+        times.append(time.perf_counter() - t0)
+        comms.append(smp.comm_seconds())
+        total = torch.tensor([sum(mb_losses) / len(mb_losses) / rdp if reporter else 0.0],
+                             dtype=torch.float64)
+        smp.allreduce(total, smp.SUM, smp.WORLD)
+        losses.append(total.item())
+        if smp.rank() == 0 and not args.quiet:
+            print(f"step {step:4d}  loss {losses[-1]:.6f}  "
+                  f"{args.batch * cfg.seq / times[-1]:9.0f} tokens/s", flush=True)
+    return losses, times, comms
+
+
+def train_reference(args, cfg, steps):
+    """The same model and data, one process, plain PyTorch."""
+    torch.manual_seed(args.seed)
+    model = GPT(cfg)
+    opt = make_optimizer(model.parameters(), args)
+    losses = []
+    for step in range(steps):
+        x, y = make_batch(cfg, args.batch, step, args.seed)
+        opt.zero_grad(set_to_none=True)
+        loss = model(x, y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = GPTConfig(vocab=args.vocab, seq=args.seq, hidden=args.hidden, heads=args.heads,
+                    layers=args.layers)
+    torch.set_num_threads(1)  # ranks share the cores; one thread each
+    smp.init()
+    rank = smp.rank()
+    _, problems = check_topology(args, cfg)
+    if problems:
+        if rank == 0:
+            print("train_gpt: " + "; ".join(problems), file=sys.stderr)
+        smp.finalize()
+        return 2
+    if args.save or args.load:
+        if rank == 0:
+            print("train_gpt: --save/--load need smp's checkpoint module, which this "
+                  "build lacks", file=sys.stderr)
+        smp.finalize()
+        return 2
+    if args.sharded_optimizer:
+        if rank == 0:
+            print("train_gpt: --sharded-optimizer needs smp's sharded optimizer, which this "
+                  "build lacks", file=sys.stderr)
+        smp.finalize()
+        return 2
+    if rank == 0:
+        print(f"train_gpt: {smp.size()} ranks = pp {smp.pp_size()} x tp {smp.tp_size()} x "
+              f"rdp {smp.rdp_size()}, schedule {args.schedule}, {args.microbatches} "
+              f"microbatches, {sum(p.numel() for p in GPT(cfg).parameters())} parameters",
+              flush=True)
+    losses, times, comms = train_parallel(args, cfg)
+
+    status = 0
+    if rank == 0:
+        steady = times[1:] or times
+        tok_s = args.batch * cfg.seq / statistics.median(steady)
+        share = sum(comms[1:] or comms) / sum(steady)
+        print(f"train_gpt: {len(losses)} steps, median {tok_s:.0f} tokens/s, "
+              f"time in smp calls {100 * share:.1f}% of the step (rank 0)", flush=True)
+        result = {"losses": losses, "tokens_per_s": tok_s, "comm_share": share}
+        if args.compare:
+            ref = train_reference(args, cfg, len(losses))
+            worst = max(abs(a - b) / abs(b) for a, b in zip(losses, ref))
+            result.update(reference=ref, max_rel_diff=worst)
+            print("train_gpt: step  parallel    single-process  rel.diff")
+            for i, (a, b) in enumerate(zip(losses, ref)):
+                print(f"train_gpt: {i:4d}  {a:.6f}  {b:.6f}        {abs(a - b) / abs(b):.1e}")
+            ok = worst <= args.tolerance
+            print(f"train_gpt: largest relative loss difference {worst:.2e} "
+                  f"({'within' if ok else 'ABOVE'} tolerance {args.tolerance:g})", flush=True)
+            status = 0 if ok else 1
+        if args.losses_out:
+            with open(args.losses_out, "w") as f:
+                json.dump(result, f)
+    verdict = torch.tensor([status], dtype=torch.int32)
+    smp.broadcast(verdict, 0, smp.WORLD)
+    smp.finalize()
+    return int(verdict.item())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
