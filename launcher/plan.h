@@ -1,0 +1,69 @@
+// smprun's plan, pure: from the options, the hosts and what smprun knows of
+// this host to the rank table and the exact mpirun command. No I/O except
+// read_hostfile; no MPI.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "options.h"
+#include "topo/hardware.h"
+#include "topo/layout.h"
+
+namespace smp::launcher {
+
+struct HostSlots {
+  std::string name;
+  int slots = 0;  // 0: not given (a hostfile line without slots=)
+};
+
+// -H text, Open MPI syntax "h1:2,h2" (a host without :N has one slot).
+// Throws UsageError.
+std::vector<HostSlots> parse_hosts(const std::string &text);
+// An Open MPI hostfile: "name [slots=N] [max_slots=M]" per line, # comments.
+// Throws UsageError when unreadable or malformed.
+std::vector<HostSlots> read_hostfile(const std::string &path);
+
+// Splits --mpi-args like a POSIX shell: blanks separate words; '...', "..."
+// and backslash quote. Throws UsageError for an unterminated quote.
+std::vector<std::string> split_args(const std::string &text);
+// The inverse, for printing a command a shell can run as is.
+std::string shell_join(const std::vector<std::string> &argv);
+
+// What smprun knows of the host it runs on.
+struct HostInfo {
+  std::string hostname;
+  bool is_root = false;
+  topo::Machine machine;
+  std::vector<int> visible;  // GPUs CUDA shows here (topo::visible_gpus)
+  std::string mpirun;        // resolved path of mpirun
+  std::string rank_entry;    // path of smprun-rank
+};
+
+struct RankRow {
+  int rank = 0;
+  std::string host;
+  int local_rank = 0, local_size = 1;
+  topo::Coord coord;
+  int dp_rank = 0, mp_rank = 0;
+  topo::RankBinding binding;
+};
+
+struct Plan {
+  topo::Layout layout{1, 1, 1};
+  topo::Bind bind = topo::Bind::Auto;
+  std::vector<RankRow> rows;          // ranks as Open MPI maps them: each host's slots in turn
+  std::vector<std::string> argv;      // the mpirun command, argv[0] = mpirun
+  bool other_hosts = false;           // rows of other hosts assume this host's hardware
+};
+
+// Throws UsageError for anything the user must fix (bad degrees, placement,
+// binding, -x, --mpi-args, --bind gpu without GPUs). `hosts` is empty for a
+// job on this host alone.
+Plan make_plan(const Options &o, const std::vector<HostSlots> &hosts, const HostInfo &info);
+
+// The readable rank table (rank, host, local rank, pp, tp, rdp, dp, mp,
+// device, cpus) with a header line describing the job.
+std::string format_table(const Plan &plan);
+
+}  // namespace smp::launcher
