@@ -22,6 +22,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -35,11 +36,15 @@
 namespace smp::comm {
 
 class AsyncWorker;  // comm/async_worker.h
+struct CallDesc;   // comm/check.h
 
 // What a communicator needs to know about the world it lives in.
 struct CommSettings {
   int world_rank = 0;
-  bool check = false;  // SMP_CHECK: verify collective arguments across the group
+  bool check = false;      // SMP_CHECK: verify collective arguments across the group
+  int max_tag = 32767;     // largest valid tag (MPI_TAG_UB)
+  bool async_thread = true;  // MPI_THREAD_MULTIPLE: run non-blocking collectives on a
+                             // worker thread (else they run at issue)
 };
 
 class Communicator {
@@ -90,14 +95,17 @@ class Communicator {
                         void *stream = nullptr);
 
  private:
-  Backend &backend_for(const void *a, const void *b, bool async);
+  Backend &backend_for(const char *what, const void *a, const void *b, bool async);
   AsyncWorker &worker();
+  // SMP_CHECK: compare this call with every other rank's (throws PeerFailed).
+  void verify(Backend &b, const CallDesc &desc, const size_t *recvcounts = nullptr);
 
   topo::Group group_;
   std::vector<int> members_;
   int rank_;
   CommSettings settings_;
   std::unique_ptr<Backend> host_, host_async_;
+  std::once_flag worker_once_;
   std::unique_ptr<AsyncWorker> worker_;  // started on the first non-blocking collective
 };
 

@@ -1,0 +1,92 @@
+// The C API's collectives: enum checks here, everything else in
+// smp::comm::Communicator (which validates before communicating).
+#include "capi/guard.h"
+#include "capi/request.h"
+
+using smp::capi::guarded;
+using smp::capi::to_dtype;
+using smp::capi::to_group;
+using smp::capi::to_op;
+
+namespace {
+
+void require_request(smp_request_t *request, const char *fn) {
+  smp::capi::require(request != nullptr, std::string(fn) + ": request is NULL");
+}
+
+}  // namespace
+
+extern "C" {
+
+smp_status_t smp_allreduce(const void *sendbuf, void *recvbuf, size_t count, smp_dtype_t dtype,
+                           smp_op_t op, smp_group_t group, void *stream) {
+  return guarded([&](smp::comm::Context &ctx) {
+    ctx.group(to_group(group)).allreduce(sendbuf, recvbuf, count, to_dtype(dtype), to_op(op), stream);
+  });
+}
+
+smp_status_t smp_reduce_scatter(const void *sendbuf, void *recvbuf, size_t recvcount,
+                                smp_dtype_t dtype, smp_op_t op, smp_group_t group, void *stream) {
+  return guarded([&](smp::comm::Context &ctx) {
+    ctx.group(to_group(group)).reduce_scatter(sendbuf, recvbuf, recvcount, to_dtype(dtype), to_op(op), stream);
+  });
+}
+
+smp_status_t smp_allgather(const void *sendbuf, void *recvbuf, size_t sendcount, smp_dtype_t dtype,
+                           smp_group_t group, void *stream) {
+  return guarded([&](smp::comm::Context &ctx) {
+    ctx.group(to_group(group)).allgather(sendbuf, recvbuf, sendcount, to_dtype(dtype), stream);
+  });
+}
+
+smp_status_t smp_broadcast(void *buf, size_t count, smp_dtype_t dtype, int root, smp_group_t group,
+                           void *stream) {
+  return guarded([&](smp::comm::Context &ctx) {
+    ctx.group(to_group(group)).broadcast(buf, count, to_dtype(dtype), root, stream);
+  });
+}
+
+smp_status_t smp_gatherv(const void *sendbuf, size_t sendcount, void *recvbuf,
+                         const size_t *recvcounts, smp_dtype_t dtype, int root, smp_group_t group,
+                         void *stream) {
+  return guarded([&](smp::comm::Context &ctx) {
+    ctx.group(to_group(group)).gatherv(sendbuf, sendcount, recvbuf, recvcounts, to_dtype(dtype), root, stream);
+  });
+}
+
+smp_status_t smp_barrier(smp_group_t group) {
+  return guarded([&](smp::comm::Context &ctx) { ctx.group(to_group(group)).barrier(); });
+}
+
+smp_status_t smp_iallreduce(const void *sendbuf, void *recvbuf, size_t count, smp_dtype_t dtype,
+                            smp_op_t op, smp_group_t group, void *stream, smp_request_t *request) {
+  return guarded([&](smp::comm::Context &ctx) {
+    require_request(request, "smp_iallreduce");
+    smp::capi::hand_out(ctx.group(to_group(group)).iallreduce(sendbuf, recvbuf, count, to_dtype(dtype),
+                                                               to_op(op), stream),
+                        request);
+  });
+}
+
+smp_status_t smp_ireduce_scatter(const void *sendbuf, void *recvbuf, size_t recvcount,
+                                 smp_dtype_t dtype, smp_op_t op, smp_group_t group, void *stream,
+                                 smp_request_t *request) {
+  return guarded([&](smp::comm::Context &ctx) {
+    require_request(request, "smp_ireduce_scatter");
+    smp::capi::hand_out(ctx.group(to_group(group)).ireduce_scatter(sendbuf, recvbuf, recvcount,
+                                                                    to_dtype(dtype), to_op(op), stream),
+                        request);
+  });
+}
+
+smp_status_t smp_iallgather(const void *sendbuf, void *recvbuf, size_t sendcount, smp_dtype_t dtype,
+                            smp_group_t group, void *stream, smp_request_t *request) {
+  return guarded([&](smp::comm::Context &ctx) {
+    require_request(request, "smp_iallgather");
+    smp::capi::hand_out(ctx.group(to_group(group)).iallgather(sendbuf, recvbuf, sendcount,
+                                                               to_dtype(dtype), stream),
+                        request);
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,74 @@
+// The C API's point-to-point operations and requests.
+#include "capi/guard.h"
+#include "capi/request.h"
+
+using smp::capi::guarded;
+using smp::capi::guarded_any;
+using smp::capi::to_dtype;
+using smp::capi::to_group;
+
+extern "C" {
+
+smp_status_t smp_send(const void *buf, size_t count, smp_dtype_t dtype, int peer, smp_group_t group,
+                      int tag, void *stream) {
+  return guarded([&](smp::comm::Context &ctx) {
+    ctx.group(to_group(group)).send(buf, count, to_dtype(dtype), peer, tag, stream);
+  });
+}
+
+smp_status_t smp_recv(void *buf, size_t count, smp_dtype_t dtype, int peer, smp_group_t group,
+                      int tag, void *stream) {
+  return guarded([&](smp::comm::Context &ctx) {
+    ctx.group(to_group(group)).recv(buf, count, to_dtype(dtype), peer, tag, stream);
+  });
+}
+
+smp_status_t smp_isend(const void *buf, size_t count, smp_dtype_t dtype, int peer, smp_group_t group,
+                       int tag, void *stream, smp_request_t *request) {
+  return guarded([&](smp::comm::Context &ctx) {
+    smp::capi::require(request != nullptr, "smp_isend: request is NULL");
+    smp::capi::hand_out(ctx.group(to_group(group)).isend(buf, count, to_dtype(dtype), peer, tag, stream),
+                        request);
+  });
+}
+
+smp_status_t smp_irecv(void *buf, size_t count, smp_dtype_t dtype, int peer, smp_group_t group,
+                       int tag, void *stream, smp_request_t *request) {
+  return guarded([&](smp::comm::Context &ctx) {
+    smp::capi::require(request != nullptr, "smp_irecv: request is NULL");
+    smp::capi::hand_out(ctx.group(to_group(group)).irecv(buf, count, to_dtype(dtype), peer, tag, stream),
+                        request);
+  });
+}
+
+// Requests outlive nothing: a request created before smp_finalize was
+// completed by it (finalize drains), so wait/test only need the object.
+smp_status_t smp_wait(smp_request_t request) {
+  return guarded_any([&] {
+    smp::capi::require(request != nullptr, "smp_wait: request is NULL");
+    std::unique_ptr<smp_request> owned(request);  // freed also on failure
+    owned->req->wait();
+  });
+}
+
+smp_status_t smp_test(smp_request_t request, int *done) {
+  return guarded_any([&] {
+    smp::capi::require(request != nullptr, "smp_test: request is NULL");
+    smp::capi::require(done != nullptr, "smp_test: done is NULL");
+    *done = 0;
+    bool complete = false;
+    try {
+      complete = request->req->test();
+    } catch (...) {
+      *done = 1;
+      delete request;  // failed: complete, and freed like on success
+      throw;
+    }
+    if (complete) {
+      *done = 1;
+      delete request;
+    }
+  });
+}
+
+}  // extern "C"

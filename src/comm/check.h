@@ -1,0 +1,43 @@
+// SMP_CHECK: before a collective, every rank of the group shares a small
+// descriptor of the call (an allgather of a few int64), and every rank
+// compares them, so a mismatch (different operation, dtype, op, count or
+// root) becomes the same error on every rank instead of a hang or silently
+// corrupted memory. The comparison is pure and unit-tested here.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/dtype.h"
+#include "comm/reduce_op.h"
+
+namespace smp::comm {
+
+// Which collective a rank called; values travel between ranks.
+enum class CollKind : int64_t {
+  Allreduce = 1, ReduceScatter, Allgather, Broadcast, Gatherv, Barrier,
+  Iallreduce, IreduceScatter, Iallgather,
+};
+const char *coll_kind_name(CollKind k);
+
+struct CallDesc {
+  int64_t kind = 0;   // CollKind
+  int64_t dtype = -1; // DType, -1 for none (barrier)
+  int64_t op = -1;    // ReduceOp, -1 for none
+  int64_t count = 0;  // the count argument (gatherv: this rank's sendcount)
+  int64_t root = -1;  // -1 for none
+};
+inline constexpr int kCallDescWords = 5;
+
+// "" when all descriptors agree; otherwise one message saying which ranks
+// differ from rank 0 and in what, e.g. "SMP_CHECK: collective mismatch on
+// TP_GROUP: rank 0 called allreduce(dtype=F32, op=SUM, count=8), rank 2
+// called allreduce(dtype=F32, op=SUM, count=9)". gatherv's counts may
+// differ by design and are not compared here.
+std::string compare_calls(const std::vector<CallDesc> &calls, const char *group_name);
+
+// Text of one call, e.g. "broadcast(dtype=I32, count=4, root=1)".
+std::string describe_call(const CallDesc &d);
+
+}  // namespace smp::comm

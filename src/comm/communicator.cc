@@ -1,0 +1,303 @@
+#include "comm/communicator.h"
+
+#include <vector>
+
+#include "comm/async_worker.h"
+#include "comm/check.h"
+#include "comm/validate.h"
+#include "comm/watchdog.h"
+#include "common/error.h"
+
+namespace smp::comm {
+
+namespace v = validate;
+
+namespace {
+
+// Waits under the watchdog: a request is "pending" for hang protection only
+// while somebody blocks on it.
+class WatchedRequest final : public Request {
+ public:
+  WatchedRequest(RequestPtr inner, OpInfo info) : inner_(std::move(inner)), info_(info) {}
+  void wait() override {
+    OpScope scope(info_);
+    inner_->wait();
+  }
+  bool test() override { return inner_->test(); }
+
+ private:
+  RequestPtr inner_;
+  OpInfo info_;
+};
+
+OpInfo op_info(const char *op, topo::Group g, int peer, int root, int tag, size_t count) {
+  OpInfo i;
+  i.op = op;
+  i.group = g;
+  i.peer = peer;
+  i.root = root;
+  i.tag = tag;
+  i.count = count;
+  return i;
+}
+
+CallDesc desc(CollKind k, int dtype, int op, size_t count, int root) {
+  return CallDesc{static_cast<int64_t>(k), dtype, op, static_cast<int64_t>(count), root};
+}
+
+}  // namespace
+
+Communicator::Communicator(topo::Group group, std::vector<int> members, int rank,
+                           CommSettings settings, std::unique_ptr<Backend> host,
+                           std::unique_ptr<Backend> host_async)
+    : group_(group), members_(std::move(members)), rank_(rank), settings_(settings),
+      host_(std::move(host)), host_async_(std::move(host_async)) {}
+
+Communicator::~Communicator() = default;
+
+Backend &Communicator::backend_for(const char *what, const void *a, const void *b, bool async) {
+  const MemType ma = classify(a), mb = b ? classify(b) : ma;
+  if (ma != mb)
+    invalid(std::string(what) + ": sendbuf is " + memtype_name(ma) + " memory but recvbuf is " +
+            memtype_name(mb) + " memory");
+  if (ma != MemType::Host)
+    fail(Status::Unsupported, std::string(what) + ": " + memtype_name(ma) +
+                                  " memory has no backend in this build");
+  return async ? *host_async_ : *host_;
+}
+
+AsyncWorker &Communicator::worker() {
+  std::call_once(worker_once_, [&] { worker_ = std::make_unique<AsyncWorker>(settings_.async_thread); });
+  return *worker_;
+}
+
+void Communicator::verify(Backend &b, const CallDesc &mine, const size_t *recvcounts) {
+  std::vector<CallDesc> all(static_cast<size_t>(size()));
+  b.allgather(&mine, all.data(), kCallDescWords, DType::I64, nullptr);
+  const std::string msg = compare_calls(all, group_name());
+  if (!msg.empty()) fail(Status::PeerFailed, msg);
+  if (mine.kind != static_cast<int64_t>(CollKind::Gatherv)) return;
+  // gatherv: root compares recvcounts with what every rank sends, and
+  // tells everyone the first rank that disagrees.
+  int64_t bad = -1;
+  if (rank_ == mine.root)
+    for (int r = 0; r < size() && bad < 0; ++r)
+      if (static_cast<int64_t>(recvcounts[r]) != all[static_cast<size_t>(r)].count) bad = r;
+  b.broadcast(&bad, 1, DType::I64, static_cast<int>(mine.root), nullptr);
+  if (bad >= 0)
+    fail(Status::PeerFailed, std::string("SMP_CHECK: gatherv on ") + group_name() + ": rank " +
+                                 std::to_string(bad) + " sends " +
+                                 std::to_string(all[static_cast<size_t>(bad)].count) +
+                                 " elements but root's recvcounts[" + std::to_string(bad) +
+                                 "] differs");
+}
+
+void Communicator::allreduce(const void *sendbuf, void *recvbuf, size_t count, DType dtype,
+                             ReduceOp op, void *stream) {
+  const char *what = "allreduce";
+  v::dtype(what, dtype);
+  v::reduce_op(what, op);
+  const size_t bytes = v::bytes(what, "count", count, 1, dtype);
+  v::pointer(what, "sendbuf", sendbuf, count);
+  v::pointer(what, "recvbuf", recvbuf, count);
+  v::no_overlap(what, sendbuf, bytes, recvbuf, bytes, recvbuf);
+  Backend &b = backend_for(what, sendbuf, recvbuf, false);
+  OpScope scope(op_info(what, group_, -1, -1, -1, count));
+  if (settings_.check)
+    verify(b, desc(CollKind::Allreduce, static_cast<int>(dtype), static_cast<int>(op), count, -1));
+  b.allreduce(sendbuf, recvbuf, count, dtype, op, stream);
+}
+
+void Communicator::reduce_scatter(const void *sendbuf, void *recvbuf, size_t recvcount, DType dtype,
+                                  ReduceOp op, void *stream) {
+  const char *what = "reduce_scatter";
+  v::dtype(what, dtype);
+  v::reduce_op(what, op);
+  const size_t total = v::bytes(what, "recvcount", recvcount, static_cast<size_t>(size()), dtype);
+  v::pointer(what, "sendbuf", sendbuf, recvcount);
+  v::pointer(what, "recvbuf", recvbuf, recvcount);
+  const size_t es = dtype_size(dtype);
+  const void *in_place = sendbuf ? static_cast<const char *>(sendbuf) + rank_ * recvcount * es : nullptr;
+  v::no_overlap(what, sendbuf, total, recvbuf, recvcount * es, recvbuf == in_place ? sendbuf : nullptr);
+  Backend &b = backend_for(what, sendbuf, recvbuf, false);
+  OpScope scope(op_info(what, group_, -1, -1, -1, recvcount));
+  if (settings_.check)
+    verify(b, desc(CollKind::ReduceScatter, static_cast<int>(dtype), static_cast<int>(op), recvcount, -1));
+  b.reduce_scatter(sendbuf, recvbuf, recvcount, dtype, op, stream);
+}
+
+void Communicator::allgather(const void *sendbuf, void *recvbuf, size_t sendcount, DType dtype,
+                             void *stream) {
+  const char *what = "allgather";
+  v::dtype(what, dtype);
+  const size_t total = v::bytes(what, "sendcount", sendcount, static_cast<size_t>(size()), dtype);
+  v::pointer(what, "sendbuf", sendbuf, sendcount);
+  v::pointer(what, "recvbuf", recvbuf, sendcount);
+  const size_t es = dtype_size(dtype);
+  const void *in_place = recvbuf ? static_cast<const char *>(recvbuf) + rank_ * sendcount * es : nullptr;
+  v::no_overlap(what, sendbuf, sendcount * es, recvbuf, total, in_place);
+  Backend &b = backend_for(what, sendbuf, recvbuf, false);
+  OpScope scope(op_info(what, group_, -1, -1, -1, sendcount));
+  if (settings_.check) verify(b, desc(CollKind::Allgather, static_cast<int>(dtype), -1, sendcount, -1));
+  b.allgather(sendbuf, recvbuf, sendcount, dtype, stream);
+}
+
+void Communicator::broadcast(void *buf, size_t count, DType dtype, int root, void *stream) {
+  const char *what = "broadcast";
+  v::dtype(what, dtype);
+  v::bytes(what, "count", count, 1, dtype);
+  v::pointer(what, "buf", buf, count);
+  v::rank(what, "root", root, size());
+  Backend &b = backend_for(what, buf, nullptr, false);
+  OpScope scope(op_info(what, group_, -1, root, -1, count));
+  if (settings_.check) verify(b, desc(CollKind::Broadcast, static_cast<int>(dtype), -1, count, root));
+  b.broadcast(buf, count, dtype, root, stream);
+}
+
+void Communicator::gatherv(const void *sendbuf, size_t sendcount, void *recvbuf,
+                           const size_t *recvcounts, DType dtype, int root, void *stream) {
+  const char *what = "gatherv";
+  v::dtype(what, dtype);
+  v::rank(what, "root", root, size());
+  const size_t es = dtype_size(dtype);
+  v::bytes(what, "sendcount", sendcount, 1, dtype);
+  v::pointer(what, "sendbuf", sendbuf, sendcount);
+  if (rank_ == root) {
+    v::pointer(what, "recvcounts", recvcounts, 1);
+    size_t total = 0;
+    for (int r = 0; r < size(); ++r) {
+      const std::string name = "recvcounts[" + std::to_string(r) + "]";
+      v::bytes(what, name.c_str(), recvcounts[r], 1, dtype);
+      if (total + recvcounts[r] < total) invalid(std::string(what) + ": the sum of recvcounts overflows");
+      total += recvcounts[r];
+    }
+    v::bytes(what, "the sum of recvcounts", total, 1, dtype);
+    if (recvcounts[root] != sendcount)
+      invalid(std::string(what) + ": recvcounts[" + std::to_string(root) + "] is " +
+              std::to_string(recvcounts[root]) + " but root's sendcount is " + std::to_string(sendcount));
+    v::pointer(what, "recvbuf", recvbuf, total);
+    size_t before = 0;
+    for (int r = 0; r < root; ++r) before += recvcounts[r];
+    const void *own = recvbuf ? static_cast<const char *>(recvbuf) + before * es : nullptr;
+    v::no_overlap(what, sendbuf, sendcount * es, recvbuf, total * es, own);
+  }
+  Backend &b = backend_for(what, sendbuf, rank_ == root ? recvbuf : nullptr, false);
+  OpScope scope(op_info(what, group_, -1, root, -1, sendcount));
+  if (settings_.check)
+    verify(b, desc(CollKind::Gatherv, static_cast<int>(dtype), -1, sendcount, root), recvcounts);
+  b.gatherv(sendbuf, sendcount, recvbuf, recvcounts, dtype, root, stream);
+}
+
+void Communicator::barrier() {
+  Backend &b = *host_;
+  OpScope scope(op_info("barrier", group_, -1, -1, -1, 0));
+  if (settings_.check) verify(b, desc(CollKind::Barrier, -1, -1, 0, -1));
+  b.barrier();
+}
+
+void Communicator::send(const void *buf, size_t count, DType dtype, int peer, int tag, void *stream) {
+  const char *what = "send";
+  v::dtype(what, dtype);
+  v::bytes(what, "count", count, 1, dtype);
+  v::pointer(what, "buf", buf, count);
+  v::rank(what, "peer", peer, size());
+  v::tag(what, tag, settings_.max_tag);
+  Backend &b = backend_for(what, buf, nullptr, false);
+  OpScope scope(op_info(what, group_, peer, -1, tag, count));
+  b.send(buf, count, dtype, peer, tag, stream);
+}
+
+void Communicator::recv(void *buf, size_t count, DType dtype, int peer, int tag, void *stream) {
+  const char *what = "recv";
+  v::dtype(what, dtype);
+  v::bytes(what, "count", count, 1, dtype);
+  v::pointer(what, "buf", buf, count);
+  v::rank(what, "peer", peer, size());
+  v::tag(what, tag, settings_.max_tag);
+  Backend &b = backend_for(what, buf, nullptr, false);
+  OpScope scope(op_info(what, group_, peer, -1, tag, count));
+  b.recv(buf, count, dtype, peer, tag, stream);
+}
+
+RequestPtr Communicator::isend(const void *buf, size_t count, DType dtype, int peer, int tag,
+                               void *stream) {
+  const char *what = "isend";
+  v::dtype(what, dtype);
+  v::bytes(what, "count", count, 1, dtype);
+  v::pointer(what, "buf", buf, count);
+  v::rank(what, "peer", peer, size());
+  v::tag(what, tag, settings_.max_tag);
+  Backend &b = backend_for(what, buf, nullptr, false);
+  return std::make_unique<WatchedRequest>(b.isend(buf, count, dtype, peer, tag, stream),
+                                          op_info("isend (wait)", group_, peer, -1, tag, count));
+}
+
+RequestPtr Communicator::irecv(void *buf, size_t count, DType dtype, int peer, int tag, void *stream) {
+  const char *what = "irecv";
+  v::dtype(what, dtype);
+  v::bytes(what, "count", count, 1, dtype);
+  v::pointer(what, "buf", buf, count);
+  v::rank(what, "peer", peer, size());
+  v::tag(what, tag, settings_.max_tag);
+  Backend &b = backend_for(what, buf, nullptr, false);
+  return std::make_unique<WatchedRequest>(b.irecv(buf, count, dtype, peer, tag, stream),
+                                          op_info("irecv (wait)", group_, peer, -1, tag, count));
+}
+
+RequestPtr Communicator::iallreduce(const void *sendbuf, void *recvbuf, size_t count, DType dtype,
+                                    ReduceOp op, void *stream) {
+  const char *what = "iallreduce";
+  v::dtype(what, dtype);
+  v::reduce_op(what, op);
+  const size_t bytes = v::bytes(what, "count", count, 1, dtype);
+  v::pointer(what, "sendbuf", sendbuf, count);
+  v::pointer(what, "recvbuf", recvbuf, count);
+  v::no_overlap(what, sendbuf, bytes, recvbuf, bytes, recvbuf);
+  Backend &b = backend_for(what, sendbuf, recvbuf, true);
+  return worker().submit([=, &b] {
+    OpScope scope(op_info(what, group_, -1, -1, -1, count));
+    if (settings_.check)
+      verify(b, desc(CollKind::Iallreduce, static_cast<int>(dtype), static_cast<int>(op), count, -1));
+    b.allreduce(sendbuf, recvbuf, count, dtype, op, stream);
+  });
+}
+
+RequestPtr Communicator::ireduce_scatter(const void *sendbuf, void *recvbuf, size_t recvcount,
+                                         DType dtype, ReduceOp op, void *stream) {
+  const char *what = "ireduce_scatter";
+  v::dtype(what, dtype);
+  v::reduce_op(what, op);
+  const size_t total = v::bytes(what, "recvcount", recvcount, static_cast<size_t>(size()), dtype);
+  v::pointer(what, "sendbuf", sendbuf, recvcount);
+  v::pointer(what, "recvbuf", recvbuf, recvcount);
+  const size_t es = dtype_size(dtype);
+  const void *in_place = sendbuf ? static_cast<const char *>(sendbuf) + rank_ * recvcount * es : nullptr;
+  v::no_overlap(what, sendbuf, total, recvbuf, recvcount * es, recvbuf == in_place ? sendbuf : nullptr);
+  Backend &b = backend_for(what, sendbuf, recvbuf, true);
+  return worker().submit([=, &b] {
+    OpScope scope(op_info(what, group_, -1, -1, -1, recvcount));
+    if (settings_.check)
+      verify(b, desc(CollKind::IreduceScatter, static_cast<int>(dtype), static_cast<int>(op), recvcount, -1));
+    b.reduce_scatter(sendbuf, recvbuf, recvcount, dtype, op, stream);
+  });
+}
+
+RequestPtr Communicator::iallgather(const void *sendbuf, void *recvbuf, size_t sendcount, DType dtype,
+                                    void *stream) {
+  const char *what = "iallgather";
+  v::dtype(what, dtype);
+  const size_t total = v::bytes(what, "sendcount", sendcount, static_cast<size_t>(size()), dtype);
+  v::pointer(what, "sendbuf", sendbuf, sendcount);
+  v::pointer(what, "recvbuf", recvbuf, sendcount);
+  const size_t es = dtype_size(dtype);
+  const void *in_place = recvbuf ? static_cast<const char *>(recvbuf) + rank_ * sendcount * es : nullptr;
+  v::no_overlap(what, sendbuf, sendcount * es, recvbuf, total, in_place);
+  Backend &b = backend_for(what, sendbuf, recvbuf, true);
+  return worker().submit([=, &b] {
+    OpScope scope(op_info(what, group_, -1, -1, -1, sendcount));
+    if (settings_.check) verify(b, desc(CollKind::Iallgather, static_cast<int>(dtype), -1, sendcount, -1));
+    b.allgather(sendbuf, recvbuf, sendcount, dtype, stream);
+  });
+}
+
+}  // namespace smp::comm

@@ -1,0 +1,180 @@
+#include "comm/context.h"
+
+#include <mpi.h>
+
+#include <atomic>
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <mutex>
+#include <stdexcept>
+
+#include "comm/mpi/mpi_backend.h"
+#include "comm/mpi/mpi_request.h"
+#include "comm/mpi/mpi_util.h"
+#include "comm/watchdog.h"
+#include "common/error.h"
+
+namespace smp::comm {
+
+namespace {
+
+std::mutex g_init_mu;                 // init() / finalize() one at a time
+std::atomic<Context *> g_context{nullptr};
+bool g_mpi_started_here = false;      // MPI can be initialized once per process
+
+const char *env(const char *name) {
+  const char *v = std::getenv(name);
+  return (v && *v) ? v : nullptr;
+}
+
+int env_int(const char *name, int min) {
+  const char *v = env(name);
+  if (!v) return 0;
+  char *end = nullptr;
+  errno = 0;
+  const long x = std::strtol(v, &end, 10);
+  if (errno != 0 || *end != '\0' || x < min || x > INT_MAX)
+    invalid(std::string(name) + "='" + v + "' is not an integer >= " + std::to_string(min));
+  return static_cast<int>(x);
+}
+
+double env_double(const char *name) {
+  const char *v = env(name);
+  if (!v) return -1;
+  char *end = nullptr;
+  errno = 0;
+  const double x = std::strtod(v, &end);
+  if (errno != 0 || *end != '\0' || !(x >= 0))
+    invalid(std::string(name) + "='" + v + "' is not a number of seconds >= 0");
+  return x;
+}
+
+// Elements per MPI call; a tuning and testing knob (tests set it small to
+// exercise the chunked paths that > 2^31-element buffers take).
+size_t max_chunk() {
+  const char *v = env("SMP_MAX_CHUNK_ELEMENTS");
+  if (!v) return INT_MAX;
+  char *end = nullptr;
+  const unsigned long long x = std::strtoull(v, &end, 10);
+  if (*end != '\0' || x < 1)
+    invalid(std::string("SMP_MAX_CHUNK_ELEMENTS='") + v + "' is not a positive integer");
+  return static_cast<size_t>(std::min<unsigned long long>(x, INT_MAX));
+}
+
+}  // namespace
+
+Context *Context::current() { return g_context.load(std::memory_order_acquire); }
+
+Context &Context::get() {
+  Context *c = current();
+  if (!c) fail(Status::NotInitialized, "smp is not initialized: call smp_init first");
+  return *c;
+}
+
+Context &Context::init(const Options &o) {
+  std::lock_guard<std::mutex> lock(g_init_mu);
+  if (current()) invalid("smp_init: smp is already initialized (call smp_finalize first)");
+
+  // Settings first, so a bad one fails before MPI starts.
+  if (o.pp_size < 0) invalid("smp_init: pp_size " + std::to_string(o.pp_size) + " must be >= 1 (0 = unset)");
+  if (o.tp_size < 0) invalid("smp_init: tp_size " + std::to_string(o.tp_size) + " must be >= 1 (0 = unset)");
+  const int pp = o.pp_size > 0 ? o.pp_size : std::max(1, env_int("SMP_PP_SIZE", 1));
+  const int tp = o.tp_size > 0 ? o.tp_size : std::max(1, env_int("SMP_TP_SIZE", 1));
+  topo::Placement placement;
+  const std::string ptext = !o.placement.empty() ? o.placement : (env("SMP_PLACEMENT") ? env("SMP_PLACEMENT") : "");
+  if (!ptext.empty()) {
+    try {
+      placement = topo::Placement::parse(ptext);
+    } catch (const std::invalid_argument &e) {
+      invalid(std::string("smp_init: ") + (o.placement.empty() ? "SMP_PLACEMENT: " : "placement: ") + e.what());
+    }
+  }
+  double timeout = o.timeout_seconds >= 0 ? o.timeout_seconds : env_double("SMP_TIMEOUT");
+  if (timeout < 0) timeout = 0;
+  int check = o.check >= 0 ? o.check : env_int("SMP_CHECK", 0);
+  if (check > 1) invalid("smp_init: SMP_CHECK must be 0 or 1");
+  const size_t chunk = max_chunk();
+
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (finalized)
+    fail(Status::Backend, "smp_init: MPI has been finalized in this process and cannot start again");
+  bool own = false;
+  int provided = MPI_THREAD_SINGLE;
+  if (!initialized) {
+    if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS)
+      fail(Status::Backend, "smp_init: MPI_Init_thread failed");
+    own = true;
+    g_mpi_started_here = true;
+  } else {
+    MPI_Query_thread(&provided);
+  }
+  int world_rank = 0, world_size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+
+  std::unique_ptr<topo::Layout> layout;
+  try {
+    layout = std::make_unique<topo::Layout>(world_size, pp, tp, placement);
+  } catch (const std::invalid_argument &e) {
+    if (own) MPI_Finalize();
+    invalid(std::string("smp_init: ") + e.what());
+  }
+
+  std::unique_ptr<Context> ctx(new Context(*layout, world_rank, timeout, check == 1, own));
+  int *tag_ub = nullptr;
+  int flag = 0;
+  MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_TAG_UB, &tag_ub, &flag);
+  CommSettings settings;
+  settings.world_rank = world_rank;
+  settings.check = check == 1;
+  settings.max_tag = flag && tag_ub ? *tag_ub : 32767;
+  settings.async_thread = provided == MPI_THREAD_MULTIPLE;
+
+  // One communicator per group: split the world by the group's colour,
+  // ordered by world rank (the layout's rank-in-group).
+  for (topo::Group g : topo::kAllGroups) {
+    MPI_Comm comm = MPI_COMM_NULL;
+    mpi::check_mpi(MPI_Comm_split(MPI_COMM_WORLD, layout->group_color(g, world_rank), world_rank, &comm),
+                   "smp_init: MPI_Comm_split");
+    int r = 0;
+    MPI_Comm_rank(comm, &r);
+    std::unique_ptr<Backend> host = std::make_unique<mpi::MpiBackend>(comm, chunk);
+    std::unique_ptr<Backend> host_async = std::make_unique<mpi::MpiBackend>(comm, chunk);
+    MPI_Comm_free(&comm);
+    if (r != layout->group_rank(g, world_rank))
+      fail(Status::Internal, "smp_init: MPI's rank in " + std::string(topo::group_name(g)) +
+                                 " disagrees with the layout");
+    ctx->groups_[static_cast<size_t>(g)] = std::make_unique<Communicator>(
+        g, layout->group_members(g, world_rank), r, settings, std::move(host), std::move(host_async));
+  }
+  ctx->watchdog_ = std::make_unique<Watchdog>(timeout, world_rank);
+  g_context.store(ctx.get(), std::memory_order_release);
+  return *ctx.release();
+}
+
+void Context::finalize() {
+  std::lock_guard<std::mutex> lock(g_init_mu);
+  Context *c = current();
+  if (!c) fail(Status::NotInitialized, "smp_finalize: smp is not initialized");
+  if (const int n = mpi::pending_requests(); n > 0)
+    invalid("smp_finalize: " + std::to_string(n) +
+            " isend/irecv request(s) were never waited for; smp_wait them first");
+  g_context.store(nullptr, std::memory_order_release);
+  const bool own = c->own_mpi_;
+  delete c;  // drains non-blocking work, frees the communicators
+  if (own) MPI_Finalize();
+}
+
+Context::Context(topo::Layout layout, int world_rank, double timeout, bool check, bool own_mpi)
+    : layout_(std::move(layout)), world_rank_(world_rank), timeout_(timeout), check_(check),
+      own_mpi_(own_mpi) {}
+
+Context::~Context() {
+  for (auto &g : groups_) g.reset();
+  watchdog_.reset();
+}
+
+}  // namespace smp::comm

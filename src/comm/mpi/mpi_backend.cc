@@ -1,0 +1,228 @@
+#include "comm/mpi/mpi_backend.h"
+
+#include <climits>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "comm/mpi/mpi_request.h"
+#include "comm/mpi/mpi_util.h"
+#include "comm/mpi/pairwise_reduce_scatter.h"
+#include "comm/reduce.h"
+
+namespace smp::comm::mpi {
+
+namespace {
+
+char *at(void *p, size_t elems, size_t es) { return static_cast<char *>(p) + elems * es; }
+const char *at(const void *p, size_t elems, size_t es) {
+  return static_cast<const char *>(p) + elems * es;
+}
+
+MPI_Comm dup_returning(MPI_Comm c) {
+  MPI_Comm d = MPI_COMM_NULL;
+  check_mpi(MPI_Comm_dup(c, &d), "MPI_Comm_dup");
+  MPI_Comm_set_errhandler(d, MPI_ERRORS_RETURN);
+  return d;
+}
+
+std::string p2p_what(const char *op, int peer, int tag) {
+  return std::string(op) + " with peer " + std::to_string(peer) + " (tag " + std::to_string(tag) + ")";
+}
+
+}  // namespace
+
+MpiBackend::MpiBackend(MPI_Comm group_comm, size_t max_chunk)
+    : max_chunk_(std::max<size_t>(1, std::min<size_t>(max_chunk, INT_MAX))) {
+  coll_ = dup_returning(group_comm);
+  p2p_ = dup_returning(group_comm);
+  MPI_Comm_rank(coll_, &rank_);
+  MPI_Comm_size(coll_, &size_);
+}
+
+MpiBackend::~MpiBackend() {
+  if (p2p_ != MPI_COMM_NULL) MPI_Comm_free(&p2p_);
+  if (coll_ != MPI_COMM_NULL) MPI_Comm_free(&coll_);
+}
+
+void MpiBackend::allreduce(const void *send, void *recv, size_t count, DType t, ReduceOp op, void *) {
+  if (count == 0) return;
+  if (accumulates_in_float(t)) return half_allreduce(send, recv, count, t, op);
+  const size_t es = dtype_size(t);
+  const bool in_place = send == recv;
+  for_chunks(count, max_chunk_, [&](size_t off, int n) {
+    check_mpi(MPI_Allreduce(in_place ? MPI_IN_PLACE : at(send, off, es), at(recv, off, es), n,
+                            mpi_type(t), mpi_op(op), coll_),
+              "allreduce: MPI_Allreduce");
+  });
+  if (op == ReduceOp::Avg) divide_in_place(recv, count, t, size_);
+}
+
+// MPI cannot reduce 16-bit floats: reduce-scatter them with float32
+// accumulation (rounded once), then allgather the reduced blocks.
+void MpiBackend::half_allreduce(const void *send, void *recv, size_t count, DType t, ReduceOp op) {
+  const size_t es = dtype_size(t);
+  const size_t piece_max = std::min<size_t>(max_chunk_, INT_MAX);  // displacements stay ints
+  std::vector<size_t> counts(size_), displs(size_);
+  std::vector<int> icounts(size_), idispls(size_);
+  for (size_t off = 0; off < count; off += piece_max) {
+    const size_t piece = std::min(piece_max, count - off);
+    size_t d = 0;
+    for (int r = 0; r < size_; ++r) {
+      counts[r] = piece / size_ + (static_cast<size_t>(r) < piece % size_ ? 1 : 0);
+      displs[r] = d;
+      icounts[r] = static_cast<int>(counts[r]);
+      idispls[r] = static_cast<int>(d);
+      d += counts[r];
+    }
+    char *out = at(recv, off, es);
+    pairwise_reduce_scatter(coll_, rank_, size_, at(send, off, es), out + displs[rank_] * es,
+                            counts.data(), displs.data(), t, op);
+    check_mpi(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, out, icounts.data(),
+                             idispls.data(), mpi_type(t), coll_),
+              "allreduce: MPI_Allgatherv");
+  }
+}
+
+void MpiBackend::reduce_scatter(const void *send, void *recv, size_t recvcount, DType t, ReduceOp op,
+                                void *) {
+  if (recvcount == 0) return;
+  std::vector<size_t> counts(size_, recvcount), displs(size_);
+  for (int r = 0; r < size_; ++r) displs[r] = static_cast<size_t>(r) * recvcount;
+  pairwise_reduce_scatter(coll_, rank_, size_, send, recv, counts.data(), displs.data(), t, op);
+}
+
+void MpiBackend::allgather(const void *send, void *recv, size_t sendcount, DType t, void *) {
+  if (sendcount == 0) return;
+  const size_t es = dtype_size(t);
+  const MPI_Datatype T = mpi_type(t);
+  const bool in_place = send == at(recv, static_cast<size_t>(rank_) * sendcount, es);
+  if (sendcount <= max_chunk_) {
+    const int n = static_cast<int>(sendcount);
+    check_mpi(MPI_Allgather(in_place ? MPI_IN_PLACE : send, n, T, recv, n, T, coll_),
+              "allgather: MPI_Allgather");
+    return;
+  }
+  // Too big for one call: gather column by column, each rank's chunk
+  // landing sendcount elements apart (a resized contiguous type).
+  for_chunks(sendcount, max_chunk_, [&](size_t off, int n) {
+    MPI_Datatype block, strided;
+    check_mpi(MPI_Type_contiguous(n, T, &block), "allgather: MPI_Type_contiguous");
+    MPI_Type_create_resized(block, 0, static_cast<MPI_Aint>(sendcount * es), &strided);
+    MPI_Type_commit(&strided);
+    const int rc = MPI_Allgather(in_place ? MPI_IN_PLACE : at(send, off, es), n, T,
+                                 at(recv, off, es), 1, strided, coll_);
+    MPI_Type_free(&strided);
+    MPI_Type_free(&block);
+    check_mpi(rc, "allgather: MPI_Allgather");
+  });
+}
+
+void MpiBackend::broadcast(void *buf, size_t count, DType t, int root, void *) {
+  if (count == 0) return;
+  const size_t es = dtype_size(t);
+  for_chunks(count, max_chunk_, [&](size_t off, int n) {
+    check_mpi(MPI_Bcast(at(buf, off, es), n, mpi_type(t), root, coll_), "broadcast: MPI_Bcast");
+  });
+}
+
+// Linear, over point-to-point: counts and offsets are size_t (MPI_Gatherv's
+// are int), and root checks that every rank sent what recvcounts promised.
+void MpiBackend::gatherv(const void *send, size_t sendcount, void *recv, const size_t *recvcounts,
+                         DType t, int root, void *) {
+  const size_t es = dtype_size(t);
+  const MPI_Datatype T = mpi_type(t);
+  if (rank_ != root) {
+    for_chunks(sendcount, max_chunk_, [&](size_t off, int n) {
+      check_mpi(MPI_Send(at(send, off, es), n, T, root, kTagGatherv, coll_), "gatherv: MPI_Send");
+    });
+    return;
+  }
+  std::vector<MPI_Request> reqs;
+  std::vector<int> expected, from;
+  size_t displ = 0;
+  for (int r = 0; r < size_; ++r) {
+    if (r == root) {
+      if (sendcount > 0 && at(recv, displ, es) != send)
+        std::memmove(at(recv, displ, es), send, sendcount * es);
+    } else {
+      for_chunks(recvcounts[r], max_chunk_, [&](size_t off, int n) {
+        reqs.emplace_back();
+        expected.push_back(n);
+        from.push_back(r);
+        check_mpi(MPI_Irecv(at(recv, displ + off, es), n, T, r, kTagGatherv, coll_, &reqs.back()),
+                  "gatherv: MPI_Irecv");
+      });
+    }
+    displ += recvcounts[r];
+  }
+  std::vector<MPI_Status> st(reqs.size());
+  const int rc = MPI_Waitall(static_cast<int>(reqs.size()), reqs.data(), st.data());
+  if (rc == MPI_ERR_IN_STATUS) {
+    for (size_t i = 0; i < st.size(); ++i)
+      if (st[i].MPI_ERROR != MPI_SUCCESS)
+        throw_mpi(st[i].MPI_ERROR, ("gatherv: receiving from rank " + std::to_string(from[i]) +
+                                    " (more elements than recvcounts[" + std::to_string(from[i]) + "]?)").c_str());
+  }
+  check_mpi(rc, "gatherv: MPI_Waitall");
+  for (size_t i = 0; i < st.size(); ++i) {
+    int got = 0;
+    MPI_Get_count(&st[i], T, &got);
+    if (got != expected[i])
+      fail(Status::InvalidArgument, "gatherv: rank " + std::to_string(from[i]) + " sent fewer elements than recvcounts[" +
+                                         std::to_string(from[i]) + "] on root");
+  }
+}
+
+void MpiBackend::barrier() { check_mpi(MPI_Barrier(coll_), "barrier: MPI_Barrier"); }
+
+void MpiBackend::send(const void *buf, size_t count, DType t, int peer, int tag, void *) {
+  const size_t es = dtype_size(t);
+  for_chunks(count, max_chunk_, [&](size_t off, int n) {
+    check_mpi(MPI_Send(at(buf, off, es), n, mpi_type(t), peer, tag, p2p_),
+              p2p_what("send", peer, tag).c_str());
+  });
+}
+
+void MpiBackend::recv(void *buf, size_t count, DType t, int peer, int tag, void *) {
+  const size_t es = dtype_size(t);
+  for_chunks(count, max_chunk_, [&](size_t off, int n) {
+    MPI_Status st;
+    check_mpi(MPI_Recv(at(buf, off, es), n, mpi_type(t), peer, tag, p2p_, &st),
+              (p2p_what("recv", peer, tag) + " (message longer than count?)").c_str());
+    int got = 0;
+    MPI_Get_count(&st, mpi_type(t), &got);
+    if (got != n)
+      fail(Status::InvalidArgument, p2p_what("recv", peer, tag) + ": the message is shorter than count (" +
+                                         std::to_string(got) + " elements arrived where " +
+                                         std::to_string(n) + " were expected)");
+  });
+}
+
+RequestPtr MpiBackend::isend(const void *buf, size_t count, DType t, int peer, int tag, void *) {
+  const size_t es = dtype_size(t);
+  std::vector<MPI_Request> reqs;
+  for_chunks(count, max_chunk_, [&](size_t off, int n) {
+    reqs.emplace_back();
+    check_mpi(MPI_Isend(at(buf, off, es), n, mpi_type(t), peer, tag, p2p_, &reqs.back()),
+              p2p_what("isend", peer, tag).c_str());
+  });
+  return std::make_unique<MpiRequest>(std::move(reqs), std::vector<int>{}, mpi_type(t),
+                                      p2p_what("isend", peer, tag));
+}
+
+RequestPtr MpiBackend::irecv(void *buf, size_t count, DType t, int peer, int tag, void *) {
+  const size_t es = dtype_size(t);
+  std::vector<MPI_Request> reqs;
+  std::vector<int> expected;
+  for_chunks(count, max_chunk_, [&](size_t off, int n) {
+    reqs.emplace_back();
+    expected.push_back(n);
+    check_mpi(MPI_Irecv(at(buf, off, es), n, mpi_type(t), peer, tag, p2p_, &reqs.back()),
+              p2p_what("irecv", peer, tag).c_str());
+  });
+  return std::make_unique<MpiRequest>(std::move(reqs), std::move(expected), mpi_type(t),
+                                      p2p_what("irecv", peer, tag));
+}
+
+}  // namespace smp::comm::mpi
