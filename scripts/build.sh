@@ -7,6 +7,7 @@ build=${SMP_BUILD_DIR:-build}
 # Debian's python3-torch and python3-numpy install for /usr/bin/python3; make
 # sure meson and the tests find that interpreter before any other.
 [ -x /usr/bin/python3 ] && export PATH="/usr/bin:$PATH"
+[ -x /usr/local/cuda/bin/nvcc ] && export PATH="$PATH:/usr/local/cuda/bin"  # nvcc for the CUDA kernels
 if [ ! -f "$build/build.ninja" ]; then
   meson setup "$build" "$@"
 elif [ $# -gt 0 ]; then

@@ -1,0 +1,62 @@
+// CUDA memory over the host backend: device buffers are staged through
+// pinned host buffers in chunks (pipeline.h), and each chunk goes through
+// the group's host backend (MPI, with its float32-accumulating half
+// reductions). It serves when NCCL is missing or refuses the group (NCCL
+// rejects two ranks on one GPU), so every multi-rank GPU program also runs
+// with all its ranks on one GPU.
+//
+// Every operation is blocking for the host (MPI runs on the host) and
+// ordered on the caller's stream: the device-to-host copies wait for the
+// work enqueued on `stream` before the call, and when the call returns the
+// results are in device memory. gatherv is staged whole (its chunk count
+// would need every rank's count, which only root knows); isend stages the
+// whole buffer before it returns; irecv copies to the device in wait/test.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+
+#include "comm/backend.h"
+#include "comm/staged/copy_engine.h"
+#include "comm/staged/staging_pool.h"
+
+namespace smp::comm::staged {
+
+// Default bytes per chunk (per rank block for reduce-scatter / allgather);
+// SMP_STAGED_CHUNK_BYTES overrides it in make_staged_backend.
+inline constexpr size_t kDefaultChunkBytes = size_t{2} << 20;
+
+class StagedBackend final : public Backend {
+ public:
+  // host: the group's host-memory backend (owned; its own communicators),
+  // rank / size: this process in the group.
+  StagedBackend(std::unique_ptr<Backend> host, int rank, int size,
+                std::shared_ptr<CopyEngine> engine, size_t chunk_bytes = kDefaultChunkBytes);
+  ~StagedBackend() override;
+  const char *name() const override { return "staged"; }
+
+  void allreduce(const void *send, void *recv, size_t count, DType t, ReduceOp op, void *stream) override;
+  void reduce_scatter(const void *send, void *recv, size_t recvcount, DType t, ReduceOp op,
+                      void *stream) override;
+  void allgather(const void *send, void *recv, size_t sendcount, DType t, void *stream) override;
+  void broadcast(void *buf, size_t count, DType t, int root, void *stream) override;
+  void gatherv(const void *send, size_t sendcount, void *recv, const size_t *recvcounts, DType t,
+               int root, void *stream) override;
+  void barrier() override;
+
+  void send(const void *buf, size_t count, DType t, int peer, int tag, void *stream) override;
+  void recv(void *buf, size_t count, DType t, int peer, int tag, void *stream) override;
+  RequestPtr isend(const void *buf, size_t count, DType t, int peer, int tag, void *stream) override;
+  RequestPtr irecv(void *buf, size_t count, DType t, int peer, int tag, void *stream) override;
+
+ private:
+  size_t chunk_elems(DType t) const;
+
+  std::unique_ptr<Backend> host_;
+  int rank_, size_;
+  std::shared_ptr<CopyEngine> engine_;
+  size_t chunk_bytes_;
+  StagingPool pool_;  // after engine_: returns its buffers to it
+};
+
+}  // namespace smp::comm::staged
