@@ -62,6 +62,13 @@ size_t max_chunk() {
   return static_cast<size_t>(std::min<unsigned long long>(x, INT_MAX));
 }
 
+void finalize_mpi_if_ours() {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (g_mpi_started_here && initialized && !finalized && g_context.load() == nullptr) MPI_Finalize();
+}
+
 }  // namespace
 
 Context *Context::current() { return g_context.load(std::memory_order_acquire); }
@@ -101,16 +108,19 @@ Context &Context::init(const Options &o) {
   MPI_Finalized(&finalized);
   if (finalized)
     fail(Status::Backend, "smp_init: MPI has been finalized in this process and cannot start again");
-  bool own = false;
   int provided = MPI_THREAD_SINGLE;
   if (!initialized) {
     if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS)
       fail(Status::Backend, "smp_init: MPI_Init_thread failed");
-    own = true;
     g_mpi_started_here = true;
+    // If this init fails after this point, MPI stays up for a corrected
+    // retry (MPI cannot start twice); finalize it at exit in that case, or
+    // mpirun would report the rank as having died.
+    std::atexit(finalize_mpi_if_ours);
   } else {
     MPI_Query_thread(&provided);
   }
+  const bool own = g_mpi_started_here;
   int world_rank = 0, world_size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
   MPI_Comm_size(MPI_COMM_WORLD, &world_size);
@@ -119,7 +129,6 @@ Context &Context::init(const Options &o) {
   try {
     layout = std::make_unique<topo::Layout>(world_size, pp, tp, placement);
   } catch (const std::invalid_argument &e) {
-    if (own) MPI_Finalize();
     invalid(std::string("smp_init: ") + e.what());
   }
 
