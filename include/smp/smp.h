@@ -165,6 +165,120 @@ SMP_API const char *smp_last_error(void);
 
 /* ---- Pipeline: tensor transport, schedules, simulator, partitioner ---- */
 
+/* Tensors are DLPack's (dlpack/dlpack.h). DLTensor is an anonymous typedef
+ * there, which C cannot forward-declare, so these functions take the named
+ * struct DLManagedTensor: what frameworks hand out (to_dlpack, __dlpack__
+ * capsules); wrap a hand-made DLTensor as { tensor, NULL, NULL }. Tensors
+ * must be contiguous (row-major); CPU memory (CUDA once comm supports it).
+ * A small header (dtype, shape) travels with every tensor, so a receiver
+ * learns both from the sender. Tags: 0..16383. */
+struct DLManagedTensor;
+
+/* Send tensor to peer; returns once the tensor may be reused. */
+SMP_API smp_status_t smp_send_tensor(const struct DLManagedTensor *tensor, int peer,
+                                     smp_group_t group, int tag);
+/* Receive a tensor of whatever dtype and shape the sender sent: *tensor is
+ * a new host tensor; free it with (*tensor)->deleter(*tensor). */
+SMP_API smp_status_t smp_recv_tensor(struct DLManagedTensor **tensor, int peer, smp_group_t group,
+                                     int tag);
+/* Receive into tensor. If the sender's dtype or shape differ, the data is
+ * discarded and SMP_ERR_PEER_FAILED says what differs. */
+SMP_API smp_status_t smp_recv_tensor_into(struct DLManagedTensor *tensor, int peer,
+                                          smp_group_t group, int tag);
+
+typedef struct smp_tensor_transfer {
+  int peer;
+  int tag;
+  /* sends: the tensor; receives: the tensor to fill, or NULL to have a new
+   * one (freed with its deleter) stored here */
+  struct DLManagedTensor *tensor;
+} smp_tensor_transfer_t;
+
+/* Issue every send and receive at once, then wait for all of them: cannot
+ * deadlock whatever order the neighbours list or make their calls in.
+ * Receives from one (peer, tag) match that peer's sends in order. */
+SMP_API smp_status_t smp_exchange_tensors(const smp_tensor_transfer_t *sends, size_t nsends,
+                                          smp_tensor_transfer_t *recvs, size_t nrecvs,
+                                          smp_group_t group);
+
+/* Schedules. SIMPLE: GPipe (all forwards, then all backwards). INTERLEAVED:
+ * 1F1B, a backward as soon as one is ready, at most active_microbatches in
+ * flight (0 = pp + 2, SageMaker's default; 1F1B needs pp - stage, so caps
+ * >= pp are plain 1F1B). VIRTUAL: Megatron-LM's interleaved 1F1B over
+ * `chunks` model chunks per rank (virtual stage c*pp + s on rank s);
+ * microbatches must be a multiple of pp when chunks > 1. */
+typedef enum {
+  SMP_SCHEDULE_SIMPLE = 0,
+  SMP_SCHEDULE_INTERLEAVED,
+  SMP_SCHEDULE_VIRTUAL
+} smp_schedule_t;
+
+typedef enum {
+  SMP_PIPE_FORWARD = 0,
+  SMP_PIPE_BACKWARD,
+  SMP_PIPE_SEND_ACTIVATION, /* to the next virtual stage */
+  SMP_PIPE_RECV_ACTIVATION, /* from the previous virtual stage */
+  SMP_PIPE_SEND_GRADIENT,   /* to the previous virtual stage */
+  SMP_PIPE_RECV_GRADIENT    /* from the next virtual stage */
+} smp_pipe_op_kind_t;
+
+typedef struct smp_pipe_op {
+  smp_pipe_op_kind_t kind;
+  int microbatch;
+  int chunk;
+  int peer;  /* the stage on the other side of a send/receive; -1 for compute */
+  int batch; /* consecutive sends/receives with one batch form one exchange
+              * (smp_exchange_tensors); its sends may complete later, by
+              * the end of the step; -1 for compute */
+} smp_pipe_op_t;
+
+/* Stage `stage`'s operations for one step, in order, into ops[0..*n). With
+ * ops == NULL only *n is set; a capacity below *n is an error (*n is still
+ * set). chunks must be 1 except for SIMPLE and VIRTUAL; active_microbatches
+ * must be 0 except for INTERLEAVED. */
+SMP_API smp_status_t smp_pipeline_schedule(smp_schedule_t kind, int pp, int stage,
+                                           int microbatches, int chunks,
+                                           int active_microbatches, smp_pipe_op_t *ops,
+                                           size_t capacity, size_t *n);
+
+/* Run every stage's schedule on a simulated clock: forward_time[s] and
+ * backward_time[s] (pp entries) are one chunk of one microbatch on stage s,
+ * the transfer times one tensor between neighbours. Outputs: the step time,
+ * the bubble (1 - busy / (pp * step)), and per stage (pp entries, may be
+ * NULL) the most activations held at once. */
+SMP_API smp_status_t smp_pipeline_simulate(smp_schedule_t kind, int pp, int microbatches,
+                                           int chunks, int active_microbatches,
+                                           const double *forward_time,
+                                           const double *backward_time,
+                                           double activation_transfer,
+                                           double gradient_transfer, double *step_time,
+                                           double *bubble_fraction, int *peak_activations);
+
+typedef struct smp_layer_cost {
+  double compute; /* time (or any measure) of the layer */
+  double memory;  /* bytes on its device: parameters (with their gradients and
+                   * optimizer state, as you count them) + activations */
+} smp_layer_cost_t;
+
+typedef struct smp_stage_info {
+  size_t first_layer;
+  size_t num_layers;
+  double compute; /* sums over the stage's layers */
+  double memory;
+  double cost;    /* memory_weight * memory/total_memory
+                   * + (1 - memory_weight) * compute/total_compute */
+} smp_stage_info_t;
+
+/* Split layers (in execution order) into pp contiguous stages minimising
+ * the largest stage cost (exact, dynamic programming), every stage within
+ * memory_limit bytes (<= 0: no limit). Fills stages[0..pp); *max_cost may
+ * be NULL. No split fitting in memory_limit: SMP_ERR_INVALID_ARGUMENT with
+ * the memory the best split would need. */
+SMP_API smp_status_t smp_pipeline_partition(const smp_layer_cost_t *layers, size_t nlayers,
+                                            int pp, double memory_weight,
+                                            double memory_limit, smp_stage_info_t *stages,
+                                            double *max_cost);
+
 /* ---- Sharded optimizer ---- */
 
 /* ---- Checkpoints ---- */
