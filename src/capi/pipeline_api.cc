@@ -1,0 +1,176 @@
+// The C API's pipeline section: tensor transport over a group, and the pure
+// schedule / simulator / partitioner queries (valid before smp_init).
+#include <dlpack/dlpack.h>
+
+#include <string>
+#include <vector>
+
+#include "capi/guard.h"
+#include "pipeline/partition.h"
+#include "pipeline/schedule.h"
+#include "pipeline/simulate.h"
+#include "pipeline/transport.h"
+
+namespace pl = smp::pipeline;
+using smp::capi::guarded;
+using smp::capi::guarded_any;
+using smp::capi::require;
+using smp::capi::to_group;
+
+// smp.h's op kinds are the C++ ones, value for value.
+static_assert(static_cast<int>(SMP_PIPE_RECV_GRADIENT) == static_cast<int>(pl::OpKind::RecvGradient),
+              "smp_pipe_op_kind_t and pipeline::OpKind must agree");
+static_assert(static_cast<int>(SMP_SCHEDULE_VIRTUAL) == static_cast<int>(pl::ScheduleKind::Virtual),
+              "smp_schedule_t and pipeline::ScheduleKind must agree");
+
+namespace {
+
+pl::ScheduleParams schedule_params(const char *fn, smp_schedule_t kind, int pp, int microbatches,
+                                   int chunks, int active) {
+  const int k = static_cast<int>(kind);
+  require(k >= 0 && k < pl::kNumScheduleKinds,
+          std::string(fn) + ": kind " + std::to_string(k) +
+              " is not an smp_schedule_t (SMP_SCHEDULE_SIMPLE..SMP_SCHEDULE_VIRTUAL)");
+  pl::ScheduleParams p;
+  p.kind = static_cast<pl::ScheduleKind>(k);
+  p.pp = pp;
+  p.microbatches = microbatches;
+  p.chunks = chunks;
+  p.active = active;
+  try {
+    pl::validate(p);
+  } catch (const smp::Error &e) {
+    smp::invalid(std::string(fn) + ": " + e.what());
+  }
+  return p;
+}
+
+const DLTensor &tensor_of(const struct DLManagedTensor *t, const char *fn, const char *name) {
+  require(t != nullptr, std::string(fn) + ": " + name + " is NULL");
+  return t->dl_tensor;
+}
+
+}  // namespace
+
+extern "C" {
+
+smp_status_t smp_send_tensor(const struct DLManagedTensor *tensor, int peer, smp_group_t group,
+                             int tag) {
+  return guarded([&](smp::comm::Context &ctx) {
+    const DLTensor &t = tensor_of(tensor, "smp_send_tensor", "tensor");
+    pl::send_tensor(ctx.group(to_group(group)), t, peer, tag);
+  });
+}
+
+smp_status_t smp_recv_tensor(struct DLManagedTensor **tensor, int peer, smp_group_t group, int tag) {
+  return guarded([&](smp::comm::Context &ctx) {
+    require(tensor != nullptr, "smp_recv_tensor: tensor is NULL");
+    *tensor = nullptr;
+    pl::OwnedTensor got = pl::recv_tensor(ctx.group(to_group(group)), peer, tag);
+    *tensor = got.release_to_dlpack();
+  });
+}
+
+smp_status_t smp_recv_tensor_into(struct DLManagedTensor *tensor, int peer, smp_group_t group,
+                                  int tag) {
+  return guarded([&](smp::comm::Context &ctx) {
+    require(tensor != nullptr, "smp_recv_tensor_into: tensor is NULL");
+    pl::recv_tensor_into(ctx.group(to_group(group)), tensor->dl_tensor, peer, tag);
+  });
+}
+
+smp_status_t smp_exchange_tensors(const smp_tensor_transfer_t *sends, size_t nsends,
+                                  smp_tensor_transfer_t *recvs, size_t nrecvs, smp_group_t group) {
+  return guarded([&](smp::comm::Context &ctx) {
+    smp::capi::require_ptr(sends, nsends, "smp_exchange_tensors: sends");
+    smp::capi::require_ptr(recvs, nrecvs, "smp_exchange_tensors: recvs");
+    std::vector<pl::SendSpec> s(nsends);
+    for (size_t i = 0; i < nsends; ++i) {
+      const std::string name = "sends[" + std::to_string(i) + "].tensor";
+      s[i] = pl::SendSpec{&tensor_of(sends[i].tensor, "smp_exchange_tensors", name.c_str()),
+                          sends[i].peer, sends[i].tag};
+    }
+    std::vector<pl::RecvSpec> r(nrecvs);
+    for (size_t i = 0; i < nrecvs; ++i) {
+      r[i].peer = recvs[i].peer;
+      r[i].tag = recvs[i].tag;
+      r[i].into = recvs[i].tensor ? &recvs[i].tensor->dl_tensor : nullptr;
+    }
+    pl::exchange(ctx.group(to_group(group)), s, r);
+    for (size_t i = 0; i < nrecvs; ++i)
+      if (recvs[i].tensor == nullptr) recvs[i].tensor = r[i].result.release_to_dlpack();
+  });
+}
+
+smp_status_t smp_pipeline_schedule(smp_schedule_t kind, int pp, int stage, int microbatches,
+                                   int chunks, int active_microbatches, smp_pipe_op_t *ops,
+                                   size_t capacity, size_t *n) {
+  return guarded_any([&] {
+    const char *fn = "smp_pipeline_schedule";
+    require(n != nullptr, std::string(fn) + ": n is NULL");
+    *n = 0;
+    const pl::ScheduleParams p = schedule_params(fn, kind, pp, microbatches, chunks, active_microbatches);
+    require(stage >= 0 && stage < pp, std::string(fn) + ": stage " + std::to_string(stage) +
+                                          " is not in 0.." + std::to_string(pp - 1));
+    const std::vector<pl::Op> list = pl::build_schedule(p, stage);
+    *n = list.size();
+    if (ops == nullptr) return;
+    require(capacity >= list.size(), std::string(fn) + ": capacity " + std::to_string(capacity) +
+                                         " is less than the " + std::to_string(list.size()) +
+                                         " operations of the schedule");
+    for (size_t i = 0; i < list.size(); ++i)
+      ops[i] = smp_pipe_op_t{static_cast<smp_pipe_op_kind_t>(list[i].kind), list[i].microbatch,
+                             list[i].chunk, list[i].peer, list[i].batch};
+  });
+}
+
+smp_status_t smp_pipeline_simulate(smp_schedule_t kind, int pp, int microbatches, int chunks,
+                                   int active_microbatches, const double *forward_time,
+                                   const double *backward_time, double activation_transfer,
+                                   double gradient_transfer, double *step_time,
+                                   double *bubble_fraction, int *peak_activations) {
+  return guarded_any([&] {
+    const char *fn = "smp_pipeline_simulate";
+    const pl::ScheduleParams p = schedule_params(fn, kind, pp, microbatches, chunks, active_microbatches);
+    require(forward_time != nullptr && backward_time != nullptr,
+            std::string(fn) + ": forward_time and backward_time must point to pp values");
+    require(step_time != nullptr && bubble_fraction != nullptr,
+            std::string(fn) + ": step_time and bubble_fraction must not be NULL");
+    pl::Costs c;
+    c.forward.assign(forward_time, forward_time + pp);
+    c.backward.assign(backward_time, backward_time + pp);
+    c.activation_transfer = activation_transfer;
+    c.gradient_transfer = gradient_transfer;
+    pl::Simulation sim;
+    try {
+      sim = pl::simulate(pl::build_all(p), c);
+    } catch (const smp::Error &e) {
+      if (e.status() == smp::Status::InvalidArgument) smp::invalid(std::string(fn) + ": " + e.what());
+      throw;
+    }
+    *step_time = sim.step_time;
+    *bubble_fraction = sim.bubble_fraction;
+    if (peak_activations != nullptr)
+      for (int s = 0; s < pp; ++s) peak_activations[s] = sim.peak_activations[static_cast<size_t>(s)];
+  });
+}
+
+smp_status_t smp_pipeline_partition(const smp_layer_cost_t *layers, size_t nlayers, int pp,
+                                    double memory_weight, double memory_limit,
+                                    smp_stage_info_t *stages, double *max_cost) {
+  return guarded_any([&] {
+    const char *fn = "smp_pipeline_partition";
+    require(layers != nullptr || nlayers == 0, std::string(fn) + ": layers is NULL");
+    require(stages != nullptr, std::string(fn) + ": stages is NULL (it needs pp entries)");
+    std::vector<pl::Layer> l(nlayers);
+    for (size_t i = 0; i < nlayers; ++i) l[i] = pl::Layer{layers[i].compute, layers[i].memory};
+    const pl::Partition part = pl::partition(l, pp, memory_weight, memory_limit);
+    for (int s = 0; s < pp; ++s) {
+      const pl::StageInfo &st = part.stages[static_cast<size_t>(s)];
+      stages[s] = smp_stage_info_t{st.first, st.count, st.compute, st.memory, st.cost};
+    }
+    if (max_cost != nullptr) *max_cost = part.max_cost;
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,71 @@
+// smp-schedule: prints a pipeline schedule, every stage's ops with their
+// simulated start and end times, as JSON (scripts/draw_schedule.py draws
+// it). Usage errors exit 2 with one line on stderr.
+//
+//   smp-schedule --kind interleaved --pp 4 --microbatches 8
+//                [--chunks C] [--active A] [--forward F] [--backward B]
+//                [--transfer T]
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <string>
+
+#include "common/error.h"
+#include "pipeline/simulate.h"
+
+using namespace smp::pipeline;
+
+int main(int argc, char **argv) {
+  CLI::App app{"Print a pipeline schedule with simulated times as JSON"};
+  std::string kind = "interleaved";
+  ScheduleParams p;
+  double fwd = 1.0, bwd = 2.0, transfer = 0.0;
+  app.add_option("--kind", kind, "simple | interleaved | virtual");
+  app.add_option("--pp", p.pp, "pipeline stages")->required();
+  app.add_option("--microbatches,-m", p.microbatches, "microbatches per step")->required();
+  app.add_option("--chunks", p.chunks, "model chunks per rank (simple, virtual)");
+  app.add_option("--active", p.active, "interleaved: in-flight cap (0 = pp + 2)");
+  app.add_option("--forward", fwd, "time of one forward of one chunk");
+  app.add_option("--backward", bwd, "time of one backward of one chunk");
+  app.add_option("--transfer", transfer, "time of one activation or gradient transfer");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp &) {
+    std::printf("%s", app.help().c_str());
+    return 0;
+  } catch (const CLI::ParseError &e) {
+    std::fprintf(stderr, "smp-schedule: %s\n", e.what());
+    return 2;
+  }
+  Simulation sim;
+  std::vector<std::vector<Op>> stages;
+  try {
+    p.kind = parse_schedule_kind(kind);
+    stages = build_all(p);
+    sim = simulate(stages, Costs{std::vector<double>(p.pp, fwd), std::vector<double>(p.pp, bwd),
+                                 transfer, transfer});
+  } catch (const smp::Error &e) {
+    std::fprintf(stderr, "smp-schedule: %s\n", e.what());
+    return e.status() == smp::Status::InvalidArgument ? 2 : 1;
+  }
+  std::printf("{\"kind\": \"%s\", \"pp\": %d, \"microbatches\": %d, \"chunks\": %d, \"active\": %d,\n",
+              schedule_kind_name(p.kind), p.pp, p.microbatches, p.chunks, p.active);
+  std::printf(" \"forward\": %g, \"backward\": %g, \"transfer\": %g,\n", fwd, bwd, transfer);
+  std::printf(" \"step_time\": %.17g, \"bubble_fraction\": %.17g,\n", sim.step_time, sim.bubble_fraction);
+  std::printf(" \"peak_activations\": [");
+  for (int s = 0; s < p.pp; ++s) std::printf("%s%d", s ? ", " : "", sim.peak_activations[s]);
+  std::printf("],\n \"stages\": [\n");
+  for (int s = 0; s < p.pp; ++s) {
+    std::printf("  [");
+    for (size_t i = 0; i < stages[s].size(); ++i) {
+      const Op &o = stages[s][i];
+      std::printf("%s{\"op\": \"%s\", \"mb\": %d, \"chunk\": %d, \"peer\": %d, \"batch\": %d, "
+                  "\"start\": %.17g, \"end\": %.17g}",
+                  i ? ",\n   " : "", op_kind_name(o.kind), o.microbatch, o.chunk, o.peer, o.batch,
+                  sim.times[s][i].start, sim.times[s][i].end);
+    }
+    std::printf("]%s\n", s + 1 < p.pp ? "," : "");
+  }
+  std::printf(" ]}\n");
+  return 0;
+}
