@@ -1,0 +1,222 @@
+// Save/load in one process (SelfExchange): both modes, loading into other
+// slicings, user content, keep-K, the folder protocol, and corruption
+// caught by the checksums. Multi-rank resharding is tests/mpi/ckpt.
+#include "ckpt/checkpoint.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <functional>
+
+#include "ckpt/fileio.h"
+#include "ckpt/safetensors.h"
+#include "ckpt/store.h"
+#include "common/error.h"
+#include "test_util.h"
+
+using namespace smp;
+using namespace smp::ckpt;
+using ckpt_test::pattern;
+using ckpt_test::TmpDir;
+
+namespace {
+
+std::vector<uint32_t> filled(uint32_t seed, size_t n) {
+  std::vector<uint32_t> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = pattern(seed, i);
+  return v;
+}
+
+Status status_of(const std::function<void()> &f) {
+  try {
+    f();
+    return Status::Success;
+  } catch (const Error &e) {
+    return e.status();
+  }
+}
+
+struct Model {
+  std::vector<uint32_t> w = filled(1, 12 * 10), b = filled(2, 10), opt = filled(3, 12 * 10);
+  std::vector<uint16_t> h = std::vector<uint16_t>(33);
+  void add_to(Checkpoint &c) {
+    c.add("layer.w", Kind::Model, DType::F32, Piece::whole({12, 10}, "w"), w.data(), false);
+    c.add("layer.b", Kind::Model, DType::I32, Piece::whole({10}, "b"), b.data(), false);
+    c.add("layer.h", Kind::Model, DType::BF16, Piece::whole({3, 11}, "h"), h.data(), false);
+    c.add("layer.w", Kind::Optimizer, DType::F32, Piece::whole({12, 10}, "o"), opt.data(), false);
+  }
+  Model() {
+    for (size_t i = 0; i < h.size(); ++i) h[i] = static_cast<uint16_t>(pattern(4, i));
+  }
+};
+
+}  // namespace
+
+class Modes : public ::testing::TestWithParam<bool> {};
+
+TEST_P(Modes, SaveLoadAndReshard) {
+  TmpDir root;
+  SelfExchange ex;
+  Model m;
+  Checkpoint save;
+  m.add_to(save);
+  save.set_user("step", "1234");
+  save.set_user("rng", std::string("\0\1\2", 3));
+  SaveOptions opt;
+  opt.sharded = GetParam();
+  opt.buffer_bytes = 4096;  // several chunks per tensor
+  const std::string dir = save.save(ex, root.path(), opt);
+  EXPECT_EQ(dir, root / store::name_of(1));
+  EXPECT_EQ(ckpt_test::slurp(root / "latest"), store::name_of(1) + "\n");
+
+  // Load into a column slice, a row slice, a flat range and whole buffers.
+  std::vector<uint32_t> cols(12 * 4), rows(5 * 10), flat(37), b(10), opt_state(120);
+  std::vector<uint16_t> h(33);
+  Checkpoint load;
+  load.add("layer.w", Kind::Model, DType::F32, Piece::box({12, 10}, {0, 3}, {12, 4}, "w"), cols.data(), false);
+  load.add("layer.b", Kind::Model, DType::I32, Piece::whole({10}, "b"), b.data(), false);
+  load.add("layer.h", Kind::Model, DType::BF16, Piece::whole({3, 11}, "h"), h.data(), false);
+  load.add("layer.w", Kind::Optimizer, DType::F32, Piece::flat({12, 10}, 50, 37, "o"), flat.data(), false);
+  EXPECT_EQ(load.load(ex, root.path(), {}), dir);
+  for (size_t r = 0; r < 12; ++r)
+    for (size_t c = 0; c < 4; ++c) ASSERT_EQ(cols[r * 4 + c], m.w[r * 10 + 3 + c]);
+  EXPECT_EQ(b, m.b);
+  EXPECT_EQ(h, m.h);
+  for (size_t i = 0; i < 37; ++i) ASSERT_EQ(flat[i], m.opt[50 + i]);
+  std::string v;
+  ASSERT_TRUE(load.user("step", 0, &v));
+  EXPECT_EQ(v, "1234");
+  ASSERT_TRUE(load.user("rng", 0, &v));
+  EXPECT_EQ(v, std::string("\0\1\2", 3));
+  EXPECT_FALSE(load.user("nope", 0, &v));
+  EXPECT_EQ(load.loaded_world_size(), 1);
+
+  Checkpoint rows_only;
+  rows_only.add("layer.w", Kind::Model, DType::F32, Piece::box({12, 10}, {4, 0}, {5, 10}, "w"), rows.data(), false);
+  rows_only.load(ex, dir, {});
+  EXPECT_EQ(0, std::memcmp(rows.data(), m.w.data() + 40, rows.size() * 4));
+
+  // Registration that does not match the checkpoint: a clear error.
+  Checkpoint wrong;
+  wrong.add("layer.w", Kind::Model, DType::BF16, Piece::whole({12, 10}, "w"), rows.data(), false);
+  EXPECT_EQ(status_of([&] { wrong.load(ex, dir, {}); }), Status::InvalidArgument);
+  Checkpoint missing;
+  missing.add("nope", Kind::Model, DType::F32, Piece::whole({1}, "n"), rows.data(), false);
+  EXPECT_EQ(status_of([&] { missing.load(ex, dir, {}); }), Status::InvalidArgument);
+}
+
+INSTANTIATE_TEST_SUITE_P(Ckpt, Modes, ::testing::Values(false, true),
+                         [](const auto &i) { return i.param ? "sharded" : "consolidated"; });
+
+TEST(Checkpoint, ConsolidatedFilesAreStandardSafetensors) {
+  TmpDir root;
+  SelfExchange ex;
+  Model m;
+  Checkpoint c;
+  m.add_to(c);
+  SaveOptions opt;
+  opt.max_file_bytes = 480;  // by name: b + h (106 bytes), then w (480) alone
+  const std::string dir = c.save(ex, root.path(), opt);
+  EXPECT_TRUE(io::exists(io::join(dir, "model-00001-of-00002.safetensors")));
+  const std::string index = ckpt_test::slurp(io::join(dir, "model.safetensors.index.json"));
+  EXPECT_NE(index.find("\"total_size\": 586"), std::string::npos) << index;
+  EXPECT_NE(index.find("\"layer.w\": \"model-00002-of-00002.safetensors\""), std::string::npos) << index;
+  Reader r(io::join(dir, "model-00002-of-00002.safetensors"));
+  std::vector<uint32_t> w(120);
+  r.read_tensor("layer.w", w.data(), 480);
+  EXPECT_EQ(w, m.w);
+  Reader o(io::join(dir, "optimizer.safetensors"));
+  o.read_tensor("layer.w", w.data(), 480);
+  EXPECT_EQ(w, m.opt);
+}
+
+TEST(Checkpoint, KeepsNewestKAndIgnoresPartialOnes) {
+  TmpDir root;
+  SelfExchange ex;
+  Model m;
+  Checkpoint c;
+  m.add_to(c);
+  SaveOptions opt;
+  opt.keep_last = 2;
+  for (int i = 0; i < 4; ++i) {
+    c.set_user("i", std::to_string(i));
+    c.save(ex, root.path(), opt);
+  }
+  EXPECT_EQ(store::complete(root.path()), (std::vector<uint64_t>{3, 4}));
+  // A killed save leaves a temporary folder; a folder with the final name
+  // but no manifest is never taken for complete.
+  io::make_dir(root / store::tmp_name_of(5));
+  io::make_dir(root / store::name_of(6));
+  Checkpoint l;
+  l.load(ex, root.path(), {});
+  std::string v;
+  ASSERT_TRUE(l.user("i", 0, &v));
+  EXPECT_EQ(v, "3");
+  // The next save cleans both up first.
+  c.save(ex, root.path(), opt);
+  EXPECT_FALSE(io::exists(root / store::tmp_name_of(5)));
+  EXPECT_FALSE(io::exists(root / store::name_of(6)));
+  EXPECT_EQ(store::complete(root.path()), (std::vector<uint64_t>{4, 5}));
+}
+
+TEST(Checkpoint, ChecksumsCatchCorruption) {
+  SelfExchange ex;
+  for (const char *victim : {"model.safetensors", "optimizer.safetensors", "user.safetensors"}) {
+    TmpDir root;
+    Model m;
+    Checkpoint c;
+    m.add_to(c);
+    c.set_user("k", "v");
+    const std::string dir = c.save(ex, root.path(), {});
+    const std::string path = io::join(dir, victim);
+    std::string bytes = ckpt_test::slurp(path);
+    bytes[bytes.size() - 3] ^= 0x10;  // one bit of data: only the CRC notices
+    ckpt_test::spit(path, bytes);
+    Checkpoint l;
+    m.add_to(l);
+    try {
+      l.load(ex, root.path(), {});
+      ADD_FAILURE() << victim << ": corruption not detected";
+    } catch (const Error &e) {
+      EXPECT_EQ(e.status(), Status::Corrupt) << e.what();
+      EXPECT_NE(std::string(e.what()).find("CRC32C"), std::string::npos) << e.what();
+    }
+    ckpt_test::spit(path, bytes.substr(0, bytes.size() - 1));
+    EXPECT_EQ(status_of([&] { l.load(ex, root.path(), {}); }), Status::Corrupt);
+  }
+  TmpDir root;
+  EXPECT_EQ(status_of([&] {
+              Checkpoint l;
+              l.load(ex, root.path(), {});
+            }),
+            Status::IO);
+  ckpt_test::spit(root / "MANIFEST.json", "{\"format\": \"smp-checkpoint\"");
+  EXPECT_EQ(status_of([&] {
+              Checkpoint l;
+              l.load(ex, root.path(), {});
+            }),
+            Status::Corrupt);
+}
+
+TEST(Checkpoint, RejectsBadRegistrations) {
+  Checkpoint c;
+  float x = 0;
+  EXPECT_EQ(status_of([&] { c.add("", Kind::Model, DType::F32, Piece::whole({1}, "x"), &x, false); }),
+            Status::InvalidArgument);
+  EXPECT_EQ(status_of([&] { c.add("__metadata__", Kind::Model, DType::F32, Piece::whole({1}, "x"), &x, false); }),
+            Status::InvalidArgument);
+  EXPECT_EQ(status_of([&] { c.add("a", Kind::Model, DType::F32, Piece::whole({1}, "x"), nullptr, false); }),
+            Status::InvalidArgument);
+  c.add("a", Kind::Model, DType::F32, Piece::whole({1}, "x"), &x, false);
+  EXPECT_EQ(status_of([&] { c.add("a", Kind::Model, DType::F32, Piece::whole({1}, "x"), &x, false); }),
+            Status::InvalidArgument);
+  EXPECT_NO_THROW(c.add("a", Kind::Optimizer, DType::F32, Piece::whole({1}, "x"), &x, false));
+  // A tensor the one rank only partly holds cannot be saved.
+  Checkpoint p;
+  float y[2] = {};
+  p.add("p", Kind::Model, DType::F32, Piece::box({4}, {0}, {2}, "p"), y, false);
+  TmpDir root;
+  SelfExchange ex;
+  EXPECT_EQ(status_of([&] { p.save(ex, root.path(), {}); }), Status::InvalidArgument);
+  EXPECT_TRUE(store::complete(root.path()).empty());
+}
