@@ -38,12 +38,13 @@ Slot *my_slot() {
 }  // namespace
 
 std::string timeout_message(int world_rank, const OpInfo &info, double waited, double timeout) {
+  auto field = [](int v) { return v < 0 ? std::string("-") : std::to_string(v); };
   char buf[512];
   std::snprintf(buf, sizeof buf,
-                "smp: rank %d: %s on %s (peer %d, root %d, tag %d, count %zu) has waited %.1f s, "
+                "smp: rank %d: %s on %s (peer %s, root %s, tag %s, count %zu) has waited %.1f s, "
                 "longer than SMP_TIMEOUT=%g s; aborting the job",
-                world_rank, info.op, topo::group_name(info.group), info.peer, info.root, info.tag,
-                info.count, waited, timeout);
+                world_rank, info.op, topo::group_name(info.group), field(info.peer).c_str(),
+                field(info.root).c_str(), field(info.tag).c_str(), info.count, waited, timeout);
   return buf;
 }
 

@@ -1,0 +1,101 @@
+// CUDA memory over NCCL: collectives enqueued on the caller's stream, on one
+// NCCL communicator per group created by the group's first device
+// collective (nccl_comm.h). The group's staged backend serves whatever NCCL
+// does not: every call when the group declined NCCL (two ranks on one GPU,
+// NCCL failing to start), point-to-point (smp's tags order messages per
+// (peer, tag); NCCL matches by order alone), and integer AVG.
+//
+// Health: before each operation the communicator's asynchronous error is
+// polled, and a watch thread follows every enqueued operation (an event on
+// its stream): an asynchronous error, or an operation still pending after
+// the hang timeout, aborts the communicator (ncclCommAbort, which also
+// unblocks the stream) and prints one line; every later call on the group
+// throws that error instead of enqueuing work that could never finish.
+#pragma once
+
+#include <mpi.h>
+
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "comm/backend.h"
+#include "comm/nccl/bootstrap.h"
+#include "comm/nccl/nccl_api.h"
+#include "comm/nccl/nccl_comm.h"
+
+namespace smp::comm::nccl {
+
+// The group's members over its MPI communicator (a duplicate, so bootstrap
+// messages never match the program's).
+class MpiBootstrap final : public Bootstrap {
+ public:
+  explicit MpiBootstrap(MPI_Comm group_comm);
+  ~MpiBootstrap() override;
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  void broadcast(void *bytes, size_t n, int root) override;
+  std::vector<std::string> allgather(const std::string &mine) override;
+  int all_min(int v) override;
+
+ private:
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  int rank_ = 0, size_ = 1;
+};
+
+class NcclBackend final : public Backend {
+ public:
+  // staged: the group's staged backend (owned). timeout_seconds <= 0: no
+  // hang timeout (asynchronous errors are still watched).
+  NcclBackend(MPI_Comm group_comm, std::unique_ptr<Backend> staged, double timeout_seconds,
+              std::unique_ptr<NcclApi> api, int world_rank);
+  ~NcclBackend() override;
+  const char *name() const override { return "nccl"; }
+
+  void allreduce(const void *send, void *recv, size_t count, DType t, ReduceOp op, void *stream) override;
+  void reduce_scatter(const void *send, void *recv, size_t recvcount, DType t, ReduceOp op,
+                      void *stream) override;
+  void allgather(const void *send, void *recv, size_t sendcount, DType t, void *stream) override;
+  void broadcast(void *buf, size_t count, DType t, int root, void *stream) override;
+  void gatherv(const void *send, size_t sendcount, void *recv, const size_t *recvcounts, DType t,
+               int root, void *stream) override;
+  void barrier() override;
+
+  void send(const void *buf, size_t count, DType t, int peer, int tag, void *stream) override;
+  void recv(void *buf, size_t count, DType t, int peer, int tag, void *stream) override;
+  RequestPtr isend(const void *buf, size_t count, DType t, int peer, int tag, void *stream) override;
+  RequestPtr irecv(void *buf, size_t count, DType t, int peer, int tag, void *stream) override;
+
+ private:
+  // The NCCL communicator, or nullptr to take the staged path (creates it
+  // on first use; checks its health).
+  void *comm(const char *what);
+  // After an NCCL call: waits out ncclInProgress, turns errors into
+  // smp::Error, hands the operation to the watch thread.
+  void enqueued(int rc, const char *what, void *stream);
+  void watch_loop();
+
+  std::unique_ptr<NcclApi> api_;
+  MpiBootstrap boot_;
+  std::unique_ptr<Backend> staged_;
+  double timeout_;
+  int world_rank_;
+  NcclComm nccl_;
+  std::string refusal_note_;  // printed once when the group declined NCCL
+
+  struct Pending {
+    void *event;  // cudaEvent_t recorded after the operation
+    double start;  // seconds on the steady clock
+    std::string what;
+  };
+  std::mutex watch_mu_;
+  std::condition_variable watch_cv_;
+  std::deque<Pending> pending_;
+  bool stop_ = false;
+  std::thread watch_;  // started with the communicator
+};
+
+}  // namespace smp::comm::nccl

@@ -1,0 +1,23 @@
+// The backend for CUDA memory in one group: NCCL (with the staged backend
+// under it for what NCCL does not serve) when built with NCCL, the staged
+// backend alone otherwise. Built only with CUDA; Context calls it once per
+// group and per communicator duplicate (blocking, non-blocking).
+#pragma once
+
+#include <mpi.h>
+
+#include <cstddef>
+#include <memory>
+
+#include "comm/backend.h"
+
+namespace smp::comm {
+
+// group_comm: the group's MPI communicator (duplicated; the caller keeps
+// it). max_chunk: elements per MPI call (as MpiBackend). timeout_seconds:
+// SMP_TIMEOUT (<= 0: none). SMP_STAGED_CHUNK_BYTES sets the staged
+// pipeline's chunk size (default 2 MiB); SMP_NCCL=0 turns NCCL off.
+std::unique_ptr<Backend> make_device_backend(MPI_Comm group_comm, size_t max_chunk,
+                                             double timeout_seconds, int world_rank);
+
+}  // namespace smp::comm
