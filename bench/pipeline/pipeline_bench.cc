@@ -1,0 +1,239 @@
+// Pipeline benchmarks, run under mpirun with one rank per stage:
+//
+//   transport: tensor send/recv (header + payload) against raw
+//     Communicator send/recv of the same bytes, ping-pong between ranks 0
+//     and 1, sizes 1 MiB and 64 MiB, methods interleaved round by round,
+//     medians of the rounds.
+//   schedule: the synthetic pipeline through the executor with real
+//     tensors, every stage sleeping for its cost (2 cores cannot compute 8
+//     stages at once). The simulator predicts the step from the same costs
+//     plus the transfer time measured here (recv_tensor ping-pong of the
+//     activation size); reported: measured / predicted, and the measured
+//     bubble (1 - busy / (pp * step), busy = time actually slept) against
+//     (p-1)/(m+p-1).
+//
+// Usage: pipeline_bench transport | schedule [--forward-ms F] [--backward-ms B]
+//        [--act-mib A] [--steps N] [--microbatches M,M,...]
+#include <mpi.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "comm/context.h"
+#include "pipeline/executor.h"
+#include "pipeline/simulate.h"
+
+using namespace smp::pipeline;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double now() { return std::chrono::duration<double>(Clock::now().time_since_epoch()).count(); }
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+constexpr DLDataType kU8{kDLUInt, 8, 1};
+
+// One sample: `iters` round trips of `bytes` between ranks 0 and 1; returns
+// seconds per one-way transfer. method 0: raw Communicator send/recv,
+// 1: send_tensor / recv_tensor_into, 2: send_tensor / recv_tensor (allocating).
+double pingpong(smp::comm::Communicator &comm, int method, size_t bytes, int iters,
+                OwnedTensor &a, OwnedTensor &b) {
+  const int rank = comm.rank();
+  if (rank > 1) return 0;
+  const int peer = 1 - rank;
+  DLTensor va = a.view(), vb = b.view();
+  auto send = [&] {
+    if (method == 0)
+      comm.send(a.data(), bytes, smp::DType::U8, peer, 10);
+    else
+      send_tensor(comm, va, peer, 10);
+  };
+  auto recv = [&] {
+    if (method == 0)
+      comm.recv(b.data(), bytes, smp::DType::U8, peer, 10);
+    else if (method == 1)
+      recv_tensor_into(comm, vb, peer, 10);
+    else
+      (void)recv_tensor(comm, peer, 10);
+  };
+  comm.send(nullptr, 0, smp::DType::U8, peer, 11);  // line up
+  comm.recv(nullptr, 0, smp::DType::U8, peer, 11);
+  const double t0 = now();
+  for (int i = 0; i < iters; ++i) {
+    if (rank == 0) {
+      send();
+      recv();
+    } else {
+      recv();
+      send();
+    }
+  }
+  return (now() - t0) / (2.0 * iters);
+}
+
+void transport(smp::comm::Communicator &comm) {
+  const char *names[3] = {"raw send/recv", "send_tensor/recv_tensor_into", "send_tensor/recv_tensor (allocating)"};
+  if (comm.rank() == 0) {
+    std::printf("| size | %s GB/s | %s GB/s | ratio | %s GB/s | ratio |\n", names[0], names[1], names[2]);
+    std::printf("|---|---|---|---|---|---|\n");
+  }
+  for (size_t mib : {1, 64}) {
+    const size_t bytes = mib << 20;
+    OwnedTensor a(kU8, {static_cast<int64_t>(bytes)}), b(kU8, {static_cast<int64_t>(bytes)});
+    std::memset(a.data(), 1, bytes);
+    std::memset(b.data(), 2, bytes);
+    const int iters = mib == 1 ? 100 : 4, rounds = mib == 1 ? 15 : 9;
+    std::vector<double> t[3];
+    for (int m = 0; m < 3; ++m) pingpong(comm, m, bytes, 2, a, b);  // warm up
+    for (int r = 0; r < rounds; ++r)
+      for (int m = 0; m < 3; ++m) t[m].push_back(pingpong(comm, m, bytes, iters, a, b));
+    if (comm.rank() == 0) {
+      double bw[3];
+      for (int m = 0; m < 3; ++m) bw[m] = bytes / median(t[m]) / 1e9;
+      std::printf("| %zu MiB | %.2f | %.2f | %.3f | %.2f | %.3f |\n", mib, bw[0], bw[1], bw[1] / bw[0], bw[2],
+                  bw[2] / bw[0]);
+    }
+    comm.barrier();
+  }
+}
+
+void sleep_for(double seconds) { std::this_thread::sleep_for(std::chrono::duration<double>(seconds)); }
+
+struct StepResult {
+  double step = 0;  // max over ranks
+  double busy = 0;  // sum over ranks of slept time
+};
+
+StepResult run_one(smp::comm::Communicator &comm, const ScheduleParams &p, double f, double b,
+                   size_t act_bytes) {
+  double busy = 0;
+  const int64_t n = static_cast<int64_t>(act_bytes);
+  StageFns fns;
+  // Per chunk: the stage's cost split evenly over its chunks.
+  const double fc = f / p.chunks, bc = b / p.chunks;
+  fns.forward = [&](int, int, const DLTensor *) {
+    const double t0 = now();
+    sleep_for(fc);
+    busy += now() - t0;
+    return OwnedTensor(kU8, {n});
+  };
+  fns.backward = [&](int, int, const DLTensor *) {
+    const double t0 = now();
+    sleep_for(bc);
+    busy += now() - t0;
+    return OwnedTensor(kU8, {n});
+  };
+  comm.barrier();
+  const double t0 = now();
+  run_step(comm, p, fns);
+  double mine = now() - t0, step = 0, total_busy = 0;
+  comm.allreduce(&mine, &step, 1, smp::DType::F64, smp::comm::ReduceOp::Max);
+  comm.allreduce(&busy, &total_busy, 1, smp::DType::F64, smp::comm::ReduceOp::Sum);
+  return {step, total_busy};
+}
+
+void schedule(smp::comm::Communicator &comm, double f, double b, double act_mib, int steps,
+              const std::vector<int> &mbs) {
+  const int pp = comm.size();
+  const size_t act_bytes = static_cast<size_t>(act_mib * (1 << 20));
+  // The transfer time the simulator gets: one allocating tensor transfer
+  // of the activation size between neighbours, measured now.
+  OwnedTensor a(kU8, {static_cast<int64_t>(act_bytes)}), bb(kU8, {static_cast<int64_t>(act_bytes)});
+  std::memset(a.data(), 1, act_bytes);
+  std::vector<double> tt;
+  for (int r = 0; r < 7; ++r) tt.push_back(pingpong(comm, 2, act_bytes, 10, a, bb));
+  double transfer = median(tt);
+  comm.broadcast(&transfer, 1, smp::DType::F64, 0);
+  if (comm.rank() == 0) {
+    std::printf("pp=%d, forward %.1f ms, backward %.1f ms per microbatch and stage, activation %.2f MiB, "
+                "measured transfer %.3f ms; medians of %d steps\n\n",
+                pp, f * 1e3, b * 1e3, act_mib, transfer * 1e3, steps);
+    std::printf("| schedule | pp | m | chunks | measured step ms | simulated ms | measured/simulated | "
+                "measured bubble | simulated bubble | closed form |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
+  }
+  struct Cfg {
+    ScheduleKind kind;
+    int chunks;
+  };
+  for (int m : mbs)
+    for (Cfg c : {Cfg{ScheduleKind::Simple, 1}, Cfg{ScheduleKind::Interleaved, 1}, Cfg{ScheduleKind::Virtual, 2}}) {
+      ScheduleParams p;
+      p.kind = c.kind;
+      p.pp = pp;
+      p.microbatches = m;
+      p.chunks = c.chunks;
+      if (c.chunks > 1 && m % pp != 0) continue;
+      std::vector<double> step, bubble;
+      run_one(comm, p, f, b, act_bytes);  // warm up (allocator, connections)
+      for (int s = 0; s < steps; ++s) {
+        const StepResult r = run_one(comm, p, f, b, act_bytes);
+        step.push_back(r.step);
+        bubble.push_back(1.0 - r.busy / (pp * r.step));
+      }
+      const double per_chunk_f = f / c.chunks, per_chunk_b = b / c.chunks;
+      const Simulation sim = simulate(build_all(p), Costs{std::vector<double>(pp, per_chunk_f),
+                                                          std::vector<double>(pp, per_chunk_b), transfer, transfer});
+      const double closed = double(pp - 1) / (c.chunks * m + pp - 1);
+      if (comm.rank() == 0)
+        std::printf("| %s | %d | %d | %d | %.1f | %.1f | %.3f | %.3f | %.3f | %.3f |\n", schedule_kind_name(c.kind), pp,
+                    m, c.chunks, median(step) * 1e3, sim.step_time * 1e3, median(step) / sim.step_time,
+                    median(bubble), sim.bubble_fraction, closed);
+    }
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+  int provided = 0;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
+  int size = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  smp::comm::Options o;
+  o.pp_size = size;
+  smp::comm::Context &ctx = smp::comm::Context::init(o);
+  smp::comm::Communicator &comm = ctx.group(smp::topo::Group::PP);
+  const std::string what = argc > 1 ? argv[1] : "";
+  double f = 0.010, b = 0.020, act = 1.0;
+  int steps = 5;
+  std::vector<int> mbs{8, 16};
+  for (int i = 2; i + 1 < argc; i += 2) {
+    const std::string k = argv[i], v = argv[i + 1];
+    if (k == "--forward-ms") f = std::atof(v.c_str()) / 1e3;
+    else if (k == "--backward-ms") b = std::atof(v.c_str()) / 1e3;
+    else if (k == "--act-mib") act = std::atof(v.c_str());
+    else if (k == "--steps") steps = std::atoi(v.c_str());
+    else if (k == "--microbatches") {
+      mbs.clear();
+      for (size_t pos = 0; pos < v.size();) {
+        const size_t comma = v.find(',', pos);
+        mbs.push_back(std::atoi(v.substr(pos, comma - pos).c_str()));
+        pos = comma == std::string::npos ? v.size() : comma + 1;
+      }
+    }
+  }
+  int rc = 0;
+  if (what == "transport" && size >= 2) {
+    transport(comm);
+  } else if (what == "schedule") {
+    schedule(comm, f, b, act, steps, mbs);
+  } else {
+    if (ctx.world_rank() == 0)
+      std::fprintf(stderr, "usage: mpirun -np N pipeline_bench transport|schedule [options] (transport needs N >= 2)\n");
+    rc = 2;
+  }
+  smp::comm::Context::finalize();
+  MPI_Finalize();
+  return rc;
+}
