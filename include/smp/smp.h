@@ -279,7 +279,132 @@ SMP_API smp_status_t smp_pipeline_partition(const smp_layer_cost_t *layers, size
                                             double memory_limit, smp_stage_info_t *stages,
                                             double *max_cost);
 
+/* Timeline (SMP_TIMELINE=path, smprun --timeline): tensor sends, receives
+ * and exchanges are recorded by themselves; these mark the framework's own
+ * regions (e.g. "forward" of microbatch m, chunk c; -1 where not
+ * applicable) on the calling thread, and may nest. No-ops when off. */
+SMP_API smp_status_t smp_timeline_begin(const char *name, int microbatch, int chunk);
+SMP_API smp_status_t smp_timeline_end(void);
+/* Collective over SMP_WORLD: gather every rank's events into the one
+ * Chrome-trace JSON file SMP_TIMELINE names (one track per rank, loads in
+ * Perfetto) and clear them. Call before smp_finalize. No-op when off. */
+SMP_API smp_status_t smp_timeline_write(void);
+
 /* ---- Sharded optimizer ---- */
+
+/* ZeRO-1: every rank of a group holds the same parameters, keeps only its
+ * 1/n shard of the float32 optimizer state (master weights and moments),
+ * and per step reduce-scatters the gradients (average), updates its shard
+ * with a fused AdamW or SGD kernel and allgathers the new parameters into
+ * the model's tensors. Parameters and gradients are FLOAT32, BFLOAT16 or
+ * FLOAT16 (mixed precision: a 16-bit model copy over float32 masters). */
+typedef struct smp_optimizer *smp_optimizer_t;
+
+typedef enum { SMP_ADAMW = 0, SMP_SGD = 1 } smp_optimizer_kind_t;
+
+/* norm_group values besides an smp_group_t. */
+#define SMP_NORM_GROUP_AUTO (-1) /* the complement of group: DP -> PP, RDP -> MP */
+#define SMP_NORM_GROUP_NONE (-2) /* the norm is summed over group only */
+
+/* Versioned: set struct_size (SMP_OPTIMIZER_CONFIG_INIT does). Hyper-
+ * parameters follow torch.optim.AdamW / torch.optim.SGD. */
+typedef struct smp_optimizer_config {
+  size_t struct_size;        /* sizeof(smp_optimizer_config_t) */
+  smp_optimizer_kind_t kind; /* SMP_ADAMW (default) or SMP_SGD */
+  double lr;                 /* < 0 = default: 1e-3 (AdamW), 1e-2 (SGD) */
+  double beta1, beta2, eps;  /* AdamW: 0.9, 0.999, 1e-8 */
+  double weight_decay;       /* < 0 = default: 0.01 (AdamW, decoupled), 0 (SGD, L2) */
+  double momentum;           /* SGD: 0 = plain SGD */
+  double dampening;          /* SGD */
+  int nesterov;              /* SGD: 1 = Nesterov momentum (needs dampening 0) */
+  smp_group_t group;         /* sharding group: SMP_DP_GROUP (default), or
+                                SMP_RDP_GROUP when tensor parallelism
+                                distributes parameters, or SMP_WORLD */
+  int norm_group;            /* groups whose ranks hold distinct gradients
+                                beyond `group` (pipeline stages, TP slices):
+                                the global norm is summed over group, then
+                                over norm_group (an smp_group_t or
+                                SMP_NORM_GROUP_AUTO / _NONE) */
+  size_t bucket_bytes;       /* communication bucket cap; 0 = 25 MiB */
+  double max_grad_norm;      /* > 0: clip by the global L2 norm (as
+                                torch.nn.utils.clip_grad_norm_); 0 = off */
+  int check_finite;          /* 1: if any gradient on any rank of group or
+                                norm_group is inf/NaN, every rank skips the
+                                step (dynamic loss scaling) */
+} smp_optimizer_config_t;
+
+#define SMP_OPTIMIZER_CONFIG_INIT                                              \
+  { sizeof(smp_optimizer_config_t), SMP_ADAMW, -1.0, 0.9, 0.999, 1e-8, -1.0,    \
+    0.0, 0.0, 0, SMP_DP_GROUP, SMP_NORM_GROUP_AUTO, 0, 0.0, 0 }
+
+/* One model tensor. name, count and dtype must be the same, in the same
+ * order, on every rank of the group. */
+typedef struct smp_optimizer_tensor {
+  const char *name;   /* unique; keys the exported state */
+  size_t count;       /* elements; 0 is allowed (nothing to update) */
+  smp_dtype_t dtype;  /* of param and grad: FLOAT32, BFLOAT16 or FLOAT16 */
+  void *param;        /* the model's copy: read at creation, rewritten by every step */
+  const void *grad;   /* its gradient: read by every step */
+  int tp_replicated;  /* 1: the same on every rank of the TP group (with an
+                         RDP or PP sharding group): counted once in the
+                         global norm, on tp_rank 0 */
+} smp_optimizer_tensor_t;
+
+/* Collective over group and norm_group: checks that every rank passed the
+ * same tensor list and settings (else every rank fails, the message naming
+ * the first differing tensor), builds the shard layout and copies this
+ * rank's shard of the parameters into float32 master weights. The tensors'
+ * memory must stay valid until smp_optimizer_destroy. */
+SMP_API smp_status_t smp_optimizer_create(const smp_optimizer_config_t *config,
+                                          const smp_optimizer_tensor_t *tensors, size_t count,
+                                          smp_optimizer_t *optimizer);
+/* Frees the optimizer (local, not collective). Call it before smp_finalize. */
+SMP_API smp_status_t smp_optimizer_destroy(smp_optimizer_t optimizer);
+/* One step (collective). grad_scale multiplies every gradient first (1 /
+ * loss scale; 1.0 = none). *skipped (may be NULL) = 1 if inf/NaN made every
+ * rank skip; *grad_norm (may be NULL) = the global norm of the scaled,
+ * averaged gradients, or -1 when neither clipping nor check_finite is on. */
+SMP_API smp_status_t smp_optimizer_step(smp_optimizer_t optimizer, double grad_scale,
+                                        int *skipped, double *grad_norm);
+/* Learning rate for the following steps (schedules). */
+SMP_API smp_status_t smp_optimizer_set_lr(smp_optimizer_t optimizer, double lr);
+/* Rewrites every param from the master weights (collective), e.g. after
+ * smp_optimizer_import_state. */
+SMP_API smp_status_t smp_optimizer_gather_params(smp_optimizer_t optimizer);
+
+/* A run of one tensor in this rank's shard: state elements
+ * [shard_offset, shard_offset + length) hold the tensor's elements
+ * [tensor_offset, tensor_offset + length) (flat, row-major). */
+typedef struct smp_optimizer_piece {
+  size_t tensor_index;     /* in registration order */
+  const char *tensor_name; /* valid until smp_optimizer_destroy */
+  size_t tensor_offset;
+  size_t shard_offset;
+  size_t length;
+} smp_optimizer_piece_t;
+
+/* This rank's shard: elements per state buffer, number of state buffers,
+ * of pieces, and steps taken. Any output may be NULL. */
+SMP_API smp_status_t smp_optimizer_shard_info(smp_optimizer_t optimizer, size_t *shard_elems,
+                                              size_t *num_states, size_t *num_pieces,
+                                              long long *step);
+/* Name of state buffer index: "master", then "exp_avg", "exp_avg_sq"
+ * (AdamW) or "momentum_buffer" (SGD with momentum). */
+SMP_API smp_status_t smp_optimizer_state_name(smp_optimizer_t optimizer, size_t index,
+                                              const char **name);
+/* Piece index (0..num_pieces-1), in shard order. */
+SMP_API smp_status_t smp_optimizer_piece(smp_optimizer_t optimizer, size_t index,
+                                         smp_optimizer_piece_t *piece);
+/* Copies state buffer `state` of this rank's shard (count == shard_elems
+ * float32 values; padding is 0) out, or in. */
+SMP_API smp_status_t smp_optimizer_export_state(smp_optimizer_t optimizer, const char *state,
+                                                float *out, size_t count);
+SMP_API smp_status_t smp_optimizer_import_state(smp_optimizer_t optimizer, const char *state,
+                                                const float *in, size_t count);
+/* Steps taken (bias correction uses it); for restoring a checkpoint. */
+SMP_API smp_status_t smp_optimizer_set_step(smp_optimizer_t optimizer, long long step);
+/* Bytes of optimizer state this rank holds (states x shard_elems x 4). */
+SMP_API smp_status_t smp_optimizer_state_bytes(smp_optimizer_t optimizer, size_t *bytes);
 
 /* ---- Checkpoints ---- */
 

@@ -81,12 +81,14 @@ struct ShardedOptimizer::Buffer {
 ShardLayout ShardedOptimizer::build_layout(comm::Communicator &group,
                                            const std::vector<comm::Communicator *> &norm_groups,
                                            const std::vector<TensorBinding> &tensors,
-                                           const OptimizerConfig &config) {
+                                           const OptimizerConfig &config,
+                                           const std::string &caller_error) {
   // Validate locally, but decide together: a rank that throws before the
   // collectives below would leave its peers waiting in them.
   std::string local_error;
   std::unique_ptr<ShardLayout> layout;
   try {
+    if (!caller_error.empty()) invalid(caller_error);
     check_config(config);
     for (size_t i = 0; i < tensors.size(); ++i) {
       const TensorBinding &t = tensors[i];
@@ -132,12 +134,13 @@ ShardLayout ShardedOptimizer::build_layout(comm::Communicator &group,
 ShardedOptimizer::ShardedOptimizer(comm::Communicator &group,
                                    std::vector<comm::Communicator *> norm_groups,
                                    std::vector<TensorBinding> tensors,
-                                   const OptimizerConfig &config)
+                                   const OptimizerConfig &config,
+                                   const std::string &caller_error)
     : group_(group),
       norm_groups_(std::move(norm_groups)),
       tensors_(std::move(tensors)),
       config_(config),
-      layout_(build_layout(group_, norm_groups_, tensors_, config_)) {
+      layout_(build_layout(group_, norm_groups_, tensors_, config_, caller_error)) {
   my_pieces_ = layout_.pieces(group_.rank());
   pieces_by_bucket_.resize(layout_.buckets().size());
   for (size_t i = 0; i < my_pieces_.size(); ++i) pieces_by_bucket_[my_pieces_[i].bucket].push_back(i);

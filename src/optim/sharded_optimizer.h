@@ -70,8 +70,11 @@ class ShardedOptimizer {
   // an RDP one); the global norm is summed over `group`, then over each.
   // Bad local arguments are agreed on too: every rank throws (none is left
   // waiting in a collective), the one at fault with its own message.
+  // caller_error: an argument error the caller (the C API) found first, to
+  // be reported the same collective way.
   ShardedOptimizer(comm::Communicator &group, std::vector<comm::Communicator *> norm_groups,
-                   std::vector<TensorBinding> tensors, const OptimizerConfig &config);
+                   std::vector<TensorBinding> tensors, const OptimizerConfig &config,
+                   const std::string &caller_error = "");
   ~ShardedOptimizer();
   ShardedOptimizer(const ShardedOptimizer &) = delete;
   ShardedOptimizer &operator=(const ShardedOptimizer &) = delete;
@@ -84,6 +87,8 @@ class ShardedOptimizer {
   void gather_params();
 
   const ShardLayout &layout() const { return layout_; }
+  // This rank's pieces (layout().pieces(rank())), in shard order.
+  const std::vector<Piece> &pieces() const { return my_pieces_; }
   const OptimizerConfig &config() const { return config_; }
   int rank() const { return group_.rank(); }
   int64_t step_count() const { return step_; }
@@ -105,7 +110,8 @@ class ShardedOptimizer {
   static ShardLayout build_layout(comm::Communicator &group,
                                   const std::vector<comm::Communicator *> &norm_groups,
                                   const std::vector<TensorBinding> &tensors,
-                                  const OptimizerConfig &config);
+                                  const OptimizerConfig &config,
+                                  const std::string &caller_error);
   void pack_grads(size_t b);
   void unpack_params(size_t b);
   char *slice_ptr(size_t b);
