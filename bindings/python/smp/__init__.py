@@ -12,6 +12,7 @@ them and before the work queued after the call.
     smp.allreduce(grad, op=smp.AVG, group=smp.RDP_GROUP)
 """
 
+import atexit as _atexit
 import enum as _enum
 import functools as _functools
 import sys as _sys
@@ -114,10 +115,42 @@ def init(pp_size=0, tp_size=0, placement=None, timeout=None, check=None):
     """Start smp. Unset arguments come from smprun's environment
     (SMP_PP_SIZE, SMP_TP_SIZE, SMP_PLACEMENT, SMP_TIMEOUT, SMP_CHECK), else
     the defaults (pp = tp = 1, cluster placement). Without any launcher the
-    world is this one process."""
+    world is this one process.
+
+    A program that forgets finalize() is finalized at exit, unless it dies
+    of an uncaught exception: then it exits without finalizing (MPI's
+    finalize would wait for ranks that may be waiting for this one), and
+    the launcher ends the job instead of hanging."""
     _smp.init(int(pp_size), int(tp_size), placement,
               -1.0 if timeout is None else float(timeout),
               -1 if check is None else int(bool(check)))
+    _install_exit_hooks()
+
+
+_hooks = {"installed": False, "failed": False}
+
+
+def _install_exit_hooks():
+    if _hooks["installed"]:
+        return
+    _hooks["installed"] = True
+    previous = _sys.excepthook
+
+    def excepthook(tp, value, tb):
+        _hooks["failed"] = True
+        previous(tp, value, tb)
+
+    _sys.excepthook = excepthook
+    _atexit.register(_finalize_at_exit)
+
+
+def _finalize_at_exit():
+    if _hooks["failed"] or not is_initialized():
+        return
+    try:
+        _smp.finalize()
+    except SmpError:
+        pass
 
 
 def finalize():
