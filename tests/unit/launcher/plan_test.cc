@@ -1,0 +1,276 @@
+// smprun's plan: the exact mpirun command and the rank table, from options,
+// hosts and a described host, without MPI. Coordinates are checked against
+// a digit-decomposition reference written here.
+#include "plan.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "rank_env.h"
+
+using namespace smp::launcher;
+using smp::topo::Machine;
+using Args = std::vector<std::string>;
+
+namespace {
+
+Machine cores_machine(int ncores) {
+  Machine m;
+  for (int c = 0; c < ncores; ++c) {
+    m.cores.push_back({{c}});
+    m.cpus.push_back(c);
+  }
+  m.numa.push_back({0, m.cpus});
+  return m;
+}
+
+// Two NUMA nodes of 4 cores, one GPU on each.
+Machine gpu_machine() {
+  Machine m = cores_machine(8);
+  m.numa = {{0, {0, 1, 2, 3}}, {1, {4, 5, 6, 7}}};
+  m.gpus = {{"0000:07:00.0", "", {0, 1, 2, 3}}, {"0000:87:00.0", "", {4, 5, 6, 7}}};
+  return m;
+}
+
+HostInfo host(int ncores = 2, bool root = true) {
+  HostInfo h;
+  h.hostname = "node0.cluster";
+  h.is_root = root;
+  h.machine = cores_machine(ncores);
+  h.mpirun = "/usr/bin/mpirun";
+  h.rank_entry = "/x/smprun-rank";
+  return h;
+}
+
+Options opts(int np, Args program = {"prog", "a"}) {
+  Options o;
+  o.np = np;
+  o.program = std::move(program);
+  return o;
+}
+
+std::string usage_error(const Options &o, const std::vector<HostSlots> &hosts, const HostInfo &h) {
+  try {
+    make_plan(o, hosts, h);
+  } catch (const UsageError &e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+// Reference: (pp, tp, rdp) of a rank as digits in placement order.
+smp::topo::Coord ref_coord(int rank, int size, int pp, int tp, const std::string &letters) {
+  const int rdp = size / (pp * tp);
+  smp::topo::Coord c;
+  for (size_t i = letters.size(); i-- > 0;) {
+    const int ext = letters[i] == 'D' ? rdp : letters[i] == 'P' ? pp : tp;
+    (letters[i] == 'D' ? c.rdp : letters[i] == 'P' ? c.pp : c.tp) = rank % ext;
+    rank /= ext;
+  }
+  return c;
+}
+
+}  // namespace
+
+TEST(Plan, MpirunCommandAsRootWithMoreRanksThanCores) {
+  const Plan p = make_plan(opts(4), {}, host(2, true));
+  EXPECT_EQ(p.argv, Args({"/usr/bin/mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np",
+                          "4", "/x/smprun-rank", "--np", "4", "--pp", "1", "--tp", "1", "--placement", "DPT",
+                          "--bind", "auto", "--", "prog", "a"}));
+}
+
+TEST(Plan, MpirunCommandNotRootWithinCores) {
+  const Plan p = make_plan(opts(2), {}, host(2, false));
+  EXPECT_EQ(p.argv, Args({"/usr/bin/mpirun", "--bind-to", "none", "-np", "2", "/x/smprun-rank", "--np", "2", "--pp",
+                          "1", "--tp", "1", "--placement", "DPT", "--bind", "auto", "--", "prog", "a"}));
+}
+
+TEST(Plan, EveryPassThroughFlag) {
+  Options o = opts(8);
+  o.pp = 2;
+  o.tp = 2;
+  o.placement = "spread";
+  o.bind = "none";
+  o.tag_output = true;
+  o.exports = {"NCCL_DEBUG=INFO", "PATH"};
+  o.mpi_args = "--mca btl 'self,vader' --display-map";
+  o.timeout = "2.5";
+  o.check = true;
+  o.timeline = "/tmp/t l.json";
+  o.hosts = "a:4,b:4";
+  const Plan p = make_plan(o, parse_hosts(o.hosts), host(2, false));
+  EXPECT_EQ(p.argv, Args({"/usr/bin/mpirun", "--bind-to", "none", "-np", "8", "-H", "a:4,b:4", "--tag-output",
+                          "-x", "NCCL_DEBUG=INFO", "-x", "PATH", "--mca", "btl", "self,vader", "--display-map",
+                          "/x/smprun-rank", "--np", "8", "--pp", "2", "--tp", "2", "--placement", "TPD", "--bind",
+                          "none", "--timeout", "2.5", "--check", "--timeline", "/tmp/t l.json", "--", "prog", "a"}));
+  // What smprun hands smprun-rank comes back whole.
+  const Args entry(p.argv.begin() + 17, p.argv.end());
+  const EntryOptions e = parse_entry_args(entry);
+  EXPECT_EQ(e.np, 8);
+  EXPECT_EQ(e.placement, "TPD");
+  EXPECT_EQ(e.bind, smp::topo::Bind::None);
+  EXPECT_EQ(e.timeout, "2.5");
+  EXPECT_TRUE(e.check);
+  EXPECT_EQ(e.timeline, "/tmp/t l.json");
+  EXPECT_EQ(e.program, Args({"prog", "a"}));
+}
+
+TEST(Plan, RowsFollowTheLayoutForEveryPlacement) {
+  for (const char *placement : {"cluster", "spread", "DPT", "DTP", "PDT", "PTD", "TDP", "TPD"}) {
+    Options o = opts(16);
+    o.pp = 2;
+    o.tp = 4;
+    o.placement = placement;
+    const Plan p = make_plan(o, {}, host(32));
+    const std::string letters = p.layout.placement().letters();
+    ASSERT_EQ(p.rows.size(), 16u);
+    for (int r = 0; r < 16; ++r) {
+      const RankRow &row = p.rows[static_cast<size_t>(r)];
+      EXPECT_EQ(row.rank, r);
+      EXPECT_EQ(row.coord, ref_coord(r, 16, 2, 4, letters)) << placement << " rank " << r;
+      EXPECT_EQ(row.host, "node0.cluster");
+      EXPECT_EQ(row.local_rank, r);
+      EXPECT_EQ(row.local_size, 16);
+      // DP rank: position among the ranks of the same pp stage; MP: of the same replica.
+      int dp = 0, mp = 0;
+      for (int q = 0; q < r; ++q) {
+        const auto c = ref_coord(q, 16, 2, 4, letters);
+        dp += c.pp == row.coord.pp;
+        mp += c.rdp == row.coord.rdp;
+      }
+      EXPECT_EQ(row.dp_rank, dp);
+      EXPECT_EQ(row.mp_rank, mp);
+      EXPECT_EQ(row.binding.device, -1);
+      EXPECT_TRUE(row.binding.cpus.empty());
+    }
+  }
+}
+
+TEST(Plan, HostsFillTheirSlotsInTurn) {
+  Options o = opts(6);
+  o.hosts = "a:2,b:4";
+  Plan p = make_plan(o, parse_hosts(o.hosts), host());
+  const Args hosts = {"a", "a", "b", "b", "b", "b"};
+  const std::vector<int> local = {0, 1, 0, 1, 2, 3}, lsize = {2, 2, 4, 4, 4, 4};
+  for (size_t r = 0; r < 6; ++r) {
+    EXPECT_EQ(p.rows[r].host, hosts[r]);
+    EXPECT_EQ(p.rows[r].local_rank, local[r]);
+    EXPECT_EQ(p.rows[r].local_size, lsize[r]);
+  }
+  EXPECT_TRUE(p.other_hosts);
+  EXPECT_EQ(std::count(p.argv.begin(), p.argv.end(), "--oversubscribe"), 0);
+  // More ranks than slots: Open MPI needs --oversubscribe; the extra ranks spread.
+  o.np = 9;
+  p = make_plan(o, parse_hosts(o.hosts), host());
+  EXPECT_EQ(std::count(p.argv.begin(), p.argv.end(), "--oversubscribe"), 1);
+  EXPECT_EQ(p.rows[3].host, "a");  // a: 2 + 2 extra, b: 4 + 1 extra
+  EXPECT_EQ(p.rows[4].host, "b");
+  EXPECT_EQ(p.rows[8].local_size, 5);
+  // This host named in -H with more ranks than its cores.
+  o.np = 4;
+  o.hosts = "localhost:4";
+  p = make_plan(o, parse_hosts(o.hosts), host(2));
+  EXPECT_EQ(std::count(p.argv.begin(), p.argv.end(), "--oversubscribe"), 1);
+  EXPECT_FALSE(p.other_hosts);
+}
+
+TEST(Plan, DefaultRankCountIsTheVisibleGpus) {
+  HostInfo h = host();
+  EXPECT_EQ(make_plan(opts(0), {}, h).layout.size(), 1);
+  h.machine = gpu_machine();
+  h.visible = {0, 1};
+  const Plan p = make_plan(opts(0), {}, h);
+  EXPECT_EQ(p.layout.size(), 2);
+  // auto = gpu: each rank its GPU and that GPU's NUMA node.
+  EXPECT_EQ(p.rows[0].binding.device, 0);
+  EXPECT_EQ(p.rows[0].binding.cpus, smp::topo::CpuSet({0, 1, 2, 3}));
+  EXPECT_EQ(p.rows[1].binding.device, 1);
+  EXPECT_EQ(p.rows[1].binding.cpus, smp::topo::CpuSet({4, 5, 6, 7}));
+  const std::string table = format_table(p);
+  EXPECT_NE(table.find("bind auto (gpu)"), std::string::npos) << table;
+  EXPECT_NE(table.find("4-7"), std::string::npos) << table;
+}
+
+TEST(Plan, UsageErrors) {
+  Options o = opts(6);
+  o.pp = 4;
+  EXPECT_NE(usage_error(o, {}, host()).find("multiple of 4"), std::string::npos);
+  o = opts(4);
+  o.placement = "DPX";
+  EXPECT_NE(usage_error(o, {}, host()).find("unknown placement"), std::string::npos);
+  o.placement = "PPT";
+  EXPECT_NE(usage_error(o, {}, host()).find("exactly once"), std::string::npos);
+  o = opts(4);
+  o.bind = "socket";
+  EXPECT_NE(usage_error(o, {}, host()).find("auto, gpu, numa, core or none"), std::string::npos);
+  o.bind = "gpu";
+  EXPECT_NE(usage_error(o, {}, host()).find("needs a GPU"), std::string::npos);
+  o = opts(4);
+  o.mpi_args = "--mca \"btl";
+  EXPECT_NE(usage_error(o, {}, host()).find("unterminated"), std::string::npos);
+}
+
+TEST(Hosts, ParsesOpenMpiSyntax) {
+  auto h = parse_hosts("a:2,b,c.example.com:16");
+  ASSERT_EQ(h.size(), 3u);
+  EXPECT_EQ(h[0].name, "a");
+  EXPECT_EQ(h[0].slots, 2);
+  EXPECT_EQ(h[1].slots, 1);
+  EXPECT_EQ(h[2].name, "c.example.com");
+  EXPECT_EQ(h[2].slots, 16);
+  for (const char *bad : {"", ":2", "a:0", "a:x", "a,,b"}) EXPECT_THROW(parse_hosts(bad), UsageError) << bad;
+}
+
+TEST(Hosts, ReadsHostfiles) {
+  char path[] = "/tmp/smprun-hostfile-XXXXXX";
+  const int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  std::ofstream(path) << "# the cluster\nnode1 slots=8 max_slots=16\n\n  node2   # no slots: its cores\n";
+  auto h = read_hostfile(path);
+  ASSERT_EQ(h.size(), 2u);
+  EXPECT_EQ(h[0].name, "node1");
+  EXPECT_EQ(h[0].slots, 8);
+  EXPECT_EQ(h[1].name, "node2");
+  EXPECT_EQ(h[1].slots, 0);
+  Options o = opts(10);
+  o.hostfile = path;
+  const Plan p = make_plan(o, h, host(2));  // node2 assumed to have this host's 2 cores
+  EXPECT_EQ(p.rows[8].host, "node2");
+  EXPECT_EQ(std::count(p.argv.begin(), p.argv.end(), "--oversubscribe"), 0);
+  std::ofstream(path) << "node1 slots=many\n";
+  EXPECT_THROW(read_hostfile(path), UsageError);
+  std::ofstream(path) << "# nothing\n";
+  EXPECT_THROW(read_hostfile(path), UsageError);
+  std::remove(path);
+  try {
+    read_hostfile(path);
+    FAIL();
+  } catch (const UsageError &e) {
+    EXPECT_NE(std::string(e.what()).find("cannot read hostfile"), std::string::npos);
+  }
+}
+
+TEST(ShellWords, SplitAndJoinRoundTrip) {
+  EXPECT_EQ(split_args(""), Args{});
+  EXPECT_EQ(split_args("  --mca btl self  "), Args({"--mca", "btl", "self"}));
+  EXPECT_EQ(split_args("-x 'A=b c' \"d\\\"e\" f\\ g ''"), Args({"-x", "A=b c", "d\"e", "f g", ""}));
+  EXPECT_THROW(split_args("'open"), UsageError);
+  for (const Args &a : {Args{"mpirun", "-np", "4"}, Args{"a b", "it's", "", "$HOME", "x\"y"}})
+    EXPECT_EQ(split_args(shell_join(a)), a);
+  EXPECT_EQ(shell_join({"mpirun", "-x", "A=1", "/p/q"}), "mpirun -x A=1 /p/q");
+}
+
+TEST(Table, HasAHeaderAndOneLinePerRank) {
+  Options o = opts(4);
+  o.pp = 2;
+  o.bind = "core";
+  const std::string t = format_table(make_plan(o, {}, host(4)));
+  EXPECT_EQ(std::count(t.begin(), t.end(), '\n'), 6);
+  EXPECT_EQ(t.rfind("smprun: 4 ranks = pp 2 x tp 1 x rdp 2, placement DPT, bind core\n", 0), 0u) << t;
+  EXPECT_NE(t.find("rank  host"), std::string::npos);
+  EXPECT_NE(t.find("device  cpus"), std::string::npos);
+}
