@@ -9,6 +9,7 @@
 #include "pipeline/partition.h"
 #include "pipeline/schedule.h"
 #include "pipeline/simulate.h"
+#include "pipeline/timeline.h"
 #include "pipeline/transport.h"
 
 namespace pl = smp::pipeline;
@@ -170,6 +171,26 @@ smp_status_t smp_pipeline_partition(const smp_layer_cost_t *layers, size_t nlaye
       stages[s] = smp_stage_info_t{st.first, st.count, st.compute, st.memory, st.cost};
     }
     if (max_cost != nullptr) *max_cost = part.max_cost;
+  });
+}
+
+smp_status_t smp_timeline_begin(const char *name, int microbatch, int chunk) {
+  return guarded_any([&] {
+    require(name != nullptr, "smp_timeline_begin: name is NULL");
+    pl::timeline::Args a;
+    a.microbatch = microbatch;
+    a.chunk = chunk;
+    pl::timeline::begin(name, a);
+  });
+}
+
+smp_status_t smp_timeline_end(void) {
+  return guarded_any([&] { pl::timeline::end(); });
+}
+
+smp_status_t smp_timeline_write(void) {
+  return guarded([&](smp::comm::Context &ctx) {
+    pl::timeline::write_timeline(ctx.group(smp::topo::Group::World));
   });
 }
 

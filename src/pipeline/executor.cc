@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "common/error.h"
+#include "pipeline/timeline.h"
 
 namespace smp::pipeline {
 
@@ -46,7 +47,11 @@ void run_step(comm::Communicator &comm, const ScheduleParams &params, const Stag
         in = take(inputs, key, "input activation");
         view = in.view();
       }
-      OwnedTensor out = fns.forward(op.microbatch, op.chunk, vs > 0 ? &view : nullptr);
+      OwnedTensor out;
+      {
+        timeline::Scope scope("forward", timeline::Args{op.microbatch, op.chunk, -1, -1, nullptr});
+        out = fns.forward(op.microbatch, op.chunk, vs > 0 ? &view : nullptr);
+      }
       if (vs < last_vs) {
         if (pp == 1)  // the next chunk lives here too
           inputs[Key{op.microbatch, op.chunk + 1}] = std::move(out);
@@ -63,7 +68,11 @@ void run_step(comm::Communicator &comm, const ScheduleParams &params, const Stag
         g = take(grads, key, "output gradient");
         view = g.view();
       }
-      OwnedTensor gin = fns.backward(op.microbatch, op.chunk, vs < last_vs ? &view : nullptr);
+      OwnedTensor gin;
+      {
+        timeline::Scope scope("backward", timeline::Args{op.microbatch, op.chunk, -1, -1, nullptr});
+        gin = fns.backward(op.microbatch, op.chunk, vs < last_vs ? &view : nullptr);
+      }
       if (vs > 0) {
         if (pp == 1)
           grads[Key{op.microbatch, op.chunk - 1}] = std::move(gin);

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "pipeline/timeline.h"
 
 namespace smp::pipeline {
 
@@ -194,8 +195,11 @@ void PendingSends::append(PendingSends &&other) {
   other.headers_.clear();
 }
 
-void exchange(comm::Communicator &comm, const std::vector<SendSpec> &sends,
-              std::vector<RecvSpec> &recvs, PendingSends *pending) {
+namespace {
+
+// Returns the bytes received.
+size_t exchange_impl(comm::Communicator &comm, const std::vector<SendSpec> &sends,
+                     std::vector<RecvSpec> &recvs, PendingSends *pending) {
   // Everything is validated before the first message moves.
   std::vector<size_t> send_bytes;
   for (const SendSpec &s : sends) {
@@ -284,8 +288,10 @@ void exchange(comm::Communicator &comm, const std::vector<SendSpec> &sends,
     }
     if (nbytes > 0) x.payload_req = comm.irecv(dest, nbytes, DType::U8, r.peer, payload_tag(r.tag));
   }
+  size_t received = 0;
   for (Incoming &x : in)
     if (x.payload_req) x.payload_req->wait();
+  for (const RecvSpec &r : recvs) received += r.into ? tensor_nbytes(*r.into) : r.result.nbytes();
 
   if (pending != nullptr)
     pending->append(std::move(out));
@@ -293,27 +299,56 @@ void exchange(comm::Communicator &comm, const std::vector<SendSpec> &sends,
     out.wait();
   if (!corrupt.empty()) fail(Status::Corrupt, corrupt);
   if (!mismatch.empty()) fail(Status::PeerFailed, mismatch);
+  return received;
+}
+
+}  // namespace
+
+void exchange(comm::Communicator &comm, const std::vector<SendSpec> &sends,
+              std::vector<RecvSpec> &recvs, PendingSends *pending) {
+  timeline::Args a;
+  a.group = comm.group_name();
+  timeline::Scope scope("exchange_tensors", a);
+  const size_t received = exchange_impl(comm, sends, recvs, pending);
+  if (timeline::enabled()) {
+    size_t sent = 0;
+    for (const SendSpec &s : sends) sent += tensor_nbytes(*s.tensor);
+    scope.set_bytes(static_cast<long long>(sent + received));
+  }
 }
 
 void send_tensor(comm::Communicator &comm, const DLTensor &tensor, int peer, int tag) {
+  timeline::Args a;
+  a.group = comm.group_name();
+  a.peer = peer;
+  timeline::Scope scope("send_tensor", a);
   std::vector<RecvSpec> none;
-  exchange(comm, {SendSpec{&tensor, peer, tag}}, none);
+  exchange_impl(comm, {SendSpec{&tensor, peer, tag}}, none, nullptr);
+  scope.set_bytes(static_cast<long long>(tensor_nbytes(tensor)));
 }
 
 OwnedTensor recv_tensor(comm::Communicator &comm, int peer, int tag) {
+  timeline::Args a;
+  a.group = comm.group_name();
+  a.peer = peer;
+  timeline::Scope scope("recv_tensor", a);
   std::vector<RecvSpec> r(1);
   r[0].peer = peer;
   r[0].tag = tag;
-  exchange(comm, {}, r);
+  scope.set_bytes(static_cast<long long>(exchange_impl(comm, {}, r, nullptr)));
   return std::move(r[0].result);
 }
 
 void recv_tensor_into(comm::Communicator &comm, DLTensor &tensor, int peer, int tag) {
+  timeline::Args a;
+  a.group = comm.group_name();
+  a.peer = peer;
+  timeline::Scope scope("recv_tensor", a);
   std::vector<RecvSpec> r(1);
   r[0].peer = peer;
   r[0].tag = tag;
   r[0].into = &tensor;
-  exchange(comm, {}, r);
+  scope.set_bytes(static_cast<long long>(exchange_impl(comm, {}, r, nullptr)));
 }
 
 }  // namespace smp::pipeline
