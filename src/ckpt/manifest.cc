@@ -81,14 +81,13 @@ std::string manifest_to_json(const Manifest &m) {
       const auto &p = t.pieces[j];
       o += j ? ", {\"file\": " : "{\"file\": ";
       json::write_string(o, p.file);
-      if (p.piece.is_flat()) {
-        o += ", \"flat\": ";
-        put_dims(o, {p.piece.flat_begin(), p.piece.numel()});
-      } else {
-        o += ", \"offset\": ";
-        put_dims(o, p.piece.offset());
-        o += ", \"extent\": ";
-        put_dims(o, p.piece.extent());
+      o += ", \"offset\": ";
+      put_dims(o, p.piece.offset());
+      o += ", \"extent\": ";
+      put_dims(o, p.piece.extent());
+      if (p.piece.is_range()) {
+        o += ", \"range\": ";
+        put_dims(o, {p.piece.range_begin(), p.piece.numel()});
       }
       o += '}';
     }
@@ -141,12 +140,13 @@ Manifest manifest_from_json(const std::string &text, const std::string &what) {
         SourcePiece s;
         s.file = field(p, "file", Value::Kind::String, tw).text;
         if (!m.file(s.file)) bad(tw, "piece in unlisted file \"" + s.file + "\"");
-        if (p.find("flat")) {
-          const auto be = get_dims(p, "flat", tw);
-          if (be.size() != 2) bad(tw, "flat needs [begin, count]");
-          s.piece = Piece::flat(r.shape, be[0], be[1], tw);
+        const auto off = get_dims(p, "offset", tw), ext = get_dims(p, "extent", tw);
+        if (p.find("range")) {
+          const auto be = get_dims(p, "range", tw);
+          if (be.size() != 2) bad(tw, "range needs [begin, count]");
+          s.piece = Piece::box_range(r.shape, off, ext, be[0], be[1], tw);
         } else {
-          s.piece = Piece::box(r.shape, get_dims(p, "offset", tw), get_dims(p, "extent", tw), tw);
+          s.piece = Piece::box(r.shape, off, ext, tw);
         }
         r.pieces.push_back(std::move(s));
       }

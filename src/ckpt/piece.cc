@@ -24,8 +24,8 @@ std::string dims_str(const std::vector<uint64_t> &d) {
 
 }  // namespace
 
-Piece Piece::box(const std::vector<uint64_t> &shape, const std::vector<uint64_t> &offset,
-                 const std::vector<uint64_t> &extent, const std::string &what) {
+Piece Piece::box_range(const std::vector<uint64_t> &shape, const std::vector<uint64_t> &offset,
+                       const std::vector<uint64_t> &extent, uint64_t begin, uint64_t count, const std::string &what) {
   if (offset.size() != shape.size() || extent.size() != shape.size())
     invalid(what + ": offsets and local shape need " + std::to_string(shape.size()) + " dimensions");
   for (size_t d = 0; d < shape.size(); ++d)
@@ -38,23 +38,25 @@ Piece Piece::box(const std::vector<uint64_t> &shape, const std::vector<uint64_t>
   p.offset_ = offset;
   p.extent_ = extent;
   p.global_numel_ = checked_numel(shape, what);
-  p.numel_ = checked_numel(extent, what);
+  p.box_numel_ = checked_numel(extent, what);
+  if (begin > p.box_numel_ || count > p.box_numel_ - begin)
+    invalid(what + ": element range [" + std::to_string(begin) + ", " + std::to_string(begin) + "+" +
+            std::to_string(count) + ") leaves the " + std::to_string(p.box_numel_) + " elements of its box");
+  p.begin_ = begin;
+  p.numel_ = count;
+  p.ranged_ = !(begin == 0 && count == p.box_numel_);
   p.finish();
   return p;
 }
 
+Piece Piece::box(const std::vector<uint64_t> &shape, const std::vector<uint64_t> &offset,
+                 const std::vector<uint64_t> &extent, const std::string &what) {
+  if (extent.size() != shape.size()) invalid(what + ": local shape needs " + std::to_string(shape.size()) + " dimensions");
+  return box_range(shape, offset, extent, 0, checked_numel(extent, what), what);
+}
+
 Piece Piece::flat(const std::vector<uint64_t> &shape, uint64_t begin, uint64_t count, const std::string &what) {
-  Piece p;
-  p.shape_ = shape;
-  p.global_numel_ = checked_numel(shape, what);
-  if (begin > p.global_numel_ || count > p.global_numel_ - begin)
-    invalid(what + ": flat range [" + std::to_string(begin) + ", " + std::to_string(begin) + "+" +
-            std::to_string(count) + ") leaves the tensor's " + std::to_string(p.global_numel_) + " elements");
-  p.flat_ = true;
-  p.flat_begin_ = begin;
-  p.numel_ = count;
-  p.finish();
-  return p;
+  return box_range(shape, std::vector<uint64_t>(shape.size(), 0), shape, begin, count, what);
 }
 
 Piece Piece::whole(const std::vector<uint64_t> &shape, const std::string &what) {
@@ -70,44 +72,43 @@ void Piece::finish() {
     lo_ = hi_ = 0;
     return;
   }
-  if (flat_ || k == 0) {
-    runs_ = 1;
-    run_len_ = numel_;
-    lo_ = flat_ ? flat_begin_ : 0;
-    hi_ = lo_ + numel_;
-    return;
+  if (k == 0) {
+    inner_ = 0;
+    run_len_ = 1;
+  } else {
+    // The innermost dimensions the box covers fully are contiguous with
+    // the first one it cuts; runs step over the dimensions outside that.
+    size_t j = k - 1;
+    while (j > 0 && offset_[j] == 0 && extent_[j] == shape_[j]) --j;
+    inner_ = j;
+    run_len_ = extent_[j] * stride_[j];
   }
-  // The innermost dimensions the box covers fully are contiguous with the
-  // first one it cuts; runs step over the dimensions outside that.
-  size_t j = k - 1;
-  while (j > 0 && offset_[j] == 0 && extent_[j] == shape_[j]) --j;
-  inner_ = j;
-  run_len_ = extent_[j] * stride_[j];
-  runs_ = 1;
-  for (size_t d = 0; d < j; ++d) runs_ *= extent_[d];
-  lo_ = 0;
-  for (size_t d = 0; d < k; ++d) lo_ += offset_[d] * stride_[d];
+  first_ = begin_ / run_len_;
+  runs_ = (begin_ + numel_ - 1) / run_len_ - first_ + 1;
+  lo_ = run(0).global;
   const Run last = run(runs_ - 1);
   hi_ = last.global + last.len;
 }
 
 Run Piece::run(uint64_t i) const {
-  if (flat_ || shape_.empty()) return Run{lo_, 0, numel_};
-  Run r;
-  r.local = i * run_len_;
-  r.len = run_len_;
-  uint64_t g = offset_[inner_] * stride_[inner_];
-  uint64_t rest = i;
-  for (size_t d = inner_; d-- > 0;) {
-    g += (offset_[d] + rest % extent_[d]) * stride_[d];
-    rest /= extent_[d];
+  const uint64_t b = first_ + i;  // box run index
+  uint64_t g = 0;
+  if (!shape_.empty()) {
+    g = offset_[inner_] * stride_[inner_];
+    uint64_t rest = b;
+    for (size_t d = inner_; d-- > 0;) {
+      g += (offset_[d] + rest % extent_[d]) * stride_[d];
+      rest /= extent_[d];
+    }
   }
-  r.global = g;
-  return r;
+  // Clip the box run [b*L, (b+1)*L) to the range [begin_, begin_+numel_).
+  const uint64_t s = std::max(b * run_len_, begin_);
+  const uint64_t e = std::min((b + 1) * run_len_, begin_ + numel_);
+  return Run{g + (s - b * run_len_), s - begin_, e - s};
 }
 
 std::vector<uint64_t> Piece::local_shape() const {
-  if (flat_) return {numel_};
+  if (ranged_) return {numel_};
   return extent_;
 }
 
@@ -140,30 +141,28 @@ std::vector<Run> Piece::runs_in(uint64_t from, uint64_t to) const {
 bool Piece::same_elements(const Piece &o) const {
   if (shape_ != o.shape_ || numel_ != o.numel_) return false;
   if (numel_ == 0) return true;
-  if (flat_ == o.flat_) return flat_ ? flat_begin_ == o.flat_begin_ : (offset_ == o.offset_ && extent_ == o.extent_);
-  // A box equals a flat range only if it is one run.
+  if (offset_ == o.offset_ && extent_ == o.extent_ && begin_ == o.begin_) return true;
+  // Different descriptions of one contiguous span (a row slice and a flat
+  // range, say).
   return runs_ == 1 && o.runs_ == 1 && lo_ == o.lo_;
 }
 
 std::string Piece::describe() const {
-  if (flat_)
-    return "flat [" + std::to_string(flat_begin_) + ", " + std::to_string(flat_begin_ + numel_) + ") of " +
-           dims_str(shape_);
   std::string s = "[";
   for (size_t d = 0; d < shape_.size(); ++d)
     s += (d ? ", " : "") + std::to_string(offset_[d]) + ":" + std::to_string(offset_[d] + extent_[d]);
-  return s + "] of " + dims_str(shape_);
+  s += "] of " + dims_str(shape_);
+  if (ranged_) s = "elements [" + std::to_string(begin_) + ", " + std::to_string(begin_ + numel_) + ") of " + s;
+  return s;
 }
 
 std::vector<Overlap> overlaps(const Piece &a, const Piece &b) {
   std::vector<Overlap> out;
   if (a.numel() == 0 || b.numel() == 0) return out;
-  if (!a.is_flat() && !b.is_flat()) {
-    for (size_t d = 0; d < a.shape().size(); ++d)
-      if (std::max(a.offset()[d], b.offset()[d]) >=
-          std::min(a.offset()[d] + a.extent()[d], b.offset()[d] + b.extent()[d]))
-        return out;  // the boxes are disjoint in dimension d
-  }
+  // Ranges lie inside their boxes: disjoint boxes cannot overlap.
+  for (size_t d = 0; d < a.shape().size(); ++d)
+    if (std::max(a.offset()[d], b.offset()[d]) >= std::min(a.offset()[d] + a.extent()[d], b.offset()[d] + b.extent()[d]))
+      return out;
   const uint64_t from = std::max(a.lo(), b.lo()), to = std::min(a.hi(), b.hi());
   if (from >= to) return out;
   const std::vector<Run> ra = a.runs_in(from, to), rb = b.runs_in(from, to);
@@ -192,7 +191,7 @@ std::vector<Overlap> overlaps(const Piece &a, const Piece &b) {
 
 uint64_t overlap_count(const Piece &a, const Piece &b) {
   if (a.numel() == 0 || b.numel() == 0) return 0;
-  if (!a.is_flat() && !b.is_flat()) {
+  if (!a.is_range() && !b.is_range()) {
     uint64_t n = 1;
     for (size_t d = 0; d < a.shape().size(); ++d) {
       const uint64_t s = std::max(a.offset()[d], b.offset()[d]);

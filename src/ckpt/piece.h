@@ -2,13 +2,15 @@
 // they map to. Pure index math (no I/O, no MPI), shared by the gather, the
 // sharded index and the resharding loader.
 //
-// A piece is either a box [offset, offset + extent) of the global shape
+// A piece is a box [offset, offset + extent) of the global shape
 // (pipeline stages own whole tensors, tensor-parallel ranks a slice along
-// one dimension) or a flat range of the tensor's row-major order (sharded
-// optimizer state, which cuts the flattened parameters anywhere). Either
-// way it is stored locally as a contiguous row-major buffer. Every copy
-// between two layouts reduces to intersecting their runs: maximal spans of
-// consecutive global elements that are also consecutive locally.
+// one dimension), or a range [begin, begin + count) of such a box's
+// row-major order: a sharded optimizer cuts the flattened local parameters
+// anywhere, so a rank's optimizer state is a range of its tensor-parallel
+// box (a range of the whole tensor when tp = 1). It is stored locally as a
+// contiguous row-major buffer. Every copy between two layouts reduces to
+// intersecting runs: maximal spans of consecutive global elements that are
+// also consecutive locally.
 #pragma once
 
 #include <cstdint>
@@ -30,19 +32,26 @@ class Piece {
   // the element count overflows.
   static Piece box(const std::vector<uint64_t> &shape, const std::vector<uint64_t> &offset,
                    const std::vector<uint64_t> &extent, const std::string &what);
+  // Elements [begin, begin + count) of the box, in its row-major order.
+  static Piece box_range(const std::vector<uint64_t> &shape, const std::vector<uint64_t> &offset,
+                         const std::vector<uint64_t> &extent, uint64_t begin, uint64_t count,
+                         const std::string &what);
+  // Elements [begin, begin + count) of the whole tensor, row-major.
   static Piece flat(const std::vector<uint64_t> &shape, uint64_t begin, uint64_t count,
                     const std::string &what);
   static Piece whole(const std::vector<uint64_t> &shape, const std::string &what);
 
-  bool is_flat() const { return flat_; }
+  // True when the piece is a range of its box rather than the whole box.
+  bool is_range() const { return ranged_; }
   const std::vector<uint64_t> &shape() const { return shape_; }
-  const std::vector<uint64_t> &offset() const { return offset_; }  // box only
-  const std::vector<uint64_t> &extent() const { return extent_; }  // box only
-  uint64_t flat_begin() const { return flat_begin_; }              // flat only
+  const std::vector<uint64_t> &offset() const { return offset_; }
+  const std::vector<uint64_t> &extent() const { return extent_; }
+  uint64_t range_begin() const { return begin_; }  // in the box's row-major order
   uint64_t numel() const { return numel_; }
+  uint64_t box_numel() const { return box_numel_; }
   uint64_t global_numel() const { return global_numel_; }
   // The local buffer's shape as a safetensors file stores it: the extent
-  // of a box, [count] for a flat range.
+  // of a box, [count] for a range.
   std::vector<uint64_t> local_shape() const;
   // Global flat bounds of the piece: first element, one past the last.
   uint64_t lo() const { return lo_; }
@@ -54,19 +63,21 @@ class Piece {
   std::vector<Run> runs_in(uint64_t from, uint64_t to) const;
 
   bool same_elements(const Piece &o) const;  // same shape and same elements
-  std::string describe() const;  // "[0:4, 2:6] of [8, 8]" or "flat [10, 20) of [8, 8]"
+  // "[0:4, 2:6] of [8, 8]", "elements [10, 20) of [0:8, 0:8] of [8, 8]"
+  std::string describe() const;
 
  private:
-  Run run(uint64_t i) const;  // the i-th run, unclipped
+  Run run(uint64_t i) const;  // the i-th run the range touches, clipped to it
   void finish();
 
   std::vector<uint64_t> shape_, offset_, extent_, stride_;
-  bool flat_ = false;
-  uint64_t flat_begin_ = 0, numel_ = 0, global_numel_ = 0;
+  bool ranged_ = false;
+  uint64_t begin_ = 0, numel_ = 0, box_numel_ = 0, global_numel_ = 0;
   uint64_t lo_ = 0, hi_ = 0;
-  size_t inner_ = 0;      // runs are contiguous over dims >= inner_
-  uint64_t run_len_ = 0;  // elements per run
-  uint64_t runs_ = 0;
+  size_t inner_ = 0;       // the box's runs are contiguous over dims >= inner_
+  uint64_t run_len_ = 0;   // elements per run of the box
+  uint64_t first_ = 0;     // first box run the range touches
+  uint64_t runs_ = 0;      // box runs the range touches
 };
 
 // An overlap of two pieces of the same tensor: len elements at a_local in

@@ -49,14 +49,13 @@ std::string encode_descs(const std::vector<PieceDesc> &descs) {
     o += ",\"rep\":" + std::string(d.replicated ? "true" : "false");
     o += ",\"shape\":";
     put_dims(o, d.piece.shape());
-    if (d.piece.is_flat()) {
-      o += ",\"flat\":";
-      put_dims(o, {d.piece.flat_begin(), d.piece.numel()});
-    } else {
-      o += ",\"offset\":";
-      put_dims(o, d.piece.offset());
-      o += ",\"extent\":";
-      put_dims(o, d.piece.extent());
+    o += ",\"offset\":";
+    put_dims(o, d.piece.offset());
+    o += ",\"extent\":";
+    put_dims(o, d.piece.extent());
+    if (d.piece.is_range()) {
+      o += ",\"range\":";
+      put_dims(o, {d.piece.range_begin(), d.piece.numel()});
     }
     o += '}';
   }
@@ -80,12 +79,13 @@ std::vector<PieceDesc> decode_descs(const std::string &text) {
     d.replicated = rep->b;
     const auto shape = get_dims(e.find("shape"), what);
     try {
-      if (const json::Value *f = e.find("flat")) {
+      const auto off = get_dims(e.find("offset"), what), ext = get_dims(e.find("extent"), what);
+      if (const json::Value *f = e.find("range")) {
         const auto be = get_dims(f, what);
-        if (be.size() != 2) throw Error(Status::Corrupt, what + ": flat needs two numbers");
-        d.piece = Piece::flat(shape, be[0], be[1], d.name);
+        if (be.size() != 2) throw Error(Status::Corrupt, what + ": range needs two numbers");
+        d.piece = Piece::box_range(shape, off, ext, be[0], be[1], d.name);
       } else {
-        d.piece = Piece::box(shape, get_dims(e.find("offset"), what), get_dims(e.find("extent"), what), d.name);
+        d.piece = Piece::box(shape, off, ext, d.name);
       }
     } catch (const Error &err) {
       throw Error(Status::Corrupt, what + ": " + err.what());

@@ -21,18 +21,18 @@ std::map<uint64_t, uint64_t> brute(const Piece &p) {
   const auto &s = p.shape();
   uint64_t total = 1;
   for (uint64_t d : s) total *= d;
-  if (p.is_flat()) {
-    for (uint64_t i = 0; i < p.numel(); ++i) m[p.flat_begin() + i] = i;
-    return m;
-  }
-  uint64_t local = 0;
+  // Every element of the box in row-major order; the piece keeps those
+  // whose box index lies in its range.
+  uint64_t local = 0, box_index = 0;
+  const uint64_t rb = p.range_begin(), re = p.range_begin() + p.numel();
   // Walk the box's coordinates in row-major order.
   std::vector<uint64_t> idx(s.size(), 0);
-  if (p.numel() == 0) return m;
+  if (p.box_numel() == 0) return m;
   for (;;) {
     uint64_t g = 0;
     for (size_t d = 0; d < s.size(); ++d) g = g * s[d] + p.offset()[d] + idx[d];
-    m[g] = local++;
+    if (box_index >= rb && box_index < re) m[g] = local++;
+    ++box_index;
     size_t d = s.size();
     while (d > 0) {
       --d;
@@ -47,7 +47,7 @@ std::map<uint64_t, uint64_t> brute(const Piece &p) {
 Piece random_piece(std::mt19937 &rng, const std::vector<uint64_t> &shape) {
   uint64_t total = 1;
   for (uint64_t d : shape) total *= d;
-  if (rng() % 3 == 0) {
+  if (rng() % 4 == 0) {
     const uint64_t b = rng() % (total + 1);
     return Piece::flat(shape, b, rng() % (total - b + 1), "t");
   }
@@ -61,6 +61,12 @@ Piece random_piece(std::mt19937 &rng, const std::vector<uint64_t> &shape) {
       off.back() = 0;
       ext.back() = d;
     }
+  }
+  if (rng() % 3 == 0) {  // a range of the box: optimizer state of a TP slice
+    uint64_t n = 1;
+    for (uint64_t e : ext) n *= e;
+    const uint64_t b = rng() % (n + 1);
+    return Piece::box_range(shape, off, ext, b, rng() % (n - b + 1), "t");
   }
   return Piece::box(shape, off, ext, "t");
 }
@@ -130,6 +136,13 @@ TEST(Piece, RunsMerge) {
   EXPECT_EQ(Piece::box({4, 8, 6}, {1, 0, 0}, {2, 8, 6}, "t").num_runs(), 1u);
   EXPECT_TRUE(Piece::flat({8, 6}, 12, 18, "t").same_elements(rows));
   EXPECT_EQ(rows.describe(), "[2:5, 0:6] of [8, 6]");
+  // A range of a column slice: rows 1..2 of the slice, partly.
+  const Piece part = Piece::box_range({8, 6}, {0, 3}, {8, 3}, 4, 4, "t");
+  EXPECT_EQ(part.num_runs(), 2u);
+  EXPECT_EQ(part.lo(), 10u);  // row 1, column 4
+  EXPECT_EQ(part.hi(), 17u);  // row 2, column 4, plus one
+  EXPECT_EQ(part.local_shape(), (std::vector<uint64_t>{4}));
+  EXPECT_EQ(part.describe(), "elements [4, 8) of [0:8, 3:6] of [8, 6]");
 }
 
 TEST(Piece, RejectsOutOfRange) {

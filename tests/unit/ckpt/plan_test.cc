@@ -70,8 +70,8 @@ TEST(Plan, DescriptorsRoundTrip) {
   EXPECT_EQ(back[0].dtype, DType::I64);
   EXPECT_TRUE(back[0].piece.same_elements(d[0].piece));
   EXPECT_EQ(back[1].kind, Kind::Optimizer);
-  EXPECT_TRUE(back[1].piece.is_flat());
-  EXPECT_EQ(back[1].piece.flat_begin(), 3u);
+  EXPECT_TRUE(back[1].piece.is_range());
+  EXPECT_EQ(back[1].piece.range_begin(), 3u);
   EXPECT_THROW(decode_descs("[{\"name\":1}]"), Error);
 }
 
