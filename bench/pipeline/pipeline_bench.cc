@@ -160,8 +160,8 @@ void schedule(smp::comm::Communicator &comm, double f, double b, double act_mib,
                 "measured transfer %.3f ms; medians of %d steps\n\n",
                 pp, f * 1e3, b * 1e3, act_mib, transfer * 1e3, steps);
     std::printf("| schedule | pp | m | chunks | measured step ms | simulated ms | measured/simulated | "
-                "measured bubble | simulated bubble | closed form |\n");
-    std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
+                "measured bubble | simulated bubble | closed form | sleep overshoot |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
   }
   struct Cfg {
     ScheduleKind kind;
@@ -175,21 +175,23 @@ void schedule(smp::comm::Communicator &comm, double f, double b, double act_mib,
       p.microbatches = m;
       p.chunks = c.chunks;
       if (c.chunks > 1 && m % pp != 0) continue;
-      std::vector<double> step, bubble;
+      std::vector<double> step, bubble, over;
       run_one(comm, p, f, b, act_bytes);  // warm up (allocator, connections)
       for (int s = 0; s < steps; ++s) {
         const StepResult r = run_one(comm, p, f, b, act_bytes);
         step.push_back(r.step);
         bubble.push_back(1.0 - r.busy / (pp * r.step));
+        over.push_back(r.busy / (pp * m * (f + b)) - 1.0);
       }
       const double per_chunk_f = f / c.chunks, per_chunk_b = b / c.chunks;
       const Simulation sim = simulate(build_all(p), Costs{std::vector<double>(pp, per_chunk_f),
                                                           std::vector<double>(pp, per_chunk_b), transfer, transfer});
       const double closed = double(pp - 1) / (c.chunks * m + pp - 1);
       if (comm.rank() == 0)
-        std::printf("| %s | %d | %d | %d | %.1f | %.1f | %.3f | %.3f | %.3f | %.3f |\n", schedule_kind_name(c.kind), pp,
-                    m, c.chunks, median(step) * 1e3, sim.step_time * 1e3, median(step) / sim.step_time,
-                    median(bubble), sim.bubble_fraction, closed);
+        std::printf("| %s | %d | %d | %d | %.1f | %.1f | %.3f | %.3f | %.3f | %.3f | %.1f%% |\n",
+                    schedule_kind_name(c.kind), pp, m, c.chunks, median(step) * 1e3, sim.step_time * 1e3,
+                    median(step) / sim.step_time, median(bubble), sim.bubble_fraction, closed,
+                    100 * median(over));
     }
 }
 

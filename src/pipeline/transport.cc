@@ -255,7 +255,17 @@ size_t exchange_impl(comm::Communicator &comm, const std::vector<SendSpec> &send
     const DLDataType dt{h.code, h.bits, h.lanes};
     std::vector<int64_t> shape(h.shape, h.shape + h.ndim);
     size_t nbytes = element_bytes(dt);
-    for (int64_t d : shape) nbytes *= static_cast<size_t>(d);
+    bool sane = h.bits % 8 == 0 && h.bits > 0 && h.lanes > 0;
+    for (int64_t d : shape) {
+      if (d < 0 || (d > 0 && nbytes > (SIZE_MAX >> 1) / static_cast<size_t>(d))) sane = false;
+      if (sane) nbytes *= static_cast<size_t>(d);
+    }
+    if (!sane) {
+      corrupt += (corrupt.empty() ? "" : "; ") + where("recv_tensor", r.peer, r.tag) +
+                 ": the tensor header is malformed (negative or oversized shape, or a dtype of "
+                 "partial bytes)";
+      continue;
+    }
     void *dest = nullptr;
     if (r.into == nullptr) {
       r.result = OwnedTensor(dt, shape);
