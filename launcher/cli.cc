@@ -48,6 +48,7 @@ Command parse_command_line(const std::vector<std::string> &args) {
   app.prefix_command();
   app.set_version_flag("--version", std::string("smprun ") + SMP_VERSION_STRING);
   app.footer(
+      "PROGRAM [ARGS...] follows the options (after -- if its name starts with -).\n"
       "Every rank gets SMP_RANK SMP_SIZE SMP_LOCAL_RANK SMP_LOCAL_SIZE SMP_{PP,TP,RDP,DP,MP}_{RANK,SIZE}\n"
       "SMP_PLACEMENT SMP_DEVICE (SMP_TIMEOUT SMP_CHECK SMP_TIMELINE when given) and RANK WORLD_SIZE\n"
       "LOCAL_RANK LOCAL_WORLD_SIZE. Exit status: 0 if every rank exited 0, else the failing rank's;\n"

@@ -87,8 +87,9 @@ CpuSet gpu_cpus(const Machine &machine, const Gpu &gpu);
 // hwloc, loaded once. Not copyable.
 class HwTopology {
  public:
-  // This host: cores, NUMA nodes and the important PCI devices. The CUDA,
-  // NVML, OpenCL, ROCm and GL discovery plugins are kept out (they would
+  // This host: cores, NUMA nodes and, when sysfs shows an NVIDIA display or
+  // 3D controller (or there is no sysfs), the important PCI devices. The
+  // CUDA, NVML, OpenCL, ROCm and GL plugins are kept out (they would
   // initialise GPU runtimes). GPU UUIDs come from the NVIDIA driver's /proc
   // files when present and are stored in the topology, so they survive XML.
   static HwTopology discover();

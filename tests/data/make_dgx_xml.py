@@ -5,8 +5,10 @@ for the binding-plan unit tests (no such machine is at hand).
 2 packages, one NUMA node each, 8 cores x 2 hardware threads per package,
 Linux-style PU numbering (core c has PUs c and c+16), and 4 NVIDIA A100s per
 package at DGX A100's PCI bus ids. Also, to be told apart from the GPUs: a
-Mellanox NIC, an NVSwitch (NVIDIA, but a bridge, not a CUDA device) and
-the BMC's VGA (a display, but not NVIDIA's) on package 0, and the GPUs listed out of bus order inside a host bridge.
+Mellanox NIC, an NVSwitch (NVIDIA, but a bridge, not a CUDA device) and the
+BMC's VGA (a display, but not NVIDIA's) on package 0; and the GPUs listed out
+of bus order inside a host bridge.
+    /usr/bin/python3 make_dgx_xml.py > dgx-2socket-8gpu.xml
 """
 import sys
 

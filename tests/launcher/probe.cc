@@ -3,6 +3,7 @@
 //   sleep          print "ready <pid>", then wait forever (signal tests)
 //   stubborn       as sleep, but ignore SIGINT and SIGTERM (only SIGKILL ends it)
 //   exit R CODE    the rank with SMP_RANK == R exits CODE at once; others sleep
+//   kill R         the rank with SMP_RANK == R dies of SIGKILL; others sleep
 //   marker PATH    create PATH (bad-input tests check it never appears)
 #include <sched.h>
 #include <signal.h>
@@ -79,6 +80,11 @@ int main(int argc, char **argv) {
   if (mode == "exit" && argc == 4) {
     const char *rank = std::getenv("SMP_RANK");
     if (rank && std::strcmp(rank, argv[2]) == 0) return std::atoi(argv[3]);
+    sleep_forever();
+  }
+  if (mode == "kill" && argc == 3) {
+    const char *rank = std::getenv("SMP_RANK");
+    if (rank && std::strcmp(rank, argv[2]) == 0) raise(SIGKILL);
     sleep_forever();
   }
   if (mode == "marker" && argc == 3) {

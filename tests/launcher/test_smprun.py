@@ -241,6 +241,12 @@ def case_exit():
     check(len(named) == 1, "no single line names rank 2:\n" + r.stderr)
     wait_no_leftovers()
     print("ok  rank 2 exits 3 -> smprun exits 3 in %.2f s: %s" % (time.time() - t0, named[0]))
+    r = smprun(["-np", "3", UNIQUE, "kill", "1"])
+    check(r.returncode == 128 + signal.SIGKILL, "a rank killed by SIGKILL: smprun exit %d" % r.returncode)
+    named = [l for l in r.stderr.splitlines() if re.search(r"\brank 1\b.*killed by signal 9", l)]
+    check(len(named) == 1, "no single line names rank 1:\n" + r.stderr)
+    wait_no_leftovers()
+    print("ok  rank 1 killed -> smprun exits 137: %s" % named[0])
     r = smprun(["-np", "2", os.path.join(TMP, "no-such-program")])
     check(r.returncode == 127 and "cannot run" in r.stderr, "missing program: %d %s" % (r.returncode, r.stderr))
     print("ok  missing program -> 127")
