@@ -1,0 +1,88 @@
+// Collectives on CUDA buffers (ranks sharing one GPU: the staged backend)
+// against the same collectives on host buffers, side by side in one run:
+// allreduce and reduce-scatter, float32 sum, 1 MiB..64 MiB. busbw as
+// nccl-tests defines it (allreduce: 2(n-1)/n x bytes / time; reduce-scatter:
+// (n-1)/n x bytes / time, bytes = the full input). Medians of --reps after a
+// warm-up; rank 0 prints one JSON line per (collective, size).
+//   mpirun -np 2 gpu_staged_bench [--reps R]
+#include <cuda_runtime_api.h>
+#include <mpi.h>
+#include <smp/smp.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+namespace {
+
+template <class F>
+double median_s(int reps, F &&f) {
+  f();
+  std::vector<double> t;
+  for (int i = 0; i < reps; ++i) {
+    MPI_Barrier(MPI_COMM_WORLD);
+    const double a = MPI_Wtime();
+    f();
+    double d = MPI_Wtime() - a, mx = 0;
+    MPI_Allreduce(&d, &mx, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);  // the slowest rank's time
+    t.push_back(mx);
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+void must(smp_status_t s) {
+  if (s != SMP_SUCCESS) {
+    std::fprintf(stderr, "gpu_staged_bench: %s\n", smp_last_error());
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+  int reps = 10;
+  if (argc == 3 && !std::strcmp(argv[1], "--reps")) reps = std::atoi(argv[2]);
+  int ndev = 0;
+  if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
+    std::fprintf(stderr, "gpu_staged_bench: no GPU\n");
+    return 77;
+  }
+  must(smp_init(nullptr));
+  int rank = 0, size = 1;
+  smp_rank(SMP_WORLD, &rank);
+  smp_size(SMP_WORLD, &size);
+  cudaSetDevice(rank % ndev);
+  cudaDeviceProp prop{};
+  cudaGetDeviceProperties(&prop, rank % ndev);
+  cudaStream_t s;
+  cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+  for (size_t mib : {1, 4, 16, 64}) {
+    const size_t bytes = mib << 20, n = bytes / 4;
+    std::vector<float> hin(n, 1.0f), hout(n);
+    float *din = nullptr, *dout = nullptr;
+    cudaMalloc(reinterpret_cast<void **>(&din), bytes);
+    cudaMalloc(reinterpret_cast<void **>(&dout), bytes);
+    cudaMemcpy(din, hin.data(), bytes, cudaMemcpyHostToDevice);
+    const double f_ar = 2.0 * (size - 1) / size, f_rs = 1.0 * (size - 1) / size;
+    const size_t rc = n / static_cast<size_t>(size);
+    struct Row { const char *coll, *mem; double sec, factor; } rows[] = {
+        {"allreduce", "host", median_s(reps, [&] { must(smp_allreduce(hin.data(), hout.data(), n, SMP_FLOAT32, SMP_SUM, SMP_WORLD, nullptr)); }), f_ar},
+        {"allreduce", "cuda", median_s(reps, [&] { must(smp_allreduce(din, dout, n, SMP_FLOAT32, SMP_SUM, SMP_WORLD, s)); cudaStreamSynchronize(s); }), f_ar},
+        {"reduce_scatter", "host", median_s(reps, [&] { must(smp_reduce_scatter(hin.data(), hout.data(), rc, SMP_FLOAT32, SMP_SUM, SMP_WORLD, nullptr)); }), f_rs},
+        {"reduce_scatter", "cuda", median_s(reps, [&] { must(smp_reduce_scatter(din, dout, rc, SMP_FLOAT32, SMP_SUM, SMP_WORLD, s)); cudaStreamSynchronize(s); }), f_rs},
+    };
+    if (rank == 0)
+      for (const Row &r : rows)
+        std::printf("{\"bench\": \"staged\", \"device\": \"%s\", \"ranks\": %d, \"collective\": \"%s\", "
+                    "\"memory\": \"%s\", \"MiB\": %zu, \"ms\": %.3f, \"busbw_GBps\": %.3f}\n",
+                    prop.name, size, r.coll, r.mem, mib, r.sec * 1e3, r.factor * rc * size * 4 / r.sec / 1e9);
+    cudaFree(din);
+    cudaFree(dout);
+  }
+  cudaStreamDestroy(s);
+  smp_finalize();
+  return 0;
+}

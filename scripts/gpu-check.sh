@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The GPU check, for a machine with a GPU (the lent H100/H200: Ubuntu 24.04,
+# CUDA 13, NCCL 2.28, Open MPI 4.1, meson 1.12): configures a fresh build
+# with -Dcuda=enabled -Dnccl=enabled, builds what the check needs, runs the
+# CUDA unit tests and the GPU suite (collectives on CUDA buffers with 1 and
+# 4 ranks, the tensor transport with 3 and 4 ranks on one GPU, kernels vs
+# CPU), the GPU benchmarks (fused AdamW vs torch fused vs the copy bound;
+# staged vs host collectives), and prints a short table last. Logs go to
+# $OUT when set (else <build>/gpu-check). Budget: under 5 minutes.
+# Without a GPU it goes as far as it can (configure, build, the skip path)
+# and ends with "no GPU", exit status 77.
+#   scripts/gpu-check.sh [BUILD_DIR]   (default build-gpucheck)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build-gpucheck}
+out=${OUT:-$build/gpu-check}
+mkdir -p "$out"
+t0=$(date +%s)
+say() { echo "[gpu-check +$(( $(date +%s) - t0 ))s] $*" | tee -a "$out/gpu-check.log"; }
+die() { say "FAILED: $*"; exit 1; }
+export PATH="/usr/local/cuda/bin:$PATH"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+jobs=$(nproc 2>/dev/null || echo 2)
+
+# The GPU, or its absence, first: every later step says what it skipped.
+gpu=""
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >"$out/nvidia-smi.txt" 2>&1; then
+  gpu=$(head -1 "$out/nvidia-smi.txt")
+  nvidia-smi >>"$out/nvidia-smi.txt" 2>&1
+fi
+say "GPU: ${gpu:-none}; $(nvcc --version 2>/dev/null | tail -1); meson $(meson --version)"
+
+# 1. Configure (fresh) and build the check's targets.
+if [ ! -f "$build/build.ninja" ]; then
+  meson setup "$build" -Dcuda=enabled -Dnccl=enabled -Dpython=disabled -Dtests=enabled \
+    >"$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; die "meson setup (log: $out/configure.log)"; }
+fi
+say "configured $build"
+targets=(tests/gpu/gpu_kernels_test tests/gpu/gpu_collectives_test tests/gpu/gpu_transport_test
+  tests/unit/cuda/cuda_staged_pipeline_test tests/unit/cuda/cuda_nccl_protocol_test
+  tests/unit/cuda/cuda_nccl_types_test tests/unit/cuda/cuda_memtype_test
+  bench/gpu/gpu_adamw_bench bench/gpu/gpu_staged_bench)
+timeout 240 ninja -C "$build" -j"$jobs" "${targets[@]}" >"$out/build.log" 2>&1 ||
+  { grep -E "error|FAILED" "$out/build.log" | head -30; die "build (log: $out/build.log)"; }
+say "built"
+
+# 2. Tests: the CUDA unit tests (no GPU needed), then the GPU suite.
+timeout 60 meson test -C "$build" --no-rebuild --suite cuda --print-errorlogs >"$out/unit-cuda.log" 2>&1
+unit_rc=$?
+say "unit tests (cuda): $(grep -E '^(Ok|Fail|Skipped|Timeout):' "$out/unit-cuda.log" | tr -s ' \n' ' ')"
+timeout 200 meson test -C "$build" --no-rebuild --suite gpu --print-errorlogs >"$out/gpu-tests.log" 2>&1
+gpu_rc=$?
+cp "$build/meson-logs/testlog.txt" "$out/testlog.txt" 2>/dev/null
+say "gpu suite: $(grep -E '^(Ok|Fail|Skipped|Timeout):' "$out/gpu-tests.log" | tr -s ' \n' ' ')"
+grep -E "^ *[0-9]+/[0-9]+ " "$out/gpu-tests.log" | tee -a "$out/gpu-check.log"
+
+if [ -z "$gpu" ]; then
+  say "no GPU: configure, build and the CUDA unit tests ran; the GPU suite skipped; benchmarks not run"
+  [ $unit_rc -eq 0 ] || die "CUDA unit tests (log: $out/unit-cuda.log)"
+  exit 77
+fi
+
+# 3. Benchmarks, each against its baseline in the same run.
+bench="$out/bench.jsonl"
+: >"$bench"
+timeout 60 "$build/bench/gpu/gpu_adamw_bench" --elements 250000000 --reps 20 >>"$bench" 2>>"$out/bench.log" ||
+  say "gpu_adamw_bench failed (see $out/bench.log)"
+timeout 90 python3 bench/gpu/adamw_torch.py --elements 250000000 --reps 20 >>"$bench" 2>>"$out/bench.log" ||
+  say "adamw_torch.py failed or torch is missing (see $out/bench.log)"
+timeout 90 mpirun -np 2 "$build/bench/gpu/gpu_staged_bench" --reps 10 >>"$bench" 2>>"$out/bench.log" ||
+  say "gpu_staged_bench failed (see $out/bench.log)"
+say "benchmarks done"
+
+echo
+python3 bench/gpu/gpu_table.py "$bench" | tee "$out/summary.md"
+echo
+[ $unit_rc -eq 0 ] && [ $gpu_rc -eq 0 ] || die "tests failed (logs: $out/unit-cuda.log, $out/gpu-tests.log)"
+say "all GPU checks passed on: $gpu"

@@ -1,0 +1,260 @@
+// The CUDA optimizer and reduction kernels against their CPU twins
+// (optim/kernels.h, comm/reduce.h) on fresh random data every run, device
+// outputs poisoned before each run: float32 state within 1e-6 relative
+// (both follow the same operations in the same order), half-precision
+// outputs within one unit in the last place. Sizes cover the vector body,
+// its scalar tail and misaligned pointers (the scalar path).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "comm/reduce.h"
+#include "cuda/optim_kernels.h"
+#include "cuda/reduce_kernels.h"
+#include "gpu_util.h"
+#include "optim/kernels.h"
+
+namespace smp {
+namespace {
+
+using gpu_test::DeviceBuffer;
+
+uint64_t g_seed = 0;
+
+// Random values of dtype t as raw element bits, and a float view of them.
+std::vector<uint16_t> halves(std::mt19937_64 &rng, size_t n, DType t, float scale) {
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<uint16_t> h(n);
+  for (auto &x : h) x = t == DType::BF16 ? float_to_bf16(d(rng)) : float_to_f16(d(rng));
+  return h;
+}
+std::vector<float> floats(std::mt19937_64 &rng, size_t n, float scale) {
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> f(n);
+  for (auto &x : f) x = d(rng);
+  return f;
+}
+
+// Raw bytes of n elements of dtype t (F32, BF16, F16), random.
+std::vector<char> random_elems(std::mt19937_64 &rng, size_t n, DType t, float scale) {
+  std::vector<char> out(n * dtype_size(t));
+  if (t == DType::F32) {
+    const auto f = floats(rng, n, scale);
+    std::memcpy(out.data(), f.data(), out.size());
+  } else {
+    const auto h = halves(rng, n, t, scale);
+    std::memcpy(out.data(), h.data(), out.size());
+  }
+  return out;
+}
+
+float elem_float(const std::vector<char> &b, DType t, size_t i) {
+  if (t == DType::F32) {
+    float f;
+    std::memcpy(&f, b.data() + 4 * i, 4);
+    return f;
+  }
+  uint16_t h;
+  std::memcpy(&h, b.data() + 2 * i, 2);
+  return t == DType::BF16 ? bf16_to_float(h) : f16_to_float(h);
+}
+
+::testing::AssertionResult close_f32(const std::vector<float> &gpu, const std::vector<float> &cpu,
+                                     const char *what) {
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    const float a = gpu[i], b = cpu[i];
+    if (!(std::fabs(a - b) <= 1e-6f * std::max(std::fabs(a), std::fabs(b))) && !(a == b))
+      return ::testing::AssertionFailure() << what << "[" << i << "]: gpu " << a << " cpu " << b
+                                           << " (seed " << g_seed << ")";
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// Half outputs: within one unit in the last place of the dtype.
+::testing::AssertionResult close_elems(const std::vector<char> &gpu, const std::vector<char> &cpu, DType t,
+                                       size_t n, const char *what) {
+  const float ulp = t == DType::F32 ? 1.2e-7f : (t == DType::BF16 ? 7.9e-3f : 9.8e-4f);
+  for (size_t i = 0; i < n; ++i) {
+    const float a = elem_float(gpu, t, i), b = elem_float(cpu, t, i);
+    if (!(std::fabs(a - b) <= ulp * std::max(std::fabs(a), std::fabs(b)) * 1.01f) && !(a == b))
+      return ::testing::AssertionFailure() << what << "[" << i << "]: gpu " << a << " cpu " << b << " ("
+                                           << dtype_name(t) << ", seed " << g_seed << ")";
+  }
+  return ::testing::AssertionSuccess();
+}
+
+struct Case {
+  DType t;
+  size_t n;
+  size_t offset;  // elements: 1 makes every pointer misaligned for vector loads
+  bool out;
+};
+
+std::vector<Case> cases() {
+  std::vector<Case> c;
+  for (DType t : {DType::F32, DType::BF16, DType::F16})
+    for (size_t n : {size_t{1}, size_t{3}, size_t{4099}, (size_t{1} << 20) + 5})
+      for (size_t off : {size_t{0}, size_t{1}})
+        for (bool out : {true, false}) c.push_back({t, n, off, out});
+  return c;
+}
+
+// A device copy of host data at an element offset inside a larger buffer.
+struct Placed {
+  DeviceBuffer buf;
+  size_t off_bytes;
+  Placed(size_t bytes, size_t off_bytes) : buf(bytes + off_bytes), off_bytes(off_bytes) {}
+  char *ptr() const { return buf.as<char>() + off_bytes; }
+  void put(const void *host, size_t bytes) { GPU_CHECK(cudaMemcpy(ptr(), host, bytes, cudaMemcpyHostToDevice)); }
+  void get(void *host, size_t bytes) const { GPU_CHECK(cudaMemcpy(host, ptr(), bytes, cudaMemcpyDeviceToHost)); }
+};
+
+TEST(CudaKernels, AdamWMatchesTheCpuKernel) {
+  std::mt19937_64 rng(g_seed);
+  for (const Case &c : cases()) {
+    SCOPED_TRACE(std::string(dtype_name(c.t)) + " n=" + std::to_string(c.n) + " offset=" +
+                 std::to_string(c.offset) + (c.out ? " with" : " without") + " model copy");
+    const size_t n = c.n, es = dtype_size(c.t);
+    std::vector<float> p = floats(rng, n, 1.0f), m(n, 0.0f), v(n, 0.0f);
+    Placed dp(n * 4, c.offset * 4), dm(n * 4, c.offset * 4), dv(n * 4, c.offset * 4),
+        dg(n * es, c.offset * es), dout(n * es, c.offset * es);
+    dp.put(p.data(), n * 4);
+    dm.put(m.data(), n * 4);
+    dv.put(v.data(), n * 4);
+    optim::AdamWHyper h;
+    h.lr = 2e-3;
+    h.weight_decay = 0.05;
+    for (int step = 1; step <= 3; ++step) {
+      h.step = step;
+      const float mult = 0.7f;  // 1/loss_scale x clipping coefficient
+      const auto g = random_elems(rng, n, c.t, 0.05f);
+      dg.put(g.data(), n * es);
+      dout.buf.poison();
+      std::vector<char> out_cpu(n * es), out_gpu(n * es);
+      optim::adamw_update(p.data(), m.data(), v.data(), g.data(), c.out ? out_cpu.data() : nullptr, c.t, n,
+                          mult, h);
+      cuda::adamw_update(reinterpret_cast<float *>(dp.ptr()), reinterpret_cast<float *>(dm.ptr()),
+                         reinterpret_cast<float *>(dv.ptr()), dg.ptr(), c.out ? dout.ptr() : nullptr, c.t, n,
+                         cuda::adamw_coef(h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, h.step, mult), nullptr);
+      GPU_CHECK(cudaDeviceSynchronize());
+      std::vector<float> gp(n), gm(n), gv(n);
+      dp.get(gp.data(), n * 4);
+      dm.get(gm.data(), n * 4);
+      dv.get(gv.data(), n * 4);
+      ASSERT_TRUE(close_f32(gp, p, "master"));
+      ASSERT_TRUE(close_f32(gm, m, "exp_avg"));
+      ASSERT_TRUE(close_f32(gv, v, "exp_avg_sq"));
+      if (c.out) {
+        dout.get(out_gpu.data(), n * es);
+        ASSERT_TRUE(close_elems(out_gpu, out_cpu, c.t, n, "param_out"));
+      }
+      // Keep the two paths on identical state, so each step compares one step.
+      dp.put(p.data(), n * 4);
+      dm.put(m.data(), n * 4);
+      dv.put(v.data(), n * 4);
+    }
+  }
+}
+
+TEST(CudaKernels, SgdMatchesTheCpuKernelInEveryMode) {
+  std::mt19937_64 rng(g_seed + 1);
+  struct Mode {
+    double momentum, dampening;
+    bool nesterov;
+  };
+  for (const Mode md : {Mode{0.0, 0.0, false}, Mode{0.9, 0.0, false}, Mode{0.9, 0.1, false},
+                        Mode{0.9, 0.0, true}}) {
+    for (const Case &c : cases()) {
+      SCOPED_TRACE(std::string(dtype_name(c.t)) + " n=" + std::to_string(c.n) + " momentum=" +
+                   std::to_string(md.momentum) + (md.nesterov ? " nesterov" : ""));
+      const size_t n = c.n, es = dtype_size(c.t);
+      std::vector<float> p = floats(rng, n, 1.0f), b(n, 0.0f);
+      Placed dp(n * 4, c.offset * 4), db(n * 4, c.offset * 4), dg(n * es, c.offset * es),
+          dout(n * es, c.offset * es);
+      dp.put(p.data(), n * 4);
+      db.buf.poison();  // step 1 must write the buffer, not read it
+      optim::SgdHyper h;
+      h.lr = 0.05;
+      h.momentum = md.momentum;
+      h.dampening = md.dampening;
+      h.nesterov = md.nesterov;
+      h.weight_decay = 1e-3;
+      for (int step = 1; step <= 2; ++step) {
+        h.step = step;
+        const auto g = random_elems(rng, n, c.t, 0.1f);
+        dg.put(g.data(), n * es);
+        dout.buf.poison();
+        std::vector<char> out_cpu(n * es), out_gpu(n * es);
+        float *bufp = md.momentum != 0.0 ? b.data() : nullptr;
+        optim::sgd_update(p.data(), bufp, g.data(), c.out ? out_cpu.data() : nullptr, c.t, n, 0.7f, h);
+        cuda::sgd_update(reinterpret_cast<float *>(dp.ptr()),
+                         md.momentum != 0.0 ? reinterpret_cast<float *>(db.ptr()) : nullptr, dg.ptr(),
+                         c.out ? dout.ptr() : nullptr, c.t, n,
+                         cuda::sgd_coef(h.lr, h.momentum, h.dampening, h.weight_decay, h.nesterov, h.step, 0.7f),
+                         nullptr);
+        GPU_CHECK(cudaDeviceSynchronize());
+        std::vector<float> gp(n), gb(n);
+        dp.get(gp.data(), n * 4);
+        ASSERT_TRUE(close_f32(gp, p, "master"));
+        if (md.momentum != 0.0) {
+          db.get(gb.data(), n * 4);
+          ASSERT_TRUE(close_f32(gb, b, "momentum_buf"));
+        }
+        if (c.out) {
+          dout.get(out_gpu.data(), n * es);
+          ASSERT_TRUE(close_elems(out_gpu, out_cpu, c.t, n, "param_out"));
+        }
+      }
+    }
+  }
+}
+
+TEST(CudaKernels, ReductionsMatchTheHostReductions) {
+  std::mt19937_64 rng(g_seed + 2);
+  const int group = 3;
+  for (DType t : {DType::F32, DType::F16, DType::BF16}) {
+    for (int op = 0; op < comm::kNumReduceOps; ++op) {
+      for (size_t n : {size_t{1}, size_t{1000}, (size_t{1} << 20) + 3}) {
+        SCOPED_TRACE(std::string(dtype_name(t)) + " " + comm::reduce_op_name(static_cast<comm::ReduceOp>(op)) +
+                     " n=" + std::to_string(n));
+        const size_t es = dtype_size(t);
+        const float scale = op == 4 ? 1.0f : 10.0f;  // PROD of three stays in range
+        const auto a = random_elems(rng, n, t, scale), b = random_elems(rng, n, t, scale),
+                   c = random_elems(rng, n, t, scale);
+        // Host: acc = a op b op c, finished (AVG divides by the group).
+        std::vector<float> acc_host(n);
+        std::vector<char> out_host(n * es), out_dev(n * es);
+        const auto rop = static_cast<comm::ReduceOp>(op);
+        comm::reduce_first(acc_host.data(), a.data(), b.data(), n, t, rop);
+        comm::reduce_accumulate(acc_host.data(), c.data(), n, t, rop);
+        comm::reduce_finish(out_host.data(), acc_host.data(), n, t, rop, group);
+        DeviceBuffer da(n * es), db(n * es), dc(n * es), dacc(n * 4), dout(n * es);
+        da.upload(a.data());
+        db.upload(b.data());
+        dc.upload(c.data());
+        dacc.poison();
+        dout.poison();
+        cuda::reduce_first(dacc.get(), da.get(), db.get(), n, t, op, nullptr);
+        cuda::reduce_accumulate(dacc.get(), dc.get(), n, t, op, nullptr);
+        cuda::reduce_finish(dout.get(), dacc.get(), n, t, op, group, nullptr);
+        GPU_CHECK(cudaDeviceSynchronize());
+        dout.download(out_dev.data());
+        ASSERT_TRUE(close_elems(out_dev, out_host, t, n, "reduced"));
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace smp
+
+int main(int argc, char **argv) {
+  gpu_test::skip_without_gpu("gpu_kernels_test");
+  smp::g_seed = gpu_test::fresh_seed();
+  std::printf("seed %llu\n", static_cast<unsigned long long>(smp::g_seed));
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
