@@ -69,7 +69,8 @@ int main(int argc, char **argv) {
     unsetenv(kTopologyHostVar);
     for (const auto &[name, value] : rank_env(layout, ids, binding, e)) setenv(name.c_str(), value.c_str(), 1);
   } catch (const std::exception &ex) {
-    std::fprintf(stderr, "smprun: rank %d on %s: %s\n", ids.rank, hostname.c_str(), ex.what());
+    const std::string who = ids.rank >= 0 ? "rank " + std::to_string(ids.rank) : "smprun-rank";
+    std::fprintf(stderr, "smprun: %s on %s: %s\n", who.c_str(), hostname.c_str(), ex.what());
     return 1;
   }
 

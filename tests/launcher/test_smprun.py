@@ -227,6 +227,11 @@ def case_dryrun():
     cmd += ["--bind-to", "none", "-np", "16", ENTRY, "--np", "16", "--pp", "2", "--tp", "4", "--placement", "TPD",
             "--bind", "auto", "--", UNIQUE, "marker", marker]
     check(shlex.split(lines[18]) == cmd, "command:\n %s\nwant\n %s" % (lines[18], shlex.join(cmd)))
+    # --print-topology: the same table, then the job runs.
+    r = smprun(["-np", "2", "--print-topology", UNIQUE, "env"])
+    out = r.stdout.splitlines()
+    check(r.returncode == 0 and out[0].startswith("smprun: 2 ranks") and out[1].split()[0] == "rank", r.stdout)
+    check(sorted(json.loads(l)["env"]["SMP_RANK"] for l in out[4:]) == ["0", "1"], "--print-topology: %r" % out)
     # DESIGN.md's worked example: 8 ranks, pp=2, spread -> PP groups [0,4] [1,5] [2,6] [3,7].
     r = smprun(["-np", "8", "--pp", "2", "--placement", "spread", "--dry-run", "true"])
     pp_col = [int(l.split()[3]) for l in r.stdout.splitlines()[2:10]]
