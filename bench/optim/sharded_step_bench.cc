@@ -1,0 +1,101 @@
+// Step time of the ZeRO-1 sharded step (reduce-scatter, update 1/n of the
+// state, allgather) against the unsharded data-parallel step (allreduce of
+// the whole gradient, every rank updates the whole model), side by side in
+// one run, alternating, medians of repetitions. Float32 AdamW.
+//
+//   mpirun -np N sharded-step-bench [--params 16777216] [--tensors 16] [--reps 7]
+//          [--bucket-mb 25]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "comm/context.h"
+#include "optim/kernels.h"
+#include "optim/sharded_optimizer.h"
+
+namespace {
+
+double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+  size_t params = 16u << 20, ntensors = 16;
+  int reps = 7;
+  double bucket_mb = 25;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string a = argv[i];
+    if (a == "--params") params = std::strtoull(argv[i + 1], nullptr, 10);
+    else if (a == "--tensors") ntensors = std::strtoull(argv[i + 1], nullptr, 10);
+    else if (a == "--reps") reps = std::atoi(argv[i + 1]);
+    else if (a == "--bucket-mb") bucket_mb = std::atof(argv[i + 1]);
+    else {
+      std::fprintf(stderr, "unknown option %s\n", a.c_str());
+      return 2;
+    }
+  }
+  using namespace smp;
+  comm::Context &ctx = comm::Context::init();
+  comm::Communicator &dp = ctx.group(topo::Group::DP);
+  const int n = dp.size();
+
+  // The model: ntensors float32 tensors (params and grads), one flat
+  // allocation each so the baseline can allreduce a single buffer.
+  std::vector<float> param(params), grad(params), base_param(params), base_grad(params);
+  for (size_t i = 0; i < params; ++i) {
+    param[i] = base_param[i] = 0.001f * static_cast<float>(i % 1000);
+    grad[i] = base_grad[i] = 0.0001f * static_cast<float>((i * 7 + static_cast<size_t>(dp.rank())) % 100);
+  }
+  std::vector<optim::TensorBinding> tensors;
+  const size_t per = params / ntensors;
+  for (size_t t = 0; t < ntensors; ++t) {
+    const size_t off = t * per, cnt = t + 1 == ntensors ? params - off : per;
+    tensors.push_back({{"t" + std::to_string(t), cnt, DType::F32}, param.data() + off, grad.data() + off, true});
+  }
+  optim::OptimizerConfig cfg;
+  cfg.bucket_cap_bytes = static_cast<size_t>(bucket_mb * 1048576);
+  optim::ShardedOptimizer opt(dp, {}, tensors, cfg);
+
+  // Baseline state: full-size moments on every rank.
+  std::vector<float> m(params, 0.0f), v(params, 0.0f), reduced(params);
+  optim::AdamWHyper h;
+  auto baseline = [&](int64_t step) {
+    dp.allreduce(base_grad.data(), reduced.data(), params, DType::F32, comm::ReduceOp::Avg);
+    h.step = step;
+    optim::adamw_update(base_param.data(), m.data(), v.data(), reduced.data(), nullptr, DType::F32,
+                        params, 1.0f, h);
+  };
+
+  std::vector<double> ts, tb;
+  for (int r = 0; r < reps + 1; ++r) {  // the first round warms up
+    dp.barrier();
+    double t0 = now();
+    opt.step();
+    dp.barrier();
+    const double sharded = now() - t0;
+    t0 = now();
+    baseline(r + 1);
+    dp.barrier();
+    const double unsharded = now() - t0;
+    if (r > 0) ts.push_back(sharded), tb.push_back(unsharded);
+  }
+  if (dp.rank() == 0) {
+    const double s = median(ts), b = median(tb);
+    std::printf("| %d | %zu | %.1f | %.1f | %.2fx | %.1f MiB | %.1f MiB |\n", n, params,
+                s * 1e3, b * 1e3, b / s, opt.state_bytes() / 1048576.0,
+                3.0 * 4 * params / 1048576.0);
+  }
+  comm::Context::finalize();
+  return 0;
+}
