@@ -57,6 +57,29 @@ void stream_synchronize(void *stream) {
   check(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)), "cudaStreamSynchronize");
 }
 
+int device_of(const void *p) {
+  if (p == nullptr || device_count() == 0) return -1;
+  cudaPointerAttributes a{};
+  if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return -1;
+  }
+  return a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged ? a.device : -1;
+}
+
+DeviceGuard::DeviceGuard(int device) {
+  if (device < 0) return;
+  int cur = -1;
+  check(cudaGetDevice(&cur), "cudaGetDevice");
+  if (cur == device) return;
+  check(cudaSetDevice(device), "cudaSetDevice");
+  previous_ = cur;
+}
+
+DeviceGuard::~DeviceGuard() {
+  if (previous_ >= 0) (void)cudaSetDevice(previous_);
+}
+
 namespace detail {
 
 int sm_count() {

@@ -33,6 +33,23 @@ void free_pinned(void *p) noexcept;
 // Blocks until all work on `stream` (a cudaStream_t; NULL = default) is done.
 void stream_synchronize(void *stream);
 
+// The device that owns device pointer p; -1 for host or unknown memory.
+int device_of(const void *p);
+
+// Makes `device` current on this thread for the guard's lifetime (no-op for
+// -1 or the current device). smp's worker thread starts on device 0, so
+// work on a caller's buffers selects their device first.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device);
+  ~DeviceGuard();
+  DeviceGuard(const DeviceGuard &) = delete;
+  DeviceGuard &operator=(const DeviceGuard &) = delete;
+
+ private:
+  int previous_ = -1;
+};
+
 namespace detail {
 inline bool aligned(const void *p, size_t bytes) {
   return reinterpret_cast<unsigned long long>(p) % bytes == 0;

@@ -8,10 +8,12 @@
 
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <string>
 #include <vector>
 
 #include "comm/reduce.h"
+#include "cuda/norm_kernels.h"
 #include "cuda/optim_kernels.h"
 #include "cuda/reduce_kernels.h"
 #include "gpu_util.h"
@@ -243,6 +245,35 @@ TEST(CudaKernels, ReductionsMatchTheHostReductions) {
         GPU_CHECK(cudaDeviceSynchronize());
         dout.download(out_dev.data());
         ASSERT_TRUE(close_elems(out_dev, out_host, t, n, "reduced"));
+      }
+    }
+  }
+}
+
+TEST(CudaKernels, SumSquaresMatchesTheCpuKernel) {
+  std::mt19937_64 rng(g_seed + 3);
+  DeviceBuffer out(8), scratch(cuda::kSumSquaresBlocks * 8);
+  for (DType t : {DType::F32, DType::BF16, DType::F16}) {
+    for (size_t n : {size_t{0}, size_t{1}, size_t{1000}, (size_t{1} << 22) + 1}) {
+      SCOPED_TRACE(std::string(dtype_name(t)) + " n=" + std::to_string(n));
+      auto g = random_elems(rng, n, t, 0.3f);
+      DeviceBuffer dg(g.size());
+      dg.upload(g.data());
+      out.poison();
+      cuda::sum_squares(dg.get(), t, n, out.as<double>(), scratch.as<double>(), nullptr);
+      double got = 0;
+      out.download(&got);
+      const double want = optim::sum_squares(g.data(), t, n);
+      // Both accumulate in double, in different orders.
+      EXPECT_NEAR(got, want, 1e-12 * want + 1e-300) << "seed " << g_seed;
+      if (n > 0) {  // one non-finite gradient makes the norm non-finite
+        const uint16_t inf16 = t == DType::BF16 ? 0x7f80 : 0x7c00;
+        const float inff = std::numeric_limits<float>::infinity();
+        GPU_CHECK(cudaMemcpy(dg.as<char>() + (n / 2) * dtype_size(t), t == DType::F32 ? static_cast<const void *>(&inff) : &inf16,
+                             dtype_size(t), cudaMemcpyHostToDevice));
+        cuda::sum_squares(dg.get(), t, n, out.as<double>(), scratch.as<double>(), nullptr);
+        out.download(&got);
+        EXPECT_FALSE(std::isfinite(got));
       }
     }
   }

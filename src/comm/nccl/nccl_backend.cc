@@ -157,6 +157,7 @@ void NcclBackend::watch_loop() {
 }
 
 void NcclBackend::allreduce(const void *send, void *recv, size_t count, DType t, ReduceOp op, void *stream) {
+  cuda::DeviceGuard device(cuda::device_of(recv));
   ncclRedOp_t nop;
   void *c = nccl_op(op, t, &nop) ? comm("allreduce") : nullptr;
   if (!c) return staged_->allreduce(send, recv, count, t, op, stream);
@@ -165,6 +166,7 @@ void NcclBackend::allreduce(const void *send, void *recv, size_t count, DType t,
 
 void NcclBackend::reduce_scatter(const void *send, void *recv, size_t recvcount, DType t, ReduceOp op,
                                  void *stream) {
+  cuda::DeviceGuard device(cuda::device_of(recv));
   ncclRedOp_t nop;
   void *c = nccl_op(op, t, &nop) ? comm("reduce_scatter") : nullptr;
   if (!c) return staged_->reduce_scatter(send, recv, recvcount, t, op, stream);
@@ -173,12 +175,14 @@ void NcclBackend::reduce_scatter(const void *send, void *recv, size_t recvcount,
 }
 
 void NcclBackend::allgather(const void *send, void *recv, size_t sendcount, DType t, void *stream) {
+  cuda::DeviceGuard device(cuda::device_of(recv));
   void *c = comm("allgather");
   if (!c) return staged_->allgather(send, recv, sendcount, t, stream);
   enqueued(ncclAllGather(send, recv, sendcount, nccl_type(t), as_comm(c), as_stream(stream)), "allgather", stream);
 }
 
 void NcclBackend::broadcast(void *buf, size_t count, DType t, int root, void *stream) {
+  cuda::DeviceGuard device(cuda::device_of(buf));
   void *c = comm("broadcast");
   if (!c) return staged_->broadcast(buf, count, t, root, stream);
   enqueued(ncclBroadcast(buf, buf, count, nccl_type(t), root, as_comm(c), as_stream(stream)), "broadcast", stream);
@@ -188,6 +192,7 @@ void NcclBackend::broadcast(void *buf, size_t count, DType t, int root, void *st
 // receives at once; root's own part is a device copy on the same stream.
 void NcclBackend::gatherv(const void *send, size_t sendcount, void *recv, const size_t *recvcounts, DType t,
                           int root, void *stream) {
+  cuda::DeviceGuard device(cuda::device_of(send ? send : recv));
   void *c = comm("gatherv");
   if (!c) return staged_->gatherv(send, sendcount, recv, recvcounts, t, root, stream);
   const ncclDataType_t T = nccl_type(t);

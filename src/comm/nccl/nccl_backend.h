@@ -5,6 +5,10 @@
 // NCCL failing to start), point-to-point (smp's tags order messages per
 // (peer, tag); NCCL matches by order alone), and integer AVG.
 //
+// Each call makes its buffers' device current for its duration (the
+// non-blocking worker thread starts on device 0), so the communicator is
+// created on, and enqueues to, the device the buffers live on.
+//
 // Health: before each operation the communicator's asynchronous error is
 // polled, and a watch thread follows every enqueued operation (an event on
 // its stream): an asynchronous error, or an operation still pending after

@@ -2,6 +2,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <memory>
 #include <vector>
 
 #include "cuda/runtime.h"
@@ -33,6 +34,10 @@ class CudaCopyQueue final : public CopyQueue {
 
  private:
   Ticket issue(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, const char *what) {
+    // Events and copies on the device of the buffers (and of the caller's
+    // stream), whatever thread this is.
+    if (!device_) device_ = std::make_unique<cuda::DeviceGuard>(
+        cuda::device_of(kind == cudaMemcpyDeviceToHost ? src : dst));
     cudaEvent_t e = nullptr;
     cuda::check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "staged: cudaEventCreate");
     events_.push_back(e);
@@ -42,6 +47,7 @@ class CudaCopyQueue final : public CopyQueue {
   }
 
   cudaStream_t stream_;
+  std::unique_ptr<cuda::DeviceGuard> device_;  // destroyed last: restores the thread's device
   std::vector<cudaEvent_t> events_;
 };
 
