@@ -28,7 +28,7 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >"$out/nvidia-smi.txt"
   gpu=$(head -1 "$out/nvidia-smi.txt")
   nvidia-smi >>"$out/nvidia-smi.txt" 2>&1
 fi
-say "GPU: ${gpu:-none}; $(nvcc --version 2>/dev/null | tail -1); meson $(meson --version)"
+say "GPU: ${gpu:-none}; $(nvcc --version 2>/dev/null | grep -o "release [0-9.]*"); meson $(meson --version)"
 
 # 1. Configure (fresh) and build the check's targets.
 if [ ! -f "$build/build.ninja" ]; then

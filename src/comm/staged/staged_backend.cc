@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <string>
+#include <vector>
 
 #include "comm/staged/pipeline.h"
 #include "common/error.h"
@@ -23,7 +24,7 @@ class StagedRequest final : public Request {
  public:
   StagedRequest(StagingPool::Buffer buf, CopyEngine *engine, void *device, size_t bytes, void *stream)
       : buf_(std::move(buf)), engine_(engine), device_(device), bytes_(bytes), stream_(stream) {}
-  void attach(RequestPtr inner) { inner_ = std::move(inner); }
+  void attach(RequestPtr inner) { inner_.push_back(std::move(inner)); }
   ~StagedRequest() override {
     try {
       wait();
@@ -31,12 +32,12 @@ class StagedRequest final : public Request {
     }
   }
   void wait() override {
-    if (!inner_) return;  // the host operation never started (it threw)
-    inner_->wait();
+    for (auto &r : inner_) r->wait();
     deliver();
   }
   bool test() override {
-    if (inner_ && !inner_->test()) return false;
+    for (auto &r : inner_)
+      if (!r->test()) return false;
     deliver();
     return true;
   }
@@ -49,8 +50,8 @@ class StagedRequest final : public Request {
     q->wait(q->to_device(device_, buf_.data(), bytes_));
   }
 
-  StagingPool::Buffer buf_;  // declared before inner_: outlives the MPI request
-  RequestPtr inner_;
+  StagingPool::Buffer buf_;  // declared before inner_: outlives the MPI requests
+  std::vector<RequestPtr> inner_;  // one per chunk, as send / recv frame them
   CopyEngine *engine_;
   void *device_;  // receive: where the message goes; send: nullptr
   size_t bytes_;
@@ -201,7 +202,10 @@ RequestPtr StagedBackend::isend(const void *buf, size_t count, DType t, int peer
   }
   char *host = stage.data();
   auto req = std::make_unique<StagedRequest>(std::move(stage), engine_.get(), nullptr, 0, stream);
-  req->attach(host_->isend(host, count, t, peer, tag, nullptr));
+  // The same chunk messages as send(), so any staged receive matches them.
+  const size_t es = dtype_size(t), C = chunk_elems(t);
+  for (size_t k = 0; k < std::max<size_t>(1, chunks_of(count, C)); ++k)
+    req->attach(host_->isend(host + k * C * es, std::min(C, count - k * C), t, peer, tag, nullptr));
   return req;
 }
 
@@ -210,7 +214,9 @@ RequestPtr StagedBackend::irecv(void *buf, size_t count, DType t, int peer, int 
   auto stage = pool_.take(bytes);
   char *host = stage.data();
   auto req = std::make_unique<StagedRequest>(std::move(stage), engine_.get(), buf, bytes, stream);
-  req->attach(host_->irecv(host, count, t, peer, tag, nullptr));
+  const size_t es = dtype_size(t), C = chunk_elems(t);
+  for (size_t k = 0; k < std::max<size_t>(1, chunks_of(count, C)); ++k)
+    req->attach(host_->irecv(host + k * C * es, std::min(C, count - k * C), t, peer, tag, nullptr));
   return req;
 }
 

@@ -11,6 +11,9 @@
 // results are in device memory. gatherv is staged whole (its chunk count
 // would need every rank's count, which only root knows); isend stages the
 // whole buffer before it returns; irecv copies to the device in wait/test.
+// Point-to-point messages are framed in chunks (at least one message, also
+// for count 0) by send, recv, isend and irecv alike, so every staged send
+// matches every staged receive; both sides need the same chunk size.
 #pragma once
 
 #include <cstddef>

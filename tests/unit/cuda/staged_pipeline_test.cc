@@ -158,9 +158,12 @@ TEST_P(Staged, NonBlockingSendAndRecvDeliverOnWait) {
   auto sreq = rig.staged->isend(buf.data(), N(), DType::I64, 0, 1, nullptr);
   sreq->wait();
   EXPECT_EQ((rig.fake->sent[{0, 1}]), data);
+  // Framed in chunks like send(), so a blocking receive matches it.
+  EXPECT_EQ(rig.where("xfer send").size(), std::max<size_t>(1, chunks(N(), C())));
   rig.fake->inbox[{0, 2}] = data;
   std::vector<int64_t> got(N(), -7);
   auto rreq = rig.staged->irecv(got.data(), N(), DType::I64, 0, 2, nullptr);
+  EXPECT_EQ(rig.where("xfer recv").size(), std::max<size_t>(1, chunks(N(), C())));
   EXPECT_TRUE(rreq->test());
   EXPECT_EQ(got, data);
   rreq->wait();  // again: same result, no second copy
