@@ -247,6 +247,14 @@ static std::string driver_uuid(const std::string &bus) {
   return {};
 }
 
+static unsigned long lean_flags() {
+#if HWLOC_API_VERSION >= 0x00020800
+  return HWLOC_TOPOLOGY_FLAG_NO_DISTANCES | HWLOC_TOPOLOGY_FLAG_NO_MEMATTRS | HWLOC_TOPOLOGY_FLAG_NO_CPUKINDS;
+#else
+  return 0;
+#endif
+}
+
 // Plugins we do not need are not even loaded: dlopen'ing them (and
 // OpenCL, X11, libxml2 or libpciaccess behind them) costs more than the rest
 // of a rank's start. GPU runtimes are never wanted; hwloc's built-in XML
@@ -265,9 +273,14 @@ static hwloc_topology_t new_topology(bool with_pci) {
   const int rc = hwloc_topology_init(&topo);
   if (ours) unsetenv("HWLOC_PLUGINS_BLACKLIST");
   if (rc != 0) throw std::runtime_error("hwloc: cannot initialise a topology");
-  // XML imports keep what the file has; discovery keeps PCI devices and their
-  // bridges (not the full I/O tree: faster, smaller XML) when GPUs may exist.
+  // Discovery keeps PCI devices and their bridges (not the full I/O tree:
+  // faster, smaller XML) when GPUs may exist. Caches, distances, memory
+  // attributes and CPU kinds are not needed for binding; leaving them out
+  // spares reading hundreds of sysfs files, and makes the XML smaller.
   hwloc_topology_set_io_types_filter(topo, with_pci ? HWLOC_TYPE_FILTER_KEEP_IMPORTANT : HWLOC_TYPE_FILTER_KEEP_NONE);
+  hwloc_topology_set_cache_types_filter(topo, HWLOC_TYPE_FILTER_KEEP_NONE);
+  hwloc_topology_set_icache_types_filter(topo, HWLOC_TYPE_FILTER_KEEP_NONE);
+  hwloc_topology_set_flags(topo, lean_flags());
   return topo;
 }
 
@@ -319,7 +332,7 @@ HwTopology HwTopology::from_xml_file(const std::string &path, bool this_system) 
   hwloc_topology_set_io_types_filter(impl->topo, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
   if (hwloc_topology_set_xml(impl->topo, path.c_str()) != 0)
     throw std::runtime_error("hwloc cannot read the topology file " + path);
-  if (this_system) hwloc_topology_set_flags(impl->topo, HWLOC_TOPOLOGY_FLAG_IS_THISSYSTEM);
+  if (this_system) hwloc_topology_set_flags(impl->topo, lean_flags() | HWLOC_TOPOLOGY_FLAG_IS_THISSYSTEM);
   load(impl->topo, "the topology file " + path);
   return HwTopology(std::move(impl));
 }
@@ -330,7 +343,7 @@ HwTopology HwTopology::from_xml_text(const std::string &xml, bool this_system) {
   hwloc_topology_set_io_types_filter(impl->topo, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
   if (hwloc_topology_set_xmlbuffer(impl->topo, xml.c_str(), static_cast<int>(xml.size()) + 1) != 0)
     throw std::runtime_error("hwloc cannot parse the topology XML it was given");
-  if (this_system) hwloc_topology_set_flags(impl->topo, HWLOC_TOPOLOGY_FLAG_IS_THISSYSTEM);
+  if (this_system) hwloc_topology_set_flags(impl->topo, lean_flags() | HWLOC_TOPOLOGY_FLAG_IS_THISSYSTEM);
   load(impl->topo, "the topology XML it was given");
   return HwTopology(std::move(impl));
 }
