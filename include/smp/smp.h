@@ -408,6 +408,118 @@ SMP_API smp_status_t smp_optimizer_state_bytes(smp_optimizer_t optimizer, size_t
 
 /* ---- Checkpoints ---- */
 
+/* A checkpoint handle collects this rank's pieces of the job's tensors
+ * (where they live in host memory) and user content, then saves or loads
+ * them collectively over SMP_WORLD. Consolidated checkpoints are standard
+ * safetensors files (model.safetensors, optimizer.safetensors, or several
+ * files with a Hugging Face style *.safetensors.index.json); sharded ones
+ * are one file per rank plus the index in MANIFEST.json. Either loads into
+ * any (pp, tp, rdp) layout: each rank reads just the byte ranges it needs.
+ * Each save creates DIR/ckpt-NNNNNNNN atomically (written under a
+ * temporary name, fsynced, renamed, MANIFEST.json with every file's CRC32C
+ * written last) and updates DIR/latest; a job killed mid-save leaves the
+ * previous checkpoint intact, and a partial one is never loaded.
+ * Host memory only for now (CUDA buffers: SMP_ERR_UNSUPPORTED). */
+typedef struct smp_ckpt *smp_ckpt_t;
+
+typedef enum {
+  SMP_CKPT_CONSOLIDATED = 0, /* gathered into whole tensors (writer ranks) */
+  SMP_CKPT_SHARDED = 1       /* every rank writes its own pieces, in parallel */
+} smp_ckpt_mode_t;
+
+/* smp_ckpt_add_tensor flags, or-ed. */
+#define SMP_CKPT_REPLICATED 1 /* other ranks hold identical copies of this
+                                 piece (data parallel, unsplit by tensor
+                                 parallelism): written once */
+#define SMP_CKPT_OPTIMIZER 2  /* optimizer state: stored apart from the
+                                 model (names may repeat model names) */
+
+/* A new, empty handle (local, no communication; valid before smp_init). */
+SMP_API smp_status_t smp_ckpt_create(smp_ckpt_t *ckpt);
+SMP_API smp_status_t smp_ckpt_destroy(smp_ckpt_t ckpt);
+
+/* Registers this rank's piece of global tensor `name` (shape global_shape,
+ * ndim dimensions, 0..8): the box [offsets, offsets + local_shape), stored
+ * at data as a contiguous row-major buffer. A pipeline stage passes whole
+ * tensors (offsets 0, local_shape = global_shape), a tensor-parallel rank
+ * its slice. offsets / local_shape may be NULL for the whole tensor. data
+ * must stay valid until the handle is destroyed; save reads it, load
+ * writes it. Across ranks, the pieces of a tensor must tile it exactly
+ * (copies flagged SMP_CKPT_REPLICATED count once). */
+SMP_API smp_status_t smp_ckpt_add_tensor(smp_ckpt_t ckpt, const char *name, smp_dtype_t dtype,
+                                         int ndim, const size_t *global_shape,
+                                         const size_t *offsets, const size_t *local_shape,
+                                         void *data, int flags);
+/* As smp_ckpt_add_tensor, for elements [range_begin, range_begin +
+ * range_count) of the box in its row-major order: a sharded optimizer's
+ * state (smp_optimizer_piece_t: tensor_offset, length) of a tensor-parallel
+ * slice. data holds range_count elements. */
+SMP_API smp_status_t smp_ckpt_add_range(smp_ckpt_t ckpt, const char *name, smp_dtype_t dtype,
+                                        int ndim, const size_t *global_shape,
+                                        const size_t *offsets, const size_t *local_shape,
+                                        size_t range_begin, size_t range_count, void *data,
+                                        int flags);
+/* This rank's user content under key (step, schedules, loss scale, data
+ * position, RNG state, ...): len bytes, copied now; replaces an earlier
+ * value of the key. */
+SMP_API smp_status_t smp_ckpt_set_user(smp_ckpt_t ckpt, const char *key, const void *bytes,
+                                       size_t len);
+/* Consolidated saves gather at most buffer_bytes at a time (0 = 64 MiB;
+ * writers hold about 4x that) and split files above max_file_bytes (0 =
+ * never). Load checks every file's CRC32C first unless verify is 0. */
+SMP_API smp_status_t smp_ckpt_set_options(smp_ckpt_t ckpt, size_t buffer_bytes,
+                                          size_t max_file_bytes, int verify);
+
+/* Collective over SMP_WORLD: saves a new checkpoint under dir (created if
+ * needed), keeping the newest keep_last complete ones (0 = all). Every
+ * rank must call it with the same arguments. */
+SMP_API smp_status_t smp_ckpt_save(smp_ckpt_t ckpt, const char *dir, smp_ckpt_mode_t mode,
+                                   int keep_last);
+/* Collective over SMP_WORLD: fills every registered buffer from path (a
+ * checkpoint folder, or a folder of them: its newest complete one),
+ * whatever layout saved it. SMP_ERR_CORRUPT if a file fails its checksum
+ * or is malformed, SMP_ERR_IO if none can be read, SMP_ERR_INVALID_ARGUMENT
+ * if a registered tensor is missing or has another dtype or shape. A
+ * failure on one rank fails every rank, with that rank's message. */
+SMP_API smp_status_t smp_ckpt_load(smp_ckpt_t ckpt, const char *path);
+/* The folder the last save or load used (valid until the next one). */
+SMP_API smp_status_t smp_ckpt_last_path(smp_ckpt_t ckpt, const char **path);
+/* After smp_ckpt_load: user content `key` that rank `rank` of the saving
+ * job set (-1 = this rank's own world rank). *len gets its size; it is
+ * copied to buf if cap >= *len (buf may be NULL to ask the size).
+ * SMP_ERR_INVALID_ARGUMENT if there is no such content or cap is short. */
+SMP_API smp_status_t smp_ckpt_get_user(smp_ckpt_t ckpt, const char *key, int rank, void *buf,
+                                       size_t cap, size_t *len);
+/* World size of the job that saved the loaded checkpoint. */
+SMP_API smp_status_t smp_ckpt_saved_world_size(smp_ckpt_t ckpt, int *size);
+
+/* Single safetensors files (no smp_init needed). */
+typedef struct smp_tensor_view {
+  const char *name;
+  smp_dtype_t dtype;
+  int ndim;            /* 0..8 */
+  const size_t *shape; /* ndim extents (may be NULL when ndim is 0) */
+  const void *data;    /* row-major, little-endian */
+} smp_tensor_view_t;
+
+/* Writes count tensors to path atomically (temporary file, fsync, rename). */
+SMP_API smp_status_t smp_safetensors_write(const char *path, const smp_tensor_view_t *tensors,
+                                           size_t count);
+typedef struct smp_safetensors *smp_safetensors_t;
+/* Opens and validates path (SMP_ERR_CORRUPT for a malformed file). */
+SMP_API smp_status_t smp_safetensors_open(const char *path, smp_safetensors_t *file);
+SMP_API smp_status_t smp_safetensors_close(smp_safetensors_t file);
+SMP_API smp_status_t smp_safetensors_count(smp_safetensors_t file, size_t *count);
+/* Tensor index (in file order): name, dtype, ndim and shape stay valid
+ * until close. SMP_ERR_UNSUPPORTED for a dtype smp has no type for (BOOL,
+ * U16, F8_*, ...). */
+SMP_API smp_status_t smp_safetensors_info(smp_safetensors_t file, size_t index,
+                                          const char **name, smp_dtype_t *dtype, int *ndim,
+                                          const size_t **shape);
+/* Reads tensor `name` into buf (bytes must equal its size). */
+SMP_API smp_status_t smp_safetensors_read(smp_safetensors_t file, const char *name, void *buf,
+                                          size_t bytes);
+
 #ifdef __cplusplus
 }
 #endif
