@@ -1,0 +1,77 @@
+// Argument validation and the watchdog's message, without MPI.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <string>
+
+#include "comm/validate.h"
+#include "comm/watchdog.h"
+#include "common/error.h"
+
+namespace smp::comm {
+namespace {
+
+// Runs fn, expecting smp::Error(InvalidArgument) whose message contains needle.
+template <class F> void expect_invalid(F fn, const std::string &needle) {
+  try {
+    fn();
+    ADD_FAILURE() << "no error; expected one mentioning '" << needle << "'";
+  } catch (const Error &e) {
+    EXPECT_EQ(e.status(), Status::InvalidArgument);
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
+TEST(Validate, Pointers) {
+  validate::pointer("allreduce", "sendbuf", nullptr, 0);  // nothing to read: fine
+  int x = 0;
+  validate::pointer("allreduce", "sendbuf", &x, 5);
+  expect_invalid([] { validate::pointer("allreduce", "recvbuf", nullptr, 5); }, "allreduce: recvbuf is NULL but count is 5");
+}
+
+TEST(Validate, Enums) {
+  expect_invalid([] { validate::dtype("send", static_cast<DType>(8)); }, "dtype 8");
+  expect_invalid([] { validate::dtype("send", static_cast<DType>(-1)); }, "dtype -1");
+  expect_invalid([] { validate::reduce_op("allreduce", static_cast<ReduceOp>(5)); }, "op 5");
+  validate::reduce_op("allreduce", ReduceOp::Prod);
+}
+
+TEST(Validate, CountsThatOverflow) {
+  EXPECT_EQ(validate::bytes("allreduce", "count", 10, 1, DType::F64), 80u);
+  EXPECT_EQ(validate::bytes("allgather", "sendcount", 10, 3, DType::F16), 60u);
+  expect_invalid([] { validate::bytes("allreduce", "count", SIZE_MAX / 2, 1, DType::F32); }, "count");
+  expect_invalid([] { validate::bytes("reduce_scatter", "recvcount", SIZE_MAX / 4, 8, DType::I8); }, "recvcount");
+  EXPECT_EQ(validate::bytes("allreduce", "count", 0, 8, DType::I64), 0u);
+}
+
+TEST(Validate, RanksAndTags) {
+  validate::rank("broadcast", "root", 0, 1);
+  expect_invalid([] { validate::rank("broadcast", "root", 1, 1); }, "root 1 is out of range: the group has 1 rank (0..0)");
+  expect_invalid([] { validate::rank("send", "peer", -1, 4); }, "peer -1");
+  validate::tag("send", 0, 32767);
+  expect_invalid([] { validate::tag("recv", -1, 32767); }, "tag -1");
+  expect_invalid([] { validate::tag("recv", 40000, 32767); }, "tag 40000");
+}
+
+TEST(Validate, OverlapUnlessInPlace) {
+  char buf[64] = {0};
+  validate::no_overlap("allreduce", buf, 16, buf, 16, buf);           // in place
+  validate::no_overlap("allreduce", buf, 16, buf + 16, 16, nullptr);  // disjoint
+  expect_invalid([&] { validate::no_overlap("allreduce", buf, 16, buf + 8, 16, nullptr); }, "overlap");
+  expect_invalid([&] { validate::no_overlap("allgather", buf + 4, 8, buf, 32, buf + 8); }, "overlap");
+}
+
+TEST(Watchdog, MessageNamesRankOperationGroupPeerTagCountAndWait) {
+  OpInfo info;
+  info.op = "recv";
+  info.group = topo::Group::PP;
+  info.peer = 3;
+  info.tag = 42;
+  info.count = 1000;
+  EXPECT_EQ(timeout_message(5, info, 10.04, 10),
+            "smp: rank 5: recv on PP_GROUP (peer 3, root -, tag 42, count 1000) has waited 10.0 s, "
+            "longer than SMP_TIMEOUT=10 s; aborting the job");
+}
+
+}  // namespace
+}  // namespace smp::comm
