@@ -21,6 +21,8 @@ packages=(
   python3-numpy
   python3-torch
   python3-pytest
+  clang-14
+  libclang-rt-14-dev
 )
 
 missing=()
