@@ -69,7 +69,8 @@ typedef enum {
 
 /* SMP_AVG divides the sum by the group size: in the element type's own
  * arithmetic for floating types (FLOAT16/BFLOAT16 in float32, rounded once),
- * and with truncation toward zero for integer types (C's integer division). */
+ * and with truncation toward zero for integer types (C's integer division).
+ * Integer SUM and PROD wrap around (two's complement) on overflow. */
 typedef enum { SMP_SUM = 0, SMP_AVG, SMP_MAX, SMP_MIN, SMP_PROD } smp_op_t;
 
 typedef struct smp_request *smp_request_t;
@@ -90,10 +91,18 @@ typedef struct smp_config {
 
 /* Start smp: initialize MPI if the program has not (MPI_THREAD_MULTIPLE
  * when available) and build one communicator per group. config may be NULL
- * (everything from the environment). A program started without any
- * launcher is a world of one. Calling it twice is an error. */
+ * (everything from the environment: SMP_PP_SIZE, SMP_TP_SIZE,
+ * SMP_PLACEMENT, SMP_TIMEOUT, SMP_CHECK; the world's size and ranks come
+ * from MPI). A program started without any launcher is a world of one.
+ * Calling it twice is an error. SMP_TIMEOUT=S: an operation blocked for
+ * more than S seconds prints one line (rank, operation, group, peer/root,
+ * tag, count) and aborts the whole job. SMP_CHECK=1: every collective
+ * first compares its arguments across the group; a mismatch returns
+ * SMP_ERR_PEER_FAILED on every rank, naming the ranks and what differs. */
 SMP_API smp_status_t smp_init(const smp_config_t *config);
-/* Release every group; finalize MPI only if smp_init initialized it. */
+/* Release every group (pending non-blocking collectives complete first);
+ * finalize MPI only if smp_init initialized it. Refused with
+ * SMP_ERR_INVALID_ARGUMENT while isend/irecv requests are not yet waited. */
 SMP_API smp_status_t smp_finalize(void);
 /* This rank's rank in group, and the group's size. */
 SMP_API smp_status_t smp_rank(smp_group_t group, int *rank);
@@ -126,14 +135,17 @@ SMP_API smp_status_t smp_gatherv(const void *sendbuf, size_t sendcount, void *re
 SMP_API smp_status_t smp_barrier(smp_group_t group);
 
 /* Point-to-point. Messages between the same pair, group and tag arrive in
- * the order they were sent. tag >= 0. */
+ * the order they were sent. tag >= 0. A received message shorter than
+ * count is an error (SMP_ERR_INVALID_ARGUMENT); a longer one, SMP_ERR_BACKEND. */
 SMP_API smp_status_t smp_send(const void *buf, size_t count, smp_dtype_t dtype, int peer,
                               smp_group_t group, int tag, void *stream);
 SMP_API smp_status_t smp_recv(void *buf, size_t count, smp_dtype_t dtype, int peer,
                               smp_group_t group, int tag, void *stream);
 
 /* Non-blocking twins: the buffers must stay untouched until smp_wait, or
- * smp_test reporting done, which also free the request. */
+ * smp_test reporting done, which also free the request. Non-blocking
+ * collectives progress on their own (a worker thread per group runs them
+ * in issue order); every rank must issue them in the same order. */
 SMP_API smp_status_t smp_isend(const void *buf, size_t count, smp_dtype_t dtype, int peer,
                                smp_group_t group, int tag, void *stream,
                                smp_request_t *request);
