@@ -1,6 +1,9 @@
 #include "pipeline/transport.h"
 
+#include <algorithm>
 #include <cstdlib>
+#include <mutex>
+#include <unordered_map>
 #include <cstring>
 #include <sstream>
 
@@ -104,17 +107,69 @@ size_t tensor_nbytes(const DLTensor &t) {
   return n;
 }
 
-void OwnedTensor::Free::operator()(void *p) const { std::free(p); }
+namespace {
+
+// Freed tensor buffers, kept for reuse by size class.
+class BufferCache {
+ public:
+  static size_t size_class(size_t bytes) {
+    size_t top = 64;
+    while (top < bytes && top < (SIZE_MAX >> 1)) top <<= 1;
+    const size_t step = std::max<size_t>(64, top / 16);  // at most 1/8 over the request
+    return ((std::max<size_t>(bytes, 1) + step - 1) / step) * step;
+  }
+  void *get(size_t capacity) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = free_.find(capacity);
+      if (it != free_.end() && !it->second.empty()) {
+        void *p = it->second.back();
+        it->second.pop_back();
+        cached_ -= capacity;
+        return p;
+      }
+    }
+    void *p = std::aligned_alloc(64, capacity);
+    if (p == nullptr) throw std::bad_alloc();
+    return p;
+  }
+  void put(void *p, size_t capacity) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (cached_ + capacity <= kMaxCached) {
+        free_[capacity].push_back(p);
+        cached_ += capacity;
+        return;
+      }
+    }
+    std::free(p);
+  }
+
+ private:
+  static constexpr size_t kMaxCached = size_t(1) << 30;
+  std::mutex mu_;
+  std::unordered_map<size_t, std::vector<void *>> free_;
+  size_t cached_ = 0;
+};
+
+// Never destroyed: tensors handed out through DLPack may be freed during
+// static destruction.
+BufferCache &buffers() {
+  static BufferCache *c = new BufferCache;
+  return *c;
+}
+
+}  // namespace
+
+void OwnedTensor::Free::operator()(void *p) const { buffers().put(p, capacity); }
 
 OwnedTensor::OwnedTensor(DLDataType dtype, std::vector<int64_t> shape)
     : dtype_(dtype), shape_(std::move(shape)) {
   nbytes_ = element_bytes(dtype);
   for (int64_t d : shape_) nbytes_ *= static_cast<size_t>(d);
-  // 64-byte aligned; at least one byte so data() is never NULL.
-  const size_t alloc = ((nbytes_ + 63) / 64) * 64;
-  void *p = std::aligned_alloc(64, alloc == 0 ? 64 : alloc);
-  if (p == nullptr) throw std::bad_alloc();
-  data_.reset(p);
+  // 64-byte aligned, never NULL (an empty tensor gets a 64-byte buffer).
+  const size_t capacity = BufferCache::size_class(nbytes_);
+  data_ = std::unique_ptr<void, Free>(buffers().get(capacity), Free{capacity});
 }
 
 DLTensor OwnedTensor::view() {
@@ -133,10 +188,11 @@ namespace {
 struct ManagedContext {
   std::vector<int64_t> shape;
   void *data;
+  size_t capacity;
 };
 void delete_managed(DLManagedTensor *self) {
   auto *ctx = static_cast<ManagedContext *>(self->manager_ctx);
-  std::free(ctx->data);
+  buffers().put(ctx->data, ctx->capacity);
   delete ctx;
   delete self;
 }
@@ -148,6 +204,7 @@ DLManagedTensor *OwnedTensor::release_to_dlpack() {
   ctx->shape = shape_;
   m->dl_tensor = view();
   m->dl_tensor.shape = ctx->shape.data();
+  ctx->capacity = data_.get_deleter().capacity;
   ctx->data = data_.release();
   m->manager_ctx = ctx.release();
   m->deleter = delete_managed;

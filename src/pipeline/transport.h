@@ -34,7 +34,10 @@ inline constexpr int kMaxTensorDims = 16;
 inline constexpr int kMaxTensorTag = 16383;
 
 // A received tensor whose storage this object owns (host memory, 64-byte
-// aligned, compact row-major).
+// aligned, compact row-major). Storage comes from a process-wide cache of
+// freed buffers (size classes 1/8 of a power of two apart, at most 1 GiB
+// kept), so steady-state receives of similar sizes do not pay for fresh
+// pages, as frameworks' caching allocators do.
 class OwnedTensor {
  public:
   OwnedTensor() = default;
@@ -50,6 +53,9 @@ class OwnedTensor {
 
  private:
   struct Free {
+    Free() : capacity(0) {}
+    explicit Free(size_t c) : capacity(c) {}
+    size_t capacity;  // bytes allocated (a size class), for the buffer cache
     void operator()(void *p) const;
   };
   DLDataType dtype_{};
