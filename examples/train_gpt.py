@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import smp  # noqa: E402
 from smp.data_parallel import allreduce_gradients, shard_batch  # noqa: E402
+from smp.optim import ShardedOptimizer  # noqa: E402
 from smp.pipeline import PipelineRunner  # noqa: E402
 
 from gpt_model import GPT, GPTConfig, build_chunks, make_batch  # noqa: E402
@@ -87,7 +88,15 @@ def train_parallel(args, cfg, start_step=0):
     chunks = build_chunks(full, chunks_per_stage)
     del full
     params = [p for c in chunks for p in c.parameters()]
-    opt = make_optimizer(params, args)
+    if args.sharded_optimizer:
+        # Names key the state; the same on every rank of RDP_GROUP.
+        s = smp.pp_rank()
+        named = [(f"v{c * pp + s}.{n}", p) for c, ch in enumerate(chunks)
+                 for n, p in ch.named_parameters()]
+        opt = ShardedOptimizer(named, lr=args.lr, betas=(0.9, 0.95), weight_decay=0.01,
+                               group=smp.RDP_GROUP)
+    else:
+        opt = make_optimizer(params, args)
     mb = args.batch // rdp // args.microbatches
     runner = PipelineRunner(chunks, (mb, cfg.seq, cfg.hidden), schedule=args.schedule)
     # The loss printed is the global batch's: the last stage's TP rank 0 of
@@ -101,8 +110,9 @@ def train_parallel(args, cfg, start_step=0):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         mb_losses = runner.run(x.chunk(args.microbatches), y.chunk(args.microbatches))
-        allreduce_gradients(params, smp.RDP_GROUP)
-        opt.step()
+        if not args.sharded_optimizer:
+            allreduce_gradients(params, smp.RDP_GROUP)
+        opt.step()  # sharded: reduce-scatter, update the shard, allgather
         times.append(time.perf_counter() - t0)
         comms.append(smp.comm_seconds())
         total = torch.tensor([sum(mb_losses) / len(mb_losses) / rdp if reporter else 0.0],
@@ -112,6 +122,8 @@ def train_parallel(args, cfg, start_step=0):
         if smp.rank() == 0 and not args.quiet:
             print(f"step {step:4d}  loss {losses[-1]:.6f}  "
                   f"{args.batch * cfg.seq / times[-1]:9.0f} tokens/s", flush=True)
+    if args.sharded_optimizer:
+        opt.close()
     return losses, times, comms
 
 
@@ -147,12 +159,6 @@ def main(argv=None):
     if args.save or args.load:
         if rank == 0:
             print("train_gpt: --save/--load need smp's checkpoint module, which this "
-                  "build lacks", file=sys.stderr)
-        smp.finalize()
-        return 2
-    if args.sharded_optimizer:
-        if rank == 0:
-            print("train_gpt: --sharded-optimizer needs smp's sharded optimizer, which this "
                   "build lacks", file=sys.stderr)
         smp.finalize()
         return 2

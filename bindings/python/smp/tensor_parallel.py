@@ -23,6 +23,15 @@ def _tp_size(group):
     return smp.size(group)
 
 
+def _mark_sharded(*params):
+    # Split over the TP group (each rank holds a different slice), as
+    # opposed to replicated on every TP rank: the sharded optimizer counts
+    # replicated tensors once in the global gradient norm.
+    for p in params:
+        if p is not None:
+            p.tensor_parallel = True
+
+
 class _CopyToTP(torch.autograd.Function):
     """Identity forward; backward sums the input gradient over the group
     (each rank's partial gradient covers only its slice of the next layer)."""
@@ -91,6 +100,7 @@ class ColumnParallelLinear(nn.Module):
         self.in_features, self.out_features = in_features, out_features
         self.weight = nn.Parameter(torch.empty(out_features // n, in_features))
         self.bias = nn.Parameter(torch.empty(out_features // n)) if bias else None
+        _mark_sharded(self.weight, self.bias)
 
     @classmethod
     def from_full(cls, linear, parts=1, group=smp.TP_GROUP):
@@ -119,6 +129,7 @@ class RowParallelLinear(nn.Module):
         self.in_features, self.out_features = in_features, out_features
         self.weight = nn.Parameter(torch.empty(out_features, in_features // n))
         self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
+        _mark_sharded(self.weight)
 
     @classmethod
     def from_full(cls, linear, group=smp.TP_GROUP):
@@ -148,6 +159,7 @@ class VocabParallelEmbedding(nn.Module):
         self.start = r * (num_embeddings // n)
         self.end = self.start + num_embeddings // n
         self.weight = nn.Parameter(torch.empty(num_embeddings // n, embedding_dim))
+        _mark_sharded(self.weight)
 
     @classmethod
     def from_full(cls, emb, group=smp.TP_GROUP):

@@ -300,4 +300,5 @@ PYBIND11_MODULE(_smp, m) {
   smp_py::bind_collectives(m);
   smp_py::bind_p2p(m);
   smp_py::bind_requests(m);
+  smp_py::bind_optim(m);
 }

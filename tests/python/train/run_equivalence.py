@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Numerical equivalence: train examples/train_gpt.py under mpirun with a
+given (pp, tp, rdp), then train the same model in this one process with
+plain PyTorch from the same seed, and require every step's loss to agree
+within --tolerance (relative). Exit 0 only if they do.
+
+    run_equivalence.py --mpirun mpirun --example examples/train_gpt.py \
+        --pp 2 --tp 2 --rdp 2 [-- extra train_gpt.py arguments]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+# The model is tiny so that 8 ranks on 2 cores take seconds.
+TINY = ["--vocab", "32", "--seq", "8", "--hidden", "32", "--heads", "4", "--layers", "4",
+        "--batch", "8", "--microbatches", "2", "--steps", "5", "--quiet"]
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--mpirun", required=True)
+    p.add_argument("--example", required=True)
+    p.add_argument("--python", default=sys.executable)
+    p.add_argument("--pp", type=int, default=1)
+    p.add_argument("--tp", type=int, default=1)
+    p.add_argument("--rdp", type=int, default=1)
+    p.add_argument("--tolerance", type=float, default=1e-5)
+    p.add_argument("extra", nargs="*")
+    a = p.parse_args()
+    n = a.pp * a.tp * a.rdp
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "losses.json")
+        train_args = TINY + a.extra
+        cmd = [a.mpirun, "-np", str(n), "-x", f"SMP_PP_SIZE={a.pp}", "-x", f"SMP_TP_SIZE={a.tp}",
+               a.python, a.example] + train_args + ["--losses-out", out]
+        print(" ".join(cmd), flush=True)
+        r = subprocess.run(cmd, timeout=600)
+        if r.returncode != 0:
+            print(f"FAIL: the parallel run exited {r.returncode}")
+            return 1
+        with open(out) as f:
+            parallel = json.load(f)["losses"]
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(a.example)))
+    import torch
+    import train_gpt
+    from gpt_model import GPTConfig
+    torch.set_num_threads(1)
+    args = train_gpt.parse_args(train_args)
+    cfg = GPTConfig(vocab=args.vocab, seq=args.seq, hidden=args.hidden, heads=args.heads,
+                    layers=args.layers)
+    reference = train_gpt.train_reference(args, cfg, args.steps)
+
+    print("step  parallel    single-process  rel.diff")
+    worst = 0.0
+    for i, (x, y) in enumerate(zip(parallel, reference)):
+        d = abs(x - y) / abs(y)
+        worst = max(worst, d)
+        print(f"{i:4d}  {x:.7f}  {y:.7f}       {d:.1e}")
+    if len(parallel) != len(reference):
+        print(f"FAIL: {len(parallel)} parallel steps, expected {len(reference)}")
+        return 1
+    if not reference[-1] < reference[0]:
+        print("FAIL: the reference did not train (loss did not fall)")
+        return 1
+    if worst > a.tolerance:
+        print(f"FAIL: largest relative difference {worst:.2e} > {a.tolerance:g}")
+        return 1
+    print(f"OK: largest relative difference {worst:.2e} <= {a.tolerance:g}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
