@@ -113,11 +113,12 @@ void sleep_for(double seconds) { std::this_thread::sleep_for(std::chrono::durati
 struct StepResult {
   double step = 0;  // max over ranks
   double busy = 0;  // sum over ranks of slept time
+  std::vector<double> fwd, bwd;  // per stage: mean measured forward / backward (one chunk)
 };
 
 StepResult run_one(smp::comm::Communicator &comm, const ScheduleParams &p, double f, double b,
                    size_t act_bytes) {
-  double busy = 0;
+  double busy = 0, fbusy = 0, bbusy = 0;
   const int64_t n = static_cast<int64_t>(act_bytes);
   StageFns fns;
   // Per chunk: the stage's cost split evenly over its chunks.
@@ -126,12 +127,14 @@ StepResult run_one(smp::comm::Communicator &comm, const ScheduleParams &p, doubl
     const double t0 = now();
     sleep_for(fc);
     busy += now() - t0;
+    fbusy += now() - t0;
     return OwnedTensor(kU8, {n});
   };
   fns.backward = [&](int, int, const DLTensor *) {
     const double t0 = now();
     sleep_for(bc);
     busy += now() - t0;
+    bbusy += now() - t0;
     return OwnedTensor(kU8, {n});
   };
   comm.barrier();
@@ -140,7 +143,16 @@ StepResult run_one(smp::comm::Communicator &comm, const ScheduleParams &p, doubl
   double mine = now() - t0, step = 0, total_busy = 0;
   comm.allreduce(&mine, &step, 1, smp::DType::F64, smp::comm::ReduceOp::Max);
   comm.allreduce(&busy, &total_busy, 1, smp::DType::F64, smp::comm::ReduceOp::Sum);
-  return {step, total_busy};
+  const int pp = comm.size(), ops = p.microbatches * p.chunks;
+  double mine2[2] = {fbusy / ops, bbusy / ops};
+  std::vector<double> all(2 * static_cast<size_t>(pp));
+  comm.allgather(mine2, all.data(), 2, smp::DType::F64);
+  StepResult r{step, total_busy, {}, {}};
+  for (int s = 0; s < pp; ++s) {
+    r.fwd.push_back(all[2 * s]);
+    r.bwd.push_back(all[2 * s + 1]);
+  }
+  return r;
 }
 
 void schedule(smp::comm::Communicator &comm, double f, double b, double act_mib, int steps,
@@ -160,8 +172,9 @@ void schedule(smp::comm::Communicator &comm, double f, double b, double act_mib,
                 "measured transfer %.3f ms; medians of %d steps\n\n",
                 pp, f * 1e3, b * 1e3, act_mib, transfer * 1e3, steps);
     std::printf("| schedule | pp | m | chunks | measured step ms | simulated ms | measured/simulated | "
-                "measured bubble | simulated bubble | closed form | sleep overshoot |\n");
-    std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+                "measured bubble | simulated bubble | closed form | sleep overshoot | "
+                "measured/simulated(measured op times) |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   }
   struct Cfg {
     ScheduleKind kind;
@@ -175,23 +188,26 @@ void schedule(smp::comm::Communicator &comm, double f, double b, double act_mib,
       p.microbatches = m;
       p.chunks = c.chunks;
       if (c.chunks > 1 && m % pp != 0) continue;
-      std::vector<double> step, bubble, over;
+      std::vector<double> step, bubble, over, ratio_measured;
       run_one(comm, p, f, b, act_bytes);  // warm up (allocator, connections)
       for (int s = 0; s < steps; ++s) {
         const StepResult r = run_one(comm, p, f, b, act_bytes);
         step.push_back(r.step);
         bubble.push_back(1.0 - r.busy / (pp * r.step));
         over.push_back(r.busy / (pp * m * (f + b)) - 1.0);
+        // The same schedule simulated with this step's measured op times.
+        const Simulation ms = simulate(build_all(p), Costs{r.fwd, r.bwd, transfer, transfer});
+        ratio_measured.push_back(r.step / ms.step_time);
       }
       const double per_chunk_f = f / c.chunks, per_chunk_b = b / c.chunks;
       const Simulation sim = simulate(build_all(p), Costs{std::vector<double>(pp, per_chunk_f),
                                                           std::vector<double>(pp, per_chunk_b), transfer, transfer});
       const double closed = double(pp - 1) / (c.chunks * m + pp - 1);
       if (comm.rank() == 0)
-        std::printf("| %s | %d | %d | %d | %.1f | %.1f | %.3f | %.3f | %.3f | %.3f | %.1f%% |\n",
+        std::printf("| %s | %d | %d | %d | %.1f | %.1f | %.3f | %.3f | %.3f | %.3f | %.1f%% | %.3f |\n",
                     schedule_kind_name(c.kind), pp, m, c.chunks, median(step) * 1e3, sim.step_time * 1e3,
                     median(step) / sim.step_time, median(bubble), sim.bubble_fraction, closed,
-                    100 * median(over));
+                    100 * median(over), median(ratio_measured));
     }
 }
 
