@@ -44,7 +44,9 @@ int main(int argc, char **argv) {
     g16[i] = float_to_bf16(g[i]);
   }
   optim::AdamWHyper h;
-  std::vector<double> t_copy, t_loop, t_f32, t_bf16;
+  std::vector<uint16_t> gh(n);
+  for (size_t i = 0; i < n; ++i) gh[i] = float_to_f16(g[i]);
+  std::vector<double> t_copy, t_loop, t_f32, t_bf16, t_f16;
   for (int r = 0; r < reps + 1; ++r) {  // alternate the cases; round 0 warms up
     double t0 = now();
     std::memcpy(cpy_dst.data(), cpy_src.data(), n * sizeof(float));
@@ -59,7 +61,10 @@ int main(int argc, char **argv) {
     t0 = now();
     optim::adamw_update(p.data(), m.data(), v.data(), g16.data(), out16.data(), DType::BF16, n, 1.0f, h);
     const double b = now() - t0;
-    if (r > 0) t_copy.push_back(c), t_loop.push_back(l), t_f32.push_back(f), t_bf16.push_back(b);
+    t0 = now();
+    optim::adamw_update(p.data(), m.data(), v.data(), gh.data(), out16.data(), DType::F16, n, 1.0f, h);
+    const double hf = now() - t0;
+    if (r > 0) t_copy.push_back(c), t_loop.push_back(l), t_f32.push_back(f), t_bf16.push_back(b), t_f16.push_back(hf);
   }
   const double memcpy_bw = 2.0 * 4 * n / median(t_copy) / 1e9;  // read + write
   const double loop_bw = 2.0 * 4 * n / median(t_loop) / 1e9;
@@ -71,6 +76,8 @@ int main(int argc, char **argv) {
   std::printf("memcpy %zu %.6f %.2f %.2f %.2f\n", n, median(t_copy), memcpy_bw, copy_bw, memcpy_bw / copy_bw);
   std::printf("copy_loop %zu %.6f %.2f %.2f %.2f\n", n, median(t_loop), loop_bw, copy_bw, loop_bw / copy_bw);
   std::printf("smp_adamw_f32 %zu %.6f %.2f %.2f %.2f\n", n, median(t_f32), f32_bw, copy_bw, f32_bw / copy_bw);
+  const double f16_bw = 28.0 * n / median(t_f16) / 1e9;
+  std::printf("smp_adamw_f16 %zu %.6f %.2f %.2f %.2f\n", n, median(t_f16), f16_bw, copy_bw, f16_bw / copy_bw);
   std::printf("smp_adamw_bf16 %zu %.6f %.2f %.2f %.2f\n", n, median(t_bf16), bf16_bw, copy_bw, bf16_bw / copy_bw);
   volatile float sink = p[n / 2] + cpy_dst[n / 3] + bf16_to_float(out16[n / 5]);
   (void)sink;

@@ -64,7 +64,7 @@ def main():
           f"{bound:.2f} GB/s; torch default threads: {default_threads}")
     print("| kernel | threads | ms / step | GB/s (28 B/elem) | of copy bound | time / smp f32 |")
     print("|---|---|---|---|---|---|")
-    for name in ["smp_adamw_f32", "smp_adamw_bf16"] + sorted(k for k in acc if k.startswith("torch")):
+    for name in ["smp_adamw_f32", "smp_adamw_bf16", "smp_adamw_f16"] + sorted(k for k in acc if k.startswith("torch")):
         secs = statistics.median(acc[name])
         threads = name.rsplit("_", 1)[1].rstrip("t") if name.startswith("torch") else "1"
         gbs = 28.0 * a.elems / secs / 1e9

@@ -1,8 +1,8 @@
 // CPU implementation of optim/kernels.h. Each hot loop is a plain loop over
 // restrict pointers that GCC vectorizes (this file is built at -O3 with
 // -fno-math-errno so sqrt stays inline); target_clones adds an AVX2 copy
-// picked at load time, with a baseline copy for older CPUs. The dtype
-// conversions are the branch-free-able ones from common/dtype.h.
+// picked at load time, with a baseline copy for older CPUs. The bfloat16
+// conversions are common/dtype.h's; float16 has select-based twins here.
 #include <cmath>
 #include <cstring>
 
@@ -31,10 +31,41 @@ struct BF16 {
   static SMP_INLINE float load(T x) { return bf16_to_float(x); }
   static SMP_INLINE T store(float x) { return float_to_bf16(x); }
 };
+// c ? a : b as mask arithmetic: GCC if-converts a ternary chain only
+// sometimes, and a branch in the loop body stops vectorization.
+SMP_INLINE uint32_t select(bool c, uint32_t a, uint32_t b) {
+  const uint32_t m = 0u - static_cast<uint32_t>(c);
+  return (a & m) | (b & ~m);
+}
+
+// IEEE binary16 with every case computed and one selected, so the loops
+// vectorize (common/dtype.h's versions branch). Same results bit for bit,
+// subnormals, inf and NaN included (kernels_test checks it).
 struct F16 {
   using T = uint16_t;
-  static SMP_INLINE float load(T x) { return f16_to_float(x); }
-  static SMP_INLINE T store(float x) { return float_to_f16(x); }
+  static SMP_INLINE float load(T h) {
+    const uint32_t o = static_cast<uint32_t>(h & 0x7fffu) << 13;  // exponent + mantissa
+    const uint32_t e = o & 0x0f800000u;
+    const uint32_t normal = o + 0x38000000u;                      // rebias 15 -> 127
+    const uint32_t infnan = o + 0x70000000u;                      // exponent all ones
+    // Subnormal: 2^-14 * (1 + m/1024) - 2^-14 = m * 2^-24, exactly.
+    const uint32_t sub = float_bits(bits_float(o + 0x38800000u) - bits_float(0x38800000u));
+    const uint32_t r = select(e == 0x0f800000u, infnan, select(e == 0, sub, normal));
+    return bits_float(r | (static_cast<uint32_t>(h & 0x8000u) << 16));
+  }
+  static SMP_INLINE T store(float x) {
+    const uint32_t u = float_bits(x);
+    const uint32_t sign = u & 0x80000000u;
+    const uint32_t a = u ^ sign;
+    const uint32_t infnan = select(a > 0x7f800000u, 0x7e00u, 0x7c00u);
+    // Below 2^-14: adding 0.5 aligns the half's subnormal unit with the
+    // float's last mantissa bit, and the float addition rounds to even.
+    const uint32_t sub = float_bits(bits_float(a) + 0.5f) - 0x3f000000u;
+    // Normal: rebias 127 -> 15 and round the 13 dropped bits to even.
+    const uint32_t normal = (a + 0xc8000fffu + ((a >> 13) & 1u)) >> 13;
+    const uint32_t r = select(a >= 0x47800000u, infnan, select(a < 0x38800000u, sub, normal));
+    return static_cast<T>(r | (sign >> 16));
+  }
 };
 
 // Hyperparameters as the float32 coefficients torch applies them with.
