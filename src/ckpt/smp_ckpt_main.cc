@@ -1,0 +1,233 @@
+// smp-ckpt: look at, check and convert checkpoints without a job.
+//
+//   smp-ckpt info PATH            tensors, shapes, dtypes, layout, sizes
+//   smp-ckpt verify PATH          every checkpoint under PATH (one folder,
+//                                 a folder of them, or a .safetensors file):
+//                                 checksums, headers, manifest vs files;
+//                                 exit 1 if any fails
+//   smp-ckpt consolidate SRC DST  any checkpoint -> DST/model.safetensors
+//                                 (+ optimizer.safetensors), one tensor in
+//                                 memory at a time
+//
+// Usage errors exit 2 with one line; failures exit 1.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "ckpt/checkpoint.h"
+#include "ckpt/crc32c.h"
+#include "ckpt/fileio.h"
+#include "ckpt/manifest.h"
+#include "ckpt/safetensors.h"
+#include "ckpt/store.h"
+#include "common/error.h"
+
+using namespace smp;
+using namespace smp::ckpt;
+
+namespace {
+
+// A one-line progress bar on stderr, drawn only on a terminal.
+class Progress {
+ public:
+  Progress(const char *what, uint64_t total) : what_(what), total_(total ? total : 1), tty_(isatty(2)) {}
+  ~Progress() {
+    if (tty_ && shown_) std::fprintf(stderr, "\n");
+  }
+  void add(uint64_t n, const std::string &item) {
+    done_ += n;
+    if (!tty_) return;
+    const int pct = static_cast<int>(100 * done_ / total_);
+    char bar[31];
+    for (int i = 0; i < 30; ++i) bar[i] = i < pct * 30 / 100 ? '#' : '.';
+    bar[30] = '\0';
+    std::fprintf(stderr, "\r%s [%s] %3d%% %-40.40s", what_, bar, pct, item.c_str());
+    shown_ = true;
+  }
+
+ private:
+  const char *what_;
+  uint64_t total_, done_ = 0;
+  bool tty_, shown_ = false;
+};
+
+std::string dims(const std::vector<uint64_t> &d) {
+  std::string s = "[";
+  for (size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
+  return s + "]";
+}
+
+bool is_file(const std::string &p) { return io::exists(p) && !io::is_dir(p); }
+
+Manifest read_manifest(const std::string &dir) {
+  const std::string p = io::join(dir, kManifestName);
+  return manifest_from_json(io::read_small_file(p, uint64_t{1} << 30), p);
+}
+
+int info(const std::string &path) {
+  if (is_file(path)) {
+    Reader r(path);
+    std::printf("%s: safetensors, %zu tensors, %llu data bytes\n", path.c_str(), r.header().tensors.size(),
+                static_cast<unsigned long long>(r.header().data_size));
+    for (const auto &t : r.header().tensors)
+      std::printf("  %-40s %-5s %-20s %llu bytes\n", t.name.c_str(), t.dtype.c_str(), dims(t.shape).c_str(),
+                  static_cast<unsigned long long>(t.end - t.begin));
+    return 0;
+  }
+  const std::string dir = store::resolve(path);
+  const Manifest m = read_manifest(dir);
+  uint64_t bytes = 0;
+  for (const auto &f : m.files) bytes += f.bytes;
+  std::printf("%s: %s checkpoint, saved by %d ranks (%s), %zu files, %llu bytes\n", dir.c_str(), m.mode.c_str(),
+              m.world_size, m.topology.c_str(), m.files.size(), static_cast<unsigned long long>(bytes));
+  for (const auto &t : m.tensors)
+    std::printf("  %-9s %-40s %-4s %-20s %zu piece%s\n", kind_name(t.kind), t.name.c_str(), dtype_name(t.dtype),
+                dims(t.shape).c_str(), t.pieces.size(), t.pieces.size() == 1 ? "" : "s");
+  return 0;
+}
+
+// Checks one checkpoint folder; prints and counts what fails.
+int verify_one(const std::string &dir) {
+  int bad = 0;
+  Manifest m;
+  try {
+    m = read_manifest(dir);
+  } catch (const Error &e) {
+    std::printf("FAIL %s: %s\n", dir.c_str(), e.what());
+    return 1;
+  }
+  uint64_t total = 0;
+  for (const auto &f : m.files) total += f.bytes;
+  Progress bar("verify", total);
+  for (const auto &f : m.files) {
+    const std::string p = io::join(dir, f.name);
+    try {
+      const int fd = io::open_read(p);
+      std::vector<char> buf(size_t{8} << 20);
+      uint32_t crc = 0;
+      const uint64_t size = io::file_size(fd, p);
+      for (uint64_t off = 0; off < size;) {
+        const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), size - off));
+        io::pread_all(fd, buf.data(), n, off, p);
+        crc = crc32c_update(crc, buf.data(), n);
+        off += n;
+        bar.add(n, f.name);
+      }
+      io::close_fd(fd, p);
+      if (size != f.bytes || crc != f.crc32c)
+        throw Error(Status::Corrupt, p + ": size or CRC32C differs from the manifest");
+      if (f.name.size() > 12 && f.name.compare(f.name.size() - 12, 12, ".safetensors") == 0) Reader r(p);
+    } catch (const Error &e) {
+      std::printf("FAIL %s\n", e.what());
+      ++bad;
+    }
+  }
+  // Every piece the manifest promises is in its file, with its shape.
+  for (const auto &t : m.tensors)
+    for (const auto &s : t.pieces) {
+      try {
+        Reader r(io::join(dir, s.file));
+        const TensorEntry *e = r.header().find(t.name);
+        if (!e || e->smp_dtype != static_cast<int>(t.dtype) || e->shape != s.piece.local_shape())
+          throw Error(Status::Corrupt, s.file + " lacks " + t.name + " " + s.piece.describe());
+      } catch (const Error &e) {
+        std::printf("FAIL %s: %s\n", dir.c_str(), e.what());
+        ++bad;
+      }
+    }
+  if (!bad) std::printf("ok   %s (%s, %zu files, %zu tensors)\n", dir.c_str(), m.mode.c_str(), m.files.size(), m.tensors.size());
+  return bad ? 1 : 0;
+}
+
+int verify(const std::string &path) {
+  if (is_file(path)) {
+    try {
+      Reader r(path);
+      std::printf("ok   %s (%zu tensors)\n", path.c_str(), r.header().tensors.size());
+      return 0;
+    } catch (const Error &e) {
+      std::printf("FAIL %s\n", e.what());
+      return 1;
+    }
+  }
+  if (io::exists(io::join(path, kManifestName))) return verify_one(path);
+  const auto seqs = store::complete(path);
+  int bad = 0;
+  for (const auto &n : io::list_dir(path))
+    if (n.compare(0, 5, ".tmp-") == 0) std::printf("skip %s (partial: a save that did not finish)\n", n.c_str());
+  for (uint64_t s : seqs) bad += verify_one(io::join(path, store::name_of(s)));
+  if (seqs.empty()) {
+    std::printf("FAIL %s: no complete checkpoint\n", path.c_str());
+    return 1;
+  }
+  return bad ? 1 : 0;
+}
+
+int consolidate(const std::string &src, const std::string &dst) {
+  const std::string dir = store::resolve(src);
+  const Manifest m = read_manifest(dir);
+  io::make_dirs(dst);
+  SelfExchange ex;
+  bool first = true;
+  for (Kind kind : {Kind::Model, Kind::Optimizer}) {
+    std::vector<const TensorRecord *> ts;
+    std::vector<TensorSpec> specs;
+    uint64_t total = 0;
+    for (const auto &t : m.tensors)
+      if (t.kind == kind) {
+        ts.push_back(&t);
+        specs.push_back({t.name, t.dtype, t.shape});
+        total += specs.back().bytes();
+      }
+    if (ts.empty()) continue;
+    const std::string out = io::join(dst, std::string(kind_name(kind)) + ".safetensors");
+    Writer w(out + ".tmp", specs, {{"format", "pt"}});
+    Progress bar(kind_name(kind), total);
+    for (const auto *t : ts) {
+      // One whole tensor at a time, read through the resharding loader
+      // (checksums verified on the first).
+      std::vector<char> buf(static_cast<size_t>(TensorSpec{t->name, t->dtype, t->shape}.bytes()));
+      Checkpoint c;
+      c.add(t->name, kind, t->dtype, Piece::whole(t->shape, t->name), buf.data(), false);
+      LoadOptions lo;
+      lo.verify = first;
+      first = false;
+      c.load(ex, dir, lo);
+      w.append(buf.data(), buf.size());
+      bar.add(buf.size(), t->name);
+    }
+    w.finish();
+    io::rename_path(out + ".tmp", out);
+    io::fsync_dir(dst);
+    std::printf("wrote %s (%zu tensors)\n", out.c_str(), ts.size());
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+  const char *usage = "usage: smp-ckpt info PATH | verify PATH | consolidate SRC DST";
+  if (argc < 2 || std::strcmp(argv[1], "--help") == 0) {
+    std::fprintf(argc < 2 ? stderr : stdout, "%s\n", usage);
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string cmd = argv[1];
+  const bool ok_args = ((cmd == "info" || cmd == "verify") && argc == 3) || (cmd == "consolidate" && argc == 4);
+  if (!ok_args) {
+    std::fprintf(stderr, "smp-ckpt: bad command or arguments; %s\n", usage);
+    return 2;
+  }
+  try {
+    if (cmd == "info") return info(argv[2]);
+    if (cmd == "verify") return verify(argv[2]);
+    return consolidate(argv[2], argv[3]);
+  } catch (const Error &e) {
+    std::fprintf(stderr, "smp-ckpt: %s\n", e.what());
+    return 1;
+  }
+}
