@@ -74,7 +74,7 @@ std::vector<char> random_bytes(std::mt19937_64 &rng, smp_dtype_t t, size_t n) {
       }
       case SMP_INT8: case SMP_UINT8: { int8_t x = static_cast<int8_t>(i(rng)); std::memcpy(p, &x, 1); break; }
       case SMP_INT32: { int32_t x = i(rng) * 1000; std::memcpy(p, &x, 4); break; }
-      case SMP_INT64: { int64_t x = static_cast<int64_t>(i(rng)) << 33; std::memcpy(p, &x, 8); break; }
+      case SMP_INT64: { int64_t x = static_cast<int64_t>(i(rng)) * (int64_t{1} << 33); std::memcpy(p, &x, 8); break; }
     }
   }
   return b;

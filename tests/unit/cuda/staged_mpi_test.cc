@@ -7,6 +7,7 @@
 // staged path adds nothing to the result.
 #include <mpi.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -42,7 +43,7 @@ std::vector<char> random_bytes(std::mt19937_64 &rng, DType t, size_t n) {
       case DType::BF16: { const uint16_t x = smp::float_to_bf16(v * 0.75f); std::memcpy(p, &x, 2); break; }
       case DType::I8: case DType::U8: { const int8_t x = static_cast<int8_t>(v); std::memcpy(p, &x, 1); break; }
       case DType::I32: { const int32_t x = v * 1000; std::memcpy(p, &x, 4); break; }
-      case DType::I64: { const int64_t x = static_cast<int64_t>(v) << 35; std::memcpy(p, &x, 8); break; }
+      case DType::I64: { const int64_t x = static_cast<int64_t>(v) * (int64_t{1} << 35); std::memcpy(p, &x, 8); break; }
     }
   }
   return b;
@@ -86,7 +87,8 @@ int main(int argc, char **argv) {
           staged.reduce_scatter(rin.data(), rb.data(), n, t, op, nullptr);
           expect(ra == rb, "reduce_scatter " + on);
           staged.reduce_scatter(rc.data(), rc.data() + g_rank * n * es, n, t, op, nullptr);
-          expect(std::memcmp(ra.data(), rc.data() + g_rank * n * es, n * es) == 0, "reduce_scatter in place " + on);
+          expect(std::equal(ra.begin(), ra.end(), rc.begin() + static_cast<std::ptrdiff_t>(g_rank * n * es)),
+                 "reduce_scatter in place " + on);
         }
         auto in = random_bytes(rng, t, n);
         std::vector<char> ga(n * es * size, 1), gb(n * es * size, 2);
