@@ -43,9 +43,8 @@ TEST(Simulate, ClosedFormGPipeAnd1F1B) {
 TEST(Simulate, VirtualDividesBubbleByChunks) {
   // Megatron-LM (Narayanan et al. 2021): with v chunks per rank, each 1/v of
   // a stage's work, the bubble is (p - 1)/v per m*(f+b) of work, so the
-  // idle fraction is (p - 1)/(v*m + p - 1). The closed form assumes the
-  // steady state exists, i.e. m > p... and holds for m == p too (all
-  // forwards first), which we check as well.
+  // idle fraction is (p - 1)/(v*m + p - 1). Checked for m = p (Megatron
+  // then runs every forward first) up to m = 4p.
   for (int p = 2; p <= 8; ++p)
     for (int v = 2; v <= 4; ++v)
       for (int mult = 1; mult <= 4; ++mult) {
