@@ -13,3 +13,6 @@ for pp in 4 8; do
   echo "## schedule (np $pp)"
   mpirun -np "$pp" "$bench" schedule --forward-ms 10 --backward-ms 20 --act-mib 1 --steps 5 --microbatches 8,16
 done
+echo
+echo "## schedule, large activations (np 4)"
+mpirun -np 4 "$bench" schedule --forward-ms 10 --backward-ms 20 --act-mib 16 --steps 5 --microbatches 8
