@@ -125,6 +125,15 @@ class Chunk(nn.Module):
             self.ln_f = copy.deepcopy(full.ln_f)
             self.lm_head = ColumnParallelLinear.from_full(full.lm_head)
             self.vocab_start = smp.tp_rank() * (cfg.vocab // smp.tp_size())
+        # Local parameter name -> the full GPT's (checkpoints use those).
+        rename = {"qkv": "c_attn", "proj": "c_proj", "fc": "c_fc"}
+        self.full_names = {}
+        for local, _ in self.named_parameters():
+            parts = local.split(".")
+            if parts[0] == "blocks":
+                parts[1] = str(vstage * per + int(parts[1]))
+                parts[2] = rename.get(parts[2], parts[2])
+            self.full_names[local] = ".".join(parts)
 
     def forward(self, x, targets=None):
         if self.first:

@@ -23,6 +23,12 @@ def _tp_size(group):
     return smp.size(group)
 
 
+def _mark_spec(param, dim, parts, full):
+    # How the local tensor sits in the full one (for checkpoints): split
+    # along `dim`, in `parts` blocks each split over the TP group.
+    param.shard_spec = (dim, parts, tuple(full.shape))
+
+
 def _mark_sharded(*params):
     # Split over the TP group (each rank holds a different slice), as
     # opposed to replicated on every TP rank: the sharded optimizer counts
@@ -108,8 +114,10 @@ class ColumnParallelLinear(nn.Module):
         m = cls(linear.in_features, linear.out_features, linear.bias is not None, group)
         with torch.no_grad():
             m.weight.copy_(shard_dim(linear.weight, 0, parts, group))
+            _mark_spec(m.weight, 0, parts, linear.weight)
             if m.bias is not None:
                 m.bias.copy_(shard_dim(linear.bias, 0, parts, group))
+                _mark_spec(m.bias, 0, parts, linear.bias)
         return m
 
     def forward(self, x):
@@ -136,6 +144,7 @@ class RowParallelLinear(nn.Module):
         m = cls(linear.in_features, linear.out_features, linear.bias is not None, group)
         with torch.no_grad():
             m.weight.copy_(shard_dim(linear.weight, 1, 1, group))
+            _mark_spec(m.weight, 1, 1, linear.weight)
             if m.bias is not None:
                 m.bias.copy_(linear.bias)
         return m
@@ -166,6 +175,7 @@ class VocabParallelEmbedding(nn.Module):
         m = cls(emb.num_embeddings, emb.embedding_dim, group)
         with torch.no_grad():
             m.weight.copy_(shard_dim(emb.weight, 0, 1, group))
+            _mark_spec(m.weight, 0, 1, emb.weight)
         return m
 
     def forward(self, ids):

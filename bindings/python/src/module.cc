@@ -301,4 +301,5 @@ PYBIND11_MODULE(_smp, m) {
   smp_py::bind_p2p(m);
   smp_py::bind_requests(m);
   smp_py::bind_optim(m);
+  smp_py::bind_ckpt(m);
 }

@@ -33,5 +33,6 @@ void bind_collectives(py::module_ &m);
 void bind_p2p(py::module_ &m);
 void bind_requests(py::module_ &m);
 void bind_optim(py::module_ &m);
+void bind_ckpt(py::module_ &m);
 
 }  // namespace smp_py
