@@ -1,7 +1,10 @@
 // Step time of the ZeRO-1 sharded step (reduce-scatter, update 1/n of the
 // state, allgather) against the unsharded data-parallel step (allreduce of
 // the whole gradient, every rank updates the whole model), side by side in
-// one run, alternating, medians of repetitions. Float32 AdamW.
+// one run, alternating, medians of repetitions. Float32 AdamW. Prints a
+// table row: ranks, params, sharded ms, unsharded ms, ratio, then the
+// communication alone (reduce-scatter + allgather ms, allreduce ms) and
+// the optimizer state per rank, sharded and unsharded.
 //
 //   mpirun -np N sharded-step-bench [--params 16777216] [--tensors 16] [--reps 7]
 //          [--bucket-mb 25]
@@ -77,7 +80,18 @@ int main(int argc, char **argv) {
                         params, 1.0f, h);
   };
 
-  std::vector<double> ts, tb;
+  // The communication alone, for the breakdown: reduce-scatter + allgather
+  // of the whole gradient (what the sharded step moves) vs one allreduce.
+  std::vector<float> flat(params);
+  const size_t slice = params / static_cast<size_t>(n);
+  auto rs_ag = [&] {
+    dp.reduce_scatter(flat.data(), flat.data() + slice * static_cast<size_t>(dp.rank()), slice,
+                      DType::F32, comm::ReduceOp::Avg);
+    dp.allgather(flat.data() + slice * static_cast<size_t>(dp.rank()), flat.data(), slice, DType::F32);
+  };
+  auto ar = [&] { dp.allreduce(flat.data(), flat.data(), slice * static_cast<size_t>(n), DType::F32, comm::ReduceOp::Avg); };
+
+  std::vector<double> ts, tb, trs, tar;
   for (int r = 0; r < reps + 1; ++r) {  // the first round warms up
     dp.barrier();
     double t0 = now();
@@ -88,13 +102,21 @@ int main(int argc, char **argv) {
     baseline(r + 1);
     dp.barrier();
     const double unsharded = now() - t0;
-    if (r > 0) ts.push_back(sharded), tb.push_back(unsharded);
+    t0 = now();
+    rs_ag();
+    dp.barrier();
+    const double c1 = now() - t0;
+    t0 = now();
+    ar();
+    dp.barrier();
+    const double c2 = now() - t0;
+    if (r > 0) ts.push_back(sharded), tb.push_back(unsharded), trs.push_back(c1), tar.push_back(c2);
   }
   if (dp.rank() == 0) {
     const double s = median(ts), b = median(tb);
-    std::printf("| %d | %zu | %.1f | %.1f | %.2fx | %.1f MiB | %.1f MiB |\n", n, params,
-                s * 1e3, b * 1e3, b / s, opt.state_bytes() / 1048576.0,
-                3.0 * 4 * params / 1048576.0);
+    std::printf("| %d | %zu | %.1f | %.1f | %.2fx | %.1f | %.1f | %.1f MiB | %.1f MiB |\n", n,
+                params, s * 1e3, b * 1e3, b / s, median(trs) * 1e3, median(tar) * 1e3,
+                opt.state_bytes() / 1048576.0, 3.0 * 4 * params / 1048576.0);
   }
   comm::Context::finalize();
   return 0;
