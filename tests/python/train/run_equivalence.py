@@ -28,21 +28,39 @@ def main():
     p.add_argument("--tp", type=int, default=1)
     p.add_argument("--rdp", type=int, default=1)
     p.add_argument("--tolerance", type=float, default=1e-5)
+    p.add_argument("--saved-at", metavar="PP,TP,RDP",
+                   help="first train 3 steps at this layout and save a checkpoint; the "
+                        "main run loads it and trains steps 3 and 4")
     p.add_argument("extra", nargs="*")
     a = p.parse_args()
-    n = a.pp * a.tp * a.rdp
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "losses.json")
-        train_args = TINY + a.extra
-        cmd = [a.mpirun, "-np", str(n), "-x", f"SMP_PP_SIZE={a.pp}", "-x", f"SMP_TP_SIZE={a.tp}",
-               a.python, a.example] + train_args + ["--losses-out", out]
+    train_args = TINY + a.extra
+
+    def launch(pp, tp, rdp, extra):
+        cmd = [a.mpirun, "-np", str(pp * tp * rdp), "-x", f"SMP_PP_SIZE={pp}",
+               "-x", f"SMP_TP_SIZE={tp}", a.python, a.example] + train_args + extra
         print(" ".join(cmd), flush=True)
         r = subprocess.run(cmd, timeout=600)
         if r.returncode != 0:
             print(f"FAIL: the parallel run exited {r.returncode}")
+        return r.returncode == 0
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "losses.json")
+        extra = ["--losses-out", out]
+        if a.saved_at:
+            ckpt = os.path.join(tmp, "ckpt")
+            pp, tp, rdp = (int(x) for x in a.saved_at.split(","))
+            if not launch(pp, tp, rdp, ["--steps", "3", "--save", ckpt]):
+                return 1
+            extra += ["--load", ckpt]
+        if not launch(a.pp, a.tp, a.rdp, extra):
             return 1
         with open(out) as f:
-            parallel = json.load(f)["losses"]
+            result = json.load(f)
+        first, parallel = result["first_step"], result["losses"]
+        if a.saved_at and first != 3:
+            print(f"FAIL: resumed at step {first}, expected 3")
+            return 1
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(a.example)))
     import torch
@@ -52,18 +70,19 @@ def main():
     args = train_gpt.parse_args(train_args)
     cfg = GPTConfig(vocab=args.vocab, seq=args.seq, hidden=args.hidden, heads=args.heads,
                     layers=args.layers)
-    reference = train_gpt.train_reference(args, cfg, args.steps)
+    full_reference = train_gpt.train_reference(args, cfg, args.steps)
+    reference = full_reference[first:]
 
     print("step  parallel    single-process  rel.diff")
     worst = 0.0
     for i, (x, y) in enumerate(zip(parallel, reference)):
         d = abs(x - y) / abs(y)
         worst = max(worst, d)
-        print(f"{i:4d}  {x:.7f}  {y:.7f}       {d:.1e}")
+        print(f"{first + i:4d}  {x:.7f}  {y:.7f}       {d:.1e}")
     if len(parallel) != len(reference):
         print(f"FAIL: {len(parallel)} parallel steps, expected {len(reference)}")
         return 1
-    if not reference[-1] < reference[0]:
+    if not full_reference[-1] < full_reference[0]:
         print("FAIL: the reference did not train (loss did not fall)")
         return 1
     if worst > a.tolerance:
