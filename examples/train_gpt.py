@@ -236,6 +236,9 @@ def main(argv=None):
                 json.dump(result, f)
     verdict = torch.tensor([status], dtype=torch.int32)
     smp.broadcast(verdict, 0, smp.WORLD)
+    smp.timeline_write()  # no-op unless SMP_TIMELINE / smprun --timeline
+    if rank == 0 and os.environ.get("SMP_TIMELINE"):
+        print(f"train_gpt: timeline written to {os.environ['SMP_TIMELINE']}", flush=True)
     smp.finalize()
     return int(verdict.item())
 

@@ -30,7 +30,7 @@ __all__ = [
     "pp_size", "tp_size", "dp_size", "rdp_size", "mp_size",
     "allreduce", "reduce_scatter", "allgather", "broadcast", "gatherv", "barrier",
     "send", "recv_into", "isend", "irecv", "iallreduce", "ireduce_scatter", "iallgather",
-    "comm_seconds", "reset_comm_seconds",
+    "comm_seconds", "reset_comm_seconds", "timeline", "timeline_write",
 ]
 
 
@@ -296,3 +296,32 @@ def ireduce_scatter(input, output, op=SUM, group=WORLD):
 @_timed
 def iallgather(input, output, group=WORLD):
     return Request(_smp.iallgather(_arg(input), _arg(output), int(group), _stream(output)))
+
+
+class timeline:
+    """Marks a region of the framework's own work (e.g. "forward" of
+    microbatch m, chunk c) in the timeline SMP_TIMELINE / smprun --timeline
+    records; a no-op when it is off.
+
+        with smp.timeline("forward", microbatch=m, chunk=c): ...
+    """
+
+    __slots__ = ("name", "microbatch", "chunk")
+
+    def __init__(self, name, microbatch=-1, chunk=-1):
+        self.name, self.microbatch, self.chunk = name, int(microbatch), int(chunk)
+
+    def __enter__(self):
+        _smp.timeline_begin(self.name, self.microbatch, self.chunk)
+        return self
+
+    def __exit__(self, *exc):
+        _smp.timeline_end()
+        return False
+
+
+def timeline_write():
+    """Collective over WORLD: write every rank's timeline events to the
+    Chrome-trace file SMP_TIMELINE names. Call before finalize(); a no-op
+    when the timeline is off."""
+    _smp.timeline_write()

@@ -77,11 +77,13 @@ class PipelineRunner:
                     x = inputs[m]
                 else:
                     x = recv(prev, self._tag(False, g, m, M)).requires_grad_()
-                if g == self.virtual - 1:
-                    out = self.chunks[c](x, targets[m])
-                    losses[m] = out.detach().item()
-                else:
-                    out = self.chunks[c](x)
+                with smp.timeline("forward", m, c):
+                    if g == self.virtual - 1:
+                        out = self.chunks[c](x, targets[m])
+                        losses[m] = out.detach().item()
+                    else:
+                        out = self.chunks[c](x)
+                if g != self.virtual - 1:
                     send(out.detach().contiguous(), nxt, self._tag(False, g + 1, m, M))
                 saved[(c, m)] = (x, out)
             else:
@@ -89,10 +91,12 @@ class PipelineRunner:
                 if g == self.virtual - 1:
                     # Each microbatch's loss is a mean over its tokens; the
                     # step's loss is the mean over microbatches.
-                    torch.autograd.backward(out / M)
+                    with smp.timeline("backward", m, c):
+                        torch.autograd.backward(out / M)
                 else:
                     grad = recv(nxt, self._tag(True, g, m, M))
-                    torch.autograd.backward(out, grad)
+                    with smp.timeline("backward", m, c):
+                        torch.autograd.backward(out, grad)
                 if g > 0:
                     send(x.grad.contiguous(), prev, self._tag(True, g - 1, m, M))
         for r in pending:

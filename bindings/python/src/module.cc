@@ -248,6 +248,21 @@ void bind_p2p(py::module_ &m) {
   });
 }
 
+void bind_timeline(py::module_ &m) {
+  m.def("timeline_begin", [](const std::string &name, int microbatch, int chunk) {
+    check(smp_timeline_begin(name.c_str(), microbatch, chunk));
+  });
+  m.def("timeline_end", [] { check(smp_timeline_end()); });
+  m.def("timeline_write", [] {
+    smp_status_t st;
+    {
+      py::gil_scoped_release nogil;
+      st = smp_timeline_write();
+    }
+    check(st);
+  });
+}
+
 void bind_requests(py::module_ &m) {
   py::class_<Request>(m, "Request")
       .def("wait", &Request::wait, "Block until the operation completes.")
@@ -300,6 +315,7 @@ PYBIND11_MODULE(_smp, m) {
   smp_py::bind_collectives(m);
   smp_py::bind_p2p(m);
   smp_py::bind_requests(m);
+  smp_py::bind_timeline(m);
   smp_py::bind_optim(m);
   smp_py::bind_ckpt(m);
 }

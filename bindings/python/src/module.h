@@ -32,6 +32,7 @@ void bind_core(py::module_ &m);
 void bind_collectives(py::module_ &m);
 void bind_p2p(py::module_ &m);
 void bind_requests(py::module_ &m);
+void bind_timeline(py::module_ &m);
 void bind_optim(py::module_ &m);
 void bind_ckpt(py::module_ &m);
 
