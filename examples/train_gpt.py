@@ -37,9 +37,12 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--batch", type=int, default=16, help="global batch (sequences per step)")
     p.add_argument("--microbatches", type=int, default=2, help="per pipeline, per step")
-    p.add_argument("--schedule", choices=["simple", "interleaved"], default="simple")
+    p.add_argument("--schedule", choices=["simple", "interleaved", "virtual"],
+                   default="interleaved",
+                   help="simple = GPipe, interleaved = 1F1B (default), virtual = Megatron's "
+                        "interleaved 1F1B over --chunks model chunks per stage")
     p.add_argument("--chunks", type=int, default=2,
-                   help="model chunks per stage for the interleaved schedule")
+                   help="model chunks per stage for the virtual schedule")
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--heads", type=int, default=4)
@@ -65,7 +68,7 @@ def make_optimizer(params, args):
 
 def check_topology(args, cfg):
     pp, tp, rdp = smp.pp_size(), smp.tp_size(), smp.rdp_size()
-    chunks = args.chunks if args.schedule == "interleaved" else 1
+    chunks = args.chunks if args.schedule == "virtual" else 1
     problems = []
     if cfg.layers % (pp * chunks):
         problems.append(f"--layers {cfg.layers} must divide by pp*chunks = {pp * chunks}")
@@ -74,9 +77,9 @@ def check_topology(args, cfg):
     if args.batch % (rdp * args.microbatches):
         problems.append(f"--batch {args.batch} must divide by rdp*microbatches = "
                         f"{rdp * args.microbatches}")
-    if args.schedule == "interleaved" and args.microbatches % pp:
+    if args.schedule == "virtual" and args.microbatches % pp:
         problems.append(f"--microbatches {args.microbatches} must be a multiple of pp {pp} "
-                        "for the interleaved schedule")
+                        "for the virtual schedule")
     return chunks, problems
 
 

@@ -21,7 +21,7 @@ class PipelineRunner:
     as chunk(x). Activations between virtual stages have shape `act_shape`
     and dtype `dtype` (fixed: the GPT's (microbatch, seq, hidden))."""
 
-    def __init__(self, chunks, act_shape, dtype=torch.float32, schedule="simple",
+    def __init__(self, chunks, act_shape, dtype=torch.float32, schedule="interleaved",
                  group=smp.PP_GROUP):
         self.chunks = list(chunks)
         self.act_shape = tuple(act_shape)
@@ -31,8 +31,8 @@ class PipelineRunner:
         self.stages = smp.size(group)
         self.stage = smp.rank(group)
         self.virtual = self.stages * len(self.chunks)
-        if schedule == "simple" and len(self.chunks) != 1:
-            raise ValueError("the simple schedule runs one chunk per stage; use interleaved")
+        if schedule != "virtual" and len(self.chunks) != 1:
+            raise ValueError(f"the {schedule} schedule runs one chunk per stage; use virtual")
 
     def _vstage(self, chunk):
         return chunk * self.stages + self.stage

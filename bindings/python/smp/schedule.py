@@ -5,16 +5,24 @@ of model chunk `chunk` (0 .. chunks-1, local to the stage) on
 `microbatch`. With `chunks` model chunks per stage (interleaved schedule)
 chunk c of stage s is the virtual stage c * stages + s of the model.
 
-simple: 1F1B (PipeDream-flush): stage s runs stages-s-1 warm-up forwards,
-then alternates one forward and one backward, then drains the backwards.
-interleaved: Megatron-LM's interleaved 1F1B over `chunks` virtual stages
-per rank (microbatches must be a multiple of stages).
+Names as smp's runtime (smp_schedule_t) and SageMaker use them:
+simple: GPipe: every forward, then every backward.
+interleaved: 1F1B (PipeDream-flush): stage s runs stages-s-1 warm-up
+forwards, then alternates one forward and one backward, then drains the
+backwards.
+virtual: Megatron-LM's interleaved 1F1B over `chunks` virtual stages per
+rank (microbatches must be a multiple of stages).
 
 Both keep at most O(stages) microbatches' activations alive per stage and
 are deadlock-free when sends never block (the runner posts them as
 non-blocking sends): every action waits only on actions that come earlier in
 one global order.
 """
+
+
+def gpipe(stage, stages, microbatches):
+    return [("F", 0, m) for m in range(microbatches)] + \
+           [("B", 0, m) for m in range(microbatches)]
 
 
 def simple_1f1b(stage, stages, microbatches):
@@ -55,10 +63,12 @@ def interleaved_1f1b(stage, stages, microbatches, chunks):
 def schedule(name, stage, stages, microbatches, chunks=1):
     if microbatches < 1 or stages < 1 or not 0 <= stage < stages:
         raise ValueError("schedule: need 0 <= stage < stages and microbatches >= 1")
+    if name in ("simple", "interleaved") and chunks != 1:
+        raise ValueError(f"the {name} schedule runs one chunk per stage; use virtual")
     if name == "simple":
-        if chunks != 1:
-            raise ValueError("the simple schedule has one chunk per stage")
-        return simple_1f1b(stage, stages, microbatches)
+        return gpipe(stage, stages, microbatches)
     if name == "interleaved":
+        return simple_1f1b(stage, stages, microbatches)
+    if name == "virtual":
         return interleaved_1f1b(stage, stages, microbatches, chunks)
-    raise ValueError(f"unknown schedule '{name}' (simple or interleaved)")
+    raise ValueError(f"unknown schedule '{name}' (simple, interleaved or virtual)")
