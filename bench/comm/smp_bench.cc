@@ -186,8 +186,16 @@ int main(int argc, char **argv) {
       MPI_Bcast(&iters, 1, MPI_INT, 0, comm);
       std::vector<double> ts, tm;
       for (int rep = 0; rep < a.warmup + a.reps; ++rep) {
-        const double t = time_once(comm, iters, run_smp);
-        const double u = have_mpi ? time_once(comm, iters, run_mpi) : 0;
+        // Alternate which goes first, so neither always inherits the
+        // other's cache and scheduler state.
+        double t = 0, u = 0;
+        if (rep % 2 == 0 || !have_mpi) {
+          t = time_once(comm, iters, run_smp);
+          if (have_mpi) u = time_once(comm, iters, run_mpi);
+        } else {
+          u = time_once(comm, iters, run_mpi);
+          t = time_once(comm, iters, run_smp);
+        }
         if (rep >= a.warmup) { ts.push_back(t); tm.push_back(u); }
       }
       // The result must match MPI's (reductions of small integers are exact).

@@ -16,6 +16,7 @@
 // initialization check (for calls valid before smp_init).
 #pragma once
 
+#include <cstring>
 #include <exception>
 #include <new>
 #include <string>
@@ -69,21 +70,35 @@ inline void require_ptr(const void *p, size_t count, const char *name) {
     smp::invalid(std::string(name) + " is NULL but count is " + std::to_string(count));
 }
 
+// The integer a C caller passed for an enum parameter. Read as bytes: in
+// C++, loading an enum object that holds a value outside the enum's range
+// (say dtype 99) is undefined behaviour, and C callers can pass anything.
+template <class E>
+int raw_enum(const E &e) {
+  static_assert(sizeof(E) == sizeof(int), "C enums are int-sized here");
+  int v;
+  std::memcpy(&v, &e, sizeof v);
+  return v;
+}
+
 // Checked conversions of the C enums; the message names the argument.
-inline DType to_dtype(smp_dtype_t v, const char *name = "dtype") {
-  if (!dtype_valid(static_cast<int>(v)))
-    smp::invalid(std::string(name) + " " + std::to_string(static_cast<int>(v)) +
+// Take the parameter by reference (no enum load) and pass it straight on.
+inline DType to_dtype(const smp_dtype_t &e, const char *name = "dtype") {
+  const int v = raw_enum(e);
+  if (!dtype_valid(v))
+    smp::invalid(std::string(name) + " " + std::to_string(v) +
                  " is not an smp_dtype_t (SMP_FLOAT32..SMP_INT64)");
   return static_cast<DType>(v);
 }
-inline comm::ReduceOp to_op(smp_op_t v, const char *name = "op") {
-  if (!comm::reduce_op_valid(static_cast<int>(v)))
-    smp::invalid(std::string(name) + " " + std::to_string(static_cast<int>(v)) +
+inline comm::ReduceOp to_op(const smp_op_t &e, const char *name = "op") {
+  const int v = raw_enum(e);
+  if (!comm::reduce_op_valid(v))
+    smp::invalid(std::string(name) + " " + std::to_string(v) +
                  " is not an smp_op_t (SMP_SUM, SMP_AVG, SMP_MAX, SMP_MIN, SMP_PROD)");
   return static_cast<comm::ReduceOp>(v);
 }
-inline topo::Group to_group(smp_group_t v, const char *name = "group") {
-  const int i = static_cast<int>(v);
+inline topo::Group to_group(const smp_group_t &e, const char *name = "group") {
+  const int i = raw_enum(e);
   if (i < 0 || i >= static_cast<int>(topo::kAllGroups.size()))
     smp::invalid(std::string(name) + " " + std::to_string(i) +
                  " is not an smp_group_t (SMP_WORLD..SMP_MP_GROUP)");
