@@ -152,7 +152,7 @@ ShardedOptimizer::ShardedOptimizer(comm::Communicator &group,
   } else if (config_.sgd.momentum != 0) {
     state_names_.push_back("momentum_buffer");
   }
-  states_.assign(state_names_.size(), std::vector<float>(layout_.shard_elems(), 0.0f));
+  states_.assign(state_names_.size(), AlignedFloats(layout_.shard_elems(), 0.0f));
   float *master = states_[0].data();
   for (const Piece &p : my_pieces_) {
     const TensorBinding &t = tensors_[p.tensor];

@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,23 @@ struct StepResult {
   double grad_norm = -1;   // global L2 norm of the averaged gradients (-1: not computed)
   double clip_coef = 1;    // multiplier applied to the gradients by clipping
 };
+
+// 64-byte aligned storage, so that every rank's slice (aligned by the
+// layout relative to the start) is aligned in memory too.
+template <class T>
+struct Aligned64Allocator {
+  using value_type = T;
+  Aligned64Allocator() = default;
+  template <class U>
+  Aligned64Allocator(const Aligned64Allocator<U> &) {}
+  T *allocate(size_t n) { return static_cast<T *>(::operator new(n * sizeof(T), std::align_val_t(64))); }
+  void deallocate(T *p, size_t) { ::operator delete(p, std::align_val_t(64)); }
+  template <class U>
+  bool operator==(const Aligned64Allocator<U> &) const { return true; }
+  template <class U>
+  bool operator!=(const Aligned64Allocator<U> &) const { return false; }
+};
+using AlignedFloats = std::vector<float, Aligned64Allocator<float>>;
 
 class ShardedOptimizer {
  public:
@@ -127,7 +145,7 @@ class ShardedOptimizer {
   std::vector<std::vector<size_t>> pieces_by_bucket_;  // indices into my_pieces_
   int64_t step_ = 0;
   std::vector<std::string> state_names_;
-  std::vector<std::vector<float>> states_;
+  std::vector<AlignedFloats> states_;
   struct Buffer;  // 64-byte aligned bytes
   std::unique_ptr<Buffer> buf_;
 };

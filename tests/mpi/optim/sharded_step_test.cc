@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
 
 #include "optim_mpi_common.h"
 #include "reference_optim.h"
@@ -129,6 +130,10 @@ TEST(ShardedMemory, StatePerRankIsTheShardOfTheTotal) {
   // So: total/n <= shard < total/n + padding/n.
   EXPECT_LE(12 * total, 12 * L.shard_elems() * static_cast<size_t>(n));
   EXPECT_LT(opt.state_bytes(), 12 * (total + max_pad) / static_cast<size_t>(n) + 12);
+  // Every bucket's slice starts on a 64-byte boundary in every state.
+  for (const std::string &name : opt.state_names())
+    for (const Bucket &b : L.buckets())
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(opt.state(name) + b.shard_offset) % 64, 0u) << name;
   // SGD with momentum holds two states, without momentum one.
   OptimizerConfig s = cfg;
   s.kind = Kind::Sgd;
