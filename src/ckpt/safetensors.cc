@@ -287,6 +287,7 @@ Writer::~Writer() {
 }
 
 void Writer::append_raw(const void *data, size_t n) {
+  if (n == 0) return;  // data may be NULL for an empty tensor
   crc_ = crc32c_update(crc_, data, n);
   file_size_ += n;
   if (buf_used_ + n > buf_.size()) flush();
