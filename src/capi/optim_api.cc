@@ -60,17 +60,21 @@ void groups_of(const smp_optimizer_config_t &c, smp::comm::Context &ctx,
     }
   }
   if (ng == SMP_NORM_GROUP_NONE) return;
-  const Group n = smp::capi::to_group(static_cast<smp_group_t>(ng), "config->norm_group");
+  if (ng < 0 || ng >= static_cast<int>(smp::topo::kAllGroups.size()))
+    smp::invalid("smp_optimizer_create: config->norm_group " + std::to_string(ng) +
+                 " is not an smp_group_t, SMP_NORM_GROUP_AUTO or SMP_NORM_GROUP_NONE");
+  const Group n = static_cast<Group>(ng);
   if (n == g) smp::invalid("smp_optimizer_create: config->norm_group equals config->group");
   norm.push_back(&ctx.group(n));
 }
 
 smp::optim::OptimizerConfig convert(const smp_optimizer_config_t &c) {
   smp::optim::OptimizerConfig o;
-  require(c.kind == SMP_ADAMW || c.kind == SMP_SGD,
-          "smp_optimizer_create: config->kind " + std::to_string(static_cast<int>(c.kind)) +
+  const int kind = smp::capi::raw_enum(c.kind);  // any int a C caller stored
+  require(kind == SMP_ADAMW || kind == SMP_SGD,
+          "smp_optimizer_create: config->kind " + std::to_string(kind) +
               " is not SMP_ADAMW or SMP_SGD");
-  o.kind = c.kind == SMP_ADAMW ? smp::optim::Kind::AdamW : smp::optim::Kind::Sgd;
+  o.kind = kind == SMP_ADAMW ? smp::optim::Kind::AdamW : smp::optim::Kind::Sgd;
   if (o.kind == smp::optim::Kind::AdamW) {
     if (c.lr >= 0) o.adamw.lr = c.lr;
     o.adamw.beta1 = c.beta1;
@@ -126,8 +130,9 @@ smp_status_t smp_optimizer_create(const smp_optimizer_config_t *config,
       const smp_optimizer_tensor_t &t = tensors[i];
       const std::string which = "smp_optimizer_create: tensors[" + std::to_string(i) + "]";
       if (t.name == nullptr) { error = which + ".name is NULL"; break; }
-      if (!smp::dtype_valid(static_cast<int>(t.dtype))) {
-        error = which + " ('" + t.name + "').dtype " + std::to_string(static_cast<int>(t.dtype)) +
+      const int dtype = smp::capi::raw_enum(t.dtype);
+      if (!smp::dtype_valid(dtype)) {
+        error = which + " ('" + t.name + "').dtype " + std::to_string(dtype) +
                 " is not an smp_dtype_t";
         break;
       }
@@ -136,7 +141,7 @@ smp_status_t smp_optimizer_create(const smp_optimizer_config_t *config,
         break;
       }
       smp::optim::TensorBinding b;
-      b.spec = {t.name, t.count, static_cast<smp::DType>(t.dtype)};
+      b.spec = {t.name, t.count, static_cast<smp::DType>(dtype)};
       b.param = t.param;
       b.grad = t.grad;
       // A TP-replicated tensor outside a TP-spanning sharding group is held
