@@ -55,11 +55,18 @@ Communicator::Communicator(topo::Group group, std::vector<int> members, int rank
 
 Communicator::~Communicator() = default;
 
+void Communicator::set_device_backends(std::unique_ptr<Backend> device,
+                                       std::unique_ptr<Backend> device_async) {
+  device_ = std::move(device);
+  device_async_ = std::move(device_async);
+}
+
 Backend &Communicator::backend_for(const char *what, const void *a, const void *b, bool async) {
   const MemType ma = classify(a), mb = b ? classify(b) : ma;
   if (ma != mb)
     invalid(std::string(what) + ": sendbuf is " + memtype_name(ma) + " memory but recvbuf is " +
             memtype_name(mb) + " memory");
+  if (ma == MemType::Cuda && device_) return async ? *device_async_ : *device_;
   if (ma != MemType::Host)
     fail(Status::Unsupported, std::string(what) + ": " + memtype_name(ma) +
                                   " memory has no backend in this build");
@@ -71,7 +78,10 @@ AsyncWorker &Communicator::worker() {
   return *worker_;
 }
 
-void Communicator::verify(Backend &b, const CallDesc &mine, const size_t *recvcounts) {
+void Communicator::verify(Backend &call_backend, const CallDesc &mine, const size_t *recvcounts) {
+  // The descriptors are host memory: a device call checks over its host twin.
+  Backend &b = &call_backend == device_.get() ? *host_
+             : &call_backend == device_async_.get() ? *host_async_ : call_backend;
   std::vector<CallDesc> all(static_cast<size_t>(size()));
   b.allgather(&mine, all.data(), kCallDescWords, DType::I64, nullptr);
   const std::string msg = compare_calls(all, group_name());

@@ -55,6 +55,9 @@ class Communicator {
   Communicator(topo::Group group, std::vector<int> members, int rank, CommSettings settings,
                std::unique_ptr<Backend> host, std::unique_ptr<Backend> host_async);
   ~Communicator();  // drains the non-blocking queue
+  // Backends for CUDA memory (comm/staged/device_backend.h), same pairing as
+  // host / host_async; without them CUDA buffers are Unsupported.
+  void set_device_backends(std::unique_ptr<Backend> device, std::unique_ptr<Backend> device_async);
   Communicator(const Communicator &) = delete;
   Communicator &operator=(const Communicator &) = delete;
 
@@ -105,6 +108,7 @@ class Communicator {
   int rank_;
   CommSettings settings_;
   std::unique_ptr<Backend> host_, host_async_;
+  std::unique_ptr<Backend> device_, device_async_;  // CUDA memory; null without CUDA
   std::once_flag worker_once_;
   std::unique_ptr<AsyncWorker> worker_;  // started on the first non-blocking collective
 };

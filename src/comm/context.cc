@@ -14,6 +14,10 @@
 #include "comm/mpi/mpi_util.h"
 #include "comm/watchdog.h"
 #include "common/error.h"
+#if SMP_HAVE_CUDA
+#include "comm/staged/device_backend.h"
+#include "cuda/runtime.h"
+#endif
 
 namespace smp::comm {
 
@@ -142,6 +146,12 @@ Context &Context::init(const Options &o) {
   settings.max_tag = flag && tag_ub ? *tag_ub : 32767;
   settings.async_thread = provided == MPI_THREAD_MULTIPLE;
 
+#if SMP_HAVE_CUDA
+  // CUDA memory backends where any rank has a GPU (agreed, as creating them
+  // duplicates each group's communicator); none on a machine without one.
+  int gpu = cuda::device_count() > 0 ? 1 : 0;
+  mpi::check_mpi(MPI_Allreduce(MPI_IN_PLACE, &gpu, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD), "smp_init: MPI_Allreduce");
+#endif
   // One communicator per group: split the world by the group's colour,
   // ordered by world rank (the layout's rank-in-group).
   for (topo::Group g : topo::kAllGroups) {
@@ -152,12 +162,22 @@ Context &Context::init(const Options &o) {
     MPI_Comm_rank(comm, &r);
     std::unique_ptr<Backend> host = std::make_unique<mpi::MpiBackend>(comm, chunk);
     std::unique_ptr<Backend> host_async = std::make_unique<mpi::MpiBackend>(comm, chunk);
+#if SMP_HAVE_CUDA
+    std::unique_ptr<Backend> device, device_async;
+    if (gpu) {
+      device = make_device_backend(comm, chunk, timeout, world_rank);
+      device_async = make_device_backend(comm, chunk, timeout, world_rank);
+    }
+#endif
     MPI_Comm_free(&comm);
     if (r != layout->group_rank(g, world_rank))
       fail(Status::Internal, "smp_init: MPI's rank in " + std::string(topo::group_name(g)) +
                                  " disagrees with the layout");
     ctx->groups_[static_cast<size_t>(g)] = std::make_unique<Communicator>(
         g, layout->group_members(g, world_rank), r, settings, std::move(host), std::move(host_async));
+#if SMP_HAVE_CUDA
+    if (device) ctx->groups_[static_cast<size_t>(g)]->set_device_backends(std::move(device), std::move(device_async));
+#endif
   }
   ctx->watchdog_ = std::make_unique<Watchdog>(timeout, world_rank);
   g_context.store(ctx.get(), std::memory_order_release);
