@@ -47,7 +47,11 @@ MpiBackend::~MpiBackend() {
 
 void MpiBackend::allreduce(const void *send, void *recv, size_t count, DType t, ReduceOp op, void *) {
   if (count == 0) return;
-  if (accumulates_in_float(t)) return half_allreduce(send, recv, count, t, op);
+  // 8-bit integers take our own reduction too: Open MPI 4.1's AVX op component
+  // saturates 8-bit sums instead of wrapping them (open-mpi/ompi#8045), and
+  // smp.h promises two's-complement wrap-around.
+  if (accumulates_in_float(t) || t == DType::I8 || t == DType::U8)
+    return own_allreduce(send, recv, count, t, op);
   const size_t es = dtype_size(t);
   const bool in_place = send == recv;
   for_chunks(count, max_chunk_, [&](size_t off, int n) {
@@ -58,9 +62,10 @@ void MpiBackend::allreduce(const void *send, void *recv, size_t count, DType t, 
   if (op == ReduceOp::Avg) divide_in_place(recv, count, t, size_);
 }
 
-// MPI cannot reduce 16-bit floats: reduce-scatter them with float32
-// accumulation (rounded once), then allgather the reduced blocks.
-void MpiBackend::half_allreduce(const void *send, void *recv, size_t count, DType t, ReduceOp op) {
+// Allreduce with smp's own reduction kernels (16-bit floats, which MPI cannot
+// reduce, accumulate in float32, rounded once): reduce-scatter, then
+// allgather the reduced blocks.
+void MpiBackend::own_allreduce(const void *send, void *recv, size_t count, DType t, ReduceOp op) {
   const size_t es = dtype_size(t);
   const size_t piece_max = std::min<size_t>(max_chunk_, INT_MAX);  // displacements stay ints
   std::vector<size_t> counts(size_), displs(size_);

@@ -37,7 +37,7 @@ class MpiBackend final : public Backend {
   RequestPtr irecv(void *buf, size_t count, DType t, int peer, int tag, void *stream) override;
 
  private:
-  void half_allreduce(const void *send, void *recv, size_t count, DType t, ReduceOp op);
+  void own_allreduce(const void *send, void *recv, size_t count, DType t, ReduceOp op);
 
   MPI_Comm coll_ = MPI_COMM_NULL;  // collectives and their internal messages
   MPI_Comm p2p_ = MPI_COMM_NULL;   // the program's send / recv

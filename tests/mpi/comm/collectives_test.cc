@@ -199,6 +199,37 @@ INSTANTIATE_TEST_SUITE_P(All, Move,
                                   std::to_string(std::get<1>(info.param));
                          });
 
+// Integer sums wrap around (two's complement), as smp.h promises, at every
+// length: Open MPI's AVX reduction saturates 8-bit sums on some lengths
+// (4097 on 2 ranks, open-mpi/ompi#8045). Every rank's values are large
+// enough that any sum over two or more ranks overflows.
+TEST(Wrap, IntegerSumsWrapAround) {
+  const int n = world().size;
+  for (size_t count : {size_t{1}, size_t{64}, size_t{4097}, size_t{65537}}) {
+    std::vector<uint8_t> u(count), us(count);
+    std::vector<int8_t> s(count), ss(count);
+    std::vector<int32_t> w(count), ws(count);
+    for (size_t i = 0; i < count; ++i) {
+      u[i] = static_cast<uint8_t>(200 + (i + static_cast<size_t>(world().rank)) % 50);
+      s[i] = static_cast<int8_t>(100 + static_cast<int>(i % 27));
+      w[i] = 2000000000 - static_cast<int32_t>(i % 1000);
+    }
+    ASSERT_EQ(smp_allreduce(u.data(), us.data(), count, SMP_UINT8, SMP_SUM, SMP_WORLD, nullptr), SMP_SUCCESS);
+    ASSERT_EQ(smp_allreduce(s.data(), ss.data(), count, SMP_INT8, SMP_SUM, SMP_WORLD, nullptr), SMP_SUCCESS);
+    ASSERT_EQ(smp_allreduce(w.data(), ws.data(), count, SMP_INT32, SMP_SUM, SMP_WORLD, nullptr), SMP_SUCCESS);
+    size_t bad = 0;
+    for (size_t i = 0; i < count; ++i) {
+      uint64_t su = 0;
+      for (int r = 0; r < n; ++r) su += 200 + (i + static_cast<size_t>(r)) % 50;
+      bad += us[i] != static_cast<uint8_t>(su);
+      bad += static_cast<uint8_t>(ss[i]) != static_cast<uint8_t>(static_cast<uint64_t>(n) * (100 + i % 27));
+      bad += static_cast<uint32_t>(ws[i]) !=
+             static_cast<uint32_t>(static_cast<uint64_t>(n) * static_cast<uint64_t>(2000000000 - static_cast<int64_t>(i % 1000)));
+    }
+    EXPECT_EQ(bad, 0u) << "count " << count;
+  }
+}
+
 // Non-blocking collectives on several groups at once, waited in the
 // reverse order (and one polled with smp_test), against the reference.
 TEST(NonBlocking, OverlappedOpsCompleteInAnyWaitOrder) {
