@@ -102,15 +102,45 @@ void Communicator::verify(Backend &call_backend, const CallDesc &mine, const siz
                                  "] differs");
 }
 
-void Communicator::allreduce(const void *sendbuf, void *recvbuf, size_t count, DType dtype,
-                             ReduceOp op, void *stream) {
-  const char *what = "allreduce";
+// Argument checks shared by each blocking collective and its non-blocking
+// twin (the message names `what`, the call the user made).
+void Communicator::check_allreduce(const char *what, const void *sendbuf, const void *recvbuf,
+                                   size_t count, DType dtype, ReduceOp op) const {
   v::dtype(what, dtype);
   v::reduce_op(what, op);
   const size_t bytes = v::bytes(what, "count", count, 1, dtype);
   v::pointer(what, "sendbuf", sendbuf, count);
   v::pointer(what, "recvbuf", recvbuf, count);
   v::no_overlap(what, sendbuf, bytes, recvbuf, bytes, recvbuf);
+}
+
+void Communicator::check_reduce_scatter(const char *what, const void *sendbuf, const void *recvbuf,
+                                        size_t recvcount, DType dtype, ReduceOp op) const {
+  v::dtype(what, dtype);
+  v::reduce_op(what, op);
+  const size_t total = v::bytes(what, "recvcount", recvcount, static_cast<size_t>(size()), dtype);
+  v::pointer(what, "sendbuf", sendbuf, recvcount);
+  v::pointer(what, "recvbuf", recvbuf, recvcount);
+  const size_t es = dtype_size(dtype);
+  const void *in_place = sendbuf ? static_cast<const char *>(sendbuf) + rank_ * recvcount * es : nullptr;
+  v::no_overlap(what, sendbuf, total, recvbuf, recvcount * es, recvbuf == in_place ? sendbuf : nullptr);
+}
+
+void Communicator::check_allgather(const char *what, const void *sendbuf, const void *recvbuf,
+                                   size_t sendcount, DType dtype) const {
+  v::dtype(what, dtype);
+  const size_t total = v::bytes(what, "sendcount", sendcount, static_cast<size_t>(size()), dtype);
+  v::pointer(what, "sendbuf", sendbuf, sendcount);
+  v::pointer(what, "recvbuf", recvbuf, sendcount);
+  const size_t es = dtype_size(dtype);
+  const void *in_place = recvbuf ? static_cast<const char *>(recvbuf) + rank_ * sendcount * es : nullptr;
+  v::no_overlap(what, sendbuf, sendcount * es, recvbuf, total, in_place);
+}
+
+void Communicator::allreduce(const void *sendbuf, void *recvbuf, size_t count, DType dtype,
+                             ReduceOp op, void *stream) {
+  const char *what = "allreduce";
+  check_allreduce(what, sendbuf, recvbuf, count, dtype, op);
   Backend &b = backend_for(what, sendbuf, recvbuf, false);
   OpScope scope(op_info(what, group_, -1, -1, -1, count));
   if (settings_.check)
@@ -121,14 +151,7 @@ void Communicator::allreduce(const void *sendbuf, void *recvbuf, size_t count, D
 void Communicator::reduce_scatter(const void *sendbuf, void *recvbuf, size_t recvcount, DType dtype,
                                   ReduceOp op, void *stream) {
   const char *what = "reduce_scatter";
-  v::dtype(what, dtype);
-  v::reduce_op(what, op);
-  const size_t total = v::bytes(what, "recvcount", recvcount, static_cast<size_t>(size()), dtype);
-  v::pointer(what, "sendbuf", sendbuf, recvcount);
-  v::pointer(what, "recvbuf", recvbuf, recvcount);
-  const size_t es = dtype_size(dtype);
-  const void *in_place = sendbuf ? static_cast<const char *>(sendbuf) + rank_ * recvcount * es : nullptr;
-  v::no_overlap(what, sendbuf, total, recvbuf, recvcount * es, recvbuf == in_place ? sendbuf : nullptr);
+  check_reduce_scatter(what, sendbuf, recvbuf, recvcount, dtype, op);
   Backend &b = backend_for(what, sendbuf, recvbuf, false);
   OpScope scope(op_info(what, group_, -1, -1, -1, recvcount));
   if (settings_.check)
@@ -139,13 +162,7 @@ void Communicator::reduce_scatter(const void *sendbuf, void *recvbuf, size_t rec
 void Communicator::allgather(const void *sendbuf, void *recvbuf, size_t sendcount, DType dtype,
                              void *stream) {
   const char *what = "allgather";
-  v::dtype(what, dtype);
-  const size_t total = v::bytes(what, "sendcount", sendcount, static_cast<size_t>(size()), dtype);
-  v::pointer(what, "sendbuf", sendbuf, sendcount);
-  v::pointer(what, "recvbuf", recvbuf, sendcount);
-  const size_t es = dtype_size(dtype);
-  const void *in_place = recvbuf ? static_cast<const char *>(recvbuf) + rank_ * sendcount * es : nullptr;
-  v::no_overlap(what, sendbuf, sendcount * es, recvbuf, total, in_place);
+  check_allgather(what, sendbuf, recvbuf, sendcount, dtype);
   Backend &b = backend_for(what, sendbuf, recvbuf, false);
   OpScope scope(op_info(what, group_, -1, -1, -1, sendcount));
   if (settings_.check) verify(b, desc(CollKind::Allgather, static_cast<int>(dtype), -1, sendcount, -1));
@@ -257,12 +274,7 @@ RequestPtr Communicator::irecv(void *buf, size_t count, DType dtype, int peer, i
 RequestPtr Communicator::iallreduce(const void *sendbuf, void *recvbuf, size_t count, DType dtype,
                                     ReduceOp op, void *stream) {
   const char *what = "iallreduce";
-  v::dtype(what, dtype);
-  v::reduce_op(what, op);
-  const size_t bytes = v::bytes(what, "count", count, 1, dtype);
-  v::pointer(what, "sendbuf", sendbuf, count);
-  v::pointer(what, "recvbuf", recvbuf, count);
-  v::no_overlap(what, sendbuf, bytes, recvbuf, bytes, recvbuf);
+  check_allreduce(what, sendbuf, recvbuf, count, dtype, op);
   Backend &b = backend_for(what, sendbuf, recvbuf, true);
   return worker().submit([=, &b] {
     OpScope scope(op_info(what, group_, -1, -1, -1, count));
@@ -275,14 +287,7 @@ RequestPtr Communicator::iallreduce(const void *sendbuf, void *recvbuf, size_t c
 RequestPtr Communicator::ireduce_scatter(const void *sendbuf, void *recvbuf, size_t recvcount,
                                          DType dtype, ReduceOp op, void *stream) {
   const char *what = "ireduce_scatter";
-  v::dtype(what, dtype);
-  v::reduce_op(what, op);
-  const size_t total = v::bytes(what, "recvcount", recvcount, static_cast<size_t>(size()), dtype);
-  v::pointer(what, "sendbuf", sendbuf, recvcount);
-  v::pointer(what, "recvbuf", recvbuf, recvcount);
-  const size_t es = dtype_size(dtype);
-  const void *in_place = sendbuf ? static_cast<const char *>(sendbuf) + rank_ * recvcount * es : nullptr;
-  v::no_overlap(what, sendbuf, total, recvbuf, recvcount * es, recvbuf == in_place ? sendbuf : nullptr);
+  check_reduce_scatter(what, sendbuf, recvbuf, recvcount, dtype, op);
   Backend &b = backend_for(what, sendbuf, recvbuf, true);
   return worker().submit([=, &b] {
     OpScope scope(op_info(what, group_, -1, -1, -1, recvcount));
@@ -295,13 +300,7 @@ RequestPtr Communicator::ireduce_scatter(const void *sendbuf, void *recvbuf, siz
 RequestPtr Communicator::iallgather(const void *sendbuf, void *recvbuf, size_t sendcount, DType dtype,
                                     void *stream) {
   const char *what = "iallgather";
-  v::dtype(what, dtype);
-  const size_t total = v::bytes(what, "sendcount", sendcount, static_cast<size_t>(size()), dtype);
-  v::pointer(what, "sendbuf", sendbuf, sendcount);
-  v::pointer(what, "recvbuf", recvbuf, sendcount);
-  const size_t es = dtype_size(dtype);
-  const void *in_place = recvbuf ? static_cast<const char *>(recvbuf) + rank_ * sendcount * es : nullptr;
-  v::no_overlap(what, sendbuf, sendcount * es, recvbuf, total, in_place);
+  check_allgather(what, sendbuf, recvbuf, sendcount, dtype);
   Backend &b = backend_for(what, sendbuf, recvbuf, true);
   return worker().submit([=, &b] {
     OpScope scope(op_info(what, group_, -1, -1, -1, sendcount));

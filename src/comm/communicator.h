@@ -100,6 +100,12 @@ class Communicator {
  private:
   Backend &backend_for(const char *what, const void *a, const void *b, bool async);
   AsyncWorker &worker();
+  void check_allreduce(const char *what, const void *sendbuf, const void *recvbuf, size_t count,
+                       DType dtype, ReduceOp op) const;
+  void check_reduce_scatter(const char *what, const void *sendbuf, const void *recvbuf,
+                            size_t recvcount, DType dtype, ReduceOp op) const;
+  void check_allgather(const char *what, const void *sendbuf, const void *recvbuf,
+                       size_t sendcount, DType dtype) const;
   // SMP_CHECK: compare this call with every other rank's (throws PeerFailed).
   void verify(Backend &b, const CallDesc &desc, const size_t *recvcounts = nullptr);
 
