@@ -1,17 +1,35 @@
-"""Pipeline stage runner: executes a schedule (smp.schedule) over this
-stage's model chunks, moving activations forward and gradients backward
-between the stages of PP_GROUP.
+"""Pipeline stage runner: executes the runtime's schedule
+(smp_pipeline_schedule, via smp._smp.pipeline_schedule) over this stage's
+model chunks, moving activations forward and gradients backward between the
+stages of PP_GROUP.
 
-Sends are non-blocking (the schedule's order then cannot deadlock);
-receives block until the tensor is there. Chunk c of stage s is virtual
-stage g = c * stages + s; its input comes from virtual stage g - 1 on stage
-(s - 1) mod stages and its output goes to g + 1 on stage (s + 1) mod stages.
+The schedule is a list of operations (kind, microbatch, chunk, peer, batch).
+Consecutive sends/receives with one `batch` form one exchange: all of them
+are posted at once, then the receives are waited for; the sends complete in
+the background and are waited for at the end of the step (smp.h: a stage
+never waits on its own sends, which keeps every schedule deadlock-free).
+Chunk c of stage s is virtual stage g = c * stages + s; its input comes from
+virtual stage g - 1 and its output goes to g + 1. With one stage the runtime
+lists no transfers: chunk c hands its output to chunk c + 1 in memory.
 """
 
 import torch
 
 import smp
-from . import schedule as _schedule
+
+SCHEDULES = {"simple": 0, "interleaved": 1, "virtual": 2}  # smp_schedule_t
+FORWARD, BACKWARD, SEND_ACTIVATION, RECV_ACTIVATION, SEND_GRADIENT, RECV_GRADIENT = range(6)
+_SENDS = (SEND_ACTIVATION, SEND_GRADIENT)
+
+
+def schedule(name, stage, stages, microbatches, chunks=1, active_microbatches=0):
+    """The runtime's operations for `stage` in one step: a list of
+    (kind, microbatch, chunk, peer, batch) with the kinds above. Bad
+    arguments raise smp.SmpError (INVALID_ARGUMENT); needs no smp.init."""
+    if name not in SCHEDULES:
+        raise ValueError(f"unknown schedule '{name}' (simple, interleaved or virtual)")
+    return smp._smp.pipeline_schedule(SCHEDULES[name], int(stages), int(stage),
+                                      int(microbatches), int(chunks), int(active_microbatches))
 
 
 class PipelineRunner:
@@ -19,25 +37,29 @@ class PipelineRunner:
     module is called as chunk(inputs[m]); the last one's as
     chunk(x, targets[m]) and returns the microbatch's mean loss; all others
     as chunk(x). Activations between virtual stages have shape `act_shape`
-    and dtype `dtype` (fixed: the GPT's (microbatch, seq, hidden))."""
+    and dtype `dtype` (fixed: the GPT's (microbatch, seq, hidden)).
+    active_microbatches: the interleaved schedule's in-flight cap (0 = the
+    runtime's default)."""
 
     def __init__(self, chunks, act_shape, dtype=torch.float32, schedule="interleaved",
-                 group=smp.PP_GROUP):
+                 group=smp.PP_GROUP, active_microbatches=0):
+        if schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule '{schedule}' (simple, interleaved or virtual)")
         self.chunks = list(chunks)
         self.act_shape = tuple(act_shape)
         self.dtype = dtype
         self.schedule_name = schedule
+        self.active = active_microbatches
         self.group = group
         self.stages = smp.size(group)
         self.stage = smp.rank(group)
         self.virtual = self.stages * len(self.chunks)
-        if schedule != "virtual" and len(self.chunks) != 1:
-            raise ValueError(f"the {schedule} schedule runs one chunk per stage; use virtual")
 
     def _vstage(self, chunk):
         return chunk * self.stages + self.stage
 
     def _tag(self, backward, vstage, mb, microbatches):
+        # Unique per (direction, receiving virtual stage, microbatch).
         return ((1 if backward else 0) * microbatches + mb) * self.virtual + vstage
 
     def holds_last(self):
@@ -49,57 +71,86 @@ class PipelineRunner:
         per-microbatch losses (floats) where this stage holds the last
         virtual stage, else None."""
         M = len(inputs)
-        acts = _schedule.schedule(self.schedule_name, self.stage, self.stages, M, len(self.chunks))
-        prev = (self.stage - 1) % self.stages
-        nxt = (self.stage + 1) % self.stages
-        saved = {}      # (chunk, mb) -> (input, output)
-        local = {}      # messages to this same stage (pp = 1, interleaved)
-        pending = []    # non-blocking sends, finished at the end of the step
+        ops = schedule(self.schedule_name, self.stage, self.stages, M, len(self.chunks),
+                       self.active)
+        last = self.virtual - 1
+        acts_in = {}    # (chunk, mb) -> forward input from the previous virtual stage
+        grads_in = {}   # (chunk, mb) -> gradient of the output from the next one
+        outbox = {}     # (kind, chunk, mb) -> tensor the schedule sends later
+        saved = {}      # (chunk, mb) -> (input, output) for the backward
+        pending = []    # sends in flight, waited for at the end of the step
         losses = [None] * M
 
-        def send(t, peer, tag):
-            if peer == self.stage:
-                local[tag] = t
-            else:
-                pending.append(smp.isend(t, peer, self.group, tag))
-
-        def recv(peer, tag):
-            if peer == self.stage:
-                return local.pop(tag)
-            buf = torch.empty(self.act_shape, dtype=self.dtype)
-            smp.recv_into(buf, peer, self.group, tag)
-            return buf
-
-        for kind, c, m in acts:
+        def forward(c, m):
             g = self._vstage(c)
-            if kind == "F":
-                if g == 0:
-                    x = inputs[m]
+            x = inputs[m] if g == 0 else acts_in.pop((c, m)).requires_grad_()
+            with smp.timeline("forward", m, c):
+                if g == last:
+                    out = self.chunks[c](x, targets[m])
+                    losses[m] = out.detach().item()
                 else:
-                    x = recv(prev, self._tag(False, g, m, M)).requires_grad_()
-                with smp.timeline("forward", m, c):
-                    if g == self.virtual - 1:
-                        out = self.chunks[c](x, targets[m])
-                        losses[m] = out.detach().item()
-                    else:
-                        out = self.chunks[c](x)
-                if g != self.virtual - 1:
-                    send(out.detach().contiguous(), nxt, self._tag(False, g + 1, m, M))
-                saved[(c, m)] = (x, out)
-            else:
-                x, out = saved.pop((c, m))
-                if g == self.virtual - 1:
+                    out = self.chunks[c](x)
+            if g != last:
+                y = out.detach().contiguous()
+                if self.stages == 1:
+                    acts_in[(c + 1, m)] = y
+                else:
+                    outbox[(SEND_ACTIVATION, c, m)] = y
+            saved[(c, m)] = (x, out)
+
+        def backward(c, m):
+            g = self._vstage(c)
+            x, out = saved.pop((c, m))
+            with smp.timeline("backward", m, c):
+                if g == last:
                     # Each microbatch's loss is a mean over its tokens; the
                     # step's loss is the mean over microbatches.
-                    with smp.timeline("backward", m, c):
-                        torch.autograd.backward(out / M)
+                    torch.autograd.backward(out / M)
                 else:
-                    grad = recv(nxt, self._tag(True, g, m, M))
-                    with smp.timeline("backward", m, c):
-                        torch.autograd.backward(out, grad)
-                if g > 0:
-                    send(x.grad.contiguous(), prev, self._tag(True, g - 1, m, M))
+                    torch.autograd.backward(out, grads_in.pop((c, m)))
+            if g > 0:
+                gx = x.grad.contiguous()
+                if self.stages == 1:
+                    grads_in[(c - 1, m)] = gx
+                else:
+                    outbox[(SEND_GRADIENT, c, m)] = gx
+
+        def exchange(batch):
+            recvs = []
+            for kind, m, c, peer, _ in batch:
+                g = self._vstage(c)
+                if kind == SEND_ACTIVATION:
+                    t = outbox.pop((kind, c, m))
+                    pending.append(smp.isend(t, peer, self.group, self._tag(False, g + 1, m, M)))
+                elif kind == SEND_GRADIENT:
+                    t = outbox.pop((kind, c, m))
+                    pending.append(smp.isend(t, peer, self.group, self._tag(True, g - 1, m, M)))
+                else:
+                    buf = torch.empty(self.act_shape, dtype=self.dtype)
+                    backward_dir = kind == RECV_GRADIENT
+                    req = smp.irecv(buf, peer, self.group, self._tag(backward_dir, g, m, M))
+                    recvs.append((req, grads_in if backward_dir else acts_in, (c, m), buf))
+            for req, box, key, buf in recvs:
+                req.wait()
+                box[key] = buf
+
+        i = 0
+        while i < len(ops):
+            kind, m, c, _, b = ops[i]
+            if kind == FORWARD:
+                forward(c, m)
+                i += 1
+            elif kind == BACKWARD:
+                backward(c, m)
+                i += 1
+            else:
+                j = i
+                while j < len(ops) and ops[j][0] not in (FORWARD, BACKWARD) and ops[j][4] == b:
+                    j += 1
+                exchange(ops[i:j])
+                i = j
         for r in pending:
             r.wait()
-        assert not saved and not local, "schedule left work undone"
+        assert not saved and not acts_in and not grads_in and not outbox, \
+            "schedule left work undone"
         return losses if self.holds_last() else None

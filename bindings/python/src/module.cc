@@ -318,4 +318,5 @@ PYBIND11_MODULE(_smp, m) {
   smp_py::bind_timeline(m);
   smp_py::bind_optim(m);
   smp_py::bind_ckpt(m);
+  smp_py::bind_pipeline(m);
 }

@@ -35,5 +35,6 @@ void bind_requests(py::module_ &m);
 void bind_timeline(py::module_ &m);
 void bind_optim(py::module_ &m);
 void bind_ckpt(py::module_ &m);
+void bind_pipeline(py::module_ &m);
 
 }  // namespace smp_py
