@@ -4,7 +4,8 @@
 # with -Dcuda=enabled -Dnccl=enabled, builds what the check needs, runs the
 # CUDA unit tests and the GPU suite (collectives on CUDA buffers with 1 and
 # 4 ranks, the tensor transport with 3 and 4 ranks on one GPU, kernels vs
-# CPU), the GPU benchmarks (fused AdamW vs torch fused vs the copy bound;
+# CPU, the sharded optimizer on CUDA memory vs the host one with 1 and 2
+# ranks), the GPU benchmarks (fused AdamW vs torch fused vs the copy bound;
 # staged vs host collectives), and prints a short table last. Logs go to
 # $OUT when set (else <build>/gpu-check). Budget: under 5 minutes.
 # Without a GPU it goes as far as it can (configure, build, the skip path)
@@ -37,6 +38,7 @@ if [ ! -f "$build/build.ninja" ]; then
 fi
 say "configured $build"
 targets=(tests/gpu/gpu_kernels_test tests/gpu/gpu_collectives_test tests/gpu/gpu_transport_test
+  tests/gpu/gpu_optim_test
   tests/unit/cuda/cuda_staged_pipeline_test tests/unit/cuda/cuda_nccl_protocol_test
   tests/unit/cuda/cuda_nccl_types_test tests/unit/cuda/cuda_memtype_test tests/unit/cuda/cuda_staged_mpi_test)
 # The benchmarks exist when bench/meson.build walks bench/gpu.

@@ -309,7 +309,14 @@ SMP_API smp_status_t smp_timeline_write(void);
  * and per step reduce-scatters the gradients (average), updates its shard
  * with a fused AdamW or SGD kernel and allgathers the new parameters into
  * the model's tensors. Parameters and gradients are FLOAT32, BFLOAT16 or
- * FLOAT16 (mixed precision: a 16-bit model copy over float32 masters). */
+ * FLOAT16 (mixed precision: a 16-bit model copy over float32 masters).
+ * Memory: all params and grads in host memory, or all on one CUDA device
+ * (a mix is SMP_ERR_INVALID_ARGUMENT, on every rank). With CUDA tensors
+ * the state lives in device memory and the step (collectives, norm, fused
+ * kernels) is enqueued on the default stream, like a collective on CUDA
+ * buffers with stream NULL; clipping and check_finite read the norm back,
+ * synchronizing once per step. export/import_state copy to and from host
+ * memory; create and export/import are complete when they return. */
 typedef struct smp_optimizer *smp_optimizer_t;
 
 typedef enum { SMP_ADAMW = 0, SMP_SGD = 1 } smp_optimizer_kind_t;

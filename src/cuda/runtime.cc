@@ -53,6 +53,27 @@ void free_pinned(void *p) noexcept {
   if (p) (void)cudaFreeHost(p);
 }
 
+void *alloc_device(size_t bytes) {
+  void *p = nullptr;
+  check(cudaMalloc(&p, bytes == 0 ? 1 : bytes), "cudaMalloc");
+  return p;
+}
+
+void free_device(void *p) noexcept {
+  if (p) (void)cudaFree(p);
+}
+
+void memcpy_async(void *dst, const void *src, size_t bytes, void *stream) {
+  if (bytes == 0) return;
+  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, static_cast<cudaStream_t>(stream)),
+        "cudaMemcpyAsync");
+}
+
+void memset_async(void *p, int value, size_t bytes, void *stream) {
+  if (bytes == 0) return;
+  check(cudaMemsetAsync(p, value, bytes, static_cast<cudaStream_t>(stream)), "cudaMemsetAsync");
+}
+
 void stream_synchronize(void *stream) {
   check(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)), "cudaStreamSynchronize");
 }

@@ -33,6 +33,16 @@ void free_pinned(void *p) noexcept;
 // Blocks until all work on `stream` (a cudaStream_t; NULL = default) is done.
 void stream_synchronize(void *stream);
 
+// Device memory (cudaMalloc / cudaFree) of the current device.
+void *alloc_device(size_t bytes);
+void free_device(void *p) noexcept;
+
+// bytes from src to dst (host or device, either way: cudaMemcpyDefault),
+// and bytes of p set to `value`, enqueued on `stream`. With pageable host
+// memory the copy is complete when it returns (CUDA stages it).
+void memcpy_async(void *dst, const void *src, size_t bytes, void *stream);
+void memset_async(void *p, int value, size_t bytes, void *stream);
+
 // The device that owns device pointer p; -1 for host or unknown memory.
 int device_of(const void *p);
 

@@ -1,7 +1,7 @@
 // Fused optimizer kernels on one rank's shard: float32 master weights and
 // moments, gradients and the model copy in F32, BF16 or F16. The interface
-// is pointers + counts + hyperparameters only, so a CUDA twin can sit
-// behind the same declarations (the GPU issue adds it). All pointers may
+// is pointers + counts + hyperparameters only; the CUDA twins (namespace
+// device, below) take the same arguments plus a stream. All pointers may
 // alias nothing else; n may be 0.
 //
 // Arithmetic follows torch.optim (1.13, single-tensor path) operation by
@@ -50,5 +50,27 @@ double sum_squares(const void *grad, DType dtype, size_t n);
 // n elements of `dtype` <-> float32 (round to nearest even on the way down).
 void to_float(const void *src, DType dtype, float *dst, size_t n);
 void from_float(const float *src, void *dst, DType dtype, size_t n);
+
+#if SMP_HAVE_CUDA
+// The same kernels on device memory, enqueued on `stream` (a cudaStream_t,
+// NULL = the default stream): optim/device_kernels.cc over src/cuda. Built
+// only with CUDA; the sharded optimizer calls them when its tensors are in
+// CUDA memory, so the optimizer reaches the GPU through this interface
+// alone for its arithmetic.
+namespace device {
+void adamw_update(float *master, float *exp_avg, float *exp_avg_sq, const void *grad,
+                  void *param_out, DType dtype, size_t n, float grad_mult, const AdamWHyper &h,
+                  void *stream);
+void sgd_update(float *master, float *momentum_buf, const void *grad, void *param_out,
+                DType dtype, size_t n, float grad_mult, const SgdHyper &h, void *stream);
+// *out (device memory) = the sum of squares, in double; scratch: device
+// memory of sum_squares_scratch() doubles, reusable by calls on one stream.
+size_t sum_squares_scratch();
+void sum_squares(const void *grad, DType dtype, size_t n, double *out, double *scratch,
+                 void *stream);
+void to_float(const void *src, DType dtype, float *dst, size_t n, void *stream);
+void from_float(const float *src, void *dst, DType dtype, size_t n, void *stream);
+}  // namespace device
+#endif
 
 }  // namespace smp::optim

@@ -6,6 +6,9 @@
 #include <cstring>
 
 #include "common/error.h"
+#if SMP_HAVE_CUDA
+#include "cuda/runtime.h"
+#endif
 
 namespace smp::optim {
 
@@ -78,11 +81,22 @@ struct ShardedOptimizer::Buffer {
   size_t size;
 };
 
+// The CUDA device holding p, -1 for host memory (always -1 without CUDA,
+// where device pointers cannot occur).
+int device_of(const void *p) {
+#if SMP_HAVE_CUDA
+  return cuda::device_of(p);
+#else
+  (void)p;
+  return -1;
+#endif
+}
+
 ShardLayout ShardedOptimizer::build_layout(comm::Communicator &group,
                                            const std::vector<comm::Communicator *> &norm_groups,
                                            const std::vector<TensorBinding> &tensors,
                                            const OptimizerConfig &config,
-                                           const std::string &caller_error) {
+                                           const std::string &caller_error, Placement *placement) {
   // Validate locally, but decide together: a rank that throws before the
   // collectives below would leave its peers waiting in them.
   std::string local_error;
@@ -99,13 +113,17 @@ ShardLayout ShardedOptimizer::build_layout(comm::Communicator &group,
     }
     for (const comm::Communicator *g : norm_groups)
       if (g == nullptr) invalid("optimizer: a norm group is NULL");
+    *placement = place_tensors(tensors, device_of);
     layout = std::make_unique<ShardLayout>(specs_of(tensors), group.size(),
                                            config.bucket_cap_bytes, config.align_bytes);
   } catch (const Error &e) {
     if (e.status() != Status::InvalidArgument) throw;
     local_error = e.what();
   }
-  const uint64_t sh = settings_hash(config);
+  // Host and CUDA ranks in one group would mix backends (NCCL on one side,
+  // MPI on the other): the memory kind is a setting every rank must share.
+  uint64_t sh = settings_hash(config);
+  if (placement->memory == Memory::Cuda) sh = (sh ^ 0x43554441u) * 1099511628211ull;
   std::string error =
       compare_tensor_lists(group, specs_of(tensors), sh, local_error.empty());
   // The norm groups take part in the same decision (their other members
@@ -140,7 +158,7 @@ ShardedOptimizer::ShardedOptimizer(comm::Communicator &group,
       norm_groups_(std::move(norm_groups)),
       tensors_(std::move(tensors)),
       config_(config),
-      layout_(build_layout(group_, norm_groups_, tensors_, config_, caller_error)) {
+      layout_(build_layout(group_, norm_groups_, tensors_, config_, caller_error, &placement_)) {
   my_pieces_ = layout_.pieces(group_.rank());
   pieces_by_bucket_.resize(layout_.buckets().size());
   for (size_t i = 0; i < my_pieces_.size(); ++i) pieces_by_bucket_[my_pieces_[i].bucket].push_back(i);
@@ -152,6 +170,12 @@ ShardedOptimizer::ShardedOptimizer(comm::Communicator &group,
   } else if (config_.sgd.momentum != 0) {
     state_names_.push_back("momentum_buffer");
   }
+#if SMP_HAVE_CUDA
+  if (placement_.memory == Memory::Cuda) {
+    init_device();
+    return;
+  }
+#endif
   states_.assign(state_names_.size(), AlignedFloats(layout_.shard_elems(), 0.0f));
   float *master = states_[0].data();
   for (const Piece &p : my_pieces_) {
@@ -174,12 +198,35 @@ void ShardedOptimizer::set_lr(double lr) {
   (config_.kind == Kind::AdamW ? config_.adamw.lr : config_.sgd.lr) = lr;
 }
 
-float *ShardedOptimizer::state(const std::string &name) {
+size_t ShardedOptimizer::state_index(const std::string &name) const {
   for (size_t i = 0; i < state_names_.size(); ++i)
-    if (state_names_[i] == name) return states_[i].data();
+    if (state_names_[i] == name) return i;
   std::string known;
   for (const std::string &s : state_names_) known += (known.empty() ? "" : ", ") + s;
   invalid("optimizer: no state '" + name + "' (this optimizer has: " + known + ")");
+}
+
+float *ShardedOptimizer::state(const std::string &name) {
+  const size_t i = state_index(name);
+  if (placement_.memory != Memory::Host)
+    invalid("optimizer: state '" + name + "' is in CUDA memory; copy it with export_state / import_state");
+  return states_[i].data();
+}
+
+void ShardedOptimizer::export_state(const std::string &name, float *out) {
+  const size_t i = state_index(name);
+#if SMP_HAVE_CUDA
+  if (placement_.memory == Memory::Cuda) return copy_state_device(i, out, nullptr);
+#endif
+  std::copy(states_[i].begin(), states_[i].end(), out);
+}
+
+void ShardedOptimizer::import_state(const std::string &name, const float *in) {
+  const size_t i = state_index(name);
+#if SMP_HAVE_CUDA
+  if (placement_.memory == Memory::Cuda) return copy_state_device(i, nullptr, in);
+#endif
+  std::copy(in, in + layout_.shard_elems(), states_[i].begin());
 }
 
 const float *ShardedOptimizer::state(const std::string &name) const {
@@ -187,7 +234,7 @@ const float *ShardedOptimizer::state(const std::string &name) const {
 }
 
 size_t ShardedOptimizer::state_bytes() const {
-  return states_.size() * layout_.shard_elems() * sizeof(float);
+  return state_names_.size() * layout_.shard_elems() * sizeof(float);
 }
 
 char *ShardedOptimizer::slice_ptr(size_t b) {
@@ -259,9 +306,29 @@ void ShardedOptimizer::update_bucket(size_t b, float grad_mult) {
   }
 }
 
+bool ShardedOptimizer::decide(const double acc[2], double grad_scale, StepResult &result,
+                              double &mult) const {
+  const double norm = std::sqrt(acc[0]) * grad_scale;
+  result.grad_norm = norm;
+  if (acc[1] > 0 || !std::isfinite(norm)) {
+    if (config_.check_finite) {
+      result.skipped = true;
+      return false;
+    }
+  } else if (config_.max_grad_norm > 0) {
+    // torch.nn.utils.clip_grad_norm_: coef = max_norm / (norm + 1e-6), at most 1.
+    result.clip_coef = std::min(1.0, config_.max_grad_norm / (norm + 1e-6));
+    mult *= result.clip_coef;
+  }
+  return true;
+}
+
 StepResult ShardedOptimizer::step(double grad_scale) {
   if (!(std::isfinite(grad_scale) && grad_scale > 0))
     invalid("optimizer step: grad_scale must be finite and > 0");
+#if SMP_HAVE_CUDA
+  if (placement_.memory == Memory::Cuda) return step_device(grad_scale);
+#endif
   const size_t nb = layout_.buckets().size();
   const int n = layout_.group_size();
   std::vector<comm::RequestPtr> rs(nb), ag(nb);
@@ -288,18 +355,7 @@ StepResult ShardedOptimizer::step(double grad_scale) {
     }
     group_.allreduce(acc, acc, 2, DType::F64, comm::ReduceOp::Sum);
     for (comm::Communicator *g : norm_groups_) g->allreduce(acc, acc, 2, DType::F64, comm::ReduceOp::Sum);
-    const double norm = std::sqrt(acc[0]) * grad_scale;
-    result.grad_norm = norm;
-    if (acc[1] > 0 || !std::isfinite(norm)) {
-      if (config_.check_finite) {
-        result.skipped = true;
-        return result;
-      }
-    } else if (config_.max_grad_norm > 0) {
-      // torch.nn.utils.clip_grad_norm_: coef = max_norm / (norm + 1e-6), at most 1.
-      result.clip_coef = std::min(1.0, config_.max_grad_norm / (norm + 1e-6));
-      mult *= result.clip_coef;
-    }
+    if (!decide(acc, grad_scale, result, mult)) return result;
   }
 
   for (size_t b = 0; b < nb; ++b) {
@@ -317,6 +373,9 @@ StepResult ShardedOptimizer::step(double grad_scale) {
 }
 
 void ShardedOptimizer::gather_params() {
+#if SMP_HAVE_CUDA
+  if (placement_.memory == Memory::Cuda) return gather_params_device();
+#endif
   const size_t nb = layout_.buckets().size();
   const int n = layout_.group_size();
   std::vector<comm::RequestPtr> ag(nb);

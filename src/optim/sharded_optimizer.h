@@ -15,6 +15,19 @@
 // ireduce_scatter x buckets; [allreduce over the group, then over each
 // norm group, if clipping or the finite check is on]; iallgather x buckets
 // (none when the step is skipped).
+//
+// Memory: the step runs where the tensors are (optim/placement.h). With
+// host tensors everything above happens on the host and is complete when a
+// call returns. With tensors on a CUDA device the shard's state lives in
+// that device's memory, the collectives get device buffers (comm's device
+// backends: NCCL, or the staged backend), and the packing copies, the
+// norm's sums of squares and the fused update run as the CUDA kernels
+// (kernels.h, namespace device), all enqueued on stream() in the order
+// above, as comm's calls on CUDA memory are: a call returns once its work
+// is enqueued (gradients must be ready in stream order, new parameters are
+// there in stream order). Clipping and the finite check read the norm back
+// to the host (every rank must take the same decision), so a step with
+// either synchronizes the stream once, after the reduce-scatters.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +38,7 @@
 
 #include "comm/communicator.h"
 #include "optim/kernels.h"
+#include "optim/placement.h"
 #include "optim/shard_layout.h"
 
 namespace smp::optim {
@@ -41,18 +55,7 @@ struct OptimizerConfig {
   bool check_finite = false;  // skip the step on every rank if any gradient is inf/NaN
 };
 
-// One model tensor: its spec, where the model copy and its gradient live
-// (spec.count elements of spec.dtype each), and whether this rank's copy
-// counts toward the global norm. Set in_norm = false on every rank but one
-// of a set holding the same replicated tensor outside the sharding group
-// (e.g. a tensor replicated across TP while the optimizer shards over RDP:
-// in_norm = (tp_rank == 0)); its inf/NaN check still applies everywhere.
-struct TensorBinding {
-  TensorSpec spec;
-  void *param = nullptr;
-  const void *grad = nullptr;
-  bool in_norm = true;
-};
+// TensorBinding (one model tensor): optim/placement.h.
 
 struct StepResult {
   bool skipped = false;    // inf/NaN gradients: nothing was updated
@@ -108,6 +111,12 @@ class ShardedOptimizer {
   // This rank's pieces (layout().pieces(rank())), in shard order.
   const std::vector<Piece> &pieces() const { return my_pieces_; }
   const OptimizerConfig &config() const { return config_; }
+  // Where the tensors and the optimizer state live.
+  Memory memory() const { return placement_.memory; }
+  // The cudaStream_t the device work is enqueued on (NULL, the default
+  // stream, until set). Ignored with host tensors.
+  void set_stream(void *stream) { stream_ = stream; }
+  void *stream() const { return stream_; }
   int rank() const { return group_.rank(); }
   int64_t step_count() const { return step_; }
   void set_step_count(int64_t s);
@@ -117,29 +126,54 @@ class ShardedOptimizer {
   // "master", then "exp_avg", "exp_avg_sq" (AdamW) or "momentum_buffer"
   // (SGD with momentum). Padding elements are zero.
   const std::vector<std::string> &state_names() const { return state_names_; }
+  // Host memory only: the state buffer itself (throws InvalidArgument when
+  // the state is in CUDA memory; use export_state / import_state).
   float *state(const std::string &name);
   const float *state(const std::string &name) const;
+  // Copies state `name` (shard_elems floats) to / from host memory `out` /
+  // `in`, wherever it lives; complete when the call returns.
+  void export_state(const std::string &name, float *out);
+  void import_state(const std::string &name, const float *in);
   // Bytes of optimizer state held here: states x shard_elems x 4.
   size_t state_bytes() const;
   // Bytes of the typed bucket buffer gradients and parameters travel in.
   size_t buffer_bytes() const { return layout_.flat_bytes(); }
 
  private:
+  // Also decides *placement (every rank agrees on one memory kind).
   static ShardLayout build_layout(comm::Communicator &group,
                                   const std::vector<comm::Communicator *> &norm_groups,
                                   const std::vector<TensorBinding> &tensors,
                                   const OptimizerConfig &config,
-                                  const std::string &caller_error);
+                                  const std::string &caller_error, Placement *placement);
+  size_t state_index(const std::string &name) const;
+  // The clipping / finite decision from the group-summed [sum of squares,
+  // inf/NaN count]: false when the step is skipped.
+  bool decide(const double acc[2], double grad_scale, StepResult &result, double &mult) const;
   void pack_grads(size_t b);
   void unpack_params(size_t b);
   char *slice_ptr(size_t b);
   void update_bucket(size_t b, float grad_mult);
   double bucket_norm_part(size_t b, bool *nonfinite) const;
+#if SMP_HAVE_CUDA
+  // The same on CUDA memory (sharded_optimizer_cuda.cc).
+  struct DeviceState;
+  struct DeviceStateDelete {
+    void operator()(DeviceState *d) const noexcept;
+  };
+  void init_device();
+  StepResult step_device(double grad_scale);
+  void gather_params_device();
+  void copy_state_device(size_t index, float *out, const float *in);
+  std::unique_ptr<DeviceState, DeviceStateDelete> dev_;
+#endif
 
   comm::Communicator &group_;
   std::vector<comm::Communicator *> norm_groups_;
   std::vector<TensorBinding> tensors_;
   OptimizerConfig config_;
+  Placement placement_;  // before layout_: build_layout sets it
+  void *stream_ = nullptr;
   ShardLayout layout_;
   std::vector<Piece> my_pieces_;
   std::vector<std::vector<size_t>> pieces_by_bucket_;  // indices into my_pieces_

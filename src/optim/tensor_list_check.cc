@@ -36,8 +36,8 @@ std::string compare_tensor_lists(comm::Communicator &g, const std::vector<Tensor
   if (lists_same && settings_same) return "";  // every rank sees the same table: all agree
   if (lists_same)
     return (where + " registered the same tensors but different settings (bucket size, "
-                    "alignment, optimizer kind, clipping or finite check); every rank of the "
-                    "group must pass the same configuration");
+                    "alignment, optimizer kind, clipping, finite check, or host vs CUDA memory); every "
+                    "rank of the group must pass the same configuration");
 
   // Name the first difference: compare every rank's list with rank 0's.
   const size_t n0 = all[0];

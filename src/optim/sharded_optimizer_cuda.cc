@@ -1,0 +1,212 @@
+// The sharded step on CUDA memory (see sharded_optimizer.h, "Memory"): the
+// host path's structure with device buffers. Per step, in stream order:
+// gradients packed into the flat bucket buffer (device copies), one
+// non-blocking reduce-scatter per bucket, [the sums of squares of this
+// rank's pieces, read back once], the fused kernel per bucket writing the
+// new parameters into a shard-sized buffer, the allgathers from it into the
+// flat buffer, and copies out to the model's tensors. The collectives take
+// the optimizer's stream, so comm's device backends (NCCL enqueues,
+// the staged backend stages on it) keep the same order.
+//
+// Built only with CUDA.
+#include <algorithm>
+#include <cmath>
+
+#include "common/error.h"
+#include "cuda/runtime.h"
+#include "optim/sharded_optimizer.h"
+
+namespace smp::optim {
+
+// Device allocations of one optimizer, freed on the optimizer's device
+// after its stream has drained (work enqueued by the last call may still
+// read them).
+struct ShardedOptimizer::DeviceState {
+  int device = -1;
+  void *stream = nullptr;
+  float *states = nullptr;   // state_names().size() x shard_elems
+  char *flat = nullptr;      // layout().flat_bytes(): every bucket, typed
+  char *params = nullptr;    // this rank's new parameters, bucket by bucket, typed
+  double *sums = nullptr;    // one sum of squares per piece
+  double *scratch = nullptr;  // device::sum_squares_scratch() doubles
+  std::vector<size_t> param_offset;  // bytes into params, per bucket
+};
+
+void ShardedOptimizer::DeviceStateDelete::operator()(DeviceState *d) const noexcept {
+  if (d == nullptr) return;
+  try {
+    cuda::DeviceGuard guard(d->device);
+    cuda::stream_synchronize(d->stream);
+  } catch (...) {  // a failed stream: free anyway, destructors do not throw
+  }
+  cuda::free_device(d->states);
+  cuda::free_device(d->flat);
+  cuda::free_device(d->params);
+  cuda::free_device(d->sums);
+  cuda::free_device(d->scratch);
+  delete d;
+}
+
+void ShardedOptimizer::init_device() {
+  cuda::DeviceGuard guard(placement_.device);
+  dev_.reset(new DeviceState);
+  DeviceState &d = *dev_;
+  d.device = placement_.device;
+  d.stream = stream_;
+  const size_t shard = layout_.shard_elems();
+  const int n = layout_.group_size();
+  size_t param_bytes = 0;
+  for (const Bucket &bk : layout_.buckets()) {
+    d.param_offset.push_back(param_bytes);
+    param_bytes += bk.slice(n) * dtype_size(bk.dtype);
+  }
+  d.states = static_cast<float *>(cuda::alloc_device(state_names_.size() * shard * sizeof(float)));
+  d.flat = static_cast<char *>(cuda::alloc_device(layout_.flat_bytes()));
+  d.params = static_cast<char *>(cuda::alloc_device(param_bytes));
+  d.sums = static_cast<double *>(cuda::alloc_device(std::max<size_t>(1, my_pieces_.size()) * sizeof(double)));
+  d.scratch = static_cast<double *>(cuda::alloc_device(device::sum_squares_scratch() * sizeof(double)));
+
+  // Zero state (padding stays zero), then this rank's pieces of the
+  // parameters as float32 masters.
+  cuda::memset_async(d.states, 0, state_names_.size() * shard * sizeof(float), stream_);
+  for (const Piece &p : my_pieces_) {
+    const TensorBinding &t = tensors_[p.tensor];
+    const char *src = static_cast<const char *>(t.param) + p.tensor_offset * dtype_size(t.spec.dtype);
+    device::to_float(src, t.spec.dtype, d.states + p.shard_offset, p.length, stream_);
+  }
+  // Complete on return, as on the host: the caller may change the
+  // parameters on any stream afterwards.
+  cuda::stream_synchronize(stream_);
+}
+
+void ShardedOptimizer::copy_state_device(size_t index, float *out, const float *in) {
+  cuda::DeviceGuard guard(placement_.device);
+  const size_t shard = layout_.shard_elems();
+  float *dev = dev_->states + index * shard;
+  if (out) cuda::memcpy_async(out, dev, shard * sizeof(float), stream_);
+  if (in) cuda::memcpy_async(dev, in, shard * sizeof(float), stream_);
+  cuda::stream_synchronize(stream_);
+}
+
+StepResult ShardedOptimizer::step_device(double grad_scale) {
+  cuda::DeviceGuard guard(placement_.device);
+  DeviceState &d = *dev_;
+  d.stream = stream_;
+  const size_t nb = layout_.buckets().size();
+  const int n = layout_.group_size();
+  const size_t shard = layout_.shard_elems();
+  std::vector<comm::RequestPtr> rs(nb), ag(nb);
+
+  // 1. Pack each bucket (padding zeroed) and start its reduce-scatter.
+  for (size_t b = 0; b < nb; ++b) {
+    const Bucket &bk = layout_.buckets()[b];
+    const size_t ds = dtype_size(bk.dtype);
+    char *base = d.flat + bk.byte_offset;
+    for (size_t i : bk.tensors) {
+      const TensorBinding &t = tensors_[i];
+      cuda::memcpy_async(base + (layout_.tensor_flat_offset(i) - bk.flat_offset) * ds, t.grad,
+                         t.spec.count * ds, stream_);
+    }
+    cuda::memset_async(base + bk.used * ds, 0, (bk.elems - bk.used) * ds, stream_);
+    rs[b] = group_.ireduce_scatter(base, base + static_cast<size_t>(group_.rank()) * bk.slice(n) * ds,
+                                   bk.slice(n), bk.dtype, comm::ReduceOp::Avg, stream_);
+  }
+
+  // 2. The norm: a sum of squares per piece, read back once, summed on the
+  //    host in the host path's order (per bucket, then over buckets).
+  StepResult result;
+  double mult = grad_scale;
+  if (config_.max_grad_norm > 0 || config_.check_finite) {
+    for (size_t b = 0; b < nb; ++b) {
+      const Bucket &bk = layout_.buckets()[b];
+      const size_t ds = dtype_size(bk.dtype);
+      rs[b]->wait();
+      for (size_t k : pieces_by_bucket_[b]) {
+        const Piece &p = my_pieces_[k];
+        device::sum_squares(d.flat + bk.byte_offset + (p.flat_offset - bk.flat_offset) * ds, bk.dtype,
+                            p.length, d.sums + k, d.scratch, stream_);
+      }
+    }
+    std::vector<double> sums(my_pieces_.size());
+    cuda::memcpy_async(sums.data(), d.sums, sums.size() * sizeof(double), stream_);
+    cuda::stream_synchronize(stream_);
+    double acc[2] = {0, 0};
+    for (size_t b = 0; b < nb; ++b) {
+      double part = 0;
+      for (size_t k : pieces_by_bucket_[b]) {
+        if (!std::isfinite(sums[k])) acc[1] = 1;
+        if (tensors_[my_pieces_[k].tensor].in_norm) part += sums[k];
+      }
+      acc[0] += part;
+    }
+    group_.allreduce(acc, acc, 2, DType::F64, comm::ReduceOp::Sum);
+    for (comm::Communicator *g : norm_groups_) g->allreduce(acc, acc, 2, DType::F64, comm::ReduceOp::Sum);
+    if (!decide(acc, grad_scale, result, mult)) return result;
+  }
+
+  // 3. Update each bucket's slice as its reduce-scatter lands, allgather
+  //    the new parameters into the flat buffer.
+  float *master = d.states;
+  for (size_t b = 0; b < nb; ++b) {
+    const Bucket &bk = layout_.buckets()[b];
+    const size_t ds = dtype_size(bk.dtype);
+    const size_t len = bk.slice(n);
+    rs[b]->wait();
+    const char *g = d.flat + bk.byte_offset + static_cast<size_t>(group_.rank()) * len * ds;
+    char *out = d.params + d.param_offset[b];
+    const size_t so = bk.shard_offset;
+    if (config_.kind == Kind::AdamW) {
+      AdamWHyper h = config_.adamw;
+      h.step = step_ + 1;
+      device::adamw_update(master + so, master + shard + so, master + 2 * shard + so, g, out,
+                           bk.dtype, len, static_cast<float>(mult), h, stream_);
+    } else {
+      SgdHyper h = config_.sgd;
+      h.step = step_ + 1;
+      float *mom = state_names_.size() > 1 ? master + shard + so : nullptr;
+      device::sgd_update(master + so, mom, g, out, bk.dtype, len, static_cast<float>(mult), h, stream_);
+    }
+    ag[b] = group_.iallgather(out, d.flat + bk.byte_offset, len, bk.dtype, stream_);
+  }
+
+  // 4. Copy the gathered parameters out to the model's tensors.
+  for (size_t b = 0; b < nb; ++b) {
+    const Bucket &bk = layout_.buckets()[b];
+    const size_t ds = dtype_size(bk.dtype);
+    ag[b]->wait();
+    for (size_t i : bk.tensors) {
+      const TensorBinding &t = tensors_[i];
+      cuda::memcpy_async(t.param, d.flat + bk.byte_offset + (layout_.tensor_flat_offset(i) - bk.flat_offset) * ds,
+                         t.spec.count * ds, stream_);
+    }
+  }
+  ++step_;
+  return result;
+}
+
+void ShardedOptimizer::gather_params_device() {
+  cuda::DeviceGuard guard(placement_.device);
+  DeviceState &d = *dev_;
+  d.stream = stream_;
+  const size_t nb = layout_.buckets().size();
+  const int n = layout_.group_size();
+  std::vector<comm::RequestPtr> ag(nb);
+  for (size_t b = 0; b < nb; ++b) {
+    const Bucket &bk = layout_.buckets()[b];
+    char *out = d.params + d.param_offset[b];
+    device::from_float(d.states + bk.shard_offset, out, bk.dtype, bk.slice(n), stream_);
+    ag[b] = group_.iallgather(out, d.flat + bk.byte_offset, bk.slice(n), bk.dtype, stream_);
+  }
+  for (size_t b = 0; b < nb; ++b) {
+    const Bucket &bk = layout_.buckets()[b];
+    const size_t ds = dtype_size(bk.dtype);
+    ag[b]->wait();
+    for (size_t i : bk.tensors) {
+      const TensorBinding &t = tensors_[i];
+      cuda::memcpy_async(t.param, d.flat + bk.byte_offset + (layout_.tensor_flat_offset(i) - bk.flat_offset) * ds,
+                         t.spec.count * ds, stream_);
+    }
+  }
+}
+
+}  // namespace smp::optim
