@@ -1,7 +1,9 @@
 #include "comm/staged/staged_backend.h"
 
 #include <algorithm>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "comm/staged/pipeline.h"
@@ -70,19 +72,56 @@ StagedBackend::~StagedBackend() = default;
 
 size_t StagedBackend::chunk_elems(DType t) const { return std::max<size_t>(1, chunk_bytes_ / dtype_size(t)); }
 
+namespace {
+
+// What every chunked operation shares: `count` elements of es bytes cut
+// into chunks of C elements (chunk k: elements [k*C, k*C + len(k))), two
+// staging slots of slot_elems elements each taken from the pool for the
+// operation's duration, and the copy queue on the caller's stream. Each
+// operation then only says what its chunk copies in, exchanges and copies
+// out (run_pipeline, pipeline.h).
+class Staging {
+ public:
+  Staging(StagingPool &pool, CopyEngine &engine, void *stream, size_t count, size_t es, size_t C,
+          size_t slot_elems)
+      : count_(count), es_(es), C_(C), slot_bytes_(slot_elems * es),
+        buf_(pool.take(2 * slot_bytes_)), q_(engine.queue(stream)) {}
+
+  CopyQueue &q() { return *q_; }
+  char *slot(int s) const { return buf_.data() + static_cast<size_t>(s) * slot_bytes_; }
+  size_t chunks() const { return (count_ + C_ - 1) / C_; }
+  size_t len(size_t k) const { return std::min(C_, count_ - k * C_); }  // elements of chunk k
+  size_t bytes(size_t k) const { return len(k) * es_; }
+  size_t offset(size_t k) const { return k * C_ * es_; }  // chunk k's first byte in a count-array
+
+  // The pipeline over `nchunks` chunks (chunks() unless a message must go
+  // out also for count 0).
+  template <class In, class Transfer, class Out>
+  void run(size_t nchunks, In &&in, Transfer &&transfer, Out &&out) {
+    run_pipeline(*q_, nchunks, std::forward<In>(in), std::forward<Transfer>(transfer),
+                 std::forward<Out>(out));
+  }
+
+ private:
+  size_t count_, es_, C_, slot_bytes_;
+  StagingPool::Buffer buf_;
+  std::unique_ptr<CopyQueue> q_;
+};
+
+Ticket nothing(size_t, int) { return 0; }
+
+}  // namespace
+
 void StagedBackend::allreduce(const void *send, void *recv, size_t count, DType t, ReduceOp op,
                               void *stream) {
   if (count == 0) return;
-  const size_t es = dtype_size(t), C = chunk_elems(t);
-  auto buf = pool_.take(2 * C * es);
-  auto q = engine_->queue(stream);
-  auto slot = [&](int s) { return buf.data() + static_cast<size_t>(s) * C * es; };
-  auto len = [&](size_t k) { return std::min(C, count - k * C); };
-  run_pipeline(
-      *q, chunks_of(count, C),
-      [&](size_t k, int s) { return q->to_host(slot(s), at(send, k * C * es), len(k) * es); },
-      [&](size_t k, int s) { host_->allreduce(slot(s), slot(s), len(k), t, op, nullptr); },
-      [&](size_t k, int s) { return q->to_device(at(recv, k * C * es), slot(s), len(k) * es); });
+  const size_t C = chunk_elems(t);
+  Staging st(pool_, *engine_, stream, count, dtype_size(t), C, C);
+  st.run(
+      st.chunks(),
+      [&](size_t k, int s) { return st.q().to_host(st.slot(s), at(send, st.offset(k)), st.bytes(k)); },
+      [&](size_t k, int s) { host_->allreduce(st.slot(s), st.slot(s), st.len(k), t, op, nullptr); },
+      [&](size_t k, int s) { return st.q().to_device(at(recv, st.offset(k)), st.slot(s), st.bytes(k)); });
 }
 
 // Chunk k takes elements [k*C, k*C + n) of every rank's block: gathered
@@ -91,24 +130,21 @@ void StagedBackend::reduce_scatter(const void *send, void *recv, size_t recvcoun
                                    void *stream) {
   if (recvcount == 0) return;
   const size_t es = dtype_size(t), C = chunk_elems(t), S = static_cast<size_t>(size_);
-  const size_t slot_bytes = (S + 1) * C * es;
-  auto buf = pool_.take(2 * slot_bytes);
-  auto q = engine_->queue(stream);
-  auto slot = [&](int s) { return buf.data() + static_cast<size_t>(s) * slot_bytes; };
-  auto len = [&](size_t k) { return std::min(C, recvcount - k * C); };
-  run_pipeline(
-      *q, chunks_of(recvcount, C),
+  Staging st(pool_, *engine_, stream, recvcount, es, C, (S + 1) * C);
+  st.run(
+      st.chunks(),
       [&](size_t k, int s) {
         Ticket last = 0;
         for (size_t b = 0; b < S; ++b)
-          last = q->to_host(slot(s) + b * len(k) * es, at(send, (b * recvcount + k * C) * es), len(k) * es);
+          last = st.q().to_host(st.slot(s) + b * st.bytes(k), at(send, b * recvcount * es + st.offset(k)),
+                                st.bytes(k));
         return last;
       },
       [&](size_t k, int s) {
-        host_->reduce_scatter(slot(s), slot(s) + S * C * es, len(k), t, op, nullptr);
+        host_->reduce_scatter(st.slot(s), st.slot(s) + S * C * es, st.len(k), t, op, nullptr);
       },
       [&](size_t k, int s) {
-        return q->to_device(at(recv, k * C * es), slot(s) + S * C * es, len(k) * es);
+        return st.q().to_device(at(recv, st.offset(k)), st.slot(s) + S * C * es, st.bytes(k));
       });
 }
 
@@ -117,37 +153,31 @@ void StagedBackend::reduce_scatter(const void *send, void *recv, size_t recvcoun
 void StagedBackend::allgather(const void *send, void *recv, size_t sendcount, DType t, void *stream) {
   if (sendcount == 0) return;
   const size_t es = dtype_size(t), C = chunk_elems(t), S = static_cast<size_t>(size_);
-  const size_t slot_bytes = (S + 1) * C * es;
-  auto buf = pool_.take(2 * slot_bytes);
-  auto q = engine_->queue(stream);
-  auto slot = [&](int s) { return buf.data() + static_cast<size_t>(s) * slot_bytes; };
-  auto len = [&](size_t k) { return std::min(C, sendcount - k * C); };
-  run_pipeline(
-      *q, chunks_of(sendcount, C),
-      [&](size_t k, int s) { return q->to_host(slot(s), at(send, k * C * es), len(k) * es); },
-      [&](size_t k, int s) { host_->allgather(slot(s), slot(s) + C * es, len(k), t, nullptr); },
+  Staging st(pool_, *engine_, stream, sendcount, es, C, (S + 1) * C);
+  st.run(
+      st.chunks(),
+      [&](size_t k, int s) { return st.q().to_host(st.slot(s), at(send, st.offset(k)), st.bytes(k)); },
+      [&](size_t k, int s) { host_->allgather(st.slot(s), st.slot(s) + C * es, st.len(k), t, nullptr); },
       [&](size_t k, int s) {
         Ticket last = 0;
         for (size_t b = 0; b < S; ++b)
-          last = q->to_device(at(recv, (b * sendcount + k * C) * es), slot(s) + (C + b * len(k)) * es,
-                              len(k) * es);
+          last = st.q().to_device(at(recv, b * sendcount * es + st.offset(k)),
+                                  st.slot(s) + C * es + b * st.bytes(k), st.bytes(k));
         return last;
       });
 }
 
 void StagedBackend::broadcast(void *buf, size_t count, DType t, int root, void *stream) {
   if (count == 0) return;
-  const size_t es = dtype_size(t), C = chunk_elems(t);
-  const bool is_root = rank_ == root;
-  auto stage = pool_.take(2 * C * es);
-  auto q = engine_->queue(stream);
-  auto slot = [&](int s) { return stage.data() + static_cast<size_t>(s) * C * es; };
-  auto len = [&](size_t k) { return std::min(C, count - k * C); };
-  run_pipeline(
-      *q, chunks_of(count, C),
-      [&](size_t k, int s) { return is_root ? q->to_host(slot(s), at(buf, k * C * es), len(k) * es) : Ticket{0}; },
-      [&](size_t k, int s) { host_->broadcast(slot(s), len(k), t, root, nullptr); },
-      [&](size_t k, int s) { return is_root ? Ticket{0} : q->to_device(at(buf, k * C * es), slot(s), len(k) * es); });
+  const size_t C = chunk_elems(t);
+  Staging st(pool_, *engine_, stream, count, dtype_size(t), C, C);
+  auto to_host = [&](size_t k, int s) { return st.q().to_host(st.slot(s), at(buf, st.offset(k)), st.bytes(k)); };
+  auto to_device = [&](size_t k, int s) { return st.q().to_device(at(buf, st.offset(k)), st.slot(s), st.bytes(k)); };
+  auto transfer = [&](size_t k, int s) { host_->broadcast(st.slot(s), st.len(k), t, root, nullptr); };
+  if (rank_ == root)
+    st.run(st.chunks(), to_host, transfer, nothing);
+  else
+    st.run(st.chunks(), nothing, transfer, to_device);
 }
 
 void StagedBackend::gatherv(const void *send, size_t sendcount, void *recv, const size_t *recvcounts,
@@ -166,31 +196,23 @@ void StagedBackend::gatherv(const void *send, size_t sendcount, void *recv, cons
 
 void StagedBackend::barrier() { host_->barrier(); }
 
+// At least one message, also for count 0, as the receiver expects.
 void StagedBackend::send(const void *buf, size_t count, DType t, int peer, int tag, void *stream) {
-  const size_t es = dtype_size(t), C = chunk_elems(t);
-  auto stage = pool_.take(2 * C * es);
-  auto q = engine_->queue(stream);
-  auto slot = [&](int s) { return stage.data() + static_cast<size_t>(s) * C * es; };
-  auto len = [&](size_t k) { return std::min(C, count - k * C); };
-  // At least one message, also for count 0, as the receiver expects.
-  run_pipeline(
-      *q, std::max<size_t>(1, chunks_of(count, C)),
-      [&](size_t k, int s) { return q->to_host(slot(s), at(buf, k * C * es), len(k) * es); },
-      [&](size_t k, int s) { host_->send(slot(s), len(k), t, peer, tag, nullptr); },
-      [&](size_t, int) { return Ticket{0}; });
+  const size_t C = chunk_elems(t);
+  Staging st(pool_, *engine_, stream, count, dtype_size(t), C, C);
+  st.run(
+      std::max<size_t>(1, st.chunks()),
+      [&](size_t k, int s) { return st.q().to_host(st.slot(s), at(buf, st.offset(k)), st.bytes(k)); },
+      [&](size_t k, int s) { host_->send(st.slot(s), st.len(k), t, peer, tag, nullptr); }, nothing);
 }
 
 void StagedBackend::recv(void *buf, size_t count, DType t, int peer, int tag, void *stream) {
-  const size_t es = dtype_size(t), C = chunk_elems(t);
-  auto stage = pool_.take(2 * C * es);
-  auto q = engine_->queue(stream);
-  auto slot = [&](int s) { return stage.data() + static_cast<size_t>(s) * C * es; };
-  auto len = [&](size_t k) { return std::min(C, count - k * C); };
-  run_pipeline(
-      *q, std::max<size_t>(1, chunks_of(count, C)),
-      [&](size_t, int) { return Ticket{0}; },
-      [&](size_t k, int s) { host_->recv(slot(s), len(k), t, peer, tag, nullptr); },
-      [&](size_t k, int s) { return q->to_device(at(buf, k * C * es), slot(s), len(k) * es); });
+  const size_t C = chunk_elems(t);
+  Staging st(pool_, *engine_, stream, count, dtype_size(t), C, C);
+  st.run(
+      std::max<size_t>(1, st.chunks()), nothing,
+      [&](size_t k, int s) { host_->recv(st.slot(s), st.len(k), t, peer, tag, nullptr); },
+      [&](size_t k, int s) { return st.q().to_device(at(buf, st.offset(k)), st.slot(s), st.bytes(k)); });
 }
 
 RequestPtr StagedBackend::isend(const void *buf, size_t count, DType t, int peer, int tag, void *stream) {
