@@ -243,8 +243,7 @@ smp_status_t smp_optimizer_export_state(smp_optimizer_t optimizer, const char *s
     require(count == n, "smp_optimizer_export_state: count " + std::to_string(count) +
                             " != shard_elems " + std::to_string(n));
     smp::capi::require_ptr(out, count, "smp_optimizer_export_state: out");
-    const float *src = o.state(state);
-    std::copy(src, src + n, out);
+    o.export_state(state, out);  // host or CUDA state
   });
 }
 
@@ -257,8 +256,7 @@ smp_status_t smp_optimizer_import_state(smp_optimizer_t optimizer, const char *s
     require(count == n, "smp_optimizer_import_state: count " + std::to_string(count) +
                             " != shard_elems " + std::to_string(n));
     smp::capi::require_ptr(in, count, "smp_optimizer_import_state: in");
-    float *dst = o.state(state);
-    std::copy(in, in + n, dst);
+    o.import_state(state, in);
   });
 }
 
