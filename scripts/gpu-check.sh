@@ -38,7 +38,7 @@ if [ ! -f "$build/build.ninja" ]; then
 fi
 say "configured $build"
 targets=(tests/gpu/gpu_kernels_test tests/gpu/gpu_collectives_test tests/gpu/gpu_transport_test
-  tests/gpu/gpu_optim_test
+  tests/gpu/gpu_optim_test tests/gpu/gpu_optim_capi_test
   tests/unit/cuda/cuda_staged_pipeline_test tests/unit/cuda/cuda_nccl_protocol_test
   tests/unit/cuda/cuda_nccl_types_test tests/unit/cuda/cuda_memtype_test tests/unit/cuda/cuda_staged_mpi_test)
 # The benchmarks exist when bench/meson.build walks bench/gpu.
