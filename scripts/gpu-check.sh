@@ -32,8 +32,11 @@ fi
 say "GPU: ${gpu:-none}; $(nvcc --version 2>/dev/null | grep -o "release [0-9.]*"); meson $(meson --version)"
 
 # 1. Configure (fresh) and build the check's targets.
+# -Dwerror=false: the GPU machine's compiler (GCC 13) is newer than the one
+# the tree is kept warning-free with (GCC 12); a warning new to it must not
+# cost the one GPU run. Warnings are counted and reported after the build.
 if [ ! -f "$build/build.ninja" ]; then
-  meson setup "$build" -Dcuda=enabled -Dnccl=enabled -Dpython=disabled -Dtests=enabled \
+  meson setup "$build" -Dcuda=enabled -Dnccl=enabled -Dpython=disabled -Dtests=enabled -Dwerror=false \
     >"$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; die "meson setup (log: $out/configure.log)"; }
 fi
 say "configured $build"
@@ -55,7 +58,8 @@ timeout "$build_timeout" ninja -C "$build" -j"$jobs" "${targets[@]}" >"$out/buil
 rc=$?
 [ $rc -eq 124 ] && die "build did not finish within ${build_timeout} s (SMP_GPU_CHECK_BUILD_TIMEOUT; log: $out/build.log)"
 [ $rc -eq 0 ] || { grep -E "error|FAILED" "$out/build.log" | head -30; die "build (log: $out/build.log)"; }
-say "built"
+warnings=$(grep -c "warning:" "$out/build.log")
+say "built ($warnings compiler warnings$([ "$warnings" -gt 0 ] && echo ", see $out/build.log"))"
 
 # 2. Tests: the CUDA unit tests (no GPU needed), then the GPU suite.
 timeout 60 meson test -C "$build" --no-rebuild --suite cuda --print-errorlogs >"$out/unit-cuda.log" 2>&1
