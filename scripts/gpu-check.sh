@@ -48,7 +48,7 @@ targets=(tests/gpu/gpu_kernels_test tests/gpu/gpu_collectives_test tests/gpu/gpu
 have_bench=0
 if ninja -C "$build" -t targets all 2>/dev/null | grep -q "^bench/gpu/gpu_adamw_bench:"; then
   have_bench=1
-  targets+=(bench/gpu/gpu_adamw_bench bench/gpu/gpu_staged_bench)
+  targets+=(bench/gpu/gpu_adamw_bench bench/gpu/gpu_staged_bench bench/gpu/gpu_sharded_step_bench)
 else
   say "bench/gpu is not in this build (bench/meson.build does not list 'gpu'): benchmarks skipped"
 fi
@@ -87,6 +87,10 @@ if [ $have_bench -eq 1 ]; then
     say "adamw_torch.py failed or torch is missing (see $out/bench.log)"
   timeout 90 mpirun -np 2 "$build/bench/gpu/gpu_staged_bench" --reps 10 >>"$bench" 2>>"$out/bench.log" ||
     say "gpu_staged_bench failed (see $out/bench.log)"
+  for dt in f32 bf16; do
+    timeout 60 mpirun -np 1 "$build/bench/gpu/gpu_sharded_step_bench" --elements 100000000 --dtype $dt --reps 10 \
+      >>"$bench" 2>>"$out/bench.log" || say "gpu_sharded_step_bench --dtype $dt failed (see $out/bench.log)"
+  done
   say "benchmarks done"
 fi
 

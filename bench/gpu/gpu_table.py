@@ -38,6 +38,18 @@ def main(paths):
             c = key[(coll, mib, "cuda")]
             out.append(f"| {coll} | {mib} | {r['busbw_GBps']:.2f} | {c['busbw_GBps']:.2f} | "
                        f"{c['busbw_GBps'] / r['busbw_GBps']:.2f}x |")
+    step = [r for r in rows if r["bench"] == "sharded_step"]
+    if step:
+        if out:
+            out.append("")
+        out.append(f"Sharded optimizer step on CUDA memory (AdamW, {step[0]['ranks']} rank, "
+                   f"{step[0]['elements']:.3g} elements in {step[0]['tensors']} tensors) vs its fused kernel, "
+                   f"{step[0]['device']}")
+        out.append("| model dtype | clip + finite check | step ms | kernel ms | step/kernel |")
+        out.append("|---|---|---|---|---|")
+        for r in step:
+            out.append(f"| {r['dtype']} | {'yes' if r['clip'] else 'no'} | {r['step_ms']:.3f} | "
+                       f"{r['kernel_ms']:.3f} | {r['step_over_kernel']:.2f}x |")
     print("\n".join(out) if out else "no benchmark results")
 
 
