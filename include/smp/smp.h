@@ -291,15 +291,31 @@ SMP_API smp_status_t smp_pipeline_partition(const smp_layer_cost_t *layers, size
                                             double memory_limit, smp_stage_info_t *stages,
                                             double *max_cost);
 
-/* Timeline (SMP_TIMELINE=path, smprun --timeline): tensor sends, receives
- * and exchanges are recorded by themselves; these mark the framework's own
- * regions (e.g. "forward" of microbatch m, chunk c; -1 where not
- * applicable) on the calling thread, and may nest. No-ops when off. */
+/* Timeline (SMP_TIMELINE=path, smprun --timeline; set it on every rank or
+ * none). Every runtime call is recorded by itself, named after its C
+ * function without "smp_", with args bytes and group (and peer): each
+ * collective, send / recv, barrier, a non-blocking call's post ("iallreduce",
+ * "isend", ...) and its "wait" / "test" (with the post's args), tensor
+ * sends, receives and exchanges, "optimizer_create", "optimizer_step",
+ * "optimizer_gather_params", "ckpt_save", "ckpt_load" (category "runtime"
+ * in the file). bytes: count x element size; for reduce-scatter and
+ * allgather the whole buffer (count x group size). These two mark the
+ * framework's own regions (e.g. "forward" of microbatch m, chunk c; -1
+ * where not applicable; category "framework") on the calling thread, and
+ * may nest. Everything is a no-op when off (one load of a flag per call). */
 SMP_API smp_status_t smp_timeline_begin(const char *name, int microbatch, int chunk);
 SMP_API smp_status_t smp_timeline_end(void);
 /* Collective over SMP_WORLD: gather every rank's events into the one
  * Chrome-trace JSON file SMP_TIMELINE names (one track per rank, loads in
- * Perfetto) and clear them. Call before smp_finalize. No-op when off. */
+ * Perfetto) and clear them. No-op when off.
+ * smp_finalize writes it too when the timeline is on, events are pending
+ * and it was never written: collective then (one small allreduce agrees
+ * first), and skipped when any rank has seen a timeout, peer failure,
+ * backend or internal error; a failed write is reported after smp is
+ * finalized all the same. It waits for every rank, as Open MPI's
+ * MPI_Finalize does anyway; a rank that never gets there is ended by the
+ * launcher (a process exiting without finalize) or by SMP_TIMEOUT's
+ * watchdog (which watches the agreement and the write). */
 SMP_API smp_status_t smp_timeline_write(void);
 
 /* ---- Sharded optimizer ---- */

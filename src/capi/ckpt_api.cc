@@ -95,6 +95,14 @@ void add(smp_ckpt_t ckpt, const char *fn, const char *name, smp_dtype_t dtype, i
   }
 }
 
+// Checkpoint save / load are collective over WORLD; their timeline event
+// names the group (bytes vary by rank and layout: left out).
+smp::pipeline::timeline::Args world_event() {
+  smp::pipeline::timeline::Args a;
+  a.group = smp::topo::group_name(smp::topo::Group::World);
+  return a;
+}
+
 }  // namespace
 
 extern "C" {
@@ -166,6 +174,7 @@ smp_status_t smp_ckpt_save(smp_ckpt_t ckpt, const char *dir, smp_ckpt_mode_t mod
     smp::ckpt::SaveOptions opt = h.save;
     opt.sharded = mode == SMP_CKPT_SHARDED;
     opt.keep_last = keep_last;
+    smp::pipeline::timeline::Scope scope("ckpt_save", world_event());
     h.last_path = h.ck.save(ex, dir, opt);
   });
 }
@@ -175,6 +184,7 @@ smp_status_t smp_ckpt_load(smp_ckpt_t ckpt, const char *path) {
     smp_ckpt &h = live(ckpt, "ckpt", "smp_ckpt_load");
     require(path != nullptr && *path != '\0', "smp_ckpt_load: path is NULL or empty");
     smp::ckpt::CommExchange ex(ctx.group(smp::topo::Group::World), &ctx.layout());
+    smp::pipeline::timeline::Scope scope("ckpt_load", world_event());
     h.last_path = h.ck.load(ex, path, h.load);
   });
 }

@@ -14,6 +14,12 @@
 // memory"), any other exception (SMP_ERR_INTERNAL), and records the message
 // as this thread's smp_last_error(). guarded_any() is the same without the
 // initialization check (for calls valid before smp_init).
+//
+// guarded_event() is guarded() recorded in the timeline (SMP_TIMELINE) as
+// one event named after the call, with its bytes and group: every runtime
+// call of the C API goes through it or a timeline::Scope, at this layer
+// because capi is the one above comm, optim and ckpt alike. Off, it costs
+// one load of a bool more than guarded().
 #pragma once
 
 #include <cstring>
@@ -25,6 +31,7 @@
 #include "comm/reduce_op.h"
 #include "common/dtype.h"
 #include "common/error.h"
+#include "pipeline/timeline.h"
 #include "smp/smp.h"
 #include "topo/layout.h"
 
@@ -34,6 +41,21 @@ namespace smp::capi {
 void set_last_error(const std::string &message);
 const char *last_error();
 
+// Whether this process has seen no failure that may have left a peer
+// inside a collective (timeout, peer failure, backend or internal error,
+// out of memory) since it was loaded; argument, I/O and corrupt-data
+// errors are found before communicating or agreed on, and do not count.
+// smp_finalize writes the timeline only when every rank is healthy.
+void set_unhealthy();
+bool healthy();
+
+inline smp_status_t failed_with(smp_status_t status) {
+  if (status == SMP_ERR_TIMEOUT || status == SMP_ERR_PEER_FAILED || status == SMP_ERR_BACKEND ||
+      status == SMP_ERR_INTERNAL)
+    set_unhealthy();
+  return status;
+}
+
 template <class F>
 smp_status_t guarded_any(F &&fn) noexcept {
   try {
@@ -41,22 +63,48 @@ smp_status_t guarded_any(F &&fn) noexcept {
     return SMP_SUCCESS;
   } catch (const smp::Error &e) {
     set_last_error(e.what());
-    return static_cast<smp_status_t>(e.status());
+    return failed_with(static_cast<smp_status_t>(e.status()));
   } catch (const std::bad_alloc &) {
     set_last_error("out of memory");
-    return SMP_ERR_BACKEND;
+    return failed_with(SMP_ERR_BACKEND);
   } catch (const std::exception &e) {
     set_last_error(std::string("internal error: ") + e.what());
-    return SMP_ERR_INTERNAL;
+    return failed_with(SMP_ERR_INTERNAL);
   } catch (...) {
     set_last_error("internal error: unknown exception");
-    return SMP_ERR_INTERNAL;
+    return failed_with(SMP_ERR_INTERNAL);
   }
 }
 
 template <class F>
 smp_status_t guarded(F &&fn) noexcept {
   return guarded_any([&] { fn(smp::comm::Context::get()); });
+}
+
+// What a C call moves, for its timeline event: `count` elements of `dtype`
+// over `group` (to `peer`, a group rank, for a send or a receive). bytes =
+// count x element size, times the group's size when `whole_buffer`
+// (reduce-scatter's and allgather's full buffer, NCCL-tests' convention).
+// Holds references only: the args are worked out when the timeline is on.
+struct Call {
+  Call(size_t count_, const smp_dtype_t &dtype_, const smp_group_t &group_, bool whole_buffer_ = false,
+       int peer_ = -1)
+      : count(count_), dtype(dtype_), group(group_), whole_buffer(whole_buffer_), peer(peer_) {}
+  size_t count;
+  const smp_dtype_t &dtype;
+  const smp_group_t &group;
+  bool whole_buffer;
+  int peer;
+};
+// Never throws: an enum the call will reject gives no bytes / group.
+pipeline::timeline::Args event_args(const Call &call) noexcept;
+
+// guarded(), recorded as timeline event `name` (see the top of this file).
+template <class F>
+smp_status_t guarded_event(const char *name, const Call &call, F &&fn) noexcept {
+  if (!pipeline::timeline::enabled()) return guarded(fn);
+  pipeline::timeline::Scope scope(name, event_args(call));
+  return guarded(fn);
 }
 
 // Throws SMP_ERR_INVALID_ARGUMENT with `message` unless ok.

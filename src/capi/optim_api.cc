@@ -16,9 +16,20 @@ using smp::capi::require;
 struct smp_optimizer {
   smp::comm::Context *context = nullptr;  // the world it was created in
   std::unique_ptr<smp::optim::ShardedOptimizer> opt;
+  const char *group_name = nullptr;  // the sharding group's, for the timeline
 };
 
 namespace {
+
+// A timeline event for optimizer work: its group, and the bytes of the
+// bucket buffer its gradients and parameters travel in.
+smp::pipeline::timeline::Args event_args(const smp_optimizer &h) {
+  smp::pipeline::timeline::Args a;
+  if (!smp::pipeline::timeline::enabled()) return a;
+  a.group = h.group_name;
+  a.bytes = static_cast<long long>(h.opt->buffer_bytes());
+  return a;
+}
 
 // Live handles: a destroyed, foreign or garbage handle is reported, not
 // dereferenced.
@@ -151,8 +162,12 @@ smp_status_t smp_optimizer_create(const smp_optimizer_config_t *config,
     }
     if (!error.empty()) bindings.clear();
 
+    smp::pipeline::timeline::Args event;
+    event.group = group->group_name();
+    smp::pipeline::timeline::Scope scope("optimizer_create", event);  // collective checks, layout
     auto h = std::make_unique<smp_optimizer>();
     h->context = &ctx;
+    h->group_name = group->group_name();
     h->opt = std::make_unique<smp::optim::ShardedOptimizer>(*group, norm, std::move(bindings), cfg, error);
     std::lock_guard<std::mutex> lock(g_mu);
     g_live.insert(h.get());
@@ -178,6 +193,7 @@ smp_status_t smp_optimizer_step(smp_optimizer_t optimizer, double grad_scale, in
     auto &o = live(optimizer, ctx, "smp_optimizer_step");
     require(std::isfinite(grad_scale) && grad_scale > 0,
             "smp_optimizer_step: grad_scale must be finite and > 0 (1.0 = no scaling)");
+    smp::pipeline::timeline::Scope scope("optimizer_step", event_args(*optimizer));
     const smp::optim::StepResult r = o.step(grad_scale);
     if (skipped) *skipped = r.skipped ? 1 : 0;
     if (grad_norm) *grad_norm = r.grad_norm;
@@ -192,7 +208,9 @@ smp_status_t smp_optimizer_set_lr(smp_optimizer_t optimizer, double lr) {
 
 smp_status_t smp_optimizer_gather_params(smp_optimizer_t optimizer) {
   return guarded([&](smp::comm::Context &ctx) {
-    live(optimizer, ctx, "smp_optimizer_gather_params").gather_params();
+    auto &o = live(optimizer, ctx, "smp_optimizer_gather_params");
+    smp::pipeline::timeline::Scope scope("optimizer_gather_params", event_args(*optimizer));
+    o.gather_params();
   });
 }
 

@@ -2,8 +2,9 @@
 #include "capi/guard.h"
 #include "capi/request.h"
 
-using smp::capi::guarded;
+using smp::capi::Call;
 using smp::capi::guarded_any;
+using smp::capi::guarded_event;
 using smp::capi::to_dtype;
 using smp::capi::to_group;
 
@@ -11,33 +12,35 @@ extern "C" {
 
 smp_status_t smp_send(const void *buf, size_t count, smp_dtype_t dtype, int peer, smp_group_t group,
                       int tag, void *stream) {
-  return guarded([&](smp::comm::Context &ctx) {
+  return guarded_event("send", Call(count, dtype, group, false, peer), [&](smp::comm::Context &ctx) {
     ctx.group(to_group(group)).send(buf, count, to_dtype(dtype), peer, tag, stream);
   });
 }
 
 smp_status_t smp_recv(void *buf, size_t count, smp_dtype_t dtype, int peer, smp_group_t group,
                       int tag, void *stream) {
-  return guarded([&](smp::comm::Context &ctx) {
+  return guarded_event("recv", Call(count, dtype, group, false, peer), [&](smp::comm::Context &ctx) {
     ctx.group(to_group(group)).recv(buf, count, to_dtype(dtype), peer, tag, stream);
   });
 }
 
 smp_status_t smp_isend(const void *buf, size_t count, smp_dtype_t dtype, int peer, smp_group_t group,
                        int tag, void *stream, smp_request_t *request) {
-  return guarded([&](smp::comm::Context &ctx) {
+  const Call call(count, dtype, group, false, peer);
+  return guarded_event("isend", call, [&](smp::comm::Context &ctx) {
     smp::capi::require(request != nullptr, "smp_isend: request is NULL");
     smp::capi::hand_out(ctx.group(to_group(group)).isend(buf, count, to_dtype(dtype), peer, tag, stream),
-                        request);
+                        request, call);
   });
 }
 
 smp_status_t smp_irecv(void *buf, size_t count, smp_dtype_t dtype, int peer, smp_group_t group,
                        int tag, void *stream, smp_request_t *request) {
-  return guarded([&](smp::comm::Context &ctx) {
+  const Call call(count, dtype, group, false, peer);
+  return guarded_event("irecv", call, [&](smp::comm::Context &ctx) {
     smp::capi::require(request != nullptr, "smp_irecv: request is NULL");
     smp::capi::hand_out(ctx.group(to_group(group)).irecv(buf, count, to_dtype(dtype), peer, tag, stream),
-                        request);
+                        request, call);
   });
 }
 
@@ -47,6 +50,7 @@ smp_status_t smp_wait(smp_request_t request) {
   return guarded_any([&] {
     smp::capi::require(request != nullptr, "smp_wait: request is NULL");
     std::unique_ptr<smp_request> owned(request);  // freed also on failure
+    smp::pipeline::timeline::Scope scope("wait", owned->event);
     owned->req->wait();
   });
 }
@@ -57,6 +61,7 @@ smp_status_t smp_test(smp_request_t request, int *done) {
     smp::capi::require(done != nullptr, "smp_test: done is NULL");
     *done = 0;
     bool complete = false;
+    smp::pipeline::timeline::Scope scope("test", request->event);
     try {
       complete = request->req->test();
     } catch (...) {

@@ -1,17 +1,23 @@
-// What an smp_request_t points to: the C++ request it owns.
+// What an smp_request_t points to: the C++ request it owns, and the
+// timeline args of the call that posted it (its smp_wait event's).
 #pragma once
 
+#include "capi/guard.h"
 #include "comm/request.h"
+#include "pipeline/timeline.h"
 
 struct smp_request {
   smp::comm::RequestPtr req;
+  smp::pipeline::timeline::Args event;
 };
 
 namespace smp::capi {
 
-// Stores req in a new smp_request for *out (validated non-null by the caller).
-inline void hand_out(comm::RequestPtr req, smp_request **out) {
-  *out = new smp_request{std::move(req)};
+// Stores req in a new smp_request for *out (validated non-null by the
+// caller); `call` describes the posting call, for the timeline.
+inline void hand_out(comm::RequestPtr req, smp_request **out, const Call &call) {
+  *out = new smp_request{std::move(req), {}};
+  if (pipeline::timeline::enabled()) (*out)->event = event_args(call);
 }
 
 }  // namespace smp::capi

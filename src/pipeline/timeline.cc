@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <limits>
 #include <mutex>
@@ -19,10 +20,12 @@ struct Event {
   std::string name;
   double start, end;
   Args args;
+  const char *cat;  // "runtime", "compute" or "framework"
 };
 
 std::mutex g_mu;
 std::vector<Event> g_events;
+int g_writes = 0;  // write_timeline calls completed (the same on every rank)
 
 const std::string &path_from_env() {
   static const std::string path = [] {
@@ -49,11 +52,16 @@ std::string escape(const std::string &s) {
   return out;
 }
 
+// The executor records its forward / backward callbacks through Scope:
+// the model's compute, not the runtime's.
+const char *category(const char *name) {
+  return std::strcmp(name, "forward") == 0 || std::strcmp(name, "backward") == 0 ? "compute" : "runtime";
+}
+
 }  // namespace
 
-bool enabled() {
-  static const bool on = !path_from_env().empty();
-  return on;
+namespace detail {
+const bool g_enabled = !path_from_env().empty();
 }
 
 double now_us() {
@@ -62,10 +70,14 @@ double now_us() {
   return static_cast<double>(ts.tv_sec) * 1e6 + static_cast<double>(ts.tv_nsec) * 1e-3;
 }
 
-void record(const char *name, double start_us, double end_us, const Args &args) {
+void record(const char *name, double start_us, double end_us, const Args &args) noexcept {
   if (!enabled()) return;
-  std::lock_guard<std::mutex> lock(g_mu);
-  g_events.push_back(Event{name, start_us, end_us, args});
+  try {
+    std::lock_guard<std::mutex> lock(g_mu);
+    g_events.push_back(Event{name, start_us, end_us, args, category(name)});
+  } catch (...) {
+    // Out of memory: the event is dropped; the call it describes went on.
+  }
 }
 
 void begin(const std::string &name, const Args &args) {
@@ -79,7 +91,7 @@ void end() {
   const Mark m = t_marks.back();
   t_marks.pop_back();
   std::lock_guard<std::mutex> lock(g_mu);
-  g_events.push_back(Event{m.name, m.start, now_us(), m.args});
+  g_events.push_back(Event{m.name, m.start, now_us(), m.args, "framework"});
 }
 
 size_t event_count() {
@@ -94,7 +106,8 @@ std::string events_json(int rank, double offset_us) {
   s << std::fixed;
   bool first = true;
   for (const Event &e : g_events) {
-    s << (first ? "" : ",\n") << "{\"name\": \"" << escape(e.name) << "\", \"ph\": \"X\", \"pid\": " << rank
+    s << (first ? "" : ",\n") << "{\"name\": \"" << escape(e.name) << "\", \"cat\": \"" << e.cat
+      << "\", \"ph\": \"X\", \"pid\": " << rank
       << ", \"tid\": 0, \"ts\": " << (e.start - offset_us) << ", \"dur\": " << (e.end - e.start)
       << ", \"args\": {";
     bool a = false;
@@ -142,6 +155,7 @@ void write_timeline(comm::Communicator &world, const std::string &path) {
   {
     std::lock_guard<std::mutex> lock(g_mu);
     g_events.clear();
+    ++g_writes;
   }
   if (world.rank() != root) return;
 
@@ -166,6 +180,21 @@ void write_timeline(comm::Communicator &world, const std::string &path) {
   const bool ok = std::fflush(f) == 0;
   if (std::fclose(f) != 0 || !ok || std::rename(tmp.c_str(), out_path.c_str()) != 0)
     fail(Status::IO, "timeline: cannot write " + out_path);
+}
+
+bool write_at_finalize(comm::Communicator &world, bool healthy) {
+  if (!enabled()) return false;
+  int64_t mine[3], all[3];
+  {
+    std::lock_guard<std::mutex> lock(g_mu);
+    mine[0] = healthy ? 0 : 1;
+    mine[1] = g_events.empty() ? 0 : 1;
+    mine[2] = g_writes > 0 ? 1 : 0;
+  }
+  world.allreduce(mine, all, 3, DType::I64, comm::ReduceOp::Max);
+  if (all[0] != 0 || all[1] == 0 || all[2] != 0) return false;
+  write_timeline(world);
+  return true;
 }
 
 }  // namespace smp::pipeline::timeline

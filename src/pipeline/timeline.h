@@ -5,6 +5,14 @@
 // write_timeline() gathers every rank's events into one Chrome-trace JSON
 // file (loads in Perfetto and chrome://tracing), one track (pid) per rank.
 //
+// The C API records every runtime call besides (capi/guard.h: collectives,
+// sends and receives, posts and waits, the sharded optimizer's step,
+// checkpoint save / load). Each event carries a category ("cat" in the
+// file): "runtime" for those and the tensor transport, "compute" for the
+// executor's forward / backward callbacks, "framework" for the marks a
+// framework sets through smp_timeline_begin / end; a tool can then split
+// step time into runtime and the rest without knowing every name.
+//
 // Off (SMP_TIMELINE unset or empty): enabled() is one load of a bool and
 // nothing is recorded. On: two clock reads and one append under a mutex
 // per event.
@@ -17,7 +25,10 @@
 
 namespace smp::pipeline::timeline {
 
-bool enabled();
+namespace detail {
+extern const bool g_enabled;  // SMP_TIMELINE non-empty, read once at load
+}
+inline bool enabled() { return detail::g_enabled; }
 double now_us();  // the clock events use (CLOCK_MONOTONIC, microseconds)
 
 struct Args {
@@ -29,8 +40,11 @@ struct Args {
 };
 
 // A complete event [start_us, end_us] named `name` (a C API name without
-// its smp_ prefix: "forward", "send_tensor", "exchange_tensors", ...).
-void record(const char *name, double start_us, double end_us, const Args &args);
+// its smp_ prefix: "allreduce", "wait", "send_tensor", ...; the category is
+// "compute" for "forward" / "backward", else "runtime"). Never throws (an
+// event that cannot be stored for lack of memory is dropped), so a Scope
+// may end in a noexcept function.
+void record(const char *name, double start_us, double end_us, const Args &args) noexcept;
 
 // Records the enclosing scope when the timeline is on.
 class Scope {
@@ -62,6 +76,16 @@ void end();  // throws InvalidArgument without a matching begin
 // aligned on a barrier, so tracks of different hosts line up to within
 // the barrier's skew.
 void write_timeline(comm::Communicator &world, const std::string &path = "");
+
+// For smp_finalize. Collective over `world` when the timeline is on (a
+// no-op otherwise): one small allreduce agrees on whether every rank is
+// `healthy` (has seen no communication failure), whether any rank has
+// events pending and whether the file was ever written; writes it (as
+// write_timeline) only when all are healthy, some events are pending and
+// it was never written. The agreement makes every rank take the same
+// branch, so no rank is left alone in the write's collectives. Returns
+// whether it wrote.
+bool write_at_finalize(comm::Communicator &world, bool healthy);
 
 // Pure: one rank's events as JSON objects separated by ",\n" (tests).
 std::string events_json(int rank, double offset_us);
