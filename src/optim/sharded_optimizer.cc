@@ -153,8 +153,10 @@ ShardedOptimizer::ShardedOptimizer(comm::Communicator &group,
                                    std::vector<comm::Communicator *> norm_groups,
                                    std::vector<TensorBinding> tensors,
                                    const OptimizerConfig &config,
-                                   const std::string &caller_error)
-    : group_(group),
+                                   const std::string &caller_error,
+                                   std::unique_ptr<DeviceOps> device_ops)
+    : ops_(std::move(device_ops)),
+      group_(group),
       norm_groups_(std::move(norm_groups)),
       tensors_(std::move(tensors)),
       config_(config),
@@ -171,11 +173,12 @@ ShardedOptimizer::ShardedOptimizer(comm::Communicator &group,
     state_names_.push_back("momentum_buffer");
   }
 #if SMP_HAVE_CUDA
-  if (placement_.memory == Memory::Cuda) {
+  if (placement_.memory == Memory::Cuda) ops_ = make_cuda_ops(placement_.device);
+#endif
+  if (ops_) {
     init_device();
     return;
   }
-#endif
   states_.assign(state_names_.size(), AlignedFloats(layout_.shard_elems(), 0.0f));
   float *master = states_[0].data();
   for (const Piece &p : my_pieces_) {
@@ -208,24 +211,21 @@ size_t ShardedOptimizer::state_index(const std::string &name) const {
 
 float *ShardedOptimizer::state(const std::string &name) {
   const size_t i = state_index(name);
-  if (placement_.memory != Memory::Host)
-    invalid("optimizer: state '" + name + "' is in CUDA memory; copy it with export_state / import_state");
+  if (ops_)
+    invalid("optimizer: state '" + name + "' is in " + ops_->name() +
+            " device memory; copy it with export_state / import_state");
   return states_[i].data();
 }
 
 void ShardedOptimizer::export_state(const std::string &name, float *out) {
   const size_t i = state_index(name);
-#if SMP_HAVE_CUDA
-  if (placement_.memory == Memory::Cuda) return copy_state_device(i, out, nullptr);
-#endif
+  if (ops_) return copy_state_device(i, out, nullptr);
   std::copy(states_[i].begin(), states_[i].end(), out);
 }
 
 void ShardedOptimizer::import_state(const std::string &name, const float *in) {
   const size_t i = state_index(name);
-#if SMP_HAVE_CUDA
-  if (placement_.memory == Memory::Cuda) return copy_state_device(i, nullptr, in);
-#endif
+  if (ops_) return copy_state_device(i, nullptr, in);
   std::copy(in, in + layout_.shard_elems(), states_[i].begin());
 }
 
@@ -326,9 +326,7 @@ bool ShardedOptimizer::decide(const double acc[2], double grad_scale, StepResult
 StepResult ShardedOptimizer::step(double grad_scale) {
   if (!(std::isfinite(grad_scale) && grad_scale > 0))
     invalid("optimizer step: grad_scale must be finite and > 0");
-#if SMP_HAVE_CUDA
-  if (placement_.memory == Memory::Cuda) return step_device(grad_scale);
-#endif
+  if (ops_) return step_device(grad_scale);
   const size_t nb = layout_.buckets().size();
   const int n = layout_.group_size();
   std::vector<comm::RequestPtr> rs(nb), ag(nb);
@@ -373,9 +371,7 @@ StepResult ShardedOptimizer::step(double grad_scale) {
 }
 
 void ShardedOptimizer::gather_params() {
-#if SMP_HAVE_CUDA
-  if (placement_.memory == Memory::Cuda) return gather_params_device();
-#endif
+  if (ops_) return gather_params_device();
   const size_t nb = layout_.buckets().size();
   const int n = layout_.group_size();
   std::vector<comm::RequestPtr> ag(nb);

@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "comm/communicator.h"
+#include "optim/device_ops.h"
 #include "optim/kernels.h"
 #include "optim/placement.h"
 #include "optim/shard_layout.h"
@@ -92,10 +93,14 @@ class ShardedOptimizer {
   // Bad local arguments are agreed on too: every rank throws (none is left
   // waiting in a collective), the one at fault with its own message.
   // caller_error: an argument error the caller (the C API) found first, to
-  // be reported the same collective way.
+  // be reported the same collective way. device_ops (tests): run the device
+  // path with these ops on host tensors (make_host_ops: host memory
+  // standing in for device memory); by default the tensors' placement
+  // decides.
   ShardedOptimizer(comm::Communicator &group, std::vector<comm::Communicator *> norm_groups,
                    std::vector<TensorBinding> tensors, const OptimizerConfig &config,
-                   const std::string &caller_error = "");
+                   const std::string &caller_error = "",
+                   std::unique_ptr<DeviceOps> device_ops = nullptr);
   ~ShardedOptimizer();
   ShardedOptimizer(const ShardedOptimizer &) = delete;
   ShardedOptimizer &operator=(const ShardedOptimizer &) = delete;
@@ -114,7 +119,9 @@ class ShardedOptimizer {
   // Where the tensors and the optimizer state live.
   Memory memory() const { return placement_.memory; }
   // The cudaStream_t the device work is enqueued on (NULL, the default
-  // stream, until set). Ignored with host tensors.
+  // stream, until set); it must stay valid while work enqueued on it runs
+  // and until the optimizer is destroyed (which drains it), or until
+  // another is set. Ignored with host tensors.
   void set_stream(void *stream) { stream_ = stream; }
   void *stream() const { return stream_; }
   int rank() const { return group_.rank(); }
@@ -126,8 +133,8 @@ class ShardedOptimizer {
   // "master", then "exp_avg", "exp_avg_sq" (AdamW) or "momentum_buffer"
   // (SGD with momentum). Padding elements are zero.
   const std::vector<std::string> &state_names() const { return state_names_; }
-  // Host memory only: the state buffer itself (throws InvalidArgument when
-  // the state is in CUDA memory; use export_state / import_state).
+  // Host path only: the state buffer itself (throws InvalidArgument when
+  // the state is in device memory; use export_state / import_state).
   float *state(const std::string &name);
   const float *state(const std::string &name) const;
   // Copies state `name` (shard_elems floats) to / from host memory `out` /
@@ -155,8 +162,7 @@ class ShardedOptimizer {
   char *slice_ptr(size_t b);
   void update_bucket(size_t b, float grad_mult);
   double bucket_norm_part(size_t b, bool *nonfinite) const;
-#if SMP_HAVE_CUDA
-  // The same on CUDA memory (sharded_optimizer_cuda.cc).
+  // The same on device memory (sharded_optimizer_device.cc), through ops_.
   struct DeviceState;
   struct DeviceStateDelete {
     void operator()(DeviceState *d) const noexcept;
@@ -165,8 +171,8 @@ class ShardedOptimizer {
   StepResult step_device(double grad_scale);
   void gather_params_device();
   void copy_state_device(size_t index, float *out, const float *in);
+  std::unique_ptr<DeviceOps> ops_;  // the device path's device; null on the host path
   std::unique_ptr<DeviceState, DeviceStateDelete> dev_;
-#endif
 
   comm::Communicator &group_;
   std::vector<comm::Communicator *> norm_groups_;

@@ -1,5 +1,7 @@
-// The sharded step on CUDA memory (see sharded_optimizer.h, "Memory"): the
-// host path's structure with device buffers. Per step, in stream order:
+// The sharded step on device memory (see sharded_optimizer.h, "Memory"):
+// the host path's structure with device buffers, every device action
+// through DeviceOps (device_ops.h: CUDA, or host memory standing in for
+// the CPU tests). Per step, in stream order:
 // gradients packed into the flat bucket buffer (device copies), one
 // non-blocking reduce-scatter per bucket, [the sums of squares of this
 // rank's pieces, read back once], the fused kernel per bucket writing the
@@ -7,51 +9,42 @@
 // flat buffer, and copies out to the model's tensors. The collectives take
 // the optimizer's stream, so comm's device backends (NCCL enqueues,
 // the staged backend stages on it) keep the same order.
-//
-// Built only with CUDA.
 #include <algorithm>
 #include <cmath>
 
 #include "common/error.h"
-#include "cuda/runtime.h"
 #include "optim/sharded_optimizer.h"
 
 namespace smp::optim {
 
-// Device allocations of one optimizer, freed on the optimizer's device
-// after its stream has drained (work enqueued by the last call may still
-// read them).
+// Device allocations of one optimizer, freed after its stream has drained
+// (work enqueued by the last call may still read them).
 struct ShardedOptimizer::DeviceState {
-  int device = -1;
-  void *stream = nullptr;
+  DeviceOps *ops = nullptr;
+  void *stream = nullptr;    // the last one work was enqueued on
   float *states = nullptr;   // state_names().size() x shard_elems
   char *flat = nullptr;      // layout().flat_bytes(): every bucket, typed
   char *params = nullptr;    // this rank's new parameters, bucket by bucket, typed
   double *sums = nullptr;    // one sum of squares per piece
-  double *scratch = nullptr;  // device::sum_squares_scratch() doubles
+  double *scratch = nullptr;  // ops->sum_squares_scratch() doubles
   std::vector<size_t> param_offset;  // bytes into params, per bucket
 };
 
 void ShardedOptimizer::DeviceStateDelete::operator()(DeviceState *d) const noexcept {
   if (d == nullptr) return;
-  try {
-    cuda::DeviceGuard guard(d->device);
-    cuda::stream_synchronize(d->stream);
-  } catch (...) {  // a failed stream: free anyway, destructors do not throw
-  }
-  cuda::free_device(d->states);
-  cuda::free_device(d->flat);
-  cuda::free_device(d->params);
-  cuda::free_device(d->sums);
-  cuda::free_device(d->scratch);
+  d->ops->synchronize_quietly(d->stream);
+  for (void *p : {static_cast<void *>(d->states), static_cast<void *>(d->flat),
+                  static_cast<void *>(d->params), static_cast<void *>(d->sums),
+                  static_cast<void *>(d->scratch)})
+    if (p) d->ops->free(p);
   delete d;
 }
 
 void ShardedOptimizer::init_device() {
-  cuda::DeviceGuard guard(placement_.device);
+  DeviceOps &ops = *ops_;
   dev_.reset(new DeviceState);
   DeviceState &d = *dev_;
-  d.device = placement_.device;
+  d.ops = &ops;
   d.stream = stream_;
   const size_t shard = layout_.shard_elems();
   const int n = layout_.group_size();
@@ -60,36 +53,37 @@ void ShardedOptimizer::init_device() {
     d.param_offset.push_back(param_bytes);
     param_bytes += bk.slice(n) * dtype_size(bk.dtype);
   }
-  d.states = static_cast<float *>(cuda::alloc_device(state_names_.size() * shard * sizeof(float)));
-  d.flat = static_cast<char *>(cuda::alloc_device(layout_.flat_bytes()));
-  d.params = static_cast<char *>(cuda::alloc_device(param_bytes));
-  d.sums = static_cast<double *>(cuda::alloc_device(std::max<size_t>(1, my_pieces_.size()) * sizeof(double)));
-  d.scratch = static_cast<double *>(cuda::alloc_device(device::sum_squares_scratch() * sizeof(double)));
+  d.states = static_cast<float *>(ops.alloc(state_names_.size() * shard * sizeof(float)));
+  d.flat = static_cast<char *>(ops.alloc(layout_.flat_bytes()));
+  d.params = static_cast<char *>(ops.alloc(param_bytes));
+  d.sums = static_cast<double *>(ops.alloc(std::max<size_t>(1, my_pieces_.size()) * sizeof(double)));
+  d.scratch = static_cast<double *>(ops.alloc(ops.sum_squares_scratch() * sizeof(double)));
 
   // Zero state (padding stays zero), then this rank's pieces of the
   // parameters as float32 masters.
-  cuda::memset_async(d.states, 0, state_names_.size() * shard * sizeof(float), stream_);
+  ops.zero(d.states, state_names_.size() * shard * sizeof(float), stream_);
   for (const Piece &p : my_pieces_) {
     const TensorBinding &t = tensors_[p.tensor];
     const char *src = static_cast<const char *>(t.param) + p.tensor_offset * dtype_size(t.spec.dtype);
-    device::to_float(src, t.spec.dtype, d.states + p.shard_offset, p.length, stream_);
+    ops.to_float(src, t.spec.dtype, d.states + p.shard_offset, p.length, stream_);
   }
   // Complete on return, as on the host: the caller may change the
   // parameters on any stream afterwards.
-  cuda::stream_synchronize(stream_);
+  ops.synchronize(stream_);
 }
 
 void ShardedOptimizer::copy_state_device(size_t index, float *out, const float *in) {
-  cuda::DeviceGuard guard(placement_.device);
+  DeviceOps &ops = *ops_;
+  dev_->stream = stream_;
   const size_t shard = layout_.shard_elems();
   float *dev = dev_->states + index * shard;
-  if (out) cuda::memcpy_async(out, dev, shard * sizeof(float), stream_);
-  if (in) cuda::memcpy_async(dev, in, shard * sizeof(float), stream_);
-  cuda::stream_synchronize(stream_);
+  if (out) ops.copy(out, dev, shard * sizeof(float), stream_);
+  if (in) ops.copy(dev, in, shard * sizeof(float), stream_);
+  ops.synchronize(stream_);
 }
 
 StepResult ShardedOptimizer::step_device(double grad_scale) {
-  cuda::DeviceGuard guard(placement_.device);
+  DeviceOps &ops = *ops_;
   DeviceState &d = *dev_;
   d.stream = stream_;
   const size_t nb = layout_.buckets().size();
@@ -104,10 +98,10 @@ StepResult ShardedOptimizer::step_device(double grad_scale) {
     char *base = d.flat + bk.byte_offset;
     for (size_t i : bk.tensors) {
       const TensorBinding &t = tensors_[i];
-      cuda::memcpy_async(base + (layout_.tensor_flat_offset(i) - bk.flat_offset) * ds, t.grad,
+      ops.copy(base + (layout_.tensor_flat_offset(i) - bk.flat_offset) * ds, t.grad,
                          t.spec.count * ds, stream_);
     }
-    cuda::memset_async(base + bk.used * ds, 0, (bk.elems - bk.used) * ds, stream_);
+    ops.zero(base + bk.used * ds, (bk.elems - bk.used) * ds, stream_);
     rs[b] = group_.ireduce_scatter(base, base + static_cast<size_t>(group_.rank()) * bk.slice(n) * ds,
                                    bk.slice(n), bk.dtype, comm::ReduceOp::Avg, stream_);
   }
@@ -123,13 +117,13 @@ StepResult ShardedOptimizer::step_device(double grad_scale) {
       rs[b]->wait();
       for (size_t k : pieces_by_bucket_[b]) {
         const Piece &p = my_pieces_[k];
-        device::sum_squares(d.flat + bk.byte_offset + (p.flat_offset - bk.flat_offset) * ds, bk.dtype,
+        ops.sum_squares(d.flat + bk.byte_offset + (p.flat_offset - bk.flat_offset) * ds, bk.dtype,
                             p.length, d.sums + k, d.scratch, stream_);
       }
     }
     std::vector<double> sums(my_pieces_.size());
-    cuda::memcpy_async(sums.data(), d.sums, sums.size() * sizeof(double), stream_);
-    cuda::stream_synchronize(stream_);
+    ops.copy(sums.data(), d.sums, sums.size() * sizeof(double), stream_);
+    ops.synchronize(stream_);
     double acc[2] = {0, 0};
     for (size_t b = 0; b < nb; ++b) {
       double part = 0;
@@ -158,13 +152,13 @@ StepResult ShardedOptimizer::step_device(double grad_scale) {
     if (config_.kind == Kind::AdamW) {
       AdamWHyper h = config_.adamw;
       h.step = step_ + 1;
-      device::adamw_update(master + so, master + shard + so, master + 2 * shard + so, g, out,
+      ops.adamw_update(master + so, master + shard + so, master + 2 * shard + so, g, out,
                            bk.dtype, len, static_cast<float>(mult), h, stream_);
     } else {
       SgdHyper h = config_.sgd;
       h.step = step_ + 1;
       float *mom = state_names_.size() > 1 ? master + shard + so : nullptr;
-      device::sgd_update(master + so, mom, g, out, bk.dtype, len, static_cast<float>(mult), h, stream_);
+      ops.sgd_update(master + so, mom, g, out, bk.dtype, len, static_cast<float>(mult), h, stream_);
     }
     ag[b] = group_.iallgather(out, d.flat + bk.byte_offset, len, bk.dtype, stream_);
   }
@@ -176,7 +170,7 @@ StepResult ShardedOptimizer::step_device(double grad_scale) {
     ag[b]->wait();
     for (size_t i : bk.tensors) {
       const TensorBinding &t = tensors_[i];
-      cuda::memcpy_async(t.param, d.flat + bk.byte_offset + (layout_.tensor_flat_offset(i) - bk.flat_offset) * ds,
+      ops.copy(t.param, d.flat + bk.byte_offset + (layout_.tensor_flat_offset(i) - bk.flat_offset) * ds,
                          t.spec.count * ds, stream_);
     }
   }
@@ -185,7 +179,7 @@ StepResult ShardedOptimizer::step_device(double grad_scale) {
 }
 
 void ShardedOptimizer::gather_params_device() {
-  cuda::DeviceGuard guard(placement_.device);
+  DeviceOps &ops = *ops_;
   DeviceState &d = *dev_;
   d.stream = stream_;
   const size_t nb = layout_.buckets().size();
@@ -194,7 +188,7 @@ void ShardedOptimizer::gather_params_device() {
   for (size_t b = 0; b < nb; ++b) {
     const Bucket &bk = layout_.buckets()[b];
     char *out = d.params + d.param_offset[b];
-    device::from_float(d.states + bk.shard_offset, out, bk.dtype, bk.slice(n), stream_);
+    ops.from_float(d.states + bk.shard_offset, out, bk.dtype, bk.slice(n), stream_);
     ag[b] = group_.iallgather(out, d.flat + bk.byte_offset, bk.slice(n), bk.dtype, stream_);
   }
   for (size_t b = 0; b < nb; ++b) {
@@ -203,7 +197,7 @@ void ShardedOptimizer::gather_params_device() {
     ag[b]->wait();
     for (size_t i : bk.tensors) {
       const TensorBinding &t = tensors_[i];
-      cuda::memcpy_async(t.param, d.flat + bk.byte_offset + (layout_.tensor_flat_offset(i) - bk.flat_offset) * ds,
+      ops.copy(t.param, d.flat + bk.byte_offset + (layout_.tensor_flat_offset(i) - bk.flat_offset) * ds,
                          t.spec.count * ds, stream_);
     }
   }
