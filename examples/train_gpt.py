@@ -141,6 +141,7 @@ def train_parallel(args, cfg):
             print(f"train_gpt: resumed from {path} at step {start_step}", flush=True)
     losses, times, comms = [], [], []
     for step in range(start_step, args.steps):
+        smp.timeline_begin("step")
         x, y = make_batch(cfg, args.batch, step, args.seed)
         x, y = shard_batch(x), shard_batch(y)
         smp.reset_comm_seconds()
@@ -159,6 +160,7 @@ def train_parallel(args, cfg):
         if smp.rank() == 0 and not args.quiet:
             print(f"step {step:4d}  loss {losses[-1]:.6f}  "
                   f"{args.batch * cfg.seq / times[-1]:9.0f} tokens/s", flush=True)
+        smp.timeline_end()  # the step mark (bench/train reads the runtime share from it)
     if args.save:
         ck = make_checkpoint(chunks, opt)
         ck.set_user("step", args.steps)

@@ -3,9 +3,22 @@
 one process (no launcher) versus (1,1,2), (2,1,1), (1,2,1) under mpirun,
 side by side in one run, configurations interleaved over --reps rounds.
 Per run: the median step time over the steps after the first; per
-configuration: the median over rounds. Also the share of rank 0's step
-time spent inside smp calls (smp.comm_seconds(): collectives, sends,
-receives, waits, the sharded optimizer's step).
+configuration: the median over rounds.
+
+Every run records the timeline (SMP_TIMELINE=<temporary file>), and the
+runtime's share of step time comes from it: per rank, the union of the
+intervals of the runtime's events (category "runtime": collectives,
+sends / receives, posts and waits, tensor exchanges, the sharded
+optimizer's step; nested or overlapping ones counted once) clipped to the
+framework marks "step" that train_gpt.py sets around each training step,
+over the steps after the first, divided by those steps' wall time. The
+model's forward / backward marks are compute. Shown for rank 0 and as the
+mean over ranks, next to the Python-side counter smp.comm_seconds() (rank
+0; it times the calls made through the Python module, without the loss
+allreduce at the end of a step) for comparison.
+
+The timeline's own cost: --overhead-config runs a second time per round
+with the timeline off, and its tokens/s on and off are compared.
 
     PYTHONPATH=build/bindings/python /usr/bin/python3 bench/train/bench_train.py
 """
@@ -23,40 +36,111 @@ EXAMPLE = os.path.join(HERE, "..", "..", "examples", "train_gpt.py")
 CONFIGS = [(1, 1, 1), (1, 1, 2), (2, 1, 1), (1, 2, 1)]
 
 
-def run(cfg, steps, extra, tmp):
+def run(cfg, steps, extra, tmp, timeline):
+    """One training run: train_gpt.py's result (rank 0) and, with the
+    timeline on, the trace's events."""
     pp, tp, rdp = cfg
     out = os.path.join(tmp, "r.json")
+    trace = os.path.join(tmp, "timeline.json")
+    for f in (out, trace):
+        if os.path.exists(f):
+            os.remove(f)
     base = [sys.executable, EXAMPLE, "--steps", str(steps), "--quiet", "--losses-out", out] + extra
+    env = dict(os.environ)
+    env.pop("SMP_TIMELINE", None)
+    if timeline:
+        env["SMP_TIMELINE"] = trace
     if cfg == (1, 1, 1):
         cmd = base  # one process, no launcher: smp is a world of one
     else:
         env_args = ["-x", f"SMP_PP_SIZE={pp}", "-x", f"SMP_TP_SIZE={tp}"]
+        if timeline:
+            env_args += ["-x", "SMP_TIMELINE"]
         cmd = [shutil.which("mpirun"), "--allow-run-as-root", "--oversubscribe",
                "-np", str(pp * tp * rdp)] + env_args + base
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
     with open(out) as f:
-        return json.load(f)
+        result = json.load(f)
+    if timeline:
+        with open(trace) as f:
+            result["events"] = [e for e in json.load(f)["traceEvents"] if e.get("ph") == "X"]
+    return result
+
+
+def union_length(intervals):
+    """Total length covered by [start, end) intervals (overlaps once)."""
+    total, cur_s, cur_e = 0.0, None, None
+    for s, e in sorted(intervals):
+        if cur_e is None or s > cur_e:
+            if cur_e is not None:
+                total += cur_e - cur_s
+            cur_s, cur_e = s, e
+        else:
+            cur_e = max(cur_e, e)
+    if cur_e is not None:
+        total += cur_e - cur_s
+    return total
+
+
+def runtime_shares(events):
+    """{rank: share of step time inside runtime events} over the "step"
+    marks after each rank's first."""
+    shares = {}
+    for r in sorted({e["pid"] for e in events}):
+        mine = [e for e in events if e["pid"] == r]
+        steps = sorted((e["ts"], e["ts"] + e["dur"]) for e in mine if e["name"] == "step"
+                       and e.get("cat") == "framework")
+        if len(steps) < 2:
+            raise SystemExit(f"bench_train: rank {r} has {len(steps)} step marks; "
+                             "need train_gpt.py's step marks and --steps >= 2")
+        steps = steps[1:]
+        runtime = [(e["ts"], e["ts"] + e["dur"]) for e in mine if e.get("cat") == "runtime"]
+        inside = 0.0
+        for s0, s1 in steps:
+            clipped = [(max(a, s0), min(b, s1)) for a, b in runtime if b > s0 and a < s1]
+            inside += union_length(clipped)
+        shares[r] = inside / sum(s1 - s0 for s0, s1 in steps)
+    return shares
 
 
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=12)
     p.add_argument("--reps", type=int, default=2)
+    p.add_argument("--overhead-config", default="1,1,2",
+                   help="pp,tp,rdp run also with the timeline off (its cost)")
     p.add_argument("extra", nargs="*", help="more train_gpt.py arguments")
     a = p.parse_args()
+    over = tuple(int(x) for x in a.overhead_config.split(","))
+    if over not in CONFIGS:
+        p.error(f"--overhead-config {a.overhead_config} is not one of {CONFIGS}")
     results = {c: [] for c in CONFIGS}
+    off = []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(a.reps):
             for c in CONFIGS:
-                results[c].append(run(c, a.steps, a.extra, tmp))
-    base = statistics.median(r["tokens_per_s"] for r in results[(1, 1, 1)])
-    print("| (pp, tp, rdp) | ranks | tokens/s | vs (1,1,1) | time in smp calls |")
-    print("|---|---|---|---|---|")
+                r = run(c, a.steps, a.extra, tmp, timeline=True)
+                shares = runtime_shares(r.pop("events"))
+                r["tl_rank0"] = shares[0]
+                r["tl_mean"] = statistics.mean(shares.values())
+                results[c].append(r)
+                if c == over:
+                    off.append(run(c, a.steps, a.extra, tmp, timeline=False))
+    med = lambda rs, k: statistics.median(r[k] for r in rs)  # noqa: E731
+    base = med(results[(1, 1, 1)], "tokens_per_s")
+    print("| config (pp,tp,rdp) | ranks | tokens/s | vs (1,1,1) | runtime share (timeline, rank 0) "
+          "| runtime share (timeline, mean over ranks) | smp calls (Python counter, rank 0) |")
+    print("|---|---|---|---|---|---|---|")
     for c in CONFIGS:
-        tok = statistics.median(r["tokens_per_s"] for r in results[c])
-        share = statistics.median(r["comm_share"] for r in results[c])
+        rs = results[c]
+        tok = med(rs, "tokens_per_s")
         print(f"| ({c[0]},{c[1]},{c[2]}) | {c[0] * c[1] * c[2]} | {tok:.0f} | {tok / base:.2f}x "
-              f"| {100 * share:.1f}% |")
+              f"| {100 * med(rs, 'tl_rank0'):.1f}% | {100 * med(rs, 'tl_mean'):.1f}% "
+              f"| {100 * med(rs, 'comm_share'):.1f}% |")
+    on_tok, off_tok = med(results[over], "tokens_per_s"), med(off, "tokens_per_s")
+    print()
+    print(f"timeline overhead, ({over[0]},{over[1]},{over[2]}): {on_tok:.0f} tokens/s on, "
+          f"{off_tok:.0f} off ({on_tok / off_tok:.3f}x)")
 
 
 if __name__ == "__main__":

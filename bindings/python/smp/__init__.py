@@ -325,3 +325,18 @@ def timeline_write():
     Chrome-trace file SMP_TIMELINE names. Call before finalize(); a no-op
     when the timeline is off."""
     _smp.timeline_write()
+
+
+__all__ += ["timeline_begin", "timeline_end"]
+
+
+def timeline_begin(name, microbatch=-1, chunk=-1):
+    """Opens a framework mark (smp.timeline without the with-block, e.g.
+    around a training step spread over a loop body); timeline_end closes
+    the innermost open one on this thread. No-ops when the timeline is
+    off."""
+    _smp.timeline_begin(name, int(microbatch), int(chunk))
+
+
+def timeline_end():
+    _smp.timeline_end()
