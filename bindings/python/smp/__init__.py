@@ -298,6 +298,86 @@ def iallgather(input, output, group=WORLD):
     return Request(_smp.iallgather(_arg(input), _arg(output), int(group), _stream(output)))
 
 
+
+# ---- Tensor transport (smp.h "Pipeline: tensor transport") ----
+# Every tensor travels with its dtype and shape, so receivers need not know
+# them: recv_tensor and exchange_tensors (with None) return new tensors
+# that the runtime allocated, handed over zero-copy as DLPack capsules.
+# Tags: 0..16383.
+
+__all__ += ["send_tensor", "recv_tensor", "recv_tensor_into", "exchange_tensors"]
+
+
+class _Capsule:
+    """A runtime-allocated host tensor's capsule, dressed for NumPy's
+    from_dlpack (which wants an object with __dlpack__, not a capsule)."""
+
+    __slots__ = ("_capsule",)
+
+    def __init__(self, capsule):
+        self._capsule = capsule
+
+    def __dlpack__(self, stream=None):
+        c, self._capsule = self._capsule, None
+        return c
+
+    def __dlpack_device__(self):
+        return (1, 0)  # kDLCPU: the runtime allocates host memory
+
+
+def _from_capsule(capsule, lib=None):
+    """The tensor in a capsule from the extension: a torch tensor when torch
+    is importable (or lib == "torch"), else a NumPy array (lib == "numpy");
+    both share the runtime's buffer, which goes back when they are freed."""
+    if lib is None:
+        lib = "torch"
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            lib = "numpy"
+    if lib == "torch":
+        import torch.utils.dlpack
+        return torch.utils.dlpack.from_dlpack(capsule)
+    import numpy
+    return numpy.from_dlpack(_Capsule(capsule))
+
+
+@_timed
+def send_tensor(tensor, peer, group=WORLD, tag=0):
+    """Send tensor (its dtype and shape travel with it) to `peer`, a rank
+    within group; returns once the tensor may be reused."""
+    _smp.send_tensor(_arg(tensor), int(peer), int(group), int(tag))
+
+
+@_timed
+def recv_tensor(peer, group=WORLD, tag=0):
+    """Receive whatever tensor `peer` sends: a new tensor of the sender's
+    dtype and shape (torch when importable, else NumPy)."""
+    return _from_capsule(_smp.recv_tensor(int(peer), int(group), int(tag)))
+
+
+@_timed
+def recv_tensor_into(tensor, peer, group=WORLD, tag=0):
+    """Receive into tensor; SmpError (PEER_FAILED, naming the difference)
+    when the sender's dtype or shape differ. Returns tensor."""
+    _smp.recv_tensor_into(_arg(tensor), int(peer), int(group), int(tag))
+    return tensor
+
+
+@_timed
+def exchange_tensors(sends, recvs, group=WORLD):
+    """Post every send and receive at once, then wait for all: no order of
+    calls across ranks can deadlock it. sends: [(tensor, peer, tag)];
+    recvs: [(tensor or None, peer, tag)]. Returns the received tensors in
+    recvs' order: the given tensor, filled, or a new one where None was
+    given. Receives from one (peer, tag) match that peer's sends in order."""
+    sends = [(_arg(t), int(p), int(g)) for t, p, g in sends]
+    recvs = list(recvs)
+    got = _smp.exchange_tensors(
+        sends, [(None if t is None else _arg(t), int(p), int(g)) for t, p, g in recvs], int(group))
+    return [t if c is None else _from_capsule(c) for (t, _, _), c in zip(recvs, got)]
+
+
 class timeline:
     """Marks a region of the framework's own work (e.g. "forward" of
     microbatch m, chunk c) in the timeline SMP_TIMELINE / smprun --timeline

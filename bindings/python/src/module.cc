@@ -319,4 +319,5 @@ PYBIND11_MODULE(_smp, m) {
   smp_py::bind_optim(m);
   smp_py::bind_ckpt(m);
   smp_py::bind_pipeline(m);
+  smp_py::bind_transport(m);
 }

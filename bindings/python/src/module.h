@@ -36,5 +36,6 @@ void bind_timeline(py::module_ &m);
 void bind_optim(py::module_ &m);
 void bind_ckpt(py::module_ &m);
 void bind_pipeline(py::module_ &m);
+void bind_transport(py::module_ &m);
 
 }  // namespace smp_py

@@ -1,0 +1,381 @@
+"""The tensor transport (smp.send_tensor / recv_tensor / recv_tensor_into /
+exchange_tensors): dtype and shape travel with the data, runtime-allocated
+receives come back zero-copy, mismatches and bad arguments raise SmpError.
+Every receiver recomputes what its peer sent from the peer's rank (the
+independent reference). Plus a pure check that the pipeline runner's use of
+exchange_tensors (sends waited for inside each exchange) cannot deadlock on
+any schedule."""
+import numpy as np
+import pytest
+import torch
+
+import smp
+from smp import pipeline
+
+
+def expected(rank, dtype, shape, salt=0):
+    """Rank `rank`'s tensor: small integers (exact in every dtype, bfloat16
+    and int8 included), different per rank, shape, dtype and salt."""
+    n = int(np.prod(shape)) if len(shape) else 1
+    v = (torch.arange(n, dtype=torch.int64) * (rank + 2) + 3 * rank + salt) % 97 - 40
+    return v.reshape(shape).to(dtype)
+
+
+TORCH_CASES = [
+    (torch.float32, (2, 3, 4)),
+    (torch.float64, ()),
+    (torch.bfloat16, (3, 1, 5)),
+    (torch.int32, (7,)),
+    (torch.int8, (0, 3)),
+    (torch.float32, (4, 0, 2)),
+]
+NUMPY_CASES = [
+    (np.float32, ()),
+    (np.float64, (3, 2, 2)),
+    (np.int32, (5,)),
+    (np.int8, (2, 0)),
+]
+
+
+def ring(world):
+    rank, size = world
+    return (rank + 1) % size, (rank - 1) % size
+
+
+def blocking_ring(rank, send, recv):
+    # Even ranks send first, odd ones receive first: blocking calls around
+    # a ring of any size complete (rank 0 ... size-1 even/odd chain).
+    if rank % 2 == 0:
+        send()
+        return recv()
+    got = recv()
+    send()
+    return got
+
+
+@pytest.mark.parametrize("dtype,shape", TORCH_CASES)
+def test_torch_recv_learns_dtype_and_shape(world, dtype, shape):
+    rank, size = world
+    if size == 1:
+        return
+    nxt, prev = ring(world)
+    mine = expected(rank, dtype, shape)
+    got = blocking_ring(rank, lambda: smp.send_tensor(mine, nxt, tag=3),
+                        lambda: smp.recv_tensor(prev, tag=3))
+    assert isinstance(got, torch.Tensor)
+    assert got.dtype == dtype and tuple(got.shape) == shape
+    assert torch.equal(got, expected(prev, dtype, shape))
+
+
+@pytest.mark.parametrize("dtype,shape", NUMPY_CASES)
+def test_numpy_send_recv(world, dtype, shape):
+    rank, size = world
+    if size == 1:
+        return
+    nxt, prev = ring(world)
+    mine = expected(rank, torch.int64, shape).numpy().astype(dtype)
+    got = blocking_ring(rank, lambda: smp.send_tensor(mine, nxt, tag=4),
+                        lambda: smp._from_capsule(smp._smp.recv_tensor(prev, 0, 4), "numpy"))
+    assert isinstance(got, np.ndarray)
+    assert got.dtype == np.dtype(dtype) and got.shape == shape
+    np.testing.assert_array_equal(got, expected(prev, torch.int64, shape).numpy().astype(dtype))
+    # A torch receiver of a NumPy sender gets the same dtype and values.
+    got_t = blocking_ring(rank, lambda: smp.send_tensor(mine, nxt, tag=4),
+                          lambda: smp.recv_tensor(prev, tag=4))
+    assert got_t.dtype == torch.from_numpy(np.zeros(1, dtype)).dtype
+    np.testing.assert_array_equal(got_t.numpy(), got)
+
+
+def test_recv_into_and_requires_grad(world):
+    rank, size = world
+    if size == 1:
+        return
+    nxt, prev = ring(world)
+    mine = expected(rank, torch.float32, (3, 4)).requires_grad_()
+    into = torch.full((3, 4), float("nan"))
+    out = blocking_ring(rank, lambda: smp.send_tensor(mine, nxt, tag=5),
+                        lambda: smp.recv_tensor_into(into, prev, tag=5))
+    assert out is into
+    assert torch.equal(into, expected(prev, torch.float32, (3, 4)))
+    buf = np.full((2, 2), -1, np.int32)
+    blocking_ring(rank, lambda: smp.send_tensor(expected(rank, torch.int32, (2, 2)), nxt, tag=6),
+                  lambda: smp.recv_tensor_into(buf, prev, tag=6))
+    np.testing.assert_array_equal(buf, expected(prev, torch.int32, (2, 2)).numpy())
+
+
+def test_received_tensor_is_zero_copy_and_freed(world):
+    rank, size = world
+    if size == 1:
+        return
+    nxt, prev = ring(world)
+    shape = (64, 1024)  # 256 KiB: one buffer-cache size class of its own
+
+    def one():
+        return blocking_ring(rank, lambda: smp.send_tensor(expected(rank, torch.float32, shape),
+                                                          nxt, tag=8),
+                             lambda: smp._smp.recv_tensor(prev, 0, 8))
+
+    cap = one()
+    ptr, code, bits, cap_shape = smp._smp.capsule_info(cap)
+    assert (code, bits, tuple(cap_shape)) == (2, 32, shape)  # kDLFloat
+    t = smp._from_capsule(cap, "torch")
+    assert t.data_ptr() == ptr  # torch wraps the runtime's buffer
+    assert torch.equal(t, expected(prev, torch.float32, shape))
+    held = one()  # t still alive: a different buffer
+    assert smp._smp.capsule_info(held)[0] != ptr
+    del t, cap
+    # The deleter gave the buffer back to the runtime's cache, which
+    # hands it out again (most recently freed first).
+    cap = one()
+    assert smp._smp.capsule_info(cap)[0] == ptr
+    a = smp._from_capsule(cap, "numpy")
+    assert a.__array_interface__["data"][0] == ptr
+    np.testing.assert_array_equal(a, expected(prev, torch.float32, shape).numpy())
+    del a, cap
+    cap = one()  # freed through NumPy too
+    assert smp._smp.capsule_info(cap)[0] == ptr
+    del held, cap  # an unconsumed capsule frees its tensor as well
+    cap = one()
+    assert smp._smp.capsule_info(cap)[0] == ptr
+
+
+def test_recv_into_mismatch_names_difference(world):
+    rank, size = world
+    if size == 1:
+        return
+    nxt, prev = ring(world)
+
+    def failing_recv(into):
+        with pytest.raises(smp.SmpError) as e:
+            smp.recv_tensor_into(into, prev, tag=9)
+        return e.value
+
+    send = lambda: smp.send_tensor(expected(rank, torch.float32, (2, 3)), nxt, tag=9)  # noqa: E731
+    err = blocking_ring(rank, send, lambda: failing_recv(torch.zeros(3, 2)))
+    assert err.status == smp.Status.PEER_FAILED
+    msg = str(err)
+    assert "float32[2, 3]" in msg and "float32[3, 2]" in msg and "dimension 0 differs (2 vs 3)" in msg
+    err = blocking_ring(rank, send, lambda: failing_recv(torch.zeros(2, 3, dtype=torch.float64)))
+    assert "dtype differs" in str(err)
+    # The mismatched payloads were drained: the channel still pairs up.
+    got = blocking_ring(rank, lambda: smp.send_tensor(expected(rank, torch.int8, (4,), 1), nxt, tag=9),
+                        lambda: smp.recv_tensor(prev, tag=9))
+    assert torch.equal(got, expected(prev, torch.int8, (4,), 1))
+
+
+def test_exchange_ring_both_directions(world):
+    rank, size = world
+    if size == 1:
+        return
+    nxt, prev = ring(world)
+    # Two tensors each way (same tag: they match in order), mixed dtypes;
+    # from prev into new tensors, from next into preallocated ones. With 2
+    # ranks prev == next and tags keep the directions apart.
+    sends = [(expected(rank, torch.float32, (2, 5), salt=1), nxt, 10),
+             (expected(rank, torch.bfloat16, (3,), salt=2), nxt, 10),
+             (expected(rank, torch.int32, (4, 1, 2), salt=3), prev, 11),
+             (expected(rank, torch.float64, (), salt=4), prev, 11)]
+    into_a = torch.empty(4, 1, 2, dtype=torch.int32)
+    into_b = np.empty((), np.float64)
+    # The receives listed in another order than the peers send them.
+    recvs = [(into_a, nxt, 11), (None, prev, 10), (into_b, nxt, 11), (None, prev, 10)]
+    got = smp.exchange_tensors(sends, recvs, smp.WORLD)
+    assert len(got) == 4
+    assert got[0] is into_a and got[2] is into_b
+    assert torch.equal(into_a, expected(nxt, torch.int32, (4, 1, 2), salt=3))
+    assert into_b == expected(nxt, torch.float64, (), salt=4).item()
+    assert got[1].dtype == torch.float32 and torch.equal(got[1], expected(prev, torch.float32, (2, 5), salt=1))
+    assert got[3].dtype == torch.bfloat16 and torch.equal(got[3], expected(prev, torch.bfloat16, (3,), salt=2))
+    # Only receives, only sends, and nothing at all are fine too.
+    if rank % 2 == 0:
+        assert smp.exchange_tensors([(expected(rank, torch.int8, (3,)), nxt, 12)], [], smp.WORLD) == []
+        assert smp.exchange_tensors([], [(None, prev, 12)], smp.WORLD)[0].tolist() == \
+            expected(prev, torch.int8, (3,)).tolist()
+    else:
+        got = smp.exchange_tensors([], [(None, prev, 12)], smp.WORLD)
+        assert torch.equal(got[0], expected(prev, torch.int8, (3,)))
+        smp.exchange_tensors([(expected(rank, torch.int8, (3,)), nxt, 12)], [], smp.WORLD)
+    assert smp.exchange_tensors([], [], smp.WORLD) == []
+
+
+def test_exchange_mismatch_raises_after_every_transfer(world):
+    rank, size = world
+    if size == 1:
+        return
+    nxt, prev = ring(world)
+    sends = [(expected(rank, torch.float32, (4,)), nxt, 13), (expected(rank, torch.float32, (5,)), nxt, 14)]
+    with pytest.raises(smp.SmpError) as e:
+        smp.exchange_tensors(sends, [(None, prev, 13), (torch.zeros(6), prev, 14)], smp.WORLD)
+    assert e.value.status == smp.Status.PEER_FAILED
+    assert "float32[5]" in str(e.value) and "float32[6]" in str(e.value)
+    smp.barrier()
+
+
+def test_bad_arguments_raise_before_communicating(world):
+    rank, size = world
+    t = torch.zeros(3)
+    with pytest.raises(smp.SmpError) as e:
+        smp.send_tensor(t, size)
+    assert e.value.status == smp.Status.INVALID_ARGUMENT and "peer" in str(e.value)
+    with pytest.raises(smp.SmpError) as e:
+        smp.recv_tensor(0, tag=16384)
+    assert e.value.status == smp.Status.INVALID_ARGUMENT and "16383" in str(e.value)
+    with pytest.raises(smp.SmpError) as e:
+        smp.send_tensor(torch.zeros(3, 4).t(), 0)
+    assert "contiguous" in str(e.value)
+    with pytest.raises(smp.SmpError) as e:
+        smp.send_tensor("not a tensor", 0)
+    assert "expected a tensor" in str(e.value)
+    ro = np.zeros(3, np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(smp.SmpError) as e:
+        smp.recv_tensor_into(ro, 0)
+    assert "read-only" in str(e.value)
+    with pytest.raises(smp.SmpError) as e:
+        smp.exchange_tensors([], [(None, -1, 0)], smp.WORLD)
+    assert e.value.status == smp.Status.INVALID_ARGUMENT
+    with pytest.raises(smp.SmpError) as e:
+        smp._smp.exchange_tensors([(t, 0)], [], 0)
+    assert "(tensor, peer, tag)" in str(e.value)
+
+
+# ---- The runner's exchanges cannot deadlock (pure; no communication) ----
+# exchange_tensors waits for its sends. Once a tensor is too large for MPI
+# to buffer, a send completes only when its receive is posted, and the
+# schedule's batches (designed for sends left in flight) can then stall;
+# smp.pipeline.plan_exchanges moves receives earlier where they would. This
+# model of that rendezvous is written apart from the planner's.
+
+SEND_KINDS = (pipeline.SEND_ACTIVATION, pipeline.SEND_GRADIENT)
+
+
+def key_of(kind, m, c, stage, pp):
+    """(direction, receiving virtual stage, microbatch): the same on both
+    sides of a transfer."""
+    g = c * pp + stage
+    return {pipeline.SEND_ACTIVATION: (0, g + 1, m), pipeline.RECV_ACTIVATION: (0, g, m),
+            pipeline.SEND_GRADIENT: (1, g - 1, m), pipeline.RECV_GRADIENT: (1, g, m)}[kind]
+
+
+def listed_exchanges(ops):
+    """The schedule's batches as the runner groups them: runs of transfers
+    with one batch number, between computations."""
+    out, prev = [], None
+    for kind, m, c, peer, batch in ops:
+        if kind in (pipeline.FORWARD, pipeline.BACKWARD):
+            prev = None
+            continue
+        if batch != prev:
+            out.append([])
+            prev = batch
+        out[-1].append((kind, m, c, peer))
+    return out
+
+
+def model(exchanges, stage, pp):
+    return [[(kind in SEND_KINDS, key_of(kind, m, c, stage, pp), peer) for kind, m, c, peer in ex]
+            for ex in exchanges]
+
+
+def deadlocks(stages):
+    """Run every stage's exchanges as exchange_tensors does (all posted,
+    headers awaited in order, each payload receive posted once its header
+    and all earlier ones arrived) with rendezvous sends (a send completes
+    only once its payload receive is posted). Returns the stuck stages."""
+    pos = [0] * len(stages)
+
+    def posted_send(stage, key):
+        return any(s and k == key for ex in stages[stage][:pos[stage] + 1] for s, k, _ in ex)
+
+    def payload_posted(stage, key):
+        done = stages[stage][:pos[stage]]
+        if any(not s and k == key for ex in done for s, k, _ in ex):
+            return True
+        if pos[stage] == len(stages[stage]):
+            return False
+        for s, k, peer in stages[stage][pos[stage]]:
+            if s:
+                continue
+            if not posted_send(peer, k):
+                return False  # this header (and every later payload) waits
+            if k == key:
+                return True
+        return False
+
+    progress = True
+    while progress:
+        progress = False
+        for st, ex in enumerate(stages):
+            if pos[st] == len(ex):
+                continue
+            cur = ex[pos[st]]
+            if all(posted_send(peer, k) if not s else payload_posted(peer, k) for s, k, peer in cur):
+                pos[st] += 1
+                progress = True
+    return [st for st in range(len(stages)) if pos[st] < len(stages[st])]
+
+
+def test_deadlock_model_detects_a_cycle():
+    # Both stages send first, in an exchange of their own, then receive:
+    # with rendezvous sends that is the classic deadlock.
+    a = [[(True, (0, 1, 0), 1)], [(False, (1, 0, 0), 1)]]
+    b = [[(True, (1, 0, 0), 0)], [(False, (0, 1, 0), 0)]]
+    assert deadlocks([a, b]) == [0, 1]
+    # A receive listed first holds up a later one's payload until its header
+    # arrives: stage 0 waits for stage 2, which waits on stage 1's send to 0.
+    s0 = [[(False, (0, 0, 0), 2), (False, (0, 0, 1), 1)]]
+    s1 = [[(True, (0, 0, 1), 0)], [(False, (0, 1, 9), 2)]]
+    s2 = [[(True, (0, 1, 9), 1)], [(True, (0, 0, 0), 0)]]
+    assert deadlocks([s0, s1, s2]) == [0, 1, 2]
+    s0_ordered = [[(False, (0, 0, 1), 1), (False, (0, 0, 0), 2)]]
+    assert deadlocks([s0_ordered, s1, s2]) == []
+
+
+def test_listed_virtual_schedule_stalls_with_blocking_sends():
+    # Why the plan exists: Megatron's schedule, 2 chunks, 4 microbatches on
+    # 2 stages, run batch by batch with sends waited for, stalls.
+    pp = 2
+    listed = [model(listed_exchanges(pipeline.schedule("virtual", s, pp, 4, 2)), s, pp)
+              for s in range(pp)]
+    assert deadlocks(listed) == [0, 1]
+
+
+def schedule_cases(pp):
+    cases = []
+    for m in range(1, 9):
+        for chunks in (1, 2, 3):
+            cases.append(("simple", m, chunks, 0))
+        for active in range(0, pp + 3):
+            cases.append(("interleaved", m, 1, active))
+    for m in range(pp, 3 * pp + 1, pp):
+        for chunks in (1, 2, 3):
+            cases.append(("virtual", m, chunks, 0))
+    return cases
+
+
+@pytest.mark.parametrize("pp", [2, 3, 4])
+def test_runner_plan_cannot_deadlock(pp):
+    stalled = 0
+    for name, m, chunks, active in schedule_cases(pp):
+        where = (name, pp, m, chunks, active)
+        listed = [listed_exchanges(pipeline.schedule(name, s, pp, m, chunks, active))
+                  for s in range(pp)]
+        plan = pipeline.plan_exchanges(name, pp, m, chunks, active)
+        assert deadlocks([model(plan[s], s, pp) for s in range(pp)]) == [], where
+        if deadlocks([model(listed[s], s, pp) for s in range(pp)]) == []:
+            assert plan == listed, where  # nothing moves where nothing stalls
+            continue
+        stalled += 1
+        for s in range(pp):
+            assert len(plan[s]) == len(listed[s]), where
+            for k, (p_ex, l_ex) in enumerate(zip(plan[s], listed[s])):
+                # Sends stay where the schedule lists them, in order ...
+                assert [o for o in p_ex if o[0] in SEND_KINDS] == \
+                    [o for o in l_ex if o[0] in SEND_KINDS], where
+            # ... and every receive happens once, no later than listed.
+            listed_at = {o: k for k, ex in enumerate(listed[s]) for o in ex}
+            plan_at = {o: k for k, ex in enumerate(plan[s]) for o in ex}
+            assert sorted(plan_at) == sorted(listed_at), where
+            assert sum(len(ex) for ex in plan[s]) == len(plan_at), where
+            assert all(plan_at[o] <= listed_at[o] for o in plan_at), where
+    assert stalled > 0  # several chunks with microbatches >= 2 * pp stall as listed
