@@ -43,6 +43,9 @@ def parse_args(argv=None):
                         "interleaved 1F1B over --chunks model chunks per stage")
     p.add_argument("--chunks", type=int, default=2,
                    help="model chunks per stage for the virtual schedule")
+    p.add_argument("--active-microbatches", type=int, default=0, metavar="N",
+                   help="the interleaved schedule's cap on microbatches in flight per stage "
+                        "(0 = the runtime's default, pp + 2)")
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--heads", type=int, default=4)
@@ -59,7 +62,12 @@ def parse_args(argv=None):
     p.add_argument("--tolerance", type=float, default=1e-5)
     p.add_argument("--losses-out", metavar="FILE", help="rank 0 writes the losses as JSON")
     p.add_argument("--quiet", action="store_true", help="only the summary lines")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    n = args.active_microbatches
+    if n < 0 or (n and args.schedule != "interleaved"):
+        p.exit(2, f"train_gpt: --active-microbatches {n}: needs "
+                  "--schedule interleaved and N >= 0 (0 = the runtime's default)\n")
+    return args
 
 
 def make_optimizer(params, args):
@@ -84,17 +92,24 @@ def check_topology(args, cfg):
 
 
 def make_checkpoint(chunks, opt):
-    """Every parameter and its AdamW moments under the full model's names;
-    pieces other ranks hold too (data-parallel replicas, TP-replicated
-    tensors) are flagged so they are written once."""
+    """Every parameter and its AdamW moments under the full model's names
+    (`<name>.exp_avg`, `<name>.exp_avg_sq`), whichever optimizer holds them,
+    so either kind loads the other's checkpoint; pieces other ranks hold
+    too (data-parallel replicas, TP-replicated tensors) are flagged so they
+    are written once."""
     ck = Checkpoint()
     rdp = smp.rdp_size()
+    sharded = isinstance(opt, ShardedOptimizer)
+    full_name = {}
     for ch in chunks:
         for local, p in ch.named_parameters():
             name = ch.full_names[local]
+            full_name[id(p)] = name
             copies = rdp > 1 or not getattr(p, "tensor_parallel", False)
             flags = REPLICATED if copies else 0
             ck.add(name, p, flags=flags)
+            if sharded:
+                continue
             st = opt.state[p]
             if not st:  # AdamW's lazily made state, made now so load can fill it
                 st["step"] = torch.tensor(0.0)
@@ -102,6 +117,11 @@ def make_checkpoint(chunks, opt):
                 st["exp_avg_sq"] = torch.zeros_like(p)
             ck.add(name + ".exp_avg", st["exp_avg"], like=p, flags=flags | OPTIMIZER)
             ck.add(name + ".exp_avg_sq", st["exp_avg_sq"], like=p, flags=flags | OPTIMIZER)
+    if sharded:
+        # This rank's ZeRO-1 shard of the moments, as ranges of the same
+        # tensors; the optimizer's own names ("v<stage>.<local>") map to
+        # the full ones.
+        ck.add_sharded_optimizer(opt, {n: full_name[id(p)] for n, p in opt.named})
     return ck
 
 
@@ -125,17 +145,33 @@ def train_parallel(args, cfg):
     else:
         opt = make_optimizer(params, args)
     mb = args.batch // rdp // args.microbatches
-    runner = PipelineRunner(chunks, (mb, cfg.seq, cfg.hidden), schedule=args.schedule)
+    runner = PipelineRunner(chunks, schedule=args.schedule,
+                            active_microbatches=args.active_microbatches)
     # The loss printed is the global batch's: the last stage's TP rank 0 of
     # every replica contributes its mean / rdp.
     reporter = runner.holds_last() and smp.tp_rank() == 0
     start_step = 0
     if args.load:
         ck = make_checkpoint(chunks, opt)
-        path = ck.load(args.load)
+        try:
+            path = ck.load(args.load)
+        except smp.SmpError as e:
+            # Collective: every rank fails with the same message (e.g. a
+            # checkpoint without the optimizer state this run resumes).
+            if smp.rank() == 0:
+                print(f"train_gpt: cannot resume from {args.load}: {e}", file=sys.stderr,
+                      flush=True)
+            ck.close()
+            if args.sharded_optimizer:
+                opt.close()  # before finalize
+            smp.finalize()
+            sys.exit(1)
         start_step = ck.get_user("step")
-        for p in params:
-            opt.state[p]["step"] = torch.tensor(float(start_step))
+        if args.sharded_optimizer:
+            opt.set_step(start_step)  # the moments came back with the load
+        else:
+            for p in params:
+                opt.state[p]["step"] = torch.tensor(float(start_step))
         ck.close()
         if smp.rank() == 0:
             print(f"train_gpt: resumed from {path} at step {start_step}", flush=True)
@@ -200,12 +236,6 @@ def main(argv=None):
     if problems:
         if rank == 0:
             print("train_gpt: " + "; ".join(problems), file=sys.stderr)
-        smp.finalize()
-        return 2
-    if (args.save or args.load) and args.sharded_optimizer:
-        if rank == 0:
-            print("train_gpt: --save/--load with --sharded-optimizer is not supported yet",
-                  file=sys.stderr)
         smp.finalize()
         return 2
     if rank == 0:

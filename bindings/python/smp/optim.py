@@ -64,8 +64,11 @@ class ShardedOptimizer:
         """shard_elems, states (names), pieces, step, state_bytes."""
         return self._opt.info()
 
-    def export_state(self, name):
-        out = torch.zeros(self._opt.info()["shard_elems"], dtype=torch.float32)
+    def export_state(self, name, out=None):
+        """State buffer `name` of this rank's shard (info()["states"]), into
+        `out` (float32, shard_elems) when given, else a new tensor."""
+        if out is None:
+            out = torch.zeros(self._opt.info()["shard_elems"], dtype=torch.float32)
         self._opt.export_state(name, out)
         return out
 

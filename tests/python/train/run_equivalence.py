@@ -6,10 +6,17 @@ within --tolerance (relative). Exit 0 only if they do.
 
     run_equivalence.py --mpirun mpirun --example examples/train_gpt.py \
         --pp 2 --tp 2 --rdp 2 [-- extra train_gpt.py arguments]
+
+With --saved-at, a first run at another layout trains steps 0-2 and saves
+a checkpoint that the main run resumes; --save-args / --load-args give
+the two runs different arguments (e.g. smp's sharded optimizer in one,
+torch's AdamW in the other). --missing-optimizer-state instead saves the
+model alone and requires the main run to refuse to resume from it.
 """
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -31,29 +38,41 @@ def main():
     p.add_argument("--saved-at", metavar="PP,TP,RDP",
                    help="first train 3 steps at this layout and save a checkpoint; the "
                         "main run loads it and trains steps 3 and 4")
+    p.add_argument("--save-args", default="", help="train_gpt.py arguments of the saving run only")
+    p.add_argument("--load-args", default="", help="train_gpt.py arguments of the main run only")
+    p.add_argument("--missing-optimizer-state", action="store_true",
+                   help="resume from a checkpoint of the model alone: the main run must fail "
+                        "and name the missing optimizer state")
+    p.add_argument("--write-model-only", metavar="DIR", help=argparse.SUPPRESS)
     p.add_argument("extra", nargs="*")
     a = p.parse_args()
     train_args = TINY + a.extra
+    if a.write_model_only:
+        return write_model_only(a, train_args)
 
-    def launch(pp, tp, rdp, extra):
+    def launch(pp, tp, rdp, extra, program=None):
         cmd = [a.mpirun, "-np", str(pp * tp * rdp), "-x", f"SMP_PP_SIZE={pp}",
-               "-x", f"SMP_TP_SIZE={tp}", a.python, a.example] + train_args + extra
+               "-x", f"SMP_TP_SIZE={tp}", a.python] + (program or [a.example] + train_args) + extra
         print(" ".join(cmd), flush=True)
         r = subprocess.run(cmd, timeout=600)
         if r.returncode != 0:
             print(f"FAIL: the parallel run exited {r.returncode}")
         return r.returncode == 0
 
+    if a.missing_optimizer_state:
+        return missing_optimizer_state(a, train_args, launch)
+
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "losses.json")
-        extra = ["--losses-out", out]
+        extra = ["--losses-out", out] + shlex.split(a.load_args)
         saved = []
         if a.saved_at:
             # The saving run's own steps 0..2 are checked too.
             ckpt = os.path.join(tmp, "ckpt")
             out0 = os.path.join(tmp, "saved.json")
             pp, tp, rdp = (int(x) for x in a.saved_at.split(","))
-            if not launch(pp, tp, rdp, ["--steps", "3", "--save", ckpt, "--losses-out", out0]):
+            if not launch(pp, tp, rdp, ["--steps", "3", "--save", ckpt, "--losses-out", out0]
+                          + shlex.split(a.save_args)):
                 return 1
             with open(out0) as f:
                 saved = json.load(f)["losses"]
@@ -102,6 +121,62 @@ def main():
         print(f"FAIL: largest relative difference {worst:.2e} > {a.tolerance:g}")
         return 1
     print(f"OK: largest relative difference {worst:.2e} <= {a.tolerance:g}")
+    return 0
+
+
+def write_model_only(a, train_args):
+    """(Under mpirun -np 1.) A checkpoint of the untrained model's
+    parameters, under the names train_gpt.py uses, without optimizer
+    state."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(a.example)))
+    import torch
+    import smp
+    import train_gpt
+    from gpt_model import GPT, GPTConfig, build_chunks
+    from smp.checkpoint import Checkpoint
+    args = train_gpt.parse_args(train_args)
+    cfg = GPTConfig(vocab=args.vocab, seq=args.seq, hidden=args.hidden, heads=args.heads,
+                    layers=args.layers)
+    smp.init()
+    torch.manual_seed(args.seed)
+    ck = Checkpoint()
+    for ch in build_chunks(GPT(cfg), 1):
+        for local, p in ch.named_parameters():
+            ck.add(ch.full_names[local], p)
+    ck.set_user("step", 3)
+    ck.save(a.write_model_only)
+    ck.close()
+    smp.finalize()
+    return 0
+
+
+def missing_optimizer_state(a, train_args, launch):
+    """A checkpoint without optimizer state must not resume training (with
+    zero moments, silently): the run fails and names a missing tensor."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = os.path.join(tmp, "ckpt")
+        if not launch(1, 1, 1, [], program=[os.path.abspath(__file__), "--mpirun", a.mpirun,
+                                            "--example", a.example, "--write-model-only",
+                                            ckpt, "--"] + a.extra):
+            return 1
+        cmd = [a.mpirun, "-np", str(a.pp * a.tp * a.rdp), "-x", f"SMP_PP_SIZE={a.pp}",
+               "-x", f"SMP_TP_SIZE={a.tp}", a.python, a.example] + train_args + [
+                   "--load", ckpt] + shlex.split(a.load_args)
+        print(" ".join(cmd), flush=True)
+        r = subprocess.run(cmd, timeout=600, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True)
+        print(r.stdout)
+        if r.returncode == 0:
+            print("FAIL: resumed from a checkpoint without optimizer state")
+            return 1
+        want = "train_gpt: cannot resume from"
+        if want not in r.stdout or ".exp_avg" not in r.stdout:
+            print(f"FAIL: exited {r.returncode} without '{want}' naming an .exp_avg tensor")
+            return 1
+        if "Traceback" in r.stdout:
+            print("FAIL: a traceback instead of one error line")
+            return 1
+    print(f"OK: exited {r.returncode}, naming the missing optimizer state")
     return 0
 
 
