@@ -44,9 +44,11 @@ targets=(tests/gpu/gpu_kernels_test tests/gpu/gpu_collectives_test tests/gpu/gpu
   tests/gpu/gpu_optim_test tests/gpu/gpu_optim_capi_test
   tests/unit/cuda/cuda_staged_pipeline_test tests/unit/cuda/cuda_nccl_protocol_test
   tests/unit/cuda/cuda_nccl_types_test tests/unit/cuda/cuda_memtype_test tests/unit/cuda/cuda_staged_mpi_test)
-# The benchmarks exist when bench/meson.build walks bench/gpu.
+# The benchmarks exist when bench/meson.build walks bench/gpu. (grep reads
+# all of ninja's output: with -q it would stop early, ninja would die of
+# SIGPIPE, and pipefail would call the benchmarks missing.)
 have_bench=0
-if ninja -C "$build" -t targets all 2>/dev/null | grep -q "^bench/gpu/gpu_adamw_bench:"; then
+if ninja -C "$build" -t targets all 2>/dev/null | grep "^bench/gpu/gpu_adamw_bench:" >/dev/null; then
   have_bench=1
   targets+=(bench/gpu/gpu_adamw_bench bench/gpu/gpu_staged_bench bench/gpu/gpu_sharded_step_bench)
 else
