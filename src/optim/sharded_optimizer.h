@@ -21,9 +21,10 @@
 // call returns. With tensors on a CUDA device the shard's state lives in
 // that device's memory, the collectives get device buffers (comm's device
 // backends: NCCL, or the staged backend), and the packing copies, the
-// norm's sums of squares and the fused update run as the CUDA kernels
-// (kernels.h, namespace device), all enqueued on stream() in the order
-// above, as comm's calls on CUDA memory are: a call returns once its work
+// norm's sums of squares and the fused update go through DeviceOps
+// (device_ops.h; on CUDA: kernels.h's device twins over src/cuda), all
+// enqueued on stream() in the order above, as comm's calls on CUDA memory
+// are: a call returns once its work
 // is enqueued (gradients must be ready in stream order, new parameters are
 // there in stream order). Clipping and the finite check read the norm back
 // to the host (every rank must take the same decision), so a step with
