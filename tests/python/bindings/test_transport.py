@@ -379,3 +379,61 @@ def test_runner_plan_cannot_deadlock(pp):
             assert sum(len(ex) for ex in plan[s]) == len(plan_at), where
             assert all(plan_at[o] <= listed_at[o] for o in plan_at), where
     assert stalled > 0  # several chunks with microbatches >= 2 * pp stall as listed
+
+
+# ---- The runner over WORLD (every rank a stage) vs one process ----
+
+class Block(torch.nn.Module):
+    """Virtual stage g of a chain: tanh(W x + b); the last one returns the
+    mean squared error against the targets."""
+
+    def __init__(self, g, width, last):
+        super().__init__()
+        torch.manual_seed(100 + g)
+        self.lin = torch.nn.Linear(width, width)
+        self.last = last
+
+    def forward(self, x, y=None):
+        h = torch.tanh(self.lin(x))
+        return ((h - y) ** 2).mean() if self.last else h
+
+
+RUNNER_CASES = [  # schedule, chunks, microbatches (x stages), active, act_shape given
+    ("simple", 1, 2, 0, False),
+    ("interleaved", 1, 2, 0, False),
+    ("interleaved", 1, 2, 1, True),
+    ("simple", 2, 2, 0, False),   # stalls as listed: receives planned earlier
+    ("virtual", 2, 2, 0, False),  # likewise
+    ("virtual", 2, 1, 0, True),
+]
+
+
+@pytest.mark.parametrize("name,chunks,mb_per_stage,active,shaped", RUNNER_CASES)
+def test_runner_matches_one_process(world, name, chunks, mb_per_stage, active, shaped):
+    rank, size = world
+    width, rows = 64, 32  # 8 KiB activations: past MPI's eager limit, so sends rendezvous
+    M = mb_per_stage * size
+    virtual = size * chunks
+    mine = [Block(c * size + rank, width, c * size + rank == virtual - 1) for c in range(chunks)]
+    gen = torch.Generator().manual_seed(7)
+    inputs = [torch.randn(rows, width, generator=gen) for _ in range(M)]
+    targets = [torch.randn(rows, width, generator=gen) for _ in range(M)]
+    runner = pipeline.PipelineRunner(mine, act_shape=(rows, width) if shaped else None,
+                                     schedule=name, group=smp.WORLD, active_microbatches=active)
+    losses = runner.run(inputs, targets)
+
+    # The same chain in this process.
+    ref = [Block(g, width, g == virtual - 1) for g in range(virtual)]
+    ref_losses = []
+    for x, y in zip(inputs, targets):
+        for b in ref[:-1]:
+            x = b(x)
+        loss = ref[-1](x, y)
+        (loss / M).backward()
+        ref_losses.append(loss.item())
+    assert (losses is not None) == (rank == (virtual - 1) % size)
+    if losses is not None:
+        np.testing.assert_allclose(losses, ref_losses, rtol=1e-6)
+    for c, block in enumerate(mine):
+        for p, q in zip(block.parameters(), ref[c * size + rank].parameters()):
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-7)
