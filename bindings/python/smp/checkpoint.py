@@ -63,7 +63,9 @@ class _ShardedState:
     Master weights: for a float32 model they equal the parameters, so they
     are not stored twice; after a load they are rebuilt from the loaded
     parameters (exact). A model with 16-bit parameters stores them too, as
-    `<name>.master`, since rounding loses what the float32 copy holds."""
+    `<name>.master`, since rounding loses what the float32 copy holds; such
+    a model then loads only checkpoints that have them (a missing tensor
+    fails the load, as missing moments do)."""
 
     def __init__(self, ck, opt, names):
         info = opt.info()
