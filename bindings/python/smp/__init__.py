@@ -403,7 +403,8 @@ class timeline:
 def timeline_write():
     """Collective over WORLD: write every rank's timeline events to the
     Chrome-trace file SMP_TIMELINE names. Call before finalize(); a no-op
-    when the timeline is off."""
+    when the timeline is off. finalize() writes them too when this was
+    never called (and no rank saw a communication failure)."""
     _smp.timeline_write()
 
 
