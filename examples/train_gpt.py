@@ -144,7 +144,6 @@ def train_parallel(args, cfg):
                                group=smp.RDP_GROUP)
     else:
         opt = make_optimizer(params, args)
-    mb = args.batch // rdp // args.microbatches
     runner = PipelineRunner(chunks, schedule=args.schedule,
                             active_microbatches=args.active_microbatches)
     # The loss printed is the global batch's: the last stage's TP rank 0 of

@@ -212,6 +212,17 @@ typedef struct smp_tensor_transfer {
 SMP_API smp_status_t smp_exchange_tensors(const smp_tensor_transfer_t *sends, size_t nsends,
                                           smp_tensor_transfer_t *recvs, size_t nrecvs,
                                           smp_group_t group);
+/* As smp_exchange_tensors, but returns once every receive has completed,
+ * leaving the sends in flight: *sends_done is a request (smp_wait /
+ * smp_test) that completes when they have; the sent tensors must stay
+ * untouched until then. This is how a pipeline schedule's exchanges are
+ * meant to run (smp_pipe_op_t.batch): waiting for a send inside its own
+ * exchange stalls once the tensor is too large for MPI to buffer and the
+ * peer receives it only in a later exchange (several chunks per stage). */
+SMP_API smp_status_t smp_exchange_tensors_deferred(const smp_tensor_transfer_t *sends,
+                                                   size_t nsends, smp_tensor_transfer_t *recvs,
+                                                   size_t nrecvs, smp_group_t group,
+                                                   smp_request_t *sends_done);
 
 /* Schedules. SIMPLE: GPipe (all forwards, then all backwards). INTERLEAVED:
  * 1F1B, a backward as soon as one is ready, at most active_microbatches in
@@ -240,8 +251,8 @@ typedef struct smp_pipe_op {
   int chunk;
   int peer;  /* the stage on the other side of a send/receive; -1 for compute */
   int batch; /* consecutive sends/receives with one batch form one exchange
-              * (smp_exchange_tensors); its sends may complete later, by
-              * the end of the step; -1 for compute */
+              * (smp_exchange_tensors_deferred); its sends may complete
+              * later, by the end of the step; -1 for compute */
 } smp_pipe_op_t;
 
 /* Stage `stage`'s operations for one step, in order, into ops[0..*n). With

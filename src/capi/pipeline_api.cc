@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "capi/guard.h"
+#include "capi/request.h"
 #include "pipeline/partition.h"
 #include "pipeline/schedule.h"
 #include "pipeline/simulate.h"
@@ -51,6 +52,33 @@ const DLTensor &tensor_of(const struct DLManagedTensor *t, const char *fn, const
   return t->dl_tensor;
 }
 
+// Both exchange calls; sends are left in `pending` when given. Returns the
+// bytes sent (for the deferred sends' wait event).
+long long exchange_tensors(const char *fn, smp::comm::Context &ctx,
+                           const smp_tensor_transfer_t *sends, size_t nsends,
+                           smp_tensor_transfer_t *recvs, size_t nrecvs, smp_group_t group,
+                           pl::PendingSends *pending) {
+  smp::capi::require_ptr(sends, nsends, (std::string(fn) + ": sends").c_str());
+  smp::capi::require_ptr(recvs, nrecvs, (std::string(fn) + ": recvs").c_str());
+  std::vector<pl::SendSpec> s(nsends);
+  long long bytes = 0;
+  for (size_t i = 0; i < nsends; ++i) {
+    const std::string name = "sends[" + std::to_string(i) + "].tensor";
+    s[i] = pl::SendSpec{&tensor_of(sends[i].tensor, fn, name.c_str()), sends[i].peer, sends[i].tag};
+  }
+  std::vector<pl::RecvSpec> r(nrecvs);
+  for (size_t i = 0; i < nrecvs; ++i) {
+    r[i].peer = recvs[i].peer;
+    r[i].tag = recvs[i].tag;
+    r[i].into = recvs[i].tensor ? &recvs[i].tensor->dl_tensor : nullptr;
+  }
+  pl::exchange(ctx.group(to_group(group)), s, r, pending);
+  for (const pl::SendSpec &spec : s) bytes += static_cast<long long>(pl::tensor_nbytes(*spec.tensor));
+  for (size_t i = 0; i < nrecvs; ++i)
+    if (recvs[i].tensor == nullptr) recvs[i].tensor = r[i].result.release_to_dlpack();
+  return bytes;
+}
+
 }  // namespace
 
 extern "C" {
@@ -83,23 +111,26 @@ smp_status_t smp_recv_tensor_into(struct DLManagedTensor *tensor, int peer, smp_
 smp_status_t smp_exchange_tensors(const smp_tensor_transfer_t *sends, size_t nsends,
                                   smp_tensor_transfer_t *recvs, size_t nrecvs, smp_group_t group) {
   return guarded([&](smp::comm::Context &ctx) {
-    smp::capi::require_ptr(sends, nsends, "smp_exchange_tensors: sends");
-    smp::capi::require_ptr(recvs, nrecvs, "smp_exchange_tensors: recvs");
-    std::vector<pl::SendSpec> s(nsends);
-    for (size_t i = 0; i < nsends; ++i) {
-      const std::string name = "sends[" + std::to_string(i) + "].tensor";
-      s[i] = pl::SendSpec{&tensor_of(sends[i].tensor, "smp_exchange_tensors", name.c_str()),
-                          sends[i].peer, sends[i].tag};
+    exchange_tensors("smp_exchange_tensors", ctx, sends, nsends, recvs, nrecvs, group, nullptr);
+  });
+}
+
+smp_status_t smp_exchange_tensors_deferred(const smp_tensor_transfer_t *sends, size_t nsends,
+                                           smp_tensor_transfer_t *recvs, size_t nrecvs,
+                                           smp_group_t group, smp_request_t *sends_done) {
+  return guarded([&](smp::comm::Context &ctx) {
+    const char *fn = "smp_exchange_tensors_deferred";
+    require(sends_done != nullptr, std::string(fn) + ": sends_done is NULL");
+    *sends_done = nullptr;
+    auto pending = std::make_unique<pl::PendingSends>();
+    const long long bytes =
+        exchange_tensors(fn, ctx, sends, nsends, recvs, nrecvs, group, pending.get());
+    smp::pipeline::timeline::Args event;  // the smp_wait event's
+    if (smp::pipeline::timeline::enabled()) {
+      event.bytes = bytes;
+      event.group = smp::topo::group_name(to_group(group));
     }
-    std::vector<pl::RecvSpec> r(nrecvs);
-    for (size_t i = 0; i < nrecvs; ++i) {
-      r[i].peer = recvs[i].peer;
-      r[i].tag = recvs[i].tag;
-      r[i].into = recvs[i].tensor ? &recvs[i].tensor->dl_tensor : nullptr;
-    }
-    pl::exchange(ctx.group(to_group(group)), s, r);
-    for (size_t i = 0; i < nrecvs; ++i)
-      if (recvs[i].tensor == nullptr) recvs[i].tensor = r[i].result.release_to_dlpack();
+    *sends_done = new smp_request{std::move(pending), event};
   });
 }
 

@@ -99,7 +99,7 @@ StepResult ShardedOptimizer::step_device(double grad_scale) {
     for (size_t i : bk.tensors) {
       const TensorBinding &t = tensors_[i];
       ops.copy(base + (layout_.tensor_flat_offset(i) - bk.flat_offset) * ds, t.grad,
-                         t.spec.count * ds, stream_);
+               t.spec.count * ds, stream_);
     }
     ops.zero(base + bk.used * ds, (bk.elems - bk.used) * ds, stream_);
     rs[b] = group_.ireduce_scatter(base, base + static_cast<size_t>(group_.rank()) * bk.slice(n) * ds,
@@ -118,7 +118,7 @@ StepResult ShardedOptimizer::step_device(double grad_scale) {
       for (size_t k : pieces_by_bucket_[b]) {
         const Piece &p = my_pieces_[k];
         ops.sum_squares(d.flat + bk.byte_offset + (p.flat_offset - bk.flat_offset) * ds, bk.dtype,
-                            p.length, d.sums + k, d.scratch, stream_);
+                        p.length, d.sums + k, d.scratch, stream_);
       }
     }
     std::vector<double> sums(my_pieces_.size());
@@ -153,7 +153,7 @@ StepResult ShardedOptimizer::step_device(double grad_scale) {
       AdamWHyper h = config_.adamw;
       h.step = step_ + 1;
       ops.adamw_update(master + so, master + shard + so, master + 2 * shard + so, g, out,
-                           bk.dtype, len, static_cast<float>(mult), h, stream_);
+                       bk.dtype, len, static_cast<float>(mult), h, stream_);
     } else {
       SgdHyper h = config_.sgd;
       h.step = step_ + 1;
@@ -171,7 +171,7 @@ StepResult ShardedOptimizer::step_device(double grad_scale) {
     for (size_t i : bk.tensors) {
       const TensorBinding &t = tensors_[i];
       ops.copy(t.param, d.flat + bk.byte_offset + (layout_.tensor_flat_offset(i) - bk.flat_offset) * ds,
-                         t.spec.count * ds, stream_);
+               t.spec.count * ds, stream_);
     }
   }
   ++step_;
@@ -198,7 +198,7 @@ void ShardedOptimizer::gather_params_device() {
     for (size_t i : bk.tensors) {
       const TensorBinding &t = tensors_[i];
       ops.copy(t.param, d.flat + bk.byte_offset + (layout_.tensor_flat_offset(i) - bk.flat_offset) * ds,
-                         t.spec.count * ds, stream_);
+               t.spec.count * ds, stream_);
     }
   }
 }

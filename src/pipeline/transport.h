@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "comm/communicator.h"
+#include "comm/request.h"
 
 namespace smp::pipeline {
 
@@ -65,15 +66,16 @@ class OwnedTensor {
 };
 
 // Sends still in flight after exchange(): their buffers (the tensors' data)
-// must stay untouched until wait() (or test() returning true).
-class PendingSends {
+// must stay untouched until wait() (or test() returning true). A Request,
+// so the C API can hand the lot out as one smp_request_t.
+class PendingSends : public comm::Request {
  public:
   PendingSends() = default;
   PendingSends(PendingSends &&) = default;
   PendingSends &operator=(PendingSends &&) = default;
-  ~PendingSends();  // waits
-  void wait();
-  bool test();      // true once every send completed (they are then released)
+  ~PendingSends() override;  // waits
+  void wait() override;
+  bool test() override;      // true once every send completed (they are then released)
   size_t size() const { return reqs_.size(); }
   void append(PendingSends &&other);
   // Adopts a request (and the header buffer it reads from, if any).

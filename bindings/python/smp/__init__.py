@@ -365,17 +365,27 @@ def recv_tensor_into(tensor, peer, group=WORLD, tag=0):
 
 
 @_timed
-def exchange_tensors(sends, recvs, group=WORLD):
+def exchange_tensors(sends, recvs, group=WORLD, defer_sends=False):
     """Post every send and receive at once, then wait for all: no order of
     calls across ranks can deadlock it. sends: [(tensor, peer, tag)];
     recvs: [(tensor or None, peer, tag)]. Returns the received tensors in
     recvs' order: the given tensor, filled, or a new one where None was
-    given. Receives from one (peer, tag) match that peer's sends in order."""
+    given. Receives from one (peer, tag) match that peer's sends in order.
+
+    defer_sends=True returns (received tensors, smp.Request) as soon as the
+    receives are complete: the request completes with the sends, which keep
+    their tensors alive until then (smp_exchange_tensors_deferred; how a
+    pipeline schedule's exchanges run)."""
     sends = [(_arg(t), int(p), int(g)) for t, p, g in sends]
     recvs = list(recvs)
     got = _smp.exchange_tensors(
-        sends, [(None if t is None else _arg(t), int(p), int(g)) for t, p, g in recvs], int(group))
-    return [t if c is None else _from_capsule(c) for (t, _, _), c in zip(recvs, got)]
+        sends, [(None if t is None else _arg(t), int(p), int(g)) for t, p, g in recvs], int(group),
+        bool(defer_sends))
+    sent = None
+    if defer_sends:
+        got, sent = got
+    tensors = [t if c is None else _from_capsule(c) for (t, _, _), c in zip(recvs, got)]
+    return (tensors, Request(sent)) if defer_sends else tensors
 
 
 class timeline:

@@ -192,9 +192,55 @@ std::vector<Transfer> transfers(const py::sequence &items, const char *what) {
   return out;
 }
 
+// The sends of smp_exchange_tensors_deferred still in flight, with the
+// tensors they read from: those stay alive (and exported) until the sends
+// complete. Dropping an unfinished one waits for it, as smp.Request does.
+class SendsInFlight {
+ public:
+  SendsInFlight(smp_request_t req, std::vector<std::unique_ptr<DlArg>> held)
+      : req_(req), held_(std::move(held)) {}
+  ~SendsInFlight() {
+    if (req_ != nullptr) {
+      py::gil_scoped_release nogil;
+      smp_wait(req_);
+    }
+  }
+  SendsInFlight(const SendsInFlight &) = delete;
+  SendsInFlight &operator=(const SendsInFlight &) = delete;
+
+  void wait() {
+    if (req_ == nullptr) return;
+    smp_status_t st;
+    {
+      py::gil_scoped_release nogil;
+      st = smp_wait(req_);
+    }
+    finish(st);
+  }
+  bool test() {
+    if (req_ == nullptr) return true;
+    int done = 0;
+    const smp_status_t st = smp_test(req_, &done);
+    if (st != SMP_SUCCESS || done) finish(st);  // smp_test freed it
+    return done != 0;
+  }
+
+ private:
+  void finish(smp_status_t st) {
+    req_ = nullptr;
+    held_.clear();
+    check(st);
+  }
+  smp_request_t req_;
+  std::vector<std::unique_ptr<DlArg>> held_;
+};
+
 }  // namespace
 
 void bind_transport(py::module_ &m) {
+  py::class_<SendsInFlight>(m, "SendsInFlight")
+      .def("wait", &SendsInFlight::wait)
+      .def("test", &SendsInFlight::test);
   m.def("send_tensor", [](py::handle t, int peer, int group, int tag) {
     DlArg a(t, false, "tensor");
     smp_status_t st;
@@ -224,8 +270,11 @@ void bind_transport(py::module_ &m) {
     check(st);
   });
   // Returns one entry per receive: a capsule where the tensor was None (a
-  // new tensor), else None (the caller's tensor was filled).
-  m.def("exchange_tensors", [](py::sequence sends, py::sequence recvs, int group) {
+  // new tensor), else None (the caller's tensor was filled). With
+  // defer_sends, returns (that list, a SendsInFlight) once the receives are
+  // complete (smp_exchange_tensors_deferred).
+  m.def("exchange_tensors", [](py::sequence sends, py::sequence recvs, int group,
+                               bool defer_sends) -> py::object {
     const std::vector<Transfer> s = transfers(sends, "sends");
     const std::vector<Transfer> r = transfers(recvs, "recvs");
     std::vector<std::unique_ptr<DlArg>> held;
@@ -245,9 +294,12 @@ void bind_transport(py::module_ &m) {
       cr[i] = smp_tensor_transfer_t{r[i].peer, r[i].tag, into};
     }
     smp_status_t st;
+    smp_request_t sent = nullptr;
     {
       py::gil_scoped_release nogil;
-      st = smp_exchange_tensors(cs.data(), cs.size(), cr.data(), cr.size(), grp(group));
+      st = defer_sends ? smp_exchange_tensors_deferred(cs.data(), cs.size(), cr.data(), cr.size(),
+                                                       grp(group), &sent)
+                       : smp_exchange_tensors(cs.data(), cs.size(), cr.data(), cr.size(), grp(group));
     }
     // Take ownership of the new tensors first, so none leaks on failure.
     py::list out;
@@ -259,8 +311,11 @@ void bind_transport(py::module_ &m) {
       }
     }
     check(st);
-    return out;
-  });
+    if (!defer_sends) return std::move(out);
+    // The receive tensors are complete; the send tensors go with the request.
+    held.resize(s.size());
+    return py::make_tuple(out, std::make_unique<SendsInFlight>(sent, std::move(held)));
+  }, py::arg("sends"), py::arg("recvs"), py::arg("group"), py::arg("defer_sends") = false);
   m.def("capsule_info", [](py::handle capsule) {
     // For tests: the data pointer, dtype (code, bits) and shape of an
     // unconsumed capsule from recv_tensor / exchange_tensors.

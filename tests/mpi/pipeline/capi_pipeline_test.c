@@ -1,7 +1,8 @@
 /* The pipeline section of smp.h from plain C99, under mpirun: the pure
  * queries (valid before smp_init) with their error paths, then tensors
- * through smp_exchange_tensors / smp_send_tensor / smp_recv_tensor(_into)
- * along a chain of ranks. Any failure aborts the job with the line. */
+ * through smp_exchange_tensors(_deferred) / smp_send_tensor /
+ * smp_recv_tensor(_into) along a chain and a ring of ranks. Any failure
+ * aborts the job with the line. */
 #include <dlpack/dlpack.h>
 #include <smp/smp.h>
 
@@ -140,6 +141,45 @@ static void transport(void) {
   CHECK(smp_barrier(SMP_WORLD) == SMP_SUCCESS);
 }
 
+/* Every rank sends a 4 MiB tensor (far above MPI's eager limit, so a send
+ * completes only once the peer receives) around the ring in one exchange
+ * and receives its neighbour's in the next one. With smp_exchange_tensors
+ * every rank would wait in the first exchange for a receive its neighbour
+ * posts only in the second; the deferred form leaves the sends in flight. */
+static void deferred(void) {
+  int rank = 0, size = 1;
+  CHECK(smp_rank(SMP_PP_GROUP, &rank) == SMP_SUCCESS && smp_size(SMP_PP_GROUP, &size) == SMP_SUCCESS);
+  const int64_t rows = (4 << 20) / (3 * (int64_t)sizeof(float));
+  host_tensor mine;
+  host_tensor_init(&mine, rows, 1000.0f * (float)rank);
+  smp_tensor_transfer_t send = {(rank + 1) % size, 9, &mine.m};
+  smp_tensor_transfer_t recv = {(rank + size - 1) % size, 9, NULL};
+  smp_request_t sent = NULL;
+  CHECK(smp_exchange_tensors_deferred(&send, 1, NULL, 0, SMP_PP_GROUP, &sent) == SMP_SUCCESS);
+  CHECK(sent != NULL);
+  smp_request_t none = NULL; /* nothing sent: a request all the same */
+  CHECK(smp_exchange_tensors_deferred(NULL, 0, &recv, 1, SMP_PP_GROUP, &none) == SMP_SUCCESS);
+  CHECK(none != NULL && smp_wait(none) == SMP_SUCCESS);
+  CHECK(smp_wait(sent) == SMP_SUCCESS);
+  DLManagedTensor *got = recv.tensor;
+  CHECK(got != NULL && got->dl_tensor.shape[0] == rows && got->dl_tensor.shape[1] == 3);
+  const float *p = (const float *)got->dl_tensor.data;
+  const float base = 1000.0f * (float)((rank + size - 1) % size);
+  for (int64_t i = 0; i < rows * 3; i += 4099) CHECK(p[i] == base + (float)i);
+  CHECK(p[rows * 3 - 1] == base + (float)(rows * 3 - 1));
+  got->deleter(got);
+
+  CHECK(smp_exchange_tensors_deferred(&send, 1, NULL, 0, SMP_PP_GROUP, NULL) ==
+        SMP_ERR_INVALID_ARGUMENT);
+  CHECK(contains(smp_last_error(), "sends_done is NULL"));
+  send.peer = size;
+  CHECK(smp_exchange_tensors_deferred(&send, 1, NULL, 0, SMP_PP_GROUP, &sent) ==
+        SMP_ERR_INVALID_ARGUMENT);
+  CHECK(sent == NULL);
+  free(mine.data);
+  CHECK(smp_barrier(SMP_WORLD) == SMP_SUCCESS);
+}
+
 int main(void) {
   pure_queries();
   host_tensor t;
@@ -152,6 +192,7 @@ int main(void) {
   CHECK(smp_init(&config) == SMP_SUCCESS);
   CHECK(smp_rank(SMP_WORLD, &g_rank) == SMP_SUCCESS);
   transport();
+  deferred();
   if (g_rank == 0) printf("C API pipeline section ok\n");
   CHECK(smp_finalize() == SMP_SUCCESS);
   return 0;

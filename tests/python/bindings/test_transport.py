@@ -198,6 +198,28 @@ def test_exchange_ring_both_directions(world):
     assert smp.exchange_tensors([], [], smp.WORLD) == []
 
 
+def test_exchange_deferred_sends_complete_later(world):
+    rank, size = world
+    if size == 1:
+        return
+    nxt, prev = ring(world)
+    # 4 MiB around the ring, sent in one exchange and received in the next:
+    # far past MPI's eager limit, so a send that waited for its receive
+    # inside the first exchange would never return.
+    big = expected(rank, torch.float32, (1024, 1024), salt=5)
+    got, sent = smp.exchange_tensors([(big, nxt, 15)], [], smp.WORLD, defer_sends=True)
+    assert got == [] and isinstance(sent, smp.Request)
+    del big  # the request keeps the sent tensor alive
+    got, none = smp.exchange_tensors([], [(None, prev, 15)], smp.WORLD, defer_sends=True)
+    assert torch.equal(got[0], expected(prev, torch.float32, (1024, 1024), salt=5))
+    none.wait()
+    sent.wait()
+    assert sent.test() and none.test()  # finished requests stay finished
+    with pytest.raises(smp.SmpError) as e:
+        smp.exchange_tensors([(got[0], size, 15)], [], smp.WORLD, defer_sends=True)
+    assert e.value.status == smp.Status.INVALID_ARGUMENT
+
+
 def test_exchange_mismatch_raises_after_every_transfer(world):
     rank, size = world
     if size == 1:
@@ -240,11 +262,11 @@ def test_bad_arguments_raise_before_communicating(world):
 
 
 # ---- The runner's exchanges cannot deadlock (pure; no communication) ----
-# exchange_tensors waits for its sends. Once a tensor is too large for MPI
-# to buffer, a send completes only when its receive is posted, and the
-# schedule's batches (designed for sends left in flight) can then stall;
-# smp.pipeline.plan_exchanges moves receives earlier where they would. This
-# model of that rendezvous is written apart from the planner's.
+# Once a tensor is too large for MPI to buffer, a send completes only when
+# its receive is posted. The runner leaves its sends in flight until the
+# end of the step (exchange_tensors(defer_sends=True)); this model of the
+# rendezvous shows the schedules then always finish, and that waiting for
+# the sends in each exchange (plain exchange_tensors) would stall some.
 
 SEND_KINDS = (pipeline.SEND_ACTIVATION, pipeline.SEND_GRADIENT)
 
@@ -277,11 +299,13 @@ def model(exchanges, stage, pp):
             for ex in exchanges]
 
 
-def deadlocks(stages):
-    """Run every stage's exchanges as exchange_tensors does (all posted,
+def deadlocks(stages, deferred_sends):
+    """Run every stage's exchanges as the transport does (all posted,
     headers awaited in order, each payload receive posted once its header
     and all earlier ones arrived) with rendezvous sends (a send completes
-    only once its payload receive is posted). Returns the stuck stages."""
+    only once its payload receive is posted). An exchange ends when its
+    receives have, and its sends too unless deferred_sends. Returns the
+    stuck stages."""
     pos = [0] * len(stages)
 
     def posted_send(stage, key):
@@ -309,7 +333,8 @@ def deadlocks(stages):
             if pos[st] == len(ex):
                 continue
             cur = ex[pos[st]]
-            if all(posted_send(peer, k) if not s else payload_posted(peer, k) for s, k, peer in cur):
+            if all(posted_send(peer, k) if not s else deferred_sends or payload_posted(peer, k)
+                   for s, k, peer in cur):
                 pos[st] += 1
                 progress = True
     return [st for st in range(len(stages)) if pos[st] < len(stages[st])]
@@ -317,27 +342,22 @@ def deadlocks(stages):
 
 def test_deadlock_model_detects_a_cycle():
     # Both stages send first, in an exchange of their own, then receive:
-    # with rendezvous sends that is the classic deadlock.
+    # with rendezvous sends that is the classic deadlock, unless the sends
+    # are left in flight.
     a = [[(True, (0, 1, 0), 1)], [(False, (1, 0, 0), 1)]]
     b = [[(True, (1, 0, 0), 0)], [(False, (0, 1, 0), 0)]]
-    assert deadlocks([a, b]) == [0, 1]
+    assert deadlocks([a, b], deferred_sends=False) == [0, 1]
+    assert deadlocks([a, b], deferred_sends=True) == []
     # A receive listed first holds up a later one's payload until its header
     # arrives: stage 0 waits for stage 2, which waits on stage 1's send to 0.
     s0 = [[(False, (0, 0, 0), 2), (False, (0, 0, 1), 1)]]
     s1 = [[(True, (0, 0, 1), 0)], [(False, (0, 1, 9), 2)]]
     s2 = [[(True, (0, 1, 9), 1)], [(True, (0, 0, 0), 0)]]
-    assert deadlocks([s0, s1, s2]) == [0, 1, 2]
+    assert deadlocks([s0, s1, s2], deferred_sends=False) == [0, 1, 2]
     s0_ordered = [[(False, (0, 0, 1), 1), (False, (0, 0, 0), 2)]]
-    assert deadlocks([s0_ordered, s1, s2]) == []
-
-
-def test_listed_virtual_schedule_stalls_with_blocking_sends():
-    # Why the plan exists: Megatron's schedule, 2 chunks, 4 microbatches on
-    # 2 stages, run batch by batch with sends waited for, stalls.
-    pp = 2
-    listed = [model(listed_exchanges(pipeline.schedule("virtual", s, pp, 4, 2)), s, pp)
-              for s in range(pp)]
-    assert deadlocks(listed) == [0, 1]
+    assert deadlocks([s0_ordered, s1, s2], deferred_sends=False) == []
+    # A receive nobody sends stalls whatever the sends do.
+    assert deadlocks([[[(False, (0, 1, 5), 1)]], [[]]], deferred_sends=True) == [0]
 
 
 def schedule_cases(pp):
@@ -354,31 +374,16 @@ def schedule_cases(pp):
 
 
 @pytest.mark.parametrize("pp", [2, 3, 4])
-def test_runner_plan_cannot_deadlock(pp):
-    stalled = 0
+def test_runner_exchanges_cannot_deadlock(pp):
+    blocking_stalls = 0
     for name, m, chunks, active in schedule_cases(pp):
-        where = (name, pp, m, chunks, active)
-        listed = [listed_exchanges(pipeline.schedule(name, s, pp, m, chunks, active))
+        listed = [model(listed_exchanges(pipeline.schedule(name, s, pp, m, chunks, active)), s, pp)
                   for s in range(pp)]
-        plan = pipeline.plan_exchanges(name, pp, m, chunks, active)
-        assert deadlocks([model(plan[s], s, pp) for s in range(pp)]) == [], where
-        if deadlocks([model(listed[s], s, pp) for s in range(pp)]) == []:
-            assert plan == listed, where  # nothing moves where nothing stalls
-            continue
-        stalled += 1
-        for s in range(pp):
-            assert len(plan[s]) == len(listed[s]), where
-            for k, (p_ex, l_ex) in enumerate(zip(plan[s], listed[s])):
-                # Sends stay where the schedule lists them, in order ...
-                assert [o for o in p_ex if o[0] in SEND_KINDS] == \
-                    [o for o in l_ex if o[0] in SEND_KINDS], where
-            # ... and every receive happens once, no later than listed.
-            listed_at = {o: k for k, ex in enumerate(listed[s]) for o in ex}
-            plan_at = {o: k for k, ex in enumerate(plan[s]) for o in ex}
-            assert sorted(plan_at) == sorted(listed_at), where
-            assert sum(len(ex) for ex in plan[s]) == len(plan_at), where
-            assert all(plan_at[o] <= listed_at[o] for o in plan_at), where
-    assert stalled > 0  # several chunks with microbatches >= 2 * pp stall as listed
+        assert deadlocks(listed, deferred_sends=True) == [], (name, pp, m, chunks, active)
+        blocking_stalls += deadlocks(listed, deferred_sends=False) != []
+    # Why the sends are deferred: several chunks with microbatches >= 2 * pp
+    # stall when each exchange waits for its sends.
+    assert blocking_stalls > 0
 
 
 # ---- The runner over WORLD (every rank a stage) vs one process ----
@@ -402,7 +407,7 @@ RUNNER_CASES = [  # schedule, chunks, microbatches (x stages), active, act_shape
     ("simple", 1, 2, 0, False),
     ("interleaved", 1, 2, 0, False),
     ("interleaved", 1, 2, 1, True),
-    ("simple", 2, 2, 0, False),   # stalls as listed: receives planned earlier
+    ("simple", 2, 2, 0, False),   # stalls if each exchange waits for its sends
     ("virtual", 2, 2, 0, False),  # likewise
     ("virtual", 2, 1, 0, True),
 ]
