@@ -65,7 +65,7 @@ void release(T *h, const char *what, const char *fn) {
 
 std::vector<uint64_t> dims(const size_t *p, int ndim) { return std::vector<uint64_t>(p, p + ndim); }
 
-void add(smp_ckpt_t ckpt, const char *fn, const char *name, smp_dtype_t dtype, int ndim, const size_t *global_shape,
+void add(smp_ckpt_t ckpt, const char *fn, const char *name, const smp_dtype_t &dtype, int ndim, const size_t *global_shape,
          const size_t *offsets, const size_t *local_shape, bool ranged, size_t range_begin, size_t range_count,
          void *data, int flags) {
   const std::string f = fn;
@@ -166,13 +166,14 @@ smp_status_t smp_ckpt_save(smp_ckpt_t ckpt, const char *dir, smp_ckpt_mode_t mod
   return guarded([&](smp::comm::Context &ctx) {
     smp_ckpt &h = live(ckpt, "ckpt", "smp_ckpt_save");
     require(dir != nullptr && *dir != '\0', "smp_ckpt_save: dir is NULL or empty");
-    require(mode == SMP_CKPT_CONSOLIDATED || mode == SMP_CKPT_SHARDED,
-            "smp_ckpt_save: mode " + std::to_string(static_cast<int>(mode)) +
+    const int m = smp::capi::raw_enum(mode);  // any int a C caller passed
+    require(m == SMP_CKPT_CONSOLIDATED || m == SMP_CKPT_SHARDED,
+            "smp_ckpt_save: mode " + std::to_string(m) +
                 " is not SMP_CKPT_CONSOLIDATED or SMP_CKPT_SHARDED");
     require(keep_last >= 0, "smp_ckpt_save: keep_last " + std::to_string(keep_last) + " is negative (0 = keep all)");
     smp::ckpt::CommExchange ex(ctx.group(smp::topo::Group::World), &ctx.layout());
     smp::ckpt::SaveOptions opt = h.save;
-    opt.sharded = mode == SMP_CKPT_SHARDED;
+    opt.sharded = m == SMP_CKPT_SHARDED;
     opt.keep_last = keep_last;
     smp::pipeline::timeline::Scope scope("ckpt_save", world_event());
     h.last_path = h.ck.save(ex, dir, opt);

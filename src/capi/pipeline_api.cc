@@ -27,9 +27,11 @@ static_assert(static_cast<int>(SMP_SCHEDULE_VIRTUAL) == static_cast<int>(pl::Sch
 
 namespace {
 
-pl::ScheduleParams schedule_params(const char *fn, smp_schedule_t kind, int pp, int microbatches,
-                                   int chunks, int active) {
-  const int k = static_cast<int>(kind);
+// kind by reference: a C caller may pass any int, and loading an enum
+// outside its range is undefined behaviour in C++ (raw_enum reads bytes).
+pl::ScheduleParams schedule_params(const char *fn, const smp_schedule_t &kind, int pp,
+                                   int microbatches, int chunks, int active) {
+  const int k = smp::capi::raw_enum(kind);
   require(k >= 0 && k < pl::kNumScheduleKinds,
           std::string(fn) + ": kind " + std::to_string(k) +
               " is not an smp_schedule_t (SMP_SCHEDULE_SIMPLE..SMP_SCHEDULE_VIRTUAL)");

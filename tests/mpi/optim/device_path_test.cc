@@ -51,7 +51,8 @@ OptimizerConfig sgd(double momentum, bool nesterov) {
 }
 
 void poison(std::vector<ModelTensor> &m) {
-  for (ModelTensor &t : m) std::memset(t.param.data(), 0xff, t.param.size());
+  for (ModelTensor &t : m)
+    if (!t.param.empty()) std::memset(t.param.data(), 0xff, t.param.size());  // data() may be NULL
 }
 
 void expect_same_params(const std::vector<ModelTensor> &a, const std::vector<ModelTensor> &b,

@@ -115,7 +115,7 @@ class FakeGroupBackend final : public Backend {
   }
   static void take(std::vector<int64_t> &s, void *p, size_t n) {
     if (s.size() < n) throw std::logic_error("FakeGroupBackend: inbox ran dry");
-    std::memcpy(p, s.data(), n * 8);
+    if (n > 0) std::memcpy(p, s.data(), n * 8);  // p may be NULL when n is 0
     s.erase(s.begin(), s.begin() + static_cast<std::ptrdiff_t>(n));
   }
 
