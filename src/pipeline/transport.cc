@@ -92,10 +92,14 @@ size_t tensor_nbytes(const DLTensor &t) {
                                   " is not supported (CPU, CUDA host, CUDA or managed memory only)");
   size_t n = element_bytes(t.dtype);
   int64_t expect_stride = 1;
+  // An empty tensor has no layout to check (PyTorch reports strides for
+  // shape (4, 0, 2) that are not row-major).
+  bool empty = false;
+  for (int i = 0; i < t.ndim; ++i) empty = empty || t.shape[i] == 0;
   for (int i = t.ndim - 1; i >= 0; --i) {
     if (t.shape[i] < 0) invalid("tensor shape[" + std::to_string(i) + "] is negative");
     // Strides of size-1 dimensions do not matter (PyTorch reports anything).
-    if (t.strides != nullptr && t.shape[i] != 1 && t.strides[i] != expect_stride)
+    if (!empty && t.strides != nullptr && t.shape[i] != 1 && t.strides[i] != expect_stride)
       invalid("tensor " + describe_tensor(t.dtype, t.shape, t.ndim) +
               " is not contiguous (row-major); make it contiguous before sending");
     expect_stride *= t.shape[i];

@@ -122,17 +122,6 @@ class DlArg {
     // Not renamed to "used_dltensor": the capsule's destructor runs the
     // producer's deleter when capsule_ goes.
     managed_ = static_cast<DLManagedTensor *>(PyCapsule_GetPointer(capsule_.ptr(), kCapsuleName));
-    // An empty tensor has no layout, but producers report strides for it
-    // that are not row-major (torch: (2, 2, 1) for shape (4, 0, 2)), which
-    // the transport's contiguity check would refuse: pass it as compact.
-    const DLTensor &t = managed_->dl_tensor;
-    bool empty = false;
-    for (int i = 0; i < t.ndim; ++i) empty = empty || t.shape[i] == 0;
-    if (empty && t.strides != nullptr) {
-      local_.dl_tensor = t;
-      local_.dl_tensor.strides = nullptr;
-      managed_ = &local_;
-    }
   }
 
   DLManagedTensor *managed_ = nullptr;

@@ -137,6 +137,14 @@ void errors(smp::comm::Communicator &comm) {
   transposed.strides = strides;
   e = error_of([&] { send_tensor(comm, transposed, 0, 0); }, smp::Status::InvalidArgument);
   CHECK_MSG(has(e, "not contiguous"), e);
+  // An empty tensor's strides are whatever the framework reports (torch:
+  // (2, 2, 1) for shape (4, 0, 2)): no layout, nothing to refuse.
+  int64_t empty_shape[3] = {4, 0, 2}, torch_strides[3] = {2, 2, 1};
+  DLTensor empty = va;
+  empty.ndim = 3;
+  empty.shape = empty_shape;
+  empty.strides = torch_strides;
+  CHECK(tensor_nbytes(empty) == 0);
 
   if (rank == 0) {
     send_tensor(comm, va, 1, 3);  // mismatched shape on the other side: must still complete
