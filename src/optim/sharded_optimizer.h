@@ -171,6 +171,9 @@ class ShardedOptimizer {
   void init_device();
   StepResult step_device(double grad_scale);
   void gather_params_device();
+  // Waits for each bucket's allgather, then copies its tensors out to the
+  // model's parameters (stream-ordered).
+  void copy_out_device(std::vector<comm::RequestPtr> &allgathers);
   void copy_state_device(size_t index, float *out, const float *in);
   std::unique_ptr<DeviceOps> ops_;  // the device path's device; null on the host path
   std::unique_ptr<DeviceState, DeviceStateDelete> dev_;

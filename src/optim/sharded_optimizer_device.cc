@@ -164,18 +164,23 @@ StepResult ShardedOptimizer::step_device(double grad_scale) {
   }
 
   // 4. Copy the gathered parameters out to the model's tensors.
-  for (size_t b = 0; b < nb; ++b) {
-    const Bucket &bk = layout_.buckets()[b];
-    const size_t ds = dtype_size(bk.dtype);
-    ag[b]->wait();
-    for (size_t i : bk.tensors) {
-      const TensorBinding &t = tensors_[i];
-      ops.copy(t.param, d.flat + bk.byte_offset + (layout_.tensor_flat_offset(i) - bk.flat_offset) * ds,
-               t.spec.count * ds, stream_);
-    }
-  }
+  copy_out_device(ag);
   ++step_;
   return result;
+}
+
+void ShardedOptimizer::copy_out_device(std::vector<comm::RequestPtr> &allgathers) {
+  DeviceState &d = *dev_;
+  for (size_t b = 0; b < allgathers.size(); ++b) {
+    const Bucket &bk = layout_.buckets()[b];
+    const size_t ds = dtype_size(bk.dtype);
+    allgathers[b]->wait();
+    for (size_t i : bk.tensors) {
+      const TensorBinding &t = tensors_[i];
+      ops_->copy(t.param, d.flat + bk.byte_offset + (layout_.tensor_flat_offset(i) - bk.flat_offset) * ds,
+                 t.spec.count * ds, stream_);
+    }
+  }
 }
 
 void ShardedOptimizer::gather_params_device() {
@@ -191,16 +196,7 @@ void ShardedOptimizer::gather_params_device() {
     ops.from_float(d.states + bk.shard_offset, out, bk.dtype, bk.slice(n), stream_);
     ag[b] = group_.iallgather(out, d.flat + bk.byte_offset, bk.slice(n), bk.dtype, stream_);
   }
-  for (size_t b = 0; b < nb; ++b) {
-    const Bucket &bk = layout_.buckets()[b];
-    const size_t ds = dtype_size(bk.dtype);
-    ag[b]->wait();
-    for (size_t i : bk.tensors) {
-      const TensorBinding &t = tensors_[i];
-      ops.copy(t.param, d.flat + bk.byte_offset + (layout_.tensor_flat_offset(i) - bk.flat_offset) * ds,
-               t.spec.count * ds, stream_);
-    }
-  }
+  copy_out_device(ag);
 }
 
 }  // namespace smp::optim
