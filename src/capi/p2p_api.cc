@@ -60,19 +60,24 @@ smp_status_t smp_test(smp_request_t request, int *done) {
     smp::capi::require(request != nullptr, "smp_test: request is NULL");
     smp::capi::require(done != nullptr, "smp_test: done is NULL");
     *done = 0;
+    // Only the poll that finds the request complete (or failed) becomes a
+    // timeline event: a polling loop would otherwise flood the trace with
+    // near-empty ones.
+    namespace tl = smp::pipeline::timeline;
+    const double start = tl::enabled() ? tl::now_us() : -1;
+    const auto finish = [&] {
+      *done = 1;
+      if (start >= 0) tl::record("test", start, tl::now_us(), request->event);
+      delete request;  // complete (or failed): freed either way
+    };
     bool complete = false;
-    smp::pipeline::timeline::Scope scope("test", request->event);
     try {
       complete = request->req->test();
     } catch (...) {
-      *done = 1;
-      delete request;  // failed: complete, and freed like on success
+      finish();
       throw;
     }
-    if (complete) {
-      *done = 1;
-      delete request;
-    }
+    if (complete) finish();
   });
 }
 

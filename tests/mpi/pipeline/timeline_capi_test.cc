@@ -85,6 +85,22 @@ int main(int argc, char **argv) {
   smp_request_t req = nullptr;
   OK(smp_iallreduce(ia.data(), ia.data(), ia.size(), SMP_FLOAT32, SMP_SUM, SMP_WORLD, nullptr, &req));
   OK(smp_wait(req));
+  // Polled to completion: one "test" event, however many polls it took.
+  // Rank 1 sends only after the barrier, which rank 0 enters after five
+  // polls, so those five cannot complete.
+  std::vector<float> polled(16, 1.0f);
+  if (rank == 0) {
+    OK(smp_irecv(polled.data(), polled.size(), SMP_FLOAT32, 1, SMP_WORLD, 6, nullptr, &req));
+    for (int i = 0; i < 5; ++i) {
+      int done = 1;
+      OK(smp_test(req, &done));
+      CHECK(done == 0, "a receive completed before its send was posted");
+    }
+  }
+  OK(smp_barrier(SMP_WORLD));
+  if (rank == 1) OK(smp_send(polled.data(), polled.size(), SMP_FLOAT32, 0, SMP_WORLD, 6, nullptr));
+  if (rank == 0)
+    for (int done = 0; !done;) OK(smp_test(req, &done));
   if (rank == 0) OK(smp_send(p2p.data(), p2p.size(), SMP_FLOAT32, 1, SMP_WORLD, 5, nullptr));
   if (rank == 1) OK(smp_recv(p2p.data(), p2p.size(), SMP_FLOAT32, 0, SMP_WORLD, 5, nullptr));
 
@@ -107,8 +123,9 @@ int main(int argc, char **argv) {
   OK(smp_timeline_end());
 
   // step, allreduce, reduce_scatter, allgather, broadcast, barrier,
-  // iallreduce, wait, optimizer_create, optimizer_step (+ send or recv).
-  const size_t expect = 10 + (rank < 2 ? 1 : 0);
+  // iallreduce, wait, barrier, optimizer_create, optimizer_step; rank 0:
+  // irecv, test (one, for six polls) and recv; rank 1: two sends.
+  const size_t expect = 11 + (rank == 0 ? 3 : rank == 1 ? 2 : 0);
   CHECK(pending() == (on ? expect : 0), std::to_string(pending()) + " events pending, expected " +
                                             std::to_string(on ? expect : 0));
   if (mode == "--write-early") {
