@@ -58,7 +58,10 @@ TensorView out(py::handle t, py::handle stream) { return view_tensor(t, true, "o
 }  // namespace
 
 Request::Request(smp_request_t req, std::vector<TensorView> views)
-    : req_(req), views_(std::move(views)) {}
+    : Request(req, std::make_shared<std::vector<TensorView>>(std::move(views))) {}
+
+Request::Request(smp_request_t req, std::shared_ptr<void> keep_alive)
+    : req_(req), keep_alive_(std::move(keep_alive)) {}
 
 Request::~Request() {
   // The buffers must outlive the operation: finish it before dropping them.
@@ -68,6 +71,11 @@ Request::~Request() {
   }
 }
 
+void Request::finish() {
+  req_ = nullptr;
+  keep_alive_.reset();
+}
+
 void Request::wait() {
   if (req_ == nullptr) return;
   smp_status_t st;
@@ -75,8 +83,7 @@ void Request::wait() {
     py::gil_scoped_release nogil;
     st = smp_wait(req_);
   }
-  req_ = nullptr;  // smp_wait frees it, also on failure
-  views_.clear();
+  finish();  // smp_wait frees it, also on failure
   check(st);
 }
 
@@ -84,16 +91,10 @@ bool Request::test() {
   if (req_ == nullptr) return true;
   int done = 0;
   const smp_status_t st = smp_test(req_, &done);
-  if (st != SMP_SUCCESS) {
-    // smp_test reports the operation's failure; the request is finished.
-    req_ = nullptr;
-    views_.clear();
-    check(st);
-  }
-  if (done) {
-    req_ = nullptr;
-    views_.clear();
-  }
+  // On failure smp_test reports the operation's error; the request is
+  // finished and freed either way.
+  if (st != SMP_SUCCESS || done) finish();
+  check(st);
   return done != 0;
 }
 

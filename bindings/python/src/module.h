@@ -4,6 +4,7 @@
 
 #include <pybind11/pybind11.h>
 
+#include <memory>
 #include <vector>
 
 #include "smp/smp.h"
@@ -11,12 +12,15 @@
 
 namespace smp_py {
 
-// A non-blocking operation. Holds the views of its buffers so the memory
-// stays alive until it completes; destroying an unfinished request waits
-// for it (freeing memory under an operation in flight would corrupt it).
+// A non-blocking operation. Holds what keeps its buffers alive (the views
+// of a collective's tensors, the transport's DLPack arguments) until it
+// completes, then drops it with the GIL held; destroying an unfinished
+// request waits for it (freeing memory under an operation in flight would
+// corrupt it).
 class Request {
  public:
   Request(smp_request_t req, std::vector<TensorView> views);
+  Request(smp_request_t req, std::shared_ptr<void> keep_alive);
   ~Request();
   Request(const Request &) = delete;
   Request &operator=(const Request &) = delete;
@@ -24,8 +28,9 @@ class Request {
   bool test();
 
  private:
+  void finish();  // the request is gone (smp_wait / smp_test freed it)
   smp_request_t req_;
-  std::vector<TensorView> views_;
+  std::shared_ptr<void> keep_alive_;
 };
 
 void bind_core(py::module_ &m);

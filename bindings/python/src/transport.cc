@@ -181,55 +181,9 @@ std::vector<Transfer> transfers(const py::sequence &items, const char *what) {
   return out;
 }
 
-// The sends of smp_exchange_tensors_deferred still in flight, with the
-// tensors they read from: those stay alive (and exported) until the sends
-// complete. Dropping an unfinished one waits for it, as smp.Request does.
-class SendsInFlight {
- public:
-  SendsInFlight(smp_request_t req, std::vector<std::unique_ptr<DlArg>> held)
-      : req_(req), held_(std::move(held)) {}
-  ~SendsInFlight() {
-    if (req_ != nullptr) {
-      py::gil_scoped_release nogil;
-      smp_wait(req_);
-    }
-  }
-  SendsInFlight(const SendsInFlight &) = delete;
-  SendsInFlight &operator=(const SendsInFlight &) = delete;
-
-  void wait() {
-    if (req_ == nullptr) return;
-    smp_status_t st;
-    {
-      py::gil_scoped_release nogil;
-      st = smp_wait(req_);
-    }
-    finish(st);
-  }
-  bool test() {
-    if (req_ == nullptr) return true;
-    int done = 0;
-    const smp_status_t st = smp_test(req_, &done);
-    if (st != SMP_SUCCESS || done) finish(st);  // smp_test freed it
-    return done != 0;
-  }
-
- private:
-  void finish(smp_status_t st) {
-    req_ = nullptr;
-    held_.clear();
-    check(st);
-  }
-  smp_request_t req_;
-  std::vector<std::unique_ptr<DlArg>> held_;
-};
-
 }  // namespace
 
 void bind_transport(py::module_ &m) {
-  py::class_<SendsInFlight>(m, "SendsInFlight")
-      .def("wait", &SendsInFlight::wait)
-      .def("test", &SendsInFlight::test);
   m.def("send_tensor", [](py::handle t, int peer, int group, int tag) {
     DlArg a(t, false, "tensor");
     smp_status_t st;
@@ -260,8 +214,8 @@ void bind_transport(py::module_ &m) {
   });
   // Returns one entry per receive: a capsule where the tensor was None (a
   // new tensor), else None (the caller's tensor was filled). With
-  // defer_sends, returns (that list, a SendsInFlight) once the receives are
-  // complete (smp_exchange_tensors_deferred).
+  // defer_sends, returns (that list, a Request for the sends) once the
+  // receives are complete (smp_exchange_tensors_deferred).
   m.def("exchange_tensors", [](py::sequence sends, py::sequence recvs, int group,
                                bool defer_sends) -> py::object {
     const std::vector<Transfer> s = transfers(sends, "sends");
@@ -301,9 +255,11 @@ void bind_transport(py::module_ &m) {
     }
     check(st);
     if (!defer_sends) return std::move(out);
-    // The receive tensors are complete; the send tensors go with the request.
+    // The receive tensors are complete; the send tensors stay alive (and
+    // exported) with the request until the sends complete.
     held.resize(s.size());
-    return py::make_tuple(out, std::make_unique<SendsInFlight>(sent, std::move(held)));
+    auto keep = std::make_shared<std::vector<std::unique_ptr<DlArg>>>(std::move(held));
+    return py::make_tuple(out, std::make_unique<Request>(sent, std::move(keep)));
   }, py::arg("sends"), py::arg("recvs"), py::arg("group"), py::arg("defer_sends") = false);
   m.def("capsule_info", [](py::handle capsule) {
     // For tests: the data pointer, dtype (code, bits) and shape of an
