@@ -17,25 +17,20 @@
 #include <vector>
 
 #include "smp/smp.h"
+#include "timing.h"
 
 namespace {
 
-int me = 0, np = 1;
+using smp::bench::median;
+using smp::bench::now;
 
-double now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+int me = 0, np = 1;
 
 void ok(smp_status_t st, const char *what) {
   if (st != SMP_SUCCESS) {
     std::fprintf(stderr, "[rank %d] %s: %s\n", me, what, smp_last_error());
     std::exit(1);
   }
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 // Seconds of fn on the slowest rank (barrier before and after).

@@ -19,8 +19,11 @@
 
 #include "smp/smp.h"
 #include "topo/layout.h"
+#include "timing.h"
 
 namespace {
+
+using smp::bench::median;
 
 struct Args {
   std::string op = "all", group = "world", dtype = "float32", redop = "sum";
@@ -56,11 +59,6 @@ double time_once(MPI_Comm comm, int iters, const std::function<void()> &fn) {
   double t = (MPI_Wtime() - t0) / iters, worst = 0;
   MPI_Allreduce(&t, &worst, 1, MPI_DOUBLE, MPI_MAX, comm);
   return worst;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 struct Op {

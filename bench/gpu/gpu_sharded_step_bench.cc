@@ -20,15 +20,7 @@
 #include "comm/context.h"
 #include "optim/kernels.h"
 #include "optim/sharded_optimizer.h"
-
-#define CK(call)                                                                                   \
-  do {                                                                                             \
-    const cudaError_t e_ = (call);                                                                 \
-    if (e_ != cudaSuccess) {                                                                       \
-      std::fprintf(stderr, "%s: %s\n", #call, cudaGetErrorString(e_));                             \
-      std::exit(1);                                                                                \
-    }                                                                                              \
-  } while (0)
+#include "cuda_check.h"
 
 namespace {
 

@@ -16,16 +16,12 @@
 #include <vector>
 
 #include "optim/kernels.h"
+#include "timing.h"
 
 namespace {
 
-double now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
+using smp::bench::median;
+using smp::bench::now;
 
 // A plain copy loop with ordinary (cached) stores, as the kernel makes:
 // glibc's memcpy switches to non-temporal stores for large sizes, which

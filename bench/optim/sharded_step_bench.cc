@@ -19,17 +19,12 @@
 #include "comm/context.h"
 #include "optim/kernels.h"
 #include "optim/sharded_optimizer.h"
+#include "timing.h"
 
 namespace {
 
-double now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
+using smp::bench::median;
+using smp::bench::now;
 
 }  // namespace
 
