@@ -7,7 +7,10 @@
 # CPU, the sharded optimizer on CUDA memory vs the host one with 1 and 2
 # ranks), the GPU benchmarks (fused AdamW vs torch fused vs the copy bound;
 # staged vs host collectives), and prints a short table last. Logs go to
-# $OUT when set (else <build>/gpu-check). Budget: under 5 minutes.
+# $OUT when set (else <build>/gpu-check): eight files at most, as the
+# device tool brings back (gpu-check.log, build.log, unit-cuda.log,
+# gpu-tests.log, testlog.txt, bench.jsonl, bench.log, summary.md).
+# Budget: under 5 minutes.
 # Without a GPU it goes as far as it can (configure, build, the skip path)
 # and ends with "no GPU", exit status 77.
 #   scripts/gpu-check.sh [BUILD_DIR]   (default build-gpucheck)
@@ -21,15 +24,27 @@ say() { echo "[gpu-check +$(( $(date +%s) - t0 ))s] $*" | tee -a "$out/gpu-check
 die() { say "FAILED: $*"; exit 1; }
 export PATH="/usr/local/cuda/bin:$PATH"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+# NCCL says why it declines or fails (the tests' logs keep it).
+export NCCL_DEBUG=${NCCL_DEBUG:-WARN}
+# gVisor (uname -r 4.4.0) may refuse the cross-memory-attach system calls
+# Open MPI's shared-memory transport copies with; its copy-in/copy-out
+# mode needs none. Firecracker machines run a real kernel and keep CMA.
+if [ "$(uname -r)" = "4.4.0" ]; then
+  export OMPI_MCA_btl_vader_single_copy_mechanism=${OMPI_MCA_btl_vader_single_copy_mechanism:-none}
+fi
 jobs=$(nproc 2>/dev/null || echo 2)
 
 # The GPU, or its absence, first: every later step says what it skipped.
 gpu=""
-if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >"$out/nvidia-smi.txt" 2>&1; then
-  gpu=$(head -1 "$out/nvidia-smi.txt")
-  nvidia-smi >>"$out/nvidia-smi.txt" 2>&1
+if command -v nvidia-smi >/dev/null 2>&1 && gpu=$(nvidia-smi -L 2>&1 | head -1) && [[ $gpu == GPU* ]]; then
+  nvidia-smi >>"$out/gpu-check.log" 2>&1
+else
+  gpu=""
 fi
 say "GPU: ${gpu:-none}; $(nvcc --version 2>/dev/null | grep -o "release [0-9.]*"); meson $(meson --version)"
+say "host: $(uname -r), $jobs cores; $(c++ --version 2>/dev/null | head -1); $(mpirun --version 2>/dev/null | head -1);" \
+  "NCCL $(grep -hoE '^#define NCCL_(MAJOR|MINOR|PATCH) +[0-9]+' /usr/local/cuda/include/nccl.h /usr/include/nccl.h 2>/dev/null |
+  awk '{printf "%s%s", (NR>1?".":""), $3}'); vader single copy: ${OMPI_MCA_btl_vader_single_copy_mechanism:-default}"
 
 # 1. Configure (fresh) and build the check's targets.
 # -Dwerror=false: the GPU machine's compiler (GCC 13) is newer than the one
@@ -37,7 +52,7 @@ say "GPU: ${gpu:-none}; $(nvcc --version 2>/dev/null | grep -o "release [0-9.]*"
 # cost the one GPU run. Warnings are counted and reported after the build.
 if [ ! -f "$build/build.ninja" ]; then
   meson setup "$build" -Dcuda=enabled -Dnccl=enabled -Dpython=disabled -Dtests=enabled -Dwerror=false \
-    >"$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; die "meson setup (log: $out/configure.log)"; }
+    >"$out/build.log" 2>&1 || { tail -30 "$out/build.log"; die "meson setup (log: $out/build.log)"; }
 fi
 say "configured $build"
 targets=(tests/gpu/gpu_kernels_test tests/gpu/gpu_collectives_test tests/gpu/gpu_transport_test
@@ -56,7 +71,7 @@ else
 fi
 # 16 cores build it in about a minute; SMP_GPU_CHECK_BUILD_TIMEOUT for slower machines.
 build_timeout=${SMP_GPU_CHECK_BUILD_TIMEOUT:-240}
-timeout "$build_timeout" ninja -C "$build" -j"$jobs" "${targets[@]}" >"$out/build.log" 2>&1
+timeout "$build_timeout" ninja -C "$build" -j"$jobs" "${targets[@]}" >>"$out/build.log" 2>&1
 rc=$?
 [ $rc -eq 124 ] && die "build did not finish within ${build_timeout} s (SMP_GPU_CHECK_BUILD_TIMEOUT; log: $out/build.log)"
 [ $rc -eq 0 ] || { grep -E "error|FAILED" "$out/build.log" | head -30; die "build (log: $out/build.log)"; }
