@@ -3,7 +3,11 @@
 // allreduce and reduce-scatter, float32 sum, 1 MiB..64 MiB. busbw as
 // nccl-tests defines it (allreduce: 2(n-1)/n x bytes / time; reduce-scatter:
 // (n-1)/n x bytes / time, bytes = the full input). Medians of --reps after a
-// warm-up; rank 0 prints one JSON line per (collective, size).
+// warm-up; rank 0 prints one JSON line per (collective, size). A third
+// row per collective, memory "copies", times only what staging adds when
+// nothing overlaps: the input copied to pinned memory and the output back
+// (so cuda - host - copies is what the pipeline hid, or lost to overheads).
+// "chunk" is SMP_STAGED_CHUNK_BYTES, or "auto" (staged_backend.h).
 //   mpirun -np 2 gpu_staged_bench [--reps R]
 #include <cuda_runtime_api.h>
 #include <mpi.h>
@@ -62,7 +66,13 @@ int main(int argc, char **argv) {
   for (size_t mib : {1, 4, 16, 64}) {
     const size_t bytes = mib << 20, n = bytes / 4;
     std::vector<float> hin(n, 1.0f), hout(n);
-    float *din = nullptr, *dout = nullptr;
+    float *din = nullptr, *dout = nullptr, *pinned = nullptr;
+    cudaMallocHost(reinterpret_cast<void **>(&pinned), bytes);
+    auto copies = [&](size_t out_bytes) {
+      cudaMemcpyAsync(pinned, din, bytes, cudaMemcpyDeviceToHost, s);
+      cudaMemcpyAsync(dout, pinned, out_bytes, cudaMemcpyHostToDevice, s);
+      cudaStreamSynchronize(s);
+    };
     cudaMalloc(reinterpret_cast<void **>(&din), bytes);
     cudaMalloc(reinterpret_cast<void **>(&dout), bytes);
     cudaMemcpy(din, hin.data(), bytes, cudaMemcpyHostToDevice);
@@ -73,12 +83,17 @@ int main(int argc, char **argv) {
         {"allreduce", "cuda", median_s(reps, [&] { must(smp_allreduce(din, dout, n, SMP_FLOAT32, SMP_SUM, SMP_WORLD, s)); cudaStreamSynchronize(s); }), f_ar},
         {"reduce_scatter", "host", median_s(reps, [&] { must(smp_reduce_scatter(hin.data(), hout.data(), rc, SMP_FLOAT32, SMP_SUM, SMP_WORLD, nullptr)); }), f_rs},
         {"reduce_scatter", "cuda", median_s(reps, [&] { must(smp_reduce_scatter(din, dout, rc, SMP_FLOAT32, SMP_SUM, SMP_WORLD, s)); cudaStreamSynchronize(s); }), f_rs},
+        {"allreduce", "copies", median_s(reps, [&] { copies(bytes); }), f_ar},
+        {"reduce_scatter", "copies", median_s(reps, [&] { copies(rc * 4); }), f_rs},
     };
+    const char *chunk = std::getenv("SMP_STAGED_CHUNK_BYTES");
     if (rank == 0)
       for (const Row &r : rows)
-        std::printf("{\"bench\": \"staged\", \"device\": \"%s\", \"ranks\": %d, \"collective\": \"%s\", "
-                    "\"memory\": \"%s\", \"MiB\": %zu, \"ms\": %.3f, \"busbw_GBps\": %.3f}\n",
-                    prop.name, size, r.coll, r.mem, mib, r.sec * 1e3, r.factor * rc * size * 4 / r.sec / 1e9);
+        std::printf("{\"bench\": \"staged\", \"device\": \"%s\", \"ranks\": %d, \"chunk\": \"%s\", "
+                    "\"collective\": \"%s\", \"memory\": \"%s\", \"MiB\": %zu, \"ms\": %.3f, \"busbw_GBps\": %.3f}\n",
+                    prop.name, size, chunk && *chunk ? chunk : "auto", r.coll, r.mem, mib, r.sec * 1e3,
+                    r.factor * rc * size * 4 / r.sec / 1e9);
+    cudaFreeHost(pinned);
     cudaFree(din);
     cudaFree(dout);
   }

@@ -7,8 +7,9 @@
 // stream, so the ordering on the caller's stream is exercised. Sub-groups
 // (SMP_PP_SIZE=2 with 4 ranks) create their own device communicators.
 //
-// Exact equality holds because NCCL with one rank copies and the staged
-// backend reduces with the host backend itself; NCCL across several GPUs
+// Exact equality holds because NCCL with one rank copies (AVG goes as SUM
+// there: nccl_types.h) and the staged backend reduces with the host
+// backend itself; NCCL across several GPUs
 // rounds half types at every hop, so there half reductions get a tolerance.
 #include <cuda_runtime_api.h>
 #include <mpi.h>
@@ -94,17 +95,26 @@ void compare(const std::string &what, const Run &r, bool in_place) {
   void *hout = in_place ? host_in.data() : host_out.data();
   ok(r.fn(host_in.data(), hout), what + " (host)");
   DeviceBuffer din(r.in.size()), dout(in_place ? 0 : r.out_bytes);
-  din.upload(r.in.data());
-  if (!in_place) dout.poison();
+  // Input and poison are enqueued on the caller's stream and not waited
+  // for: the call must order its own work after them.
+  din.upload(r.in.data(), g_stream);
+  if (!in_place) dout.poison(g_stream);
   void *dptr_out = in_place ? din.get() : dout.get();
   ok(r.fn(din.get(), dptr_out), what + " (cuda)");
   GPU_CHECK(cudaStreamSynchronize(g_stream));
   std::vector<char> got(in_place ? r.in.size() : r.out_bytes);
   GPU_CHECK(cudaMemcpy(got.data(), dptr_out, got.size(), cudaMemcpyDeviceToHost));
   const std::vector<char> &want = in_place ? host_in : host_out;
-  size_t bad = 0;
-  while (bad < want.size() && got[bad] == want[bad]) ++bad;
-  expect(bad == want.size(), what + (bad < want.size() ? ": first difference at byte " + std::to_string(bad) : ""));
+  size_t bad = 0, nbad = 0, poisoned = 0;
+  for (size_t i = 0; i < want.size(); ++i)
+    if (got[i] != want[i]) {
+      if (nbad++ == 0) bad = i;
+      poisoned += static_cast<unsigned char>(got[i]) == 0xff;
+    }
+  expect(nbad == 0, what + (nbad ? ": " + std::to_string(nbad) + " of " + std::to_string(want.size()) +
+                                       " bytes differ, the first at byte " + std::to_string(bad) + ", " +
+                                       std::to_string(poisoned) + " of them still poison (0xff)"
+                                 : ""));
 }
 
 void run_group(smp_group_t g, const char *gname, std::mt19937_64 &rng) {

@@ -43,6 +43,12 @@ class DeviceBuffer {
   template <class T> T *as() const { return static_cast<T *>(p_); }
   size_t bytes() const { return bytes_; }
   void upload(const void *host) { GPU_CHECK(cudaMemcpy(p_, host, bytes_, cudaMemcpyHostToDevice)); }
+  // In the order of `stream` (cudaMemcpy and cudaMemset run on the legacy
+  // default stream, which a cudaStreamNonBlocking stream does not wait for).
+  void upload(const void *host, cudaStream_t stream) {
+    GPU_CHECK(cudaMemcpyAsync(p_, host, bytes_, cudaMemcpyHostToDevice, stream));
+  }
+  void poison(cudaStream_t stream) { GPU_CHECK(cudaMemsetAsync(p_, 0xff, bytes_, stream)); }
   void download(void *host) const { GPU_CHECK(cudaMemcpy(host, p_, bytes_, cudaMemcpyDeviceToHost)); }
   // Outputs are poisoned before every run: all bytes 0xff (NaN for floats,
   // -1 for integers), so a result that was never written cannot pass.

@@ -159,7 +159,7 @@ void NcclBackend::watch_loop() {
 void NcclBackend::allreduce(const void *send, void *recv, size_t count, DType t, ReduceOp op, void *stream) {
   cuda::DeviceGuard device(cuda::device_of(recv));
   ncclRedOp_t nop;
-  void *c = nccl_op(op, t, &nop) ? comm("allreduce") : nullptr;
+  void *c = nccl_op(op, t, boot_.size(), &nop) ? comm("allreduce") : nullptr;
   if (!c) return staged_->allreduce(send, recv, count, t, op, stream);
   enqueued(ncclAllReduce(send, recv, count, nccl_type(t), nop, as_comm(c), as_stream(stream)), "allreduce", stream);
 }
@@ -168,7 +168,7 @@ void NcclBackend::reduce_scatter(const void *send, void *recv, size_t recvcount,
                                  void *stream) {
   cuda::DeviceGuard device(cuda::device_of(recv));
   ncclRedOp_t nop;
-  void *c = nccl_op(op, t, &nop) ? comm("reduce_scatter") : nullptr;
+  void *c = nccl_op(op, t, boot_.size(), &nop) ? comm("reduce_scatter") : nullptr;
   if (!c) return staged_->reduce_scatter(send, recv, recvcount, t, op, stream);
   enqueued(ncclReduceScatter(send, recv, recvcount, nccl_type(t), nop, as_comm(c), as_stream(stream)),
            "reduce_scatter", stream);
