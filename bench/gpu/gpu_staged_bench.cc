@@ -7,7 +7,7 @@
 // row per collective, memory "copies", times only what staging adds when
 // nothing overlaps: the input copied to pinned memory and the output back
 // (so cuda - host - copies is what the pipeline hid, or lost to overheads).
-// "chunk" is SMP_STAGED_CHUNK_BYTES, or "auto" (staged_backend.h).
+// "chunk" is SMP_STAGED_CHUNK_BYTES, or "auto" (unset: the default).
 //   mpirun -np 2 gpu_staged_bench [--reps R]
 #include <cuda_runtime_api.h>
 #include <mpi.h>

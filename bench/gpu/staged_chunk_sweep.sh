@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# The staged collectives at several fixed chunk sizes and the adaptive one
-# (staged_backend.h), 2 ranks on one GPU, each run side by side with the
-# host collective: prints the staged/host busbw ratio per (collective, MiB)
-# and chunk, and keeps the JSON lines in OUT_FILE.
+# The staged collectives at several chunk sizes (SMP_STAGED_CHUNK_BYTES;
+# "auto": unset, the 2 MiB default), 2 ranks on one GPU, each run side by
+# side with the host collective: prints the staged/host busbw ratio per
+# (collective, MiB) and chunk, and keeps the JSON lines in OUT_FILE.
 #   bench/gpu/staged_chunk_sweep.sh BUILD_DIR OUT_FILE [CHUNK_BYTES...]
 set -uo pipefail
 build=$1 out=$2
 shift 2
 chunks=("$@")
-[ $# -eq 0 ] && read -r -a chunks <<<"auto 2097152 1048576 524288 262144 131072"
+[ $# -eq 0 ] && read -r -a chunks <<<"auto 1048576 524288 262144 131072"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 : >"$out"
 for c in "${chunks[@]}"; do

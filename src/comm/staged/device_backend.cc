@@ -17,7 +17,7 @@ namespace {
 
 size_t staged_chunk_bytes() {
   const char *v = std::getenv("SMP_STAGED_CHUNK_BYTES");
-  if (!v || !*v) return 0;  // adaptive (staged_backend.h)
+  if (!v || !*v) return staged::kDefaultChunkBytes;
   char *end = nullptr;
   const unsigned long long x = std::strtoull(v, &end, 10);
   if (*end != '\0' || x < 8)

@@ -66,20 +66,11 @@ class StagedRequest final : public Request {
 StagedBackend::StagedBackend(std::unique_ptr<Backend> host, int rank, int size,
                              std::shared_ptr<CopyEngine> engine, size_t chunk_bytes)
     : host_(std::move(host)), rank_(rank), size_(size), engine_(std::move(engine)),
-      chunk_bytes_(chunk_bytes == 0 ? 0 : std::max<size_t>(chunk_bytes, 8)), pool_(*engine_) {}
+      chunk_bytes_(std::max<size_t>(chunk_bytes, 8)), pool_(*engine_) {}
 
 StagedBackend::~StagedBackend() = default;
 
-size_t StagedBackend::chunk_elems(DType t) const {
-  return std::max<size_t>(1, (chunk_bytes_ ? chunk_bytes_ : kDefaultChunkBytes) / dtype_size(t));
-}
-
-size_t StagedBackend::coll_chunk_elems(DType t, size_t count) const {
-  if (chunk_bytes_) return chunk_elems(t);
-  const size_t es = dtype_size(t);
-  const size_t bytes = std::clamp(count * es / kPipelineChunks, kMinChunkBytes, kDefaultChunkBytes);
-  return std::max<size_t>(1, bytes / es);
-}
+size_t StagedBackend::chunk_elems(DType t) const { return std::max<size_t>(1, chunk_bytes_ / dtype_size(t)); }
 
 namespace {
 
@@ -124,7 +115,7 @@ Ticket nothing(size_t, int) { return 0; }
 void StagedBackend::allreduce(const void *send, void *recv, size_t count, DType t, ReduceOp op,
                               void *stream) {
   if (count == 0) return;
-  const size_t C = coll_chunk_elems(t, count);
+  const size_t C = chunk_elems(t);
   Staging st(pool_, *engine_, stream, count, dtype_size(t), C, C);
   st.run(
       st.chunks(),
@@ -138,7 +129,7 @@ void StagedBackend::allreduce(const void *send, void *recv, size_t count, DType 
 void StagedBackend::reduce_scatter(const void *send, void *recv, size_t recvcount, DType t, ReduceOp op,
                                    void *stream) {
   if (recvcount == 0) return;
-  const size_t es = dtype_size(t), C = coll_chunk_elems(t, recvcount), S = static_cast<size_t>(size_);
+  const size_t es = dtype_size(t), C = chunk_elems(t), S = static_cast<size_t>(size_);
   Staging st(pool_, *engine_, stream, recvcount, es, C, (S + 1) * C);
   st.run(
       st.chunks(),
@@ -161,7 +152,7 @@ void StagedBackend::reduce_scatter(const void *send, void *recv, size_t recvcoun
 // rank's in its tail, scattered to their blocks of recv.
 void StagedBackend::allgather(const void *send, void *recv, size_t sendcount, DType t, void *stream) {
   if (sendcount == 0) return;
-  const size_t es = dtype_size(t), C = coll_chunk_elems(t, sendcount), S = static_cast<size_t>(size_);
+  const size_t es = dtype_size(t), C = chunk_elems(t), S = static_cast<size_t>(size_);
   Staging st(pool_, *engine_, stream, sendcount, es, C, (S + 1) * C);
   st.run(
       st.chunks(),
@@ -178,7 +169,7 @@ void StagedBackend::allgather(const void *send, void *recv, size_t sendcount, DT
 
 void StagedBackend::broadcast(void *buf, size_t count, DType t, int root, void *stream) {
   if (count == 0) return;
-  const size_t C = coll_chunk_elems(t, count);
+  const size_t C = chunk_elems(t);
   Staging st(pool_, *engine_, stream, count, dtype_size(t), C, C);
   auto to_host = [&](size_t k, int s) { return st.q().to_host(st.slot(s), at(buf, st.offset(k)), st.bytes(k)); };
   auto to_device = [&](size_t k, int s) { return st.q().to_device(at(buf, st.offset(k)), st.slot(s), st.bytes(k)); };

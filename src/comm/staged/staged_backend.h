@@ -25,23 +25,16 @@
 
 namespace smp::comm::staged {
 
-// Bytes per chunk (per rank block for reduce-scatter / allgather).
-// Point-to-point messages are framed in kDefaultChunkBytes (both sides must
-// agree, whatever count each passes). A collective, whose count every rank
-// passes alike, takes a chunk of 1/kPipelineChunks of its message, between
-// kMinChunkBytes and kDefaultChunkBytes: one fixed 2 MiB chunk left messages
-// up to 2 MiB unpipelined. A chunk_bytes other than 0 (SMP_STAGED_CHUNK_BYTES
-// in make_device_backend) fixes one size for everything.
+// Default bytes per chunk (per rank block for reduce-scatter / allgather);
+// SMP_STAGED_CHUNK_BYTES overrides it in make_staged_backend.
 inline constexpr size_t kDefaultChunkBytes = size_t{2} << 20;
-inline constexpr size_t kMinChunkBytes = size_t{256} << 10;
-inline constexpr size_t kPipelineChunks = 4;
 
 class StagedBackend final : public Backend {
  public:
   // host: the group's host-memory backend (owned; its own communicators),
   // rank / size: this process in the group.
   StagedBackend(std::unique_ptr<Backend> host, int rank, int size,
-                std::shared_ptr<CopyEngine> engine, size_t chunk_bytes = 0);
+                std::shared_ptr<CopyEngine> engine, size_t chunk_bytes = kDefaultChunkBytes);
   ~StagedBackend() override;
   const char *name() const override { return "staged"; }
 
@@ -60,13 +53,12 @@ class StagedBackend final : public Backend {
   RequestPtr irecv(void *buf, size_t count, DType t, int peer, int tag, void *stream) override;
 
  private:
-  size_t chunk_elems(DType t) const;                     // point-to-point
-  size_t coll_chunk_elems(DType t, size_t count) const;  // a collective of count elements (per block)
+  size_t chunk_elems(DType t) const;
 
   std::unique_ptr<Backend> host_;
   int rank_, size_;
   std::shared_ptr<CopyEngine> engine_;
-  size_t chunk_bytes_;  // 0: adaptive (collectives), kDefaultChunkBytes (point-to-point)
+  size_t chunk_bytes_;
   StagingPool pool_;  // after engine_: returns its buffers to it
 };
 

@@ -6,7 +6,6 @@
 // that makes the copies overlap the transfers.
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <memory>
 #include <numeric>
 #include <random>
@@ -278,35 +277,6 @@ TEST(StagedBackend, ChunksAreBoundedByTheChunkSize) {
   rig.staged->allreduce(a.data(), a.data(), a.size(), DType::I64, ReduceOp::Sum, nullptr);
   EXPECT_EQ(rig.where("xfer allreduce 4").size(), 2u);
   EXPECT_EQ(rig.where("xfer allreduce 2").size(), 1u);
-}
-
-// chunk_bytes 0: a collective takes a quarter of its message per chunk,
-// clamped to [kMinChunkBytes, kDefaultChunkBytes] (per block for
-// reduce-scatter); point-to-point stays framed in kDefaultChunkBytes.
-TEST(StagedBackend, AdaptiveChunksAreAQuarterOfTheMessageWithinBounds) {
-  constexpr size_t kMin = kMinChunkBytes / 8, kMax = kDefaultChunkBytes / 8;  // int64 elements
-  for (const size_t n : {size_t{1000}, kMin * 4, kMin * 4 + 5, kMax * 2, kMax * 4, kMax * 9 + 3}) {
-    const size_t want_c = std::clamp(n / 4, kMin, kMax);
-    Rig rig(0, 2, 0);
-    const auto src = random_values(n, n);
-    std::vector<int64_t> out(n, -7);
-    rig.staged->allreduce(src.data(), out.data(), n, DType::I64, ReduceOp::Sum, nullptr);
-    for (size_t i = 0; i < n; ++i) ASSERT_EQ(out[i], 3 * src[i] + 1) << "n " << n << " element " << i;
-    const auto xfers = rig.where("xfer");
-    ASSERT_EQ(xfers.size(), chunks(n, want_c)) << "n " << n;
-    EXPECT_EQ(rig.trace[xfers[0]], "xfer allreduce " + std::to_string(std::min(n, want_c)));
-
-    Rig rs(1, 2, 0);
-    const auto blocks = random_values(2 * n, n + 1);
-    rs.staged->reduce_scatter(blocks.data(), out.data(), n, DType::I64, ReduceOp::Sum, nullptr);
-    for (size_t i = 0; i < n; ++i) ASSERT_EQ(out[i], blocks[i] + 2 * blocks[n + i]) << "n " << n << " element " << i;
-    EXPECT_EQ(rs.where("xfer").size(), chunks(n, want_c)) << "n " << n;
-  }
-  Rig p2p(0, 2, 0);
-  std::vector<int64_t> msg(kMax + 1, 5);
-  p2p.staged->send(msg.data(), msg.size(), DType::I64, 1, 0, nullptr);
-  EXPECT_EQ(p2p.where("xfer send " + std::to_string(kMax)).size(), 1u);
-  EXPECT_EQ(p2p.where("xfer send 1").size(), 1u);
 }
 
 }  // namespace
