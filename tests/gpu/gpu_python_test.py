@@ -10,6 +10,8 @@ pass PyTorch's current stream through. Exits 77 without a GPU.
 
     mpirun -np N python3 gpu_python_test.py
 """
+import faulthandler
+import os
 import sys
 
 import torch
@@ -24,6 +26,14 @@ DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16,
           torch.int32, torch.int64, torch.int8, torch.uint8]
 OPS = {"sum": smp.SUM, "avg": smp.AVG, "max": smp.MAX, "min": smp.MIN, "prod": smp.PROD}
 failures = []
+
+
+TRACE = os.environ.get("GPU_PYTHON_TEST_TRACE") == "1"
+
+
+def step(name):
+    if TRACE:
+        print(f"rank {smp.rank()}: {name}", file=sys.stderr, flush=True)
 
 
 def check(name, got, want):
@@ -57,6 +67,9 @@ def on_side_stream(cpu, stream):
 
 
 def main():
+    # A hang shows where it is (every thread's Python stack) before the
+    # harness kills the job.
+    faulthandler.dump_traceback_later(int(os.environ.get("GPU_PYTHON_TEST_DUMP_AFTER", "150")), exit=True)
     smp.init()
     rank, size = smp.rank(), smp.size()
     torch.cuda.set_device(0)
@@ -69,6 +82,7 @@ def main():
         for n in (1, 1000, 70001):
             tag = f"{dtype} n={n}"
             for name, op in OPS.items():
+                step(f"allreduce {name} {tag}")
                 x = data(gen, n, dtype, positive=name == "prod")
                 want = smp.allreduce(x.clone(), op=op)
                 with torch.cuda.stream(side):
@@ -76,6 +90,7 @@ def main():
                 side.synchronize()
                 check(f"allreduce {name} {tag}", got, want)
 
+            step(f"reduce_scatter {tag}")
             x = data(gen, n * size, dtype)
             want = smp.reduce_scatter(x, torch.empty(n, dtype=dtype))
             with torch.cuda.stream(side):
@@ -84,6 +99,7 @@ def main():
             side.synchronize()
             check(f"reduce_scatter {tag}", got, want)
 
+            step(f"allgather {tag}")
             x = data(gen, n, dtype)
             want = smp.allgather(x, torch.empty(n * size, dtype=dtype))
             with torch.cuda.stream(side):
@@ -92,6 +108,7 @@ def main():
             side.synchronize()
             check(f"allgather {tag}", got, want)
 
+            step(f"broadcast {tag}")
             x = data(gen, n, dtype)
             want = smp.broadcast(x.clone(), root=size - 1)
             with torch.cuda.stream(side):
@@ -100,6 +117,7 @@ def main():
             check(f"broadcast {tag}", got, want)
 
             # A ring, CUDA to CUDA: non-blocking send, blocking receive.
+            step(f"ring {tag}")
             x = data(gen, n, dtype)
             want = torch.empty(n, dtype=dtype)
             req = smp.isend(x, nxt, tag=5)
@@ -117,6 +135,7 @@ def main():
             # The tensor transport: shape and dtype travel with the data;
             # a CUDA tensor goes out, and arrives into a CUDA buffer and as
             # a new (host) tensor.
+            step(f"exchange_tensors {tag}")
             x = data(gen, n, dtype).reshape(1, n)
             xd = x.cuda()
             torch.cuda.synchronize()
