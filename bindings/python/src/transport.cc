@@ -254,7 +254,7 @@ void bind_transport(py::module_ &m) {
       }
     }
     check(st);
-    if (!defer_sends) return std::move(out);
+    if (!defer_sends) return out;
     // The receive tensors are complete; the send tensors stay alive (and
     // exported) with the request until the sends complete.
     held.resize(s.size());
