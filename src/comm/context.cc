@@ -165,8 +165,10 @@ Context &Context::init(const Options &o) {
 #if SMP_HAVE_CUDA
     std::unique_ptr<Backend> device, device_async;
     if (gpu) {
-      device = make_device_backend(comm, chunk, timeout, world_rank);
-      device_async = make_device_backend(comm, chunk, timeout, world_rank);
+      // Point-to-point on device memory goes through the host backends, so
+      // that a CUDA sender matches a host receiver (staged_backend.h).
+      device = make_device_backend(comm, chunk, timeout, world_rank, host.get());
+      device_async = make_device_backend(comm, chunk, timeout, world_rank, host_async.get());
     }
 #endif
     MPI_Comm_free(&comm);

@@ -28,13 +28,14 @@ size_t staged_chunk_bytes() {
 }  // namespace
 
 std::unique_ptr<Backend> make_device_backend(MPI_Comm group_comm, size_t max_chunk,
-                                             double timeout_seconds, int world_rank) {
+                                             double timeout_seconds, int world_rank, Backend *p2p_host) {
   static const auto engine = std::make_shared<staged::CudaCopyEngine>();
   int rank = 0, size = 1;
   MPI_Comm_rank(group_comm, &rank);
   MPI_Comm_size(group_comm, &size);
   auto staged = std::make_unique<staged::StagedBackend>(
-      std::make_unique<mpi::MpiBackend>(group_comm, max_chunk), rank, size, engine, staged_chunk_bytes());
+      std::make_unique<mpi::MpiBackend>(group_comm, max_chunk), rank, size, engine, staged_chunk_bytes(),
+      p2p_host);
 #if SMP_HAVE_NCCL
   const char *use = std::getenv("SMP_NCCL");
   if (!(use && std::string(use) == "0"))

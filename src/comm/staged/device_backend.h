@@ -17,7 +17,10 @@ namespace smp::comm {
 // it). max_chunk: elements per MPI call (as MpiBackend). timeout_seconds:
 // SMP_TIMEOUT (<= 0: none). SMP_STAGED_CHUNK_BYTES sets the staged
 // pipeline's chunk size (default 2 MiB); SMP_NCCL=0 turns NCCL off.
+// p2p_host: the group's host backend, which point-to-point on device
+// memory goes through so that it matches host-memory peers (not owned; it
+// outlives the returned backend).
 std::unique_ptr<Backend> make_device_backend(MPI_Comm group_comm, size_t max_chunk,
-                                             double timeout_seconds, int world_rank);
+                                             double timeout_seconds, int world_rank, Backend *p2p_host);
 
 }  // namespace smp::comm

@@ -18,15 +18,13 @@ using Ticket = CopyQueue::Ticket;
 char *at(void *p, size_t bytes) { return static_cast<char *>(p) + bytes; }
 const char *at(const void *p, size_t bytes) { return static_cast<const char *>(p) + bytes; }
 
-size_t chunks_of(size_t count, size_t chunk) { return (count + chunk - 1) / chunk; }
-
 // An irecv into a staging buffer, copied to the device once it arrives; an
 // isend keeps its staged copy alive until the send completes.
 class StagedRequest final : public Request {
  public:
   StagedRequest(StagingPool::Buffer buf, CopyEngine *engine, void *device, size_t bytes, void *stream)
       : buf_(std::move(buf)), engine_(engine), device_(device), bytes_(bytes), stream_(stream) {}
-  void attach(RequestPtr inner) { inner_.push_back(std::move(inner)); }
+  void attach(RequestPtr inner) { inner_ = std::move(inner); }
   ~StagedRequest() override {
     try {
       wait();
@@ -34,12 +32,11 @@ class StagedRequest final : public Request {
     }
   }
   void wait() override {
-    for (auto &r : inner_) r->wait();
+    if (inner_) inner_->wait();
     deliver();
   }
   bool test() override {
-    for (auto &r : inner_)
-      if (!r->test()) return false;
+    if (inner_ && !inner_->test()) return false;
     deliver();
     return true;
   }
@@ -52,8 +49,8 @@ class StagedRequest final : public Request {
     q->wait(q->to_device(device_, buf_.data(), bytes_));
   }
 
-  StagingPool::Buffer buf_;  // declared before inner_: outlives the MPI requests
-  std::vector<RequestPtr> inner_;  // one per chunk, as send / recv frame them
+  StagingPool::Buffer buf_;  // declared before inner_: outlives the MPI request
+  RequestPtr inner_;         // the host backend's message
   CopyEngine *engine_;
   void *device_;  // receive: where the message goes; send: nullptr
   size_t bytes_;
@@ -64,8 +61,9 @@ class StagedRequest final : public Request {
 }  // namespace
 
 StagedBackend::StagedBackend(std::unique_ptr<Backend> host, int rank, int size,
-                             std::shared_ptr<CopyEngine> engine, size_t chunk_bytes)
-    : host_(std::move(host)), rank_(rank), size_(size), engine_(std::move(engine)),
+                             std::shared_ptr<CopyEngine> engine, size_t chunk_bytes, Backend *p2p_host)
+    : host_(std::move(host)), p2p_(p2p_host ? p2p_host : host_.get()), rank_(rank), size_(size),
+      engine_(std::move(engine)),
       chunk_bytes_(std::max<size_t>(chunk_bytes, 8)), pool_(*engine_) {}
 
 StagedBackend::~StagedBackend() = default;
@@ -196,23 +194,22 @@ void StagedBackend::gatherv(const void *send, size_t sendcount, void *recv, cons
 
 void StagedBackend::barrier() { host_->barrier(); }
 
-// At least one message, also for count 0, as the receiver expects.
 void StagedBackend::send(const void *buf, size_t count, DType t, int peer, int tag, void *stream) {
-  const size_t C = chunk_elems(t);
-  Staging st(pool_, *engine_, stream, count, dtype_size(t), C, C);
-  st.run(
-      std::max<size_t>(1, st.chunks()),
-      [&](size_t k, int s) { return st.q().to_host(st.slot(s), at(buf, st.offset(k)), st.bytes(k)); },
-      [&](size_t k, int s) { host_->send(st.slot(s), st.len(k), t, peer, tag, nullptr); }, nothing);
+  const size_t bytes = count * dtype_size(t);
+  auto stage = pool_.take(bytes);
+  {
+    auto q = engine_->queue(stream);
+    q->wait(q->to_host(stage.data(), buf, bytes));
+  }
+  p2p_->send(stage.data(), count, t, peer, tag, nullptr);
 }
 
 void StagedBackend::recv(void *buf, size_t count, DType t, int peer, int tag, void *stream) {
-  const size_t C = chunk_elems(t);
-  Staging st(pool_, *engine_, stream, count, dtype_size(t), C, C);
-  st.run(
-      std::max<size_t>(1, st.chunks()), nothing,
-      [&](size_t k, int s) { host_->recv(st.slot(s), st.len(k), t, peer, tag, nullptr); },
-      [&](size_t k, int s) { return st.q().to_device(at(buf, st.offset(k)), st.slot(s), st.bytes(k)); });
+  const size_t bytes = count * dtype_size(t);
+  auto stage = pool_.take(bytes);
+  p2p_->recv(stage.data(), count, t, peer, tag, nullptr);
+  auto q = engine_->queue(stream);
+  q->wait(q->to_device(buf, stage.data(), bytes));
 }
 
 RequestPtr StagedBackend::isend(const void *buf, size_t count, DType t, int peer, int tag, void *stream) {
@@ -224,10 +221,7 @@ RequestPtr StagedBackend::isend(const void *buf, size_t count, DType t, int peer
   }
   char *host = stage.data();
   auto req = std::make_unique<StagedRequest>(std::move(stage), engine_.get(), nullptr, 0, stream);
-  // The same chunk messages as send(), so any staged receive matches them.
-  const size_t es = dtype_size(t), C = chunk_elems(t);
-  for (size_t k = 0; k < std::max<size_t>(1, chunks_of(count, C)); ++k)
-    req->attach(host_->isend(host + k * C * es, std::min(C, count - k * C), t, peer, tag, nullptr));
+  req->attach(p2p_->isend(host, count, t, peer, tag, nullptr));
   return req;
 }
 
@@ -236,9 +230,7 @@ RequestPtr StagedBackend::irecv(void *buf, size_t count, DType t, int peer, int 
   auto stage = pool_.take(bytes);
   char *host = stage.data();
   auto req = std::make_unique<StagedRequest>(std::move(stage), engine_.get(), buf, bytes, stream);
-  const size_t es = dtype_size(t), C = chunk_elems(t);
-  for (size_t k = 0; k < std::max<size_t>(1, chunks_of(count, C)); ++k)
-    req->attach(host_->irecv(host + k * C * es, std::min(C, count - k * C), t, peer, tag, nullptr));
+  req->attach(p2p_->irecv(host, count, t, peer, tag, nullptr));
   return req;
 }
 

@@ -9,11 +9,17 @@
 // ordered on the caller's stream: the device-to-host copies wait for the
 // work enqueued on `stream` before the call, and when the call returns the
 // results are in device memory. gatherv is staged whole (its chunk count
-// would need every rank's count, which only root knows); isend stages the
-// whole buffer before it returns; irecv copies to the device in wait/test.
-// Point-to-point messages are framed in chunks (at least one message, also
-// for count 0) by send, recv, isend and irecv alike, so every staged send
-// matches every staged receive; both sides need the same chunk size.
+// would need every rank's count, which only root knows).
+//
+// Point-to-point is staged whole and goes out as the host backend's own
+// message, through p2p_host (the group's host backend, whose communicator
+// and framing host-memory sends and receives use): a send from device
+// memory must match a receive into host memory and the reverse, which
+// chunk framing or a communicator of the staged path's own would break
+// (seen on an H200: a CUDA tensor sent to a host buffer never arrived).
+// send/isend stage the buffer before the message goes out; recv copies it
+// to the device before returning, irecv in wait/test. The copies do not
+// overlap the transfer, unlike the collectives'.
 #pragma once
 
 #include <cstddef>
@@ -31,10 +37,13 @@ inline constexpr size_t kDefaultChunkBytes = size_t{2} << 20;
 
 class StagedBackend final : public Backend {
  public:
-  // host: the group's host-memory backend (owned; its own communicators),
-  // rank / size: this process in the group.
+  // host: the collectives' host-memory backend (owned; its own
+  // communicators); p2p_host: the backend point-to-point goes through (not
+  // owned, outlives this; nullptr: host); rank / size: this process in the
+  // group.
   StagedBackend(std::unique_ptr<Backend> host, int rank, int size,
-                std::shared_ptr<CopyEngine> engine, size_t chunk_bytes = kDefaultChunkBytes);
+                std::shared_ptr<CopyEngine> engine, size_t chunk_bytes = kDefaultChunkBytes,
+                Backend *p2p_host = nullptr);
   ~StagedBackend() override;
   const char *name() const override { return "staged"; }
 
@@ -56,6 +65,7 @@ class StagedBackend final : public Backend {
   size_t chunk_elems(DType t) const;
 
   std::unique_ptr<Backend> host_;
+  Backend *p2p_;  // host_ or the group's host backend
   int rank_, size_;
   std::shared_ptr<CopyEngine> engine_;
   size_t chunk_bytes_;

@@ -4,7 +4,8 @@
 // collective and point-to-point call, every dtype, counts around the chunk
 // size, in place and not: the bytes must equal those of the MPI backend
 // alone on the same inputs. So the chunking matches across ranks and the
-// staged path adds nothing to the result.
+// staged path adds nothing to the result; and staged point-to-point meets
+// plain host point-to-point (a CUDA sender, a host receiver).
 #include <mpi.h>
 
 #include <algorithm>
@@ -62,9 +63,10 @@ int main(int argc, char **argv) {
   constexpr size_t kChunkBytes = 4096;
   {
     auto engine = std::make_shared<smp::comm::staged::HostCopyEngine>(/*deferred=*/true);
-    smp::comm::staged::StagedBackend staged(std::make_unique<smp::comm::mpi::MpiBackend>(MPI_COMM_WORLD, 1 << 30),
-                                            g_rank, size, engine, kChunkBytes);
+    // As smp_init wires them: point-to-point through the group's host backend.
     smp::comm::mpi::MpiBackend host(MPI_COMM_WORLD, 1 << 30);
+    smp::comm::staged::StagedBackend staged(std::make_unique<smp::comm::mpi::MpiBackend>(MPI_COMM_WORLD, 1 << 30),
+                                            g_rank, size, engine, kChunkBytes, &host);
     const int next = (g_rank + 1) % size, prev = (g_rank + size - 1) % size;
     for (int ti = 0; ti < smp::kNumDTypes; ++ti) {
       const auto t = static_cast<DType>(ti);
@@ -128,6 +130,18 @@ int main(int argc, char **argv) {
         staged.recv(got2.data(), n, t, prev, 10, nullptr);
         sq->wait();
         expect(got2 == prev_data, "isend/recv ring " + tn);
+        // Mixed memory: "device" (staged) senders to host receivers and the
+        // reverse must match (the H200 found them on different communicators).
+        std::vector<char> got3(n * es, 7), got4(n * es, 8);
+        auto mq = host.irecv(got3.data(), n, t, prev, 11, nullptr);
+        staged.send(in.data(), n, t, next, 11, nullptr);
+        mq->wait();
+        expect(got3 == prev_data, "staged send -> host irecv ring " + tn);
+        auto mq2 = staged.irecv(got4.data(), n, t, prev, 12, nullptr);
+        auto ms2 = host.isend(in.data(), n, t, next, 12, nullptr);
+        mq2->wait();
+        ms2->wait();
+        expect(got4 == prev_data, "host isend -> staged irecv ring " + tn);
       }
     }
     staged.barrier();

@@ -137,7 +137,9 @@ TEST_P(Staged, BroadcastRootSendsChunksInOrderOthersReceiveThem) {
   }
 }
 
-TEST_P(Staged, SendAndRecvStreamChunksInOrder) {
+// Point-to-point is staged whole and goes out as one host message (the
+// host backend frames it as host-memory peers do), copies before/after.
+TEST_P(Staged, SendAndRecvGoAsOneHostMessage) {
   const auto data = random_values(N(), seed());
   Rig rig(rank(), S(), C());
   std::vector<int64_t> buf = data;
@@ -147,8 +149,15 @@ TEST_P(Staged, SendAndRecvStreamChunksInOrder) {
   std::vector<int64_t> got(N(), -7);
   rig.staged->recv(got.data(), N(), DType::I64, 0, 6, nullptr);
   EXPECT_EQ(got, data);
-  // At least one message even for count 0, as the receiving side expects.
-  EXPECT_EQ(rig.where("xfer send").size(), std::max<size_t>(1, chunks(N(), C())));
+  const auto sends = rig.where("xfer send"), recvs = rig.where("xfer recv");
+  ASSERT_EQ(sends.size(), 1u);
+  ASSERT_EQ(recvs.size(), 1u);
+  EXPECT_EQ(rig.trace[sends[0]], "xfer send " + std::to_string(N()));
+  EXPECT_EQ(rig.trace[recvs[0]], "xfer recv " + std::to_string(N()));
+  if (N() > 0) {  // staged out before the send, copied in after the receive
+    EXPECT_LT(rig.where("d2h")[0], sends[0]);
+    EXPECT_GT(rig.where("h2d")[0], recvs[0]);
+  }
 }
 
 TEST_P(Staged, NonBlockingSendAndRecvDeliverOnWait) {
@@ -158,12 +167,11 @@ TEST_P(Staged, NonBlockingSendAndRecvDeliverOnWait) {
   auto sreq = rig.staged->isend(buf.data(), N(), DType::I64, 0, 1, nullptr);
   sreq->wait();
   EXPECT_EQ((rig.fake->sent[{0, 1}]), data);
-  // Framed in chunks like send(), so a blocking receive matches it.
-  EXPECT_EQ(rig.where("xfer send").size(), std::max<size_t>(1, chunks(N(), C())));
+  EXPECT_EQ(rig.where("xfer send").size(), 1u);
   rig.fake->inbox[{0, 2}] = data;
   std::vector<int64_t> got(N(), -7);
   auto rreq = rig.staged->irecv(got.data(), N(), DType::I64, 0, 2, nullptr);
-  EXPECT_EQ(rig.where("xfer recv").size(), std::max<size_t>(1, chunks(N(), C())));
+  EXPECT_EQ(rig.where("xfer recv").size(), 1u);
   EXPECT_TRUE(rreq->test());
   EXPECT_EQ(got, data);
   rreq->wait();  // again: same result, no second copy
@@ -269,6 +277,32 @@ TEST(StagedBackend, StagingBuffersAreReusedAndAllReturned) {
     EXPECT_EQ(engine->live_allocations(), 1) << "one staging buffer, kept for reuse";
   }
   EXPECT_EQ(engine->live_allocations(), 0);
+}
+
+// Given the group's host backend, point-to-point goes through it (its
+// communicator is the one host-memory peers use); collectives stay on the
+// staged backend's own.
+TEST(StagedBackend, PointToPointGoesThroughTheGroupsHostBackend) {
+  auto engine = std::make_shared<HostCopyEngine>(false);
+  FakeGroupBackend group_host(0, 2, nullptr);
+  auto own = std::make_unique<FakeGroupBackend>(0, 2, nullptr);
+  FakeGroupBackend *own_ptr = own.get();
+  StagedBackend staged(std::move(own), 0, 2, engine, 64, &group_host);
+  std::vector<int64_t> a{1, 2, 3};
+  staged.send(a.data(), a.size(), DType::I64, 1, 4, nullptr);
+  staged.isend(a.data(), a.size(), DType::I64, 1, 5, nullptr)->wait();
+  EXPECT_EQ((group_host.sent[{1, 4}]), a);
+  EXPECT_EQ((group_host.sent[{1, 5}]), a);
+  EXPECT_TRUE(own_ptr->sent.empty());
+  group_host.inbox[{1, 6}] = {7, 8, 9};
+  group_host.inbox[{1, 7}] = {4, 5, 6};
+  std::vector<int64_t> got(3), got2(3);
+  staged.recv(got.data(), 3, DType::I64, 1, 6, nullptr);
+  staged.irecv(got2.data(), 3, DType::I64, 1, 7, nullptr)->wait();
+  EXPECT_EQ(got, (std::vector<int64_t>{7, 8, 9}));
+  EXPECT_EQ(got2, (std::vector<int64_t>{4, 5, 6}));
+  staged.allreduce(a.data(), a.data(), a.size(), DType::I64, ReduceOp::Sum, nullptr);
+  EXPECT_EQ(a, (std::vector<int64_t>{4, 7, 10}));  // the fake's 3x + 1, from the staged backend's own
 }
 
 TEST(StagedBackend, ChunksAreBoundedByTheChunkSize) {
