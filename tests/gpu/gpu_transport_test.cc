@@ -1,9 +1,11 @@
 // The tensor transport (smp_send_tensor / smp_recv_tensor_into /
 // smp_exchange_tensors) with CUDA tensors, all ranks on one GPU (so the
 // staged backend carries them): a ring, then both neighbours at once, for
-// float32 and bfloat16 tensors of a few shapes. Each rank regenerates what
-// its neighbours sent from the shared seed and compares byte for byte; the
-// receive buffers are poisoned first.
+// float32 and bfloat16 tensors of a few shapes; then mixed memory, a CUDA
+// tensor received into host memory (a given buffer and a new tensor) and a
+// host tensor into CUDA memory. Each rank regenerates what its neighbours
+// sent from the shared seed and compares byte for byte; the receive buffers
+// are poisoned first.
 #include <cuda_runtime_api.h>
 #include <dlpack/dlpack.h>
 #include <mpi.h>
@@ -34,9 +36,10 @@ std::vector<char> data_of(uint64_t seed, int rank, int tag, size_t bytes) {
 struct CudaTensor {
   std::vector<int64_t> shape;
   DLManagedTensor m{};
-  CudaTensor(void *buf, DLDataType t, std::vector<int64_t> s, int device) : shape(std::move(s)) {
+  CudaTensor(void *buf, DLDataType t, std::vector<int64_t> s, int device, DLDeviceType type = kDLCUDA)
+      : shape(std::move(s)) {
     m.dl_tensor.data = buf;
-    m.dl_tensor.device = DLDevice{kDLCUDA, device};
+    m.dl_tensor.device = DLDevice{type, type == kDLCUDA ? device : 0};
     m.dl_tensor.ndim = static_cast<int32_t>(shape.size());
     m.dl_tensor.dtype = t;
     m.dl_tensor.shape = shape.data();
@@ -110,6 +113,27 @@ int main() {
         }
         from_prev.download(got.data());
         check(got == data_of(seed, prev, tag, bytes), "send/recv_tensor_into " + what);
+
+        // Mixed memory in one exchange: CUDA -> host buffer, CUDA -> new
+        // (host) tensor, host -> CUDA buffer.
+        std::vector<char> host_in(bytes, static_cast<char>(0xff));
+        const std::vector<char> host_out = data_of(seed, g_rank, tag + 2000, bytes);
+        CudaTensor host_in_t(host_in.data(), t, shape, device, kDLCPU),
+            host_out_t(const_cast<char *>(host_out.data()), t, shape, device, kDLCPU);
+        from_prev.poison();
+        smp_tensor_transfer_t msends[3] = {{next, tag + 3000, &send_t.m}, {next, tag + 4000, &send_t.m},
+                                           {next, tag + 2000, &host_out_t.m}};
+        smp_tensor_transfer_t mrecvs[3] = {{prev, tag + 3000, &host_in_t.m}, {prev, tag + 4000, nullptr},
+                                           {prev, tag + 2000, &prev_t.m}};
+        ok(smp_exchange_tensors(msends, 3, mrecvs, 3, SMP_WORLD), "mixed-memory exchange " + what);
+        check(host_in == data_of(seed, prev, tag, bytes), "CUDA -> host buffer " + what);
+        DLManagedTensor *fresh = mrecvs[1].tensor;
+        check(fresh != nullptr && fresh->dl_tensor.device.device_type == kDLCPU &&
+                  std::memcmp(fresh->dl_tensor.data, data_of(seed, prev, tag, bytes).data(), bytes) == 0,
+              "CUDA -> new host tensor " + what);
+        if (fresh && fresh->deleter) fresh->deleter(fresh);
+        from_prev.download(got.data());
+        check(got == data_of(seed, prev, tag + 2000, bytes), "host -> CUDA buffer " + what);
       }
     }
   }
