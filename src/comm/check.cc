@@ -38,14 +38,18 @@ std::string describe_call(const CallDesc &d) {
     s += sep + "count=" + std::to_string(d.count);
     sep = ", ";
   }
-  if (d.root >= 0) s += sep + "root=" + std::to_string(d.root);
+  if (d.root >= 0) {
+    s += sep + "root=" + std::to_string(d.root);
+    sep = ", ";
+  }
+  if (d.memory != 0) s += sep + "memory=" + (d.memory == 1 ? "CUDA" : "?");
   return s + ")";
 }
 
 static bool same_call(const CallDesc &a, const CallDesc &b) {
   const bool counts_matter = a.kind != static_cast<int64_t>(CollKind::Gatherv);
   return a.kind == b.kind && a.dtype == b.dtype && a.op == b.op && a.root == b.root &&
-         (!counts_matter || a.count == b.count);
+         a.memory == b.memory && (!counts_matter || a.count == b.count);
 }
 
 std::string compare_calls(const std::vector<CallDesc> &calls, const char *group_name) {

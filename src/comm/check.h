@@ -1,8 +1,10 @@
 // SMP_CHECK: before a collective, every rank of the group shares a small
 // descriptor of the call (an allgather of a few int64), and every rank
-// compares them, so a mismatch (different operation, dtype, op, count or
-// root) becomes the same error on every rank instead of a hang or silently
-// corrupted memory. The comparison is pure and unit-tested here.
+// compares them, so a mismatch (different operation, dtype, op, count,
+// root, or host memory on one rank and CUDA memory on another, which take
+// different backends and communicators) becomes the same error on every
+// rank instead of a hang or silently corrupted memory. The comparison is
+// pure and unit-tested here.
 #pragma once
 
 #include <cstdint>
@@ -27,8 +29,9 @@ struct CallDesc {
   int64_t op = -1;    // ReduceOp, -1 for none
   int64_t count = 0;  // the count argument (gatherv: this rank's sendcount)
   int64_t root = -1;  // -1 for none
+  int64_t memory = 0; // 0: host memory, 1: CUDA memory
 };
-inline constexpr int kCallDescWords = 5;
+inline constexpr int kCallDescWords = 6;
 
 // "" when all descriptors agree; otherwise one message saying which ranks
 // differ from rank 0 and in what, e.g. "SMP_CHECK: collective mismatch on

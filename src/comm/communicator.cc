@@ -80,10 +80,13 @@ AsyncWorker &Communicator::worker() {
 
 void Communicator::verify(Backend &call_backend, const CallDesc &mine, const size_t *recvcounts) {
   // The descriptors are host memory: a device call checks over its host twin.
+  const bool device = &call_backend == device_.get() || &call_backend == device_async_.get();
   Backend &b = &call_backend == device_.get() ? *host_
              : &call_backend == device_async_.get() ? *host_async_ : call_backend;
+  CallDesc me = mine;
+  me.memory = device ? 1 : 0;
   std::vector<CallDesc> all(static_cast<size_t>(size()));
-  b.allgather(&mine, all.data(), kCallDescWords, DType::I64, nullptr);
+  b.allgather(&me, all.data(), kCallDescWords, DType::I64, nullptr);
   const std::string msg = compare_calls(all, group_name());
   if (!msg.empty()) fail(Status::PeerFailed, msg);
   if (mine.kind != static_cast<int64_t>(CollKind::Gatherv)) return;

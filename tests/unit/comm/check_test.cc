@@ -48,9 +48,23 @@ TEST(Check, GathervCountsMayDiffer) {
   EXPECT_NE(compare_calls({g0, g1}, "WORLD"), "");
 }
 
+// Host memory on one rank and CUDA memory on another take different
+// backends (and communicators): a mismatch, named.
+TEST(Check, MemoryTypesMustAgree) {
+  const auto c = call(CollKind::Allreduce, DType::F32, ReduceOp::Sum, 8);
+  auto d = c;
+  d.memory = 1;
+  EXPECT_EQ(compare_calls({d, d}, "WORLD"), "");
+  EXPECT_EQ(compare_calls({c, d}, "DP_GROUP"),
+            "SMP_CHECK: collective mismatch on DP_GROUP: rank 0 called allreduce(dtype=F32, op=SUM, count=8), "
+            "rank 1 called allreduce(dtype=F32, op=SUM, count=8, memory=CUDA)");
+  CallDesc bar{static_cast<int64_t>(CollKind::Barrier), -1, -1, 0, -1, 1};
+  EXPECT_EQ(describe_call(bar), "barrier(memory=CUDA)");
+}
+
 TEST(Check, GarbageFromAConfusedPeerIsDescribedNotTrusted) {
-  CallDesc junk{999, 77, 55, 1, -1};
-  EXPECT_EQ(describe_call(junk), "unknown#999(dtype=?, op=?, count=1)");
+  CallDesc junk{999, 77, 55, 1, -1, 5};
+  EXPECT_EQ(describe_call(junk), "unknown#999(dtype=?, op=?, count=1, memory=?)");
 }
 
 }  // namespace
