@@ -194,13 +194,17 @@ void StagedBackend::gatherv(const void *send, size_t sendcount, void *recv, cons
 
 void StagedBackend::barrier() { host_->barrier(); }
 
-void StagedBackend::send(const void *buf, size_t count, DType t, int peer, int tag, void *stream) {
-  const size_t bytes = count * dtype_size(t);
+// A staging buffer holding `bytes` of device memory at buf, copied once the
+// work before on `stream` is done.
+StagingPool::Buffer StagedBackend::staged_copy(const void *buf, size_t bytes, void *stream) {
   auto stage = pool_.take(bytes);
-  {
-    auto q = engine_->queue(stream);
-    q->wait(q->to_host(stage.data(), buf, bytes));
-  }
+  auto q = engine_->queue(stream);
+  q->wait(q->to_host(stage.data(), buf, bytes));
+  return stage;
+}
+
+void StagedBackend::send(const void *buf, size_t count, DType t, int peer, int tag, void *stream) {
+  auto stage = staged_copy(buf, count * dtype_size(t), stream);
   p2p_->send(stage.data(), count, t, peer, tag, nullptr);
 }
 
@@ -213,12 +217,7 @@ void StagedBackend::recv(void *buf, size_t count, DType t, int peer, int tag, vo
 }
 
 RequestPtr StagedBackend::isend(const void *buf, size_t count, DType t, int peer, int tag, void *stream) {
-  const size_t bytes = count * dtype_size(t);
-  auto stage = pool_.take(bytes);
-  {
-    auto q = engine_->queue(stream);
-    q->wait(q->to_host(stage.data(), buf, bytes));
-  }
+  auto stage = staged_copy(buf, count * dtype_size(t), stream);
   char *host = stage.data();
   auto req = std::make_unique<StagedRequest>(std::move(stage), engine_.get(), nullptr, 0, stream);
   req->attach(p2p_->isend(host, count, t, peer, tag, nullptr));

@@ -63,6 +63,7 @@ class StagedBackend final : public Backend {
 
  private:
   size_t chunk_elems(DType t) const;
+  StagingPool::Buffer staged_copy(const void *device, size_t bytes, void *stream);
 
   std::unique_ptr<Backend> host_;
   Backend *p2p_;  // host_ or the group's host backend
