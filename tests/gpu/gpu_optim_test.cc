@@ -132,13 +132,9 @@ void expect_results_match(const StepResult &h, const StepResult &d, const std::s
   EXPECT_NEAR(d.clip_coef, h.clip_coef, 1e-9) << when;
 }
 
-struct Case {
-  const char *name;
-  OptimizerConfig config;
-  std::vector<DType> dtypes;
-  double grad_scale = 1.0;
-  int inf_step = -1;  // a step whose gradients hold an inf on one rank
-};
+using Case = testing::DeviceCase;
+using testing::kF32;
+using testing::kMixed;
 
 class GpuOptim : public ::testing::Test {
  protected:
@@ -204,27 +200,9 @@ class GpuOptim : public ::testing::Test {
 };
 
 OptimizerConfig adamw(double max_norm = 0, bool check_finite = false) {
-  OptimizerConfig c;
-  c.kind = Kind::AdamW;
-  c.adamw.lr = 1e-2;
-  c.adamw.weight_decay = 0.05;
-  c.max_grad_norm = max_norm;
-  c.check_finite = check_finite;
-  return c;
+  return testing::adamw_config(max_norm, check_finite);
 }
-
-OptimizerConfig sgd(double momentum, bool nesterov) {
-  OptimizerConfig c;
-  c.kind = Kind::Sgd;
-  c.sgd.lr = 0.1;
-  c.sgd.momentum = momentum;
-  c.sgd.nesterov = nesterov;
-  c.sgd.weight_decay = 0.01;
-  return c;
-}
-
-const std::vector<DType> kF32 = {DType::F32};
-const std::vector<DType> kMixed = {DType::F32, DType::BF16, DType::F16};
+OptimizerConfig sgd(double momentum, bool nesterov) { return testing::sgd_config(momentum, nesterov); }
 
 TEST_F(GpuOptim, AdamWFloat32) { run({"adamw_f32", adamw(), kF32}); }
 TEST_F(GpuOptim, AdamWMixedPrecisionClipped) {

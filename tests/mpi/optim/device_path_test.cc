@@ -21,34 +21,16 @@ using testing::fill_grads;
 using testing::make_model;
 using testing::ModelTensor;
 
-struct Case {
-  const char *name;
-  OptimizerConfig config;
-  std::vector<DType> dtypes;
-  double grad_scale = 1.0;
-  int inf_step = -1;  // a step where one rank's gradients hold an inf
-};
+using Case = testing::DeviceCase;
+using testing::kF32;
+using testing::kMixed;
 
+// Many buckets: every seam and slice offset matters.
+constexpr size_t kBucketCap = 2048;
 OptimizerConfig adamw(double max_norm = 0, bool check_finite = false) {
-  OptimizerConfig c;
-  c.adamw.lr = 1e-2;
-  c.adamw.weight_decay = 0.05;
-  c.max_grad_norm = max_norm;
-  c.check_finite = check_finite;
-  c.bucket_cap_bytes = 2048;  // many buckets: every seam and slice offset matters
-  return c;
+  return testing::adamw_config(max_norm, check_finite, kBucketCap);
 }
-
-OptimizerConfig sgd(double momentum, bool nesterov) {
-  OptimizerConfig c;
-  c.kind = Kind::Sgd;
-  c.sgd.lr = 0.1;
-  c.sgd.momentum = momentum;
-  c.sgd.nesterov = nesterov;
-  c.sgd.weight_decay = 0.01;
-  c.bucket_cap_bytes = 2048;
-  return c;
-}
+OptimizerConfig sgd(double momentum, bool nesterov) { return testing::sgd_config(momentum, nesterov, kBucketCap); }
 
 void poison(std::vector<ModelTensor> &m) {
   for (ModelTensor &t : m)
@@ -131,9 +113,6 @@ void run(const Case &c, int steps = 4) {
   expect_same_params(mh, md, std::string(c.name) + " after import + gather_params");
   expect_same_state(host, dev, std::string(c.name) + " after import");
 }
-
-const std::vector<DType> kF32 = {DType::F32};
-const std::vector<DType> kMixed = {DType::F32, DType::BF16, DType::F16};
 
 TEST(DevicePath, AdamWFloat32) { run({"adamw_f32", adamw(), kF32}); }
 TEST(DevicePath, AdamWMixedClipped) { run({"adamw_mixed_clip", adamw(0.5), kMixed, 0.5}); }

@@ -111,6 +111,44 @@ inline std::vector<std::vector<float>> fill_grads(std::vector<ModelTensor> &mode
 
 inline comm::Context &ctx() { return comm::Context::get(); }
 
+// The cases the device path is checked on against the host path, with CUDA
+// memory (tests/gpu/gpu_optim_test.cc) and with host memory standing in
+// (device_path_test.cc).
+struct DeviceCase {
+  const char *name;
+  OptimizerConfig config;
+  std::vector<DType> dtypes;
+  double grad_scale = 1.0;
+  int inf_step = -1;  // a step where one rank's gradients hold an inf
+};
+
+inline OptimizerConfig adamw_config(double max_norm = 0, bool check_finite = false,
+                                    size_t bucket_cap_bytes = OptimizerConfig{}.bucket_cap_bytes) {
+  OptimizerConfig c;
+  c.kind = Kind::AdamW;
+  c.adamw.lr = 1e-2;
+  c.adamw.weight_decay = 0.05;
+  c.max_grad_norm = max_norm;
+  c.check_finite = check_finite;
+  c.bucket_cap_bytes = bucket_cap_bytes;
+  return c;
+}
+
+inline OptimizerConfig sgd_config(double momentum, bool nesterov,
+                                  size_t bucket_cap_bytes = OptimizerConfig{}.bucket_cap_bytes) {
+  OptimizerConfig c;
+  c.kind = Kind::Sgd;
+  c.sgd.lr = 0.1;
+  c.sgd.momentum = momentum;
+  c.sgd.nesterov = nesterov;
+  c.sgd.weight_decay = 0.01;
+  c.bucket_cap_bytes = bucket_cap_bytes;
+  return c;
+}
+
+inline const std::vector<DType> kF32 = {DType::F32};
+inline const std::vector<DType> kMixed = {DType::F32, DType::BF16, DType::F16};
+
 }  // namespace smp::optim::testing
 
 // gtest main for the MPI tests: every rank runs every test in the same
