@@ -33,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "common/dtype.h"
 #include "gpu_util.h"
 
 using gpu_test::DeviceBuffer;
@@ -106,19 +107,8 @@ double value(const char *p, smp_dtype_t t) {
   switch (t) {
     case SMP_FLOAT32: { float x; std::memcpy(&x, p, 4); return x; }
     case SMP_FLOAT64: { double x; std::memcpy(&x, p, 8); return x; }
-    case SMP_BFLOAT16: {
-      std::memcpy(&h, p, 2);
-      const uint32_t u = static_cast<uint32_t>(h) << 16;
-      float x;
-      std::memcpy(&x, &u, 4);
-      return x;
-    }
-    case SMP_FLOAT16: {
-      std::memcpy(&h, p, 2);
-      const int e = (h >> 10) & 0x1f, m = h & 0x3ff;
-      const double mag = e == 0 ? std::ldexp(m, -24) : e == 31 ? (m ? NAN : INFINITY) : std::ldexp(1024 + m, e - 25);
-      return h & 0x8000 ? -mag : mag;
-    }
+    case SMP_BFLOAT16: std::memcpy(&h, p, 2); return smp::bf16_to_float(h);
+    case SMP_FLOAT16: std::memcpy(&h, p, 2); return smp::f16_to_float(h);
     default: return NAN;  // integers are compared exactly
   }
 }
