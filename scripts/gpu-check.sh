@@ -60,11 +60,12 @@ targets=(tests/gpu/gpu_kernels_test tests/gpu/gpu_collectives_test tests/gpu/gpu
   tests/gpu/gpu_optim_test tests/gpu/gpu_optim_capi_test
   tests/unit/cuda/cuda_staged_pipeline_test tests/unit/cuda/cuda_nccl_protocol_test
   tests/unit/cuda/cuda_nccl_types_test tests/unit/cuda/cuda_memtype_test tests/unit/cuda/cuda_staged_mpi_test)
-# The benchmarks exist when bench/meson.build walks bench/gpu. (grep reads
-# all of ninja's output: with -q it would stop early, ninja would die of
-# SIGPIPE, and pipefail would call the benchmarks missing.)
+# What this build defines (read once; grepping a variable cannot kill
+# ninja with SIGPIPE, which pipefail would take for a missing target).
+all_targets=$(ninja -C "$build" -t targets all 2>/dev/null)
+# The benchmarks exist when bench/meson.build walks bench/gpu.
 have_bench=0
-if ninja -C "$build" -t targets all 2>/dev/null | grep "^bench/gpu/gpu_adamw_bench:" >/dev/null; then
+if grep -q "^bench/gpu/gpu_adamw_bench:" <<<"$all_targets"; then
   have_bench=1
   targets+=(bench/gpu/gpu_adamw_bench bench/gpu/gpu_staged_bench bench/gpu/gpu_sharded_step_bench)
 else
@@ -72,7 +73,7 @@ else
 fi
 # The Python bindings (built where Python and pybind11 are found: on the
 # GPU machine, pip's) for the CUDA torch tensor test.
-py_targets=$(ninja -C "$build" -t targets all 2>/dev/null | grep -E "^bindings/python/smp/[^/]*(\.so|\.py):" | cut -d: -f1)
+py_targets=$(grep -E "^bindings/python/smp/[^/]*(\.so|\.py):" <<<"$all_targets" | cut -d: -f1)
 if [ -n "$py_targets" ]; then
   targets+=($py_targets)
   say "Python bindings: built for $(grep -m1 -o "Program python3 found: YES ([^)]*)" "$out/build.log" 2>/dev/null || echo python3)"
