@@ -8,7 +8,6 @@
 #include <cstdio>
 #include <vector>
 
-#include "comm/mpi/mpi_util.h"
 #include "comm/nccl/nccl_types.h"
 #include "cuda/runtime.h"
 
@@ -25,42 +24,9 @@ cudaStream_t as_stream(void *s) { return static_cast<cudaStream_t>(s); }
 
 }  // namespace
 
-MpiBootstrap::MpiBootstrap(MPI_Comm group_comm) {
-  mpi::check_mpi(MPI_Comm_dup(group_comm, &comm_), "nccl bootstrap: MPI_Comm_dup");
-  MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
-  MPI_Comm_rank(comm_, &rank_);
-  MPI_Comm_size(comm_, &size_);
-}
-
-MpiBootstrap::~MpiBootstrap() {
-  if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
-}
-
-void MpiBootstrap::broadcast(void *bytes, size_t n, int root) {
-  mpi::check_mpi(MPI_Bcast(bytes, static_cast<int>(n), MPI_BYTE, root, comm_), "nccl bootstrap: MPI_Bcast");
-}
-
-std::vector<std::string> MpiBootstrap::allgather(const std::string &mine) {
-  constexpr int kKey = 320;  // host name + PCI bus id, truncated
-  std::vector<char> all(static_cast<size_t>(kKey) * size_, 0);
-  char buf[kKey] = {};
-  mine.copy(buf, kKey - 1);
-  mpi::check_mpi(MPI_Allgather(buf, kKey, MPI_CHAR, all.data(), kKey, MPI_CHAR, comm_),
-                 "nccl bootstrap: MPI_Allgather");
-  std::vector<std::string> out;
-  for (int r = 0; r < size_; ++r) out.emplace_back(all.data() + static_cast<size_t>(r) * kKey);
-  return out;
-}
-
-int MpiBootstrap::all_min(int v) {
-  int out = v;
-  mpi::check_mpi(MPI_Allreduce(&v, &out, 1, MPI_INT, MPI_MIN, comm_), "nccl bootstrap: MPI_Allreduce");
-  return out;
-}
-
 NcclBackend::NcclBackend(MPI_Comm group_comm, std::unique_ptr<Backend> staged, double timeout_seconds,
                          std::unique_ptr<NcclApi> api, int world_rank)
-    : api_(std::move(api)), boot_(group_comm), staged_(std::move(staged)), timeout_(timeout_seconds),
+    : api_(std::move(api)), boot_(group_comm, "nccl bootstrap"), staged_(std::move(staged)), timeout_(timeout_seconds),
       world_rank_(world_rank), nccl_(*api_, boot_, timeout_seconds) {}
 
 NcclBackend::~NcclBackend() {

@@ -27,28 +27,11 @@
 #include <thread>
 
 #include "comm/backend.h"
-#include "comm/nccl/bootstrap.h"
+#include "comm/mpi/mpi_bootstrap.h"
 #include "comm/nccl/nccl_api.h"
 #include "comm/nccl/nccl_comm.h"
 
 namespace smp::comm::nccl {
-
-// The group's members over its MPI communicator (a duplicate, so bootstrap
-// messages never match the program's).
-class MpiBootstrap final : public Bootstrap {
- public:
-  explicit MpiBootstrap(MPI_Comm group_comm);
-  ~MpiBootstrap() override;
-  int rank() const override { return rank_; }
-  int size() const override { return size_; }
-  void broadcast(void *bytes, size_t n, int root) override;
-  std::vector<std::string> allgather(const std::string &mine) override;
-  int all_min(int v) override;
-
- private:
-  MPI_Comm comm_ = MPI_COMM_NULL;
-  int rank_ = 0, size_ = 1;
-};
 
 class NcclBackend final : public Backend {
  public:
@@ -83,7 +66,7 @@ class NcclBackend final : public Backend {
   void watch_loop();
 
   std::unique_ptr<NcclApi> api_;
-  MpiBootstrap boot_;
+  mpi::MpiBootstrap boot_;
   std::unique_ptr<Backend> staged_;
   double timeout_;
   int world_rank_;

@@ -22,7 +22,7 @@
 #include <mutex>
 #include <string>
 
-#include "comm/nccl/bootstrap.h"
+#include "comm/bootstrap.h"
 #include "comm/nccl/nccl_api.h"
 #include "common/error.h"
 

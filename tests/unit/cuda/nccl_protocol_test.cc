@@ -12,14 +12,15 @@
 
 #include "comm/nccl/nccl_comm.h"
 #include "fake_nccl.h"
+#include "thread_bootstrap.h"
 
 namespace smp::comm::nccl {
 namespace {
 
 using testing::FakeNccl;
 using testing::FakeWorld;
-using testing::ThreadBootstrap;
-using testing::ThreadGroup;
+using comm::testing::ThreadBootstrap;
+using comm::testing::ThreadGroup;
 
 struct Member {
   std::unique_ptr<FakeNccl> api;

@@ -19,6 +19,7 @@
 #include "comm/mpi/mpi_backend.h"
 #include "comm/staged/host_copy_engine.h"
 #include "comm/staged/staged_backend.h"
+#include "exact_inputs.h"
 
 namespace {
 
@@ -29,25 +30,6 @@ int g_rank = 0, g_failures = 0;
 
 void expect(bool ok, const std::string &what) {
   if (!ok && ++g_failures <= 20) std::fprintf(stderr, "rank %d: FAIL %s\n", g_rank, what.c_str());
-}
-
-std::vector<char> random_bytes(std::mt19937_64 &rng, DType t, size_t n) {
-  std::vector<char> b(n * smp::dtype_size(t));
-  std::uniform_int_distribution<int> small(-4, 4);
-  for (size_t i = 0; i < n; ++i) {
-    char *p = b.data() + i * smp::dtype_size(t);
-    const int v = small(rng);
-    switch (t) {
-      case DType::F32: { const float x = v * 0.75f; std::memcpy(p, &x, 4); break; }
-      case DType::F64: { const double x = v * 0.75; std::memcpy(p, &x, 8); break; }
-      case DType::F16: { const uint16_t x = smp::float_to_f16(v * 0.75f); std::memcpy(p, &x, 2); break; }
-      case DType::BF16: { const uint16_t x = smp::float_to_bf16(v * 0.75f); std::memcpy(p, &x, 2); break; }
-      case DType::I8: case DType::U8: { const int8_t x = static_cast<int8_t>(v); std::memcpy(p, &x, 1); break; }
-      case DType::I32: { const int32_t x = v * 1000; std::memcpy(p, &x, 4); break; }
-      case DType::I64: { const int64_t x = static_cast<int64_t>(v) * (int64_t{1} << 35); std::memcpy(p, &x, 8); break; }
-    }
-  }
-  return b;
 }
 
 }  // namespace
@@ -76,14 +58,14 @@ int main(int argc, char **argv) {
         for (int oi = 0; oi < smp::comm::kNumReduceOps; ++oi) {
           const auto op = static_cast<ReduceOp>(oi);
           const std::string on = tn + " " + smp::comm::reduce_op_name(op);
-          auto in = random_bytes(rng, t, n);
+          auto in = smp::testing::exact_inputs(rng, t, n);
           std::vector<char> a(in.size(), 1), b(in.size(), 2), c = in, d = in;
           host.allreduce(in.data(), a.data(), n, t, op, nullptr);
           staged.allreduce(in.data(), b.data(), n, t, op, nullptr);
           expect(a == b, "allreduce " + on);
           staged.allreduce(c.data(), c.data(), n, t, op, nullptr);
           expect(a == c, "allreduce in place " + on);
-          auto rin = random_bytes(rng, t, n * size);
+          auto rin = smp::testing::exact_inputs(rng, t, n * size);
           std::vector<char> ra(n * es, 1), rb(n * es, 2), rc = rin;
           host.reduce_scatter(rin.data(), ra.data(), n, t, op, nullptr);
           staged.reduce_scatter(rin.data(), rb.data(), n, t, op, nullptr);
@@ -92,7 +74,7 @@ int main(int argc, char **argv) {
           expect(std::equal(ra.begin(), ra.end(), rc.begin() + static_cast<std::ptrdiff_t>(g_rank * n * es)),
                  "reduce_scatter in place " + on);
         }
-        auto in = random_bytes(rng, t, n);
+        auto in = smp::testing::exact_inputs(rng, t, n);
         std::vector<char> ga(n * es * size, 1), gb(n * es * size, 2);
         host.allgather(in.data(), ga.data(), n, t, nullptr);
         staged.allgather(in.data(), gb.data(), n, t, nullptr);
@@ -109,7 +91,7 @@ int main(int argc, char **argv) {
         std::vector<size_t> counts(static_cast<size_t>(size));
         size_t total = 0;
         for (int r = 0; r < size; ++r) total += (counts[r] = n + static_cast<size_t>(r));
-        auto mine = random_bytes(rng, t, n + static_cast<size_t>(g_rank));
+        auto mine = smp::testing::exact_inputs(rng, t, n + static_cast<size_t>(g_rank));
         std::vector<char> va(total * es, 1), vb(total * es, 2);
         host.gatherv(mine.data(), mine.size() / es, va.data(), counts.data(), t, 0, nullptr);
         staged.gatherv(mine.data(), mine.size() / es, vb.data(), counts.data(), t, 0, nullptr);

@@ -1,0 +1,162 @@
+#include "comm/ipc/ipc_backend.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <utility>
+#include <vector>
+
+namespace smp::comm::ipc {
+
+namespace {
+
+char *at(void *p, size_t bytes) { return static_cast<char *>(p) + bytes; }
+const char *at(const void *p, size_t bytes) { return static_cast<const char *>(p) + bytes; }
+
+// count elements cut into chunks of C (the last one shorter).
+struct Chunks {
+  size_t count, C;
+  size_t n() const { return (count + C - 1) / C; }
+  size_t len(size_t k) const { return std::min(C, count - k * C); }
+  size_t first(size_t k) const { return k * C; }
+};
+
+}  // namespace
+
+IpcBackend::IpcBackend(std::unique_ptr<Bootstrap> boot, std::shared_ptr<SharedMemory> mem,
+                       std::unique_ptr<Backend> fallback, size_t chunk_bytes, int world_rank)
+    : boot_(std::move(boot)), mem_(std::move(mem)), fallback_(std::move(fallback)),
+      // A reduce-scatter chunk holds at least one element of each of up to
+      // kMaxInputs blocks of up to 8 bytes.
+      half_bytes_(std::max<size_t>(chunk_bytes, kMaxInputs * 8)), world_rank_(world_rank),
+      rank_(boot_->rank()), size_(boot_->size()) {}
+
+IpcBackend::~IpcBackend() {
+  if (!segs_) return;
+  try {
+    close_segments(*boot_, *mem_, *segs_);
+  } catch (...) {  // a peer is gone: leave this rank's segment allocated
+  }
+}
+
+bool IpcBackend::served(const void *probe) {
+  if (!tried_) {
+    tried_ = true;
+    segs_ = open_segments(*boot_, *mem_, probe, 2 * half_bytes_, &refusal_);
+    static std::atomic<bool> said{false};
+    if (!segs_ && size_ > 1 && !said.exchange(true))
+      std::fprintf(stderr, "smp: rank %d: CUDA IPC not used (%s); CUDA buffers take the staged path\n",
+                   world_rank_, refusal_.c_str());
+  }
+  return segs_.has_value();
+}
+
+const char *IpcBackend::half(int member, size_t k) const {
+  return static_cast<const char *>(segs_->member[static_cast<size_t>(member)]) + (k % 2) * half_bytes_;
+}
+
+char *IpcBackend::own_half(size_t k) const { return static_cast<char *>(segs_->local) + (k % 2) * half_bytes_; }
+
+template <class Fill, class Read>
+void IpcBackend::run(size_t nchunks, Fill &&fill, Read &&read, void *stream) {
+  for (size_t k = 0; k < nchunks; ++k) {
+    fill(k);
+    mem_->synchronize(stream);
+    boot_->barrier();
+    read(k);
+  }
+  mem_->synchronize(stream);
+  boot_->barrier();
+}
+
+void IpcBackend::allreduce(const void *send, void *recv, size_t count, DType t, ReduceOp op, void *stream) {
+  if (count == 0) return;
+  if (!served(recv)) return fallback_->allreduce(send, recv, count, t, op, stream);
+  const size_t es = dtype_size(t);
+  const Chunks c{count, half_bytes_ / es};
+  std::vector<const void *> ins(static_cast<size_t>(size_));
+  run(
+      c.n(), [&](size_t k) { mem_->copy(own_half(k), at(send, c.first(k) * es), c.len(k) * es, stream); },
+      [&](size_t k) {
+        for (int r = 0; r < size_; ++r) ins[static_cast<size_t>(r)] = half(r, k);
+        mem_->reduce(at(recv, c.first(k) * es), ins.data(), size_, c.len(k), t, op, size_, stream);
+      },
+      stream);
+}
+
+// Chunk k holds elements [k*C, k*C + len) of each of the S blocks, block b
+// at b*len of the half; this rank reduces its own block's piece from every
+// member's half straight into recv.
+void IpcBackend::reduce_scatter(const void *send, void *recv, size_t recvcount, DType t, ReduceOp op,
+                                void *stream) {
+  if (recvcount == 0) return;
+  if (!served(recv)) return fallback_->reduce_scatter(send, recv, recvcount, t, op, stream);
+  const size_t es = dtype_size(t), S = static_cast<size_t>(size_);
+  const Chunks c{recvcount, half_bytes_ / (S * es)};
+  std::vector<const void *> ins(S);
+  run(
+      c.n(),
+      [&](size_t k) {
+        for (size_t b = 0; b < S; ++b)
+          mem_->copy(own_half(k) + b * c.len(k) * es, at(send, (b * recvcount + c.first(k)) * es),
+                     c.len(k) * es, stream);
+      },
+      [&](size_t k) {
+        for (size_t r = 0; r < S; ++r) ins[r] = half(static_cast<int>(r), k) + static_cast<size_t>(rank_) * c.len(k) * es;
+        mem_->reduce(at(recv, c.first(k) * es), ins.data(), size_, c.len(k), t, op, size_, stream);
+      },
+      stream);
+}
+
+void IpcBackend::allgather(const void *send, void *recv, size_t sendcount, DType t, void *stream) {
+  if (sendcount == 0) return;
+  if (!served(recv)) return fallback_->allgather(send, recv, sendcount, t, stream);
+  const size_t es = dtype_size(t);
+  const Chunks c{sendcount, half_bytes_ / es};
+  run(
+      c.n(), [&](size_t k) { mem_->copy(own_half(k), at(send, c.first(k) * es), c.len(k) * es, stream); },
+      [&](size_t k) {
+        for (int r = 0; r < size_; ++r)
+          mem_->copy(at(recv, (static_cast<size_t>(r) * sendcount + c.first(k)) * es), half(r, k),
+                     c.len(k) * es, stream);
+      },
+      stream);
+}
+
+void IpcBackend::broadcast(void *buf, size_t count, DType t, int root, void *stream) {
+  if (count == 0) return;
+  if (!served(buf)) return fallback_->broadcast(buf, count, t, root, stream);
+  const size_t es = dtype_size(t);
+  const Chunks c{count, half_bytes_ / es};
+  run(
+      c.n(),
+      [&](size_t k) {
+        if (rank_ == root) mem_->copy(own_half(k), at(buf, c.first(k) * es), c.len(k) * es, stream);
+      },
+      [&](size_t k) {
+        if (rank_ != root) mem_->copy(at(buf, c.first(k) * es), half(root, k), c.len(k) * es, stream);
+      },
+      stream);
+}
+
+void IpcBackend::gatherv(const void *send, size_t sendcount, void *recv, const size_t *recvcounts, DType t,
+                         int root, void *stream) {
+  fallback_->gatherv(send, sendcount, recv, recvcounts, t, root, stream);
+}
+
+void IpcBackend::barrier() { fallback_->barrier(); }
+
+void IpcBackend::send(const void *buf, size_t count, DType t, int peer, int tag, void *stream) {
+  fallback_->send(buf, count, t, peer, tag, stream);
+}
+void IpcBackend::recv(void *buf, size_t count, DType t, int peer, int tag, void *stream) {
+  fallback_->recv(buf, count, t, peer, tag, stream);
+}
+RequestPtr IpcBackend::isend(const void *buf, size_t count, DType t, int peer, int tag, void *stream) {
+  return fallback_->isend(buf, count, t, peer, tag, stream);
+}
+RequestPtr IpcBackend::irecv(void *buf, size_t count, DType t, int peer, int tag, void *stream) {
+  return fallback_->irecv(buf, count, t, peer, tag, stream);
+}
+
+}  // namespace smp::comm::ipc

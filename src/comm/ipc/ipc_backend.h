@@ -1,0 +1,91 @@
+// CUDA memory of ranks that share one GPU, reduced and copied in device
+// memory: each rank of the group owns a segment that every other rank has
+// mapped (CUDA IPC; segments.h sets them up on the group's first device
+// collective), and a collective runs in chunks through them:
+//
+//   for chunk k, in half k % 2 of every segment:
+//     fill  - copy this rank's part of chunk k into its own half;
+//     sync  - wait for its stream: the fill is done, and so are this
+//             rank's reads of chunk k-2 (the last ones from this half);
+//     barrier over the group: every half is filled, nobody reads k-2;
+//     read  - reduce / copy chunk k out of the members' halves, enqueued.
+//   a last sync and barrier: nobody reads a segment once a call returns.
+//
+// Nothing crosses the host but the barrier, and the device moves each byte
+// at memory speed: a reduce-scatter reads the S blocks a rank owns from S
+// segments (one kernel), where the staged path copies the whole input to
+// the host and back and reduces on the CPU. Every rank reduces in member
+// order (0, 1, ...), so all of them hold the same bytes.
+//
+// Everything else goes to `fallback` (the staged backend): point-to-point
+// (a CUDA sender must match a host receiver), gatherv, barrier, and every
+// call of a group that declined (ranks on different devices, a segment
+// that could not be allocated or mapped; printed once per process).
+//
+// Calls are blocking for the host, like the staged path's.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "comm/backend.h"
+#include "comm/bootstrap.h"
+#include "comm/ipc/segments.h"
+#include "comm/ipc/shared_memory.h"
+
+namespace smp::comm::ipc {
+
+// Default bytes of one half of a segment (a segment is two halves); the
+// SMP_IPC_CHUNK_BYTES environment variable overrides it (device_backend.cc).
+inline constexpr size_t kDefaultChunkBytes = size_t{8} << 20;
+
+class IpcBackend final : public Backend {
+ public:
+  // boot: the group's members (owned); mem: the shared memory (CUDA IPC,
+  // or a test double); fallback: the group's staged backend (owned);
+  // chunk_bytes: one half of a segment (at least 64 bytes).
+  IpcBackend(std::unique_ptr<Bootstrap> boot, std::shared_ptr<SharedMemory> mem,
+             std::unique_ptr<Backend> fallback, size_t chunk_bytes, int world_rank);
+  ~IpcBackend() override;
+  const char *name() const override { return "ipc"; }
+
+  // Why the group declined, once it has (empty before the first collective
+  // and when it is served).
+  const std::string &refusal() const { return refusal_; }
+
+  void allreduce(const void *send, void *recv, size_t count, DType t, ReduceOp op, void *stream) override;
+  void reduce_scatter(const void *send, void *recv, size_t recvcount, DType t, ReduceOp op,
+                      void *stream) override;
+  void allgather(const void *send, void *recv, size_t sendcount, DType t, void *stream) override;
+  void broadcast(void *buf, size_t count, DType t, int root, void *stream) override;
+  void gatherv(const void *send, size_t sendcount, void *recv, const size_t *recvcounts, DType t,
+               int root, void *stream) override;
+  void barrier() override;
+
+  void send(const void *buf, size_t count, DType t, int peer, int tag, void *stream) override;
+  void recv(void *buf, size_t count, DType t, int peer, int tag, void *stream) override;
+  RequestPtr isend(const void *buf, size_t count, DType t, int peer, int tag, void *stream) override;
+  RequestPtr irecv(void *buf, size_t count, DType t, int peer, int tag, void *stream) override;
+
+ private:
+  // True when the group is served (sets it up on first use; collective).
+  bool served(const void *probe);
+  const char *half(int member, size_t k) const;  // member's half for chunk k, mapped here
+  char *own_half(size_t k) const;                // this rank's half for chunk k
+  template <class Fill, class Read>
+  void run(size_t nchunks, Fill &&fill, Read &&read, void *stream);
+
+  std::unique_ptr<Bootstrap> boot_;
+  std::shared_ptr<SharedMemory> mem_;
+  std::unique_ptr<Backend> fallback_;
+  size_t half_bytes_;
+  int world_rank_;
+  int rank_, size_;
+  bool tried_ = false;
+  std::optional<Segments> segs_;
+  std::string refusal_;
+};
+
+}  // namespace smp::comm::ipc
