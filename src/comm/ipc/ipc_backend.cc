@@ -6,6 +6,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/error.h"
+
 namespace smp::comm::ipc {
 
 namespace {
@@ -24,12 +26,12 @@ struct Chunks {
 }  // namespace
 
 IpcBackend::IpcBackend(std::unique_ptr<Bootstrap> boot, std::shared_ptr<SharedMemory> mem,
-                       std::unique_ptr<Backend> fallback, size_t chunk_bytes, int world_rank)
+                       std::unique_ptr<Backend> fallback, size_t chunk_bytes, int world_rank, bool required)
     : boot_(std::move(boot)), mem_(std::move(mem)), fallback_(std::move(fallback)),
       // A reduce-scatter chunk holds at least one element of each of up to
       // kMaxInputs blocks of up to 8 bytes.
       half_bytes_(std::max<size_t>(chunk_bytes, kMaxInputs * 8)), world_rank_(world_rank),
-      rank_(boot_->rank()), size_(boot_->size()) {}
+      required_(required), rank_(boot_->rank()), size_(boot_->size()) {}
 
 IpcBackend::~IpcBackend() {
   if (!segs_) return;
@@ -44,10 +46,13 @@ bool IpcBackend::served(const void *probe) {
     tried_ = true;
     segs_ = open_segments(*boot_, *mem_, probe, 2 * half_bytes_, &refusal_);
     static std::atomic<bool> said{false};
-    if (!segs_ && size_ > 1 && !said.exchange(true))
+    if (!segs_ && size_ > 1 && !required_ && !said.exchange(true))
       std::fprintf(stderr, "smp: rank %d: CUDA IPC not used (%s); CUDA buffers take the staged path\n",
                    world_rank_, refusal_.c_str());
   }
+  // A group of one rank has nothing to share: the fallback serves it.
+  if (!segs_ && required_ && size_ > 1)
+    fail(Status::Backend, "CUDA IPC required (SMP_CUDA_IPC=require) but not used: " + refusal_);
   return segs_.has_value();
 }
 

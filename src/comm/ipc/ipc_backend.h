@@ -20,7 +20,9 @@
 // Everything else goes to `fallback` (the staged backend): point-to-point
 // (a CUDA sender must match a host receiver), gatherv, barrier, and every
 // call of a group that declined (ranks on different devices, a segment
-// that could not be allocated or mapped; printed once per process).
+// that could not be allocated or mapped; printed once per process). A
+// backend made with `required` throws instead (on every rank: the decision
+// is the group's), so a run that counts on IPC cannot silently fall back.
 //
 // Calls are blocking for the host, like the staged path's.
 #pragma once
@@ -45,9 +47,9 @@ class IpcBackend final : public Backend {
  public:
   // boot: the group's members (owned); mem: the shared memory (CUDA IPC,
   // or a test double); fallback: the group's staged backend (owned);
-  // chunk_bytes: one half of a segment (at least 64 bytes).
+  // chunk_bytes: one half of a segment (at least 8 * kMaxInputs bytes).
   IpcBackend(std::unique_ptr<Bootstrap> boot, std::shared_ptr<SharedMemory> mem,
-             std::unique_ptr<Backend> fallback, size_t chunk_bytes, int world_rank);
+             std::unique_ptr<Backend> fallback, size_t chunk_bytes, int world_rank, bool required = false);
   ~IpcBackend() override;
   const char *name() const override { return "ipc"; }
 
@@ -82,6 +84,7 @@ class IpcBackend final : public Backend {
   std::unique_ptr<Backend> fallback_;
   size_t half_bytes_;
   int world_rank_;
+  bool required_;
   int rank_, size_;
   bool tried_ = false;
   std::optional<Segments> segs_;

@@ -46,8 +46,8 @@ void *NcclBackend::comm(const char *what) {
   if (first && !c) {
     static std::atomic<bool> said{false};
     if (!said.exchange(true))
-      std::fprintf(stderr, "smp: rank %d: NCCL not used (%s); CUDA buffers take the staged path\n",
-                   world_rank_, nccl_.refusal().c_str());
+      std::fprintf(stderr, "smp: rank %d: NCCL not used (%s); CUDA buffers take the %s path\n",
+                   world_rank_, nccl_.refusal().c_str(), staged_->name());
   }
   if (c) nccl_.check_async(what);
   return c;

@@ -7,7 +7,8 @@
 // their device work late (a half refilled too early shows). Then the groups that must decline,
 // together and with the same reason, and still give the right results
 // through the fallback: ranks on different "devices", one rank failing to
-// allocate, one failing to map a peer's segment. No shm object may be left.
+// allocate, one failing to map a peer's segment; a backend that requires
+// IPC fails instead. No shm object may be left.
 #include <dirent.h>
 #include <mpi.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@
 #include "comm/ipc/ipc_backend.h"
 #include "comm/mpi/mpi_backend.h"
 #include "comm/mpi/mpi_bootstrap.h"
+#include "common/error.h"
 #include "exact_inputs.h"
 #include "shm_memory.h"
 
@@ -43,11 +45,28 @@ void expect(bool ok, const std::string &what) {
 // small counts here run in many chunks.
 constexpr size_t kChunkBytes = 512;
 
-std::unique_ptr<IpcBackend> make_ipc(std::shared_ptr<ShmMemory> mem) {
+std::unique_ptr<IpcBackend> make_ipc(std::shared_ptr<ShmMemory> mem, bool required = false) {
   return std::make_unique<IpcBackend>(std::make_unique<smp::comm::mpi::MpiBootstrap>(MPI_COMM_WORLD, "ipc test"),
                                       std::move(mem),
                                       std::make_unique<smp::comm::mpi::MpiBackend>(MPI_COMM_WORLD, 1 << 30),
-                                      kChunkBytes, g_rank);
+                                      kChunkBytes, g_rank, required);
+}
+
+// SMP_CUDA_IPC=require: a group that declines fails on every rank, on every
+// collective, instead of falling back.
+void check_required_fails() {
+  auto ipc = make_ipc(std::make_shared<ShmMemory>(g_rank == 0 ? "device-a" : "device-b"), /*required=*/true);
+  std::vector<float> x(64, 1.0f);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    std::string what;
+    try {
+      ipc->allreduce(x.data(), x.data(), x.size(), DType::F32, ReduceOp::Sum, nullptr);
+    } catch (const smp::Error &e) {
+      what = e.what();
+    }
+    expect(what.find("CUDA IPC required (SMP_CUDA_IPC=require) but not used: ranks 0 and 1") != std::string::npos,
+           "required: call " + std::to_string(attempt) + " fails, got '" + what + "'");
+  }
 }
 
 // Every collective of `ipc` against `host` on the same inputs.
@@ -186,6 +205,7 @@ int main(int argc, char **argv) {
     auto no_open = std::make_shared<ShmMemory>("one-device");
     no_open->fail_open = g_rank == 0;
     check_declines(no_open, host, rng, "open fails", "rank 0 of the group could not map a peer's segment: opening rank 1");
+    check_required_fails();
   }
   expect(leftover_segments() == 0, "every shm segment unlinked");
   int failures = g_failures;
