@@ -3,19 +3,25 @@
 // outputs poisoned before each run: float32 state within 1e-6 relative
 // (both follow the same operations in the same order), half-precision
 // outputs within one unit in the last place. Sizes cover the vector body,
-// its scalar tail and misaligned pointers (the scalar path).
+// its scalar tail and misaligned pointers (the scalar path). reduce_many
+// (the IPC backend's n-input reduction) must equal the host's
+// reduce_first / reduce_accumulate / reduce_finish byte for byte in every
+// dtype and op: same order, same accumulator, no reassociation.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "comm/reduce.h"
+#include "common/error.h"
 #include "cuda/norm_kernels.h"
 #include "cuda/optim_kernels.h"
 #include "cuda/reduce_kernels.h"
+#include "cuda/reduce_many.h"
 #include "gpu_util.h"
 #include "optim/kernels.h"
 
@@ -277,6 +283,207 @@ TEST(CudaKernels, SumSquaresMatchesTheCpuKernel) {
       }
     }
   }
+}
+
+// --- reduce_many: n inputs at once, against the host's reduction chain ---
+
+constexpr DType kAllDTypes[] = {DType::F32, DType::F64, DType::F16, DType::BF16,
+                                DType::I8,  DType::U8,  DType::I32, DType::I64};
+
+// Raw bytes of n random elements of any dtype: floats normal with `scale`,
+// integers uniform over every bit pattern (so SUM and PROD wrap, and AVG
+// divides negative sums).
+std::vector<char> random_any(std::mt19937_64 &rng, size_t n, DType t, float scale) {
+  if (t == DType::F32 || t == DType::F16 || t == DType::BF16) return random_elems(rng, n, t, scale);
+  std::vector<char> out(n * dtype_size(t));
+  if (t == DType::F64) {
+    std::normal_distribution<double> d(0.0, scale);
+    for (size_t i = 0; i < n; ++i) {
+      const double x = d(rng);
+      std::memcpy(out.data() + 8 * i, &x, 8);
+    }
+  } else {
+    for (auto &c : out) c = static_cast<char>(rng());
+  }
+  return out;
+}
+
+// The host reference: reduce_first(in0, in1), reduce_accumulate(in2..),
+// reduce_finish, exactly what comm/ reduces with on the CPU.
+std::vector<char> host_reduce(const std::vector<std::vector<char>> &ins, size_t count, DType t,
+                              comm::ReduceOp op, int group) {
+  std::vector<char> acc(count * comm::accumulator_size(t) + 1), out(count * dtype_size(t) + 1);
+  comm::reduce_first(acc.data(), ins[0].data(), ins[1].data(), count, t, op);
+  for (size_t k = 2; k < ins.size(); ++k) comm::reduce_accumulate(acc.data(), ins[k].data(), count, t, op);
+  comm::reduce_finish(out.data(), acc.data(), count, t, op, group);
+  out.resize(count * dtype_size(t));
+  return out;
+}
+
+// Runs reduce_many on device copies of `ins` into a poisoned output and
+// returns the output's bytes. Aligned: every pointer at the start of its
+// allocation (the 16-byte vector path); otherwise odd inputs one element
+// off (the element path: nothing may assume more than element alignment).
+std::vector<char> device_reduce(const std::vector<std::vector<char>> &ins, size_t count, DType t, int op,
+                                int group, bool aligned) {
+  const size_t es = dtype_size(t), bytes = count * es;
+  std::vector<std::unique_ptr<Placed>> dev;
+  std::vector<const void *> ptrs;
+  for (size_t k = 0; k < ins.size(); ++k) {
+    dev.push_back(std::make_unique<Placed>(bytes, aligned ? 0 : (k % 2) * es));
+    dev.back()->put(ins[k].data(), bytes);
+    ptrs.push_back(dev.back()->ptr());
+  }
+  DeviceBuffer dout(bytes);
+  dout.poison();
+  cuda::reduce_many(dout.get(), ptrs.data(), static_cast<int>(ptrs.size()), count, t, op, group, nullptr);
+  GPU_CHECK(cudaDeviceSynchronize());
+  std::vector<char> out(bytes);
+  dout.download(out.data());
+  return out;
+}
+
+bool is_nan_elem(const char *p, DType t) {
+  switch (t) {
+    case DType::F32: { uint32_t u; std::memcpy(&u, p, 4); return (u & 0x7fffffffu) > 0x7f800000u; }
+    case DType::F64: { uint64_t u; std::memcpy(&u, p, 8); return (u & ~(uint64_t{1} << 63)) > 0x7ff0000000000000ull; }
+    case DType::F16: { uint16_t u; std::memcpy(&u, p, 2); return (u & 0x7fffu) > 0x7c00u; }
+    case DType::BF16: { uint16_t u; std::memcpy(&u, p, 2); return (u & 0x7fffu) > 0x7f80u; }
+    default: return false;
+  }
+}
+
+// Byte-exact, except that with nan_any a NaN matches any NaN: GPU arithmetic
+// returns the canonical NaN where x86 keeps an input's payload, and
+// __float2half_rn's NaN differs from common/dtype.h's. Which elements are
+// NaN must still agree (MAX / MIN keep the first operand on a NaN).
+::testing::AssertionResult same_elems(const std::vector<char> &gpu, const std::vector<char> &cpu, DType t,
+                                      bool nan_any) {
+  const size_t es = dtype_size(t), n = cpu.size() / es;
+  for (size_t i = 0; i < n; ++i) {
+    const char *a = gpu.data() + i * es, *b = cpu.data() + i * es;
+    if (std::memcmp(a, b, es) == 0) continue;
+    if (nan_any && is_nan_elem(a, t) && is_nan_elem(b, t)) continue;
+    auto hex = [es](const char *p) {
+      std::string s = "0x";
+      char buf[3];
+      for (size_t j = es; j-- > 0;) {  // little endian: most significant byte last
+        std::snprintf(buf, sizeof buf, "%02x", static_cast<unsigned char>(p[j]));
+        s += buf;
+      }
+      return s;
+    };
+    return ::testing::AssertionFailure() << "element " << i << " of " << n << ": gpu " << hex(a) << " cpu "
+                                         << hex(b) << " (" << dtype_name(t) << ", seed " << g_seed << ")";
+  }
+  return ::testing::AssertionSuccess();
+}
+
+TEST(CudaKernels, ReduceManyMatchesTheHostReductionBitForBit) {
+  std::mt19937_64 rng(g_seed + 4);
+  for (DType t : kAllDTypes) {
+    for (int op = 0; op < comm::kNumReduceOps; ++op) {
+      const auto rop = static_cast<comm::ReduceOp>(op);
+      for (int n : {2, 3, 5}) {
+        // 1: the tail alone; 1000: whole vectors for every dtype;
+        // 70001: many grid-stride steps and a tail.
+        for (size_t count : {size_t{1}, size_t{1000}, size_t{70001}}) {
+          for (bool aligned : {true, false}) {
+            // AVG divides by the group, not by n: a kernel using n fails.
+            const int group = n + 4;
+            SCOPED_TRACE(std::string(dtype_name(t)) + " " + comm::reduce_op_name(rop) + " n=" +
+                         std::to_string(n) + " count=" + std::to_string(count) +
+                         (aligned ? " aligned" : " misaligned"));
+            const float scale = op == 4 ? 1.0f : 10.0f;  // PROD of five stays finite in F16
+            std::vector<std::vector<char>> ins;
+            for (int k = 0; k < n; ++k) ins.push_back(random_any(rng, count, t, scale));
+            const auto want = host_reduce(ins, count, t, rop, group);
+            const auto got = device_reduce(ins, count, t, op, group, aligned);
+            ASSERT_TRUE(same_elems(got, want, t, /*nan_any=*/false));
+          }
+        }
+      }
+    }
+  }
+}
+
+// NaN, infinities, signed zeros, subnormals and the extremes in every
+// position: which operand MAX / MIN keep, inf - inf, 0 * inf, and (halves)
+// overflow to inf when the float32 accumulator is rounded.
+TEST(CudaKernels, ReduceManyMatchesTheHostOnSpecialValues) {
+  std::mt19937_64 rng(g_seed + 5);
+  const double specials[] = {std::numeric_limits<double>::quiet_NaN(),
+                             -std::numeric_limits<double>::quiet_NaN(),
+                             std::numeric_limits<double>::infinity(),
+                             -std::numeric_limits<double>::infinity(),
+                             0.0, -0.0, 1.0, -1.0, 0.5, 3.0,
+                             65504.0, -65504.0,  // the largest float16
+                             3.0e38, -3.0e38,    // near the largest float32 / bfloat16
+                             1.0e-40, -1.0e-45,  // float32 subnormals
+                             6.0e-8, 1.0e-310};  // a float16 subnormal, a float64 one
+  const size_t kSpecials = sizeof specials / sizeof specials[0];
+  const size_t count = 4096;
+  for (DType t : {DType::F32, DType::F64, DType::F16, DType::BF16}) {
+    for (int op = 0; op < comm::kNumReduceOps; ++op) {
+      const auto rop = static_cast<comm::ReduceOp>(op);
+      for (int n : {2, 3}) {
+        const bool aligned = n == 2;
+        SCOPED_TRACE(std::string(dtype_name(t)) + " " + comm::reduce_op_name(rop) + " n=" + std::to_string(n));
+        std::vector<std::vector<char>> ins;
+        for (int k = 0; k < n; ++k) {
+          std::vector<char> in(count * dtype_size(t));
+          for (size_t i = 0; i < count; ++i) {
+            const double v = specials[rng() % kSpecials];
+            char *p = in.data() + i * dtype_size(t);
+            if (t == DType::F64) {
+              std::memcpy(p, &v, 8);
+            } else if (t == DType::F32) {
+              const float f = static_cast<float>(v);
+              std::memcpy(p, &f, 4);
+            } else {
+              const float f = static_cast<float>(v);
+              const uint16_t h = t == DType::BF16 ? float_to_bf16(f) : float_to_f16(f);
+              std::memcpy(p, &h, 2);
+            }
+          }
+          ins.push_back(std::move(in));
+        }
+        const auto want = host_reduce(ins, count, t, rop, n);
+        const auto got = device_reduce(ins, count, t, op, n, aligned);
+        ASSERT_TRUE(same_elems(got, want, t, /*nan_any=*/true));
+      }
+    }
+  }
+}
+
+TEST(CudaKernels, ReduceManyRejectsBadArgumentsAndLaunchesNothingForZeroElements) {
+  DeviceBuffer a(64), b(64), out(64);
+  std::vector<const void *> ins(cuda::kReduceManyMaxInputs + 1, a.get());
+  ins[1] = b.get();
+  auto status_of = [&](int n, DType t, int op, int group) {
+    try {
+      cuda::reduce_many(out.get(), ins.data(), n, 16, t, op, group, nullptr);
+    } catch (const Error &e) {
+      return e.status();
+    }
+    return Status::Success;
+  };
+  EXPECT_EQ(status_of(1, DType::F32, 0, 2), Status::InvalidArgument);
+  EXPECT_EQ(status_of(0, DType::F32, 0, 2), Status::InvalidArgument);
+  EXPECT_EQ(status_of(cuda::kReduceManyMaxInputs + 1, DType::F32, 0, 2), Status::InvalidArgument);
+  EXPECT_EQ(status_of(2, DType::F32, 5, 2), Status::InvalidArgument);
+  EXPECT_EQ(status_of(2, DType::F32, -1, 2), Status::InvalidArgument);
+  EXPECT_EQ(status_of(2, static_cast<DType>(8), 0, 2), Status::InvalidArgument);
+  EXPECT_EQ(status_of(2, DType::F32, 1, 0), Status::InvalidArgument);  // AVG over nobody
+  EXPECT_EQ(status_of(cuda::kReduceManyMaxInputs, DType::I32, 0, 2), Status::Success);
+  GPU_CHECK(cudaDeviceSynchronize());
+  // count 0: the output is not written.
+  out.poison();
+  cuda::reduce_many(out.get(), ins.data(), 2, 0, DType::F32, 0, 2, nullptr);
+  GPU_CHECK(cudaDeviceSynchronize());
+  std::vector<unsigned char> bytes(64);
+  out.download(bytes.data());
+  for (unsigned char c : bytes) ASSERT_EQ(c, 0xff);
 }
 
 }  // namespace
