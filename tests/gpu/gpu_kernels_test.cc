@@ -384,17 +384,18 @@ TEST(CudaKernels, ReduceManyMatchesTheHostReductionBitForBit) {
   for (DType t : kAllDTypes) {
     for (int op = 0; op < comm::kNumReduceOps; ++op) {
       const auto rop = static_cast<comm::ReduceOp>(op);
-      for (int n : {2, 3, 5}) {
+      for (int n : {2, 3, 5, cuda::kReduceManyMaxInputs}) {
         // 1: the tail alone; 1000: whole vectors for every dtype;
-        // 70001: many grid-stride steps and a tail.
+        // 70001: many grid-stride steps and a tail (not with 64 inputs).
         for (size_t count : {size_t{1}, size_t{1000}, size_t{70001}}) {
+          if (n == cuda::kReduceManyMaxInputs && count != 1000) continue;
           for (bool aligned : {true, false}) {
             // AVG divides by the group, not by n: a kernel using n fails.
             const int group = n + 4;
             SCOPED_TRACE(std::string(dtype_name(t)) + " " + comm::reduce_op_name(rop) + " n=" +
                          std::to_string(n) + " count=" + std::to_string(count) +
                          (aligned ? " aligned" : " misaligned"));
-            const float scale = op == 4 ? 1.0f : 10.0f;  // PROD of five stays finite in F16
+            const float scale = op == 4 ? 1.0f : 10.0f;  // PROD of N(0, 1) stays finite in F16
             std::vector<std::vector<char>> ins;
             for (int k = 0; k < n; ++k) ins.push_back(random_any(rng, count, t, scale));
             const auto want = host_reduce(ins, count, t, rop, group);
@@ -458,6 +459,8 @@ TEST(CudaKernels, ReduceManyMatchesTheHostOnSpecialValues) {
 
 TEST(CudaKernels, ReduceManyRejectsBadArgumentsAndLaunchesNothingForZeroElements) {
   DeviceBuffer a(64), b(64), out(64);
+  a.poison();
+  b.poison();
   std::vector<const void *> ins(cuda::kReduceManyMaxInputs + 1, a.get());
   ins[1] = b.get();
   auto status_of = [&](int n, DType t, int op, int group) {
@@ -477,6 +480,9 @@ TEST(CudaKernels, ReduceManyRejectsBadArgumentsAndLaunchesNothingForZeroElements
   EXPECT_EQ(status_of(2, DType::F32, 1, 0), Status::InvalidArgument);  // AVG over nobody
   EXPECT_EQ(status_of(cuda::kReduceManyMaxInputs, DType::I32, 0, 2), Status::Success);
   GPU_CHECK(cudaDeviceSynchronize());
+  std::vector<int32_t> sums(16);
+  out.download(sums.data());
+  for (int32_t v : sums) ASSERT_EQ(v, -cuda::kReduceManyMaxInputs);  // 64 poisoned inputs: -1 each
   // count 0: the output is not written.
   out.poison();
   cuda::reduce_many(out.get(), ins.data(), 2, 0, DType::F32, 0, 2, nullptr);
