@@ -2,11 +2,11 @@
 # The GPU check, for a machine with a GPU (the lent H100/H200: Ubuntu 24.04,
 # CUDA 13, NCCL 2.28, Open MPI 4.1, meson 1.12): configures a fresh build
 # with -Dcuda=enabled -Dnccl=enabled, builds what the check needs, runs the
-# CUDA unit tests and the GPU suite (collectives on CUDA buffers with 1 and
-# 4 ranks, the tensor transport with 3 and 4 ranks on one GPU, kernels vs
+# CUDA unit tests and the GPU suite (collectives on CUDA buffers with 1, 3
+# and 4 ranks, staged and through CUDA IPC, the tensor transport with 3 and 4 ranks on one GPU, kernels vs
 # CPU, the sharded optimizer on CUDA memory vs the host one with 1 and 2
 # ranks), the GPU benchmarks (fused AdamW vs torch fused vs the copy bound;
-# staged vs host collectives), and prints a short table last. Logs go to
+# staged and CUDA IPC vs host collectives), and prints a short table last. Logs go to
 # $OUT when set (else <build>/gpu-check): eight files at most, as the
 # device tool brings back (gpu-check.log, build.log, unit-cuda.log,
 # gpu-tests.log, testlog.txt, bench.jsonl, bench.log, summary.md).
@@ -59,7 +59,8 @@ say "configured $build"
 targets=(tests/gpu/gpu_kernels_test tests/gpu/gpu_collectives_test tests/gpu/gpu_transport_test
   tests/gpu/gpu_optim_test tests/gpu/gpu_optim_capi_test
   tests/unit/cuda/cuda_staged_pipeline_test tests/unit/cuda/cuda_nccl_protocol_test
-  tests/unit/cuda/cuda_nccl_types_test tests/unit/cuda/cuda_memtype_test tests/unit/cuda/cuda_staged_mpi_test)
+  tests/unit/cuda/cuda_nccl_types_test tests/unit/cuda/cuda_memtype_test tests/unit/cuda/cuda_staged_mpi_test
+  tests/unit/cuda/cuda_ipc_segments_test tests/unit/cuda/cuda_ipc_mpi_test)
 # What this build defines (read once; grepping a variable cannot kill
 # ninja with SIGPIPE, which pipefail would take for a missing target).
 all_targets=$(ninja -C "$build" -t targets all 2>/dev/null)
@@ -93,7 +94,7 @@ say "built ($warnings compiler warnings$([ "$warnings" -gt 0 ] && echo ", see $o
 timeout 60 meson test -C "$build" --no-rebuild --suite cuda --print-errorlogs >"$out/unit-cuda.log" 2>&1
 unit_rc=$?
 say "unit tests (cuda): $(grep -E '^(Ok|Fail|Skipped|Timeout):' "$out/unit-cuda.log" | tr -s ' \n' ' ')"
-timeout 200 meson test -C "$build" --no-rebuild --suite gpu --print-errorlogs >"$out/gpu-tests.log" 2>&1
+timeout 260 meson test -C "$build" --no-rebuild --suite gpu --print-errorlogs >"$out/gpu-tests.log" 2>&1
 gpu_rc=$?
 cp "$build/meson-logs/testlog.txt" "$out/testlog.txt" 2>/dev/null
 say "gpu suite: $(grep -E '^(Ok|Fail|Skipped|Timeout):' "$out/gpu-tests.log" | tr -s ' \n' ' ')"
@@ -115,6 +116,8 @@ if [ $have_bench -eq 1 ]; then
     say "adamw_torch.py failed or torch is missing (see $out/bench.log)"
   timeout 90 mpirun -np 2 "$build/bench/gpu/gpu_staged_bench" --reps 10 >>"$bench" 2>>"$out/bench.log" ||
     say "gpu_staged_bench failed (see $out/bench.log)"
+  SMP_CUDA_IPC=require timeout 60 mpirun -np 2 "$build/bench/gpu/gpu_staged_bench" --reps 10 >>"$bench" \
+    2>>"$out/bench.log" || say "gpu_staged_bench with SMP_CUDA_IPC=require failed (see $out/bench.log)"
   for dt in f32 bf16; do
     timeout 60 mpirun -np 1 "$build/bench/gpu/gpu_sharded_step_bench" --elements 100000000 --dtype $dt --reps 10 \
       >>"$bench" 2>>"$out/bench.log" || say "gpu_sharded_step_bench --dtype $dt failed (see $out/bench.log)"

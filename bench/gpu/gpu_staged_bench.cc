@@ -8,7 +8,11 @@
 // nothing overlaps: the input copied to pinned memory and the output back
 // (so cuda - host - copies is what the pipeline hid, or lost to overheads).
 // "chunk" is SMP_STAGED_CHUNK_BYTES, or "auto" (unset: the default).
+// "path" is "ipc" when SMP_CUDA_IPC is set (1 or require: CUDA IPC
+// segments, comm/ipc) and "staged" otherwise; the copies rows are printed
+// for the staged path only.
 //   mpirun -np 2 gpu_staged_bench [--reps R]
+//   SMP_CUDA_IPC=require mpirun -np 2 gpu_staged_bench [--reps R]
 #include <cuda_runtime_api.h>
 #include <mpi.h>
 #include <smp/smp.h>
@@ -63,6 +67,8 @@ int main(int argc, char **argv) {
   cudaGetDeviceProperties(&prop, rank % ndev);
   cudaStream_t s;
   cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+  const char *ipc_env = std::getenv("SMP_CUDA_IPC");
+  const bool ipc = ipc_env && *ipc_env && std::strcmp(ipc_env, "0") != 0;
   for (size_t mib : {1, 4, 16, 64}) {
     const size_t bytes = mib << 20, n = bytes / 4;
     std::vector<float> hin(n, 1.0f), hout(n);
@@ -78,20 +84,24 @@ int main(int argc, char **argv) {
     cudaMemcpy(din, hin.data(), bytes, cudaMemcpyHostToDevice);
     const double f_ar = 2.0 * (size - 1) / size, f_rs = 1.0 * (size - 1) / size;
     const size_t rc = n / static_cast<size_t>(size);
-    struct Row { const char *coll, *mem; double sec, factor; } rows[] = {
+    struct Row { const char *coll, *mem; double sec, factor; };
+    std::vector<Row> rows = {
         {"allreduce", "host", median_s(reps, [&] { must(smp_allreduce(hin.data(), hout.data(), n, SMP_FLOAT32, SMP_SUM, SMP_WORLD, nullptr)); }), f_ar},
         {"allreduce", "cuda", median_s(reps, [&] { must(smp_allreduce(din, dout, n, SMP_FLOAT32, SMP_SUM, SMP_WORLD, s)); cudaStreamSynchronize(s); }), f_ar},
         {"reduce_scatter", "host", median_s(reps, [&] { must(smp_reduce_scatter(hin.data(), hout.data(), rc, SMP_FLOAT32, SMP_SUM, SMP_WORLD, nullptr)); }), f_rs},
         {"reduce_scatter", "cuda", median_s(reps, [&] { must(smp_reduce_scatter(din, dout, rc, SMP_FLOAT32, SMP_SUM, SMP_WORLD, s)); cudaStreamSynchronize(s); }), f_rs},
-        {"allreduce", "copies", median_s(reps, [&] { copies(bytes); }), f_ar},
-        {"reduce_scatter", "copies", median_s(reps, [&] { copies(rc * 4); }), f_rs},
     };
-    const char *chunk = std::getenv("SMP_STAGED_CHUNK_BYTES");
+    if (!ipc) {
+      rows.push_back({"allreduce", "copies", median_s(reps, [&] { copies(bytes); }), f_ar});
+      rows.push_back({"reduce_scatter", "copies", median_s(reps, [&] { copies(rc * 4); }), f_rs});
+    }
+    const char *chunk = std::getenv(ipc ? "SMP_IPC_CHUNK_BYTES" : "SMP_STAGED_CHUNK_BYTES");
     if (rank == 0)
       for (const Row &r : rows)
-        std::printf("{\"bench\": \"staged\", \"device\": \"%s\", \"ranks\": %d, \"chunk\": \"%s\", "
+        std::printf("{\"bench\": \"staged\", \"path\": \"%s\", \"device\": \"%s\", \"ranks\": %d, \"chunk\": \"%s\", "
                     "\"collective\": \"%s\", \"memory\": \"%s\", \"MiB\": %zu, \"ms\": %.3f, \"busbw_GBps\": %.3f}\n",
-                    prop.name, size, chunk && *chunk ? chunk : "auto", r.coll, r.mem, mib, r.sec * 1e3,
+                    ipc ? "ipc" : "staged", prop.name, size, chunk && *chunk ? chunk : "auto", r.coll, r.mem, mib,
+                    r.sec * 1e3,
                     r.factor * rc * size * 4 / r.sec / 1e9);
     cudaFreeHost(pinned);
     cudaFree(din);

@@ -29,8 +29,9 @@ IpcBackend::IpcBackend(std::unique_ptr<Bootstrap> boot, std::shared_ptr<SharedMe
                        std::unique_ptr<Backend> fallback, size_t chunk_bytes, int world_rank, bool required)
     : boot_(std::move(boot)), mem_(std::move(mem)), fallback_(std::move(fallback)),
       // A reduce-scatter chunk holds at least one element of each of up to
-      // kMaxInputs blocks of up to 8 bytes.
-      half_bytes_(std::max<size_t>(chunk_bytes, kMaxInputs * 8)), world_rank_(world_rank),
+      // kMaxInputs blocks of up to 8 bytes; whole 64-byte lines keep every
+      // chunk's start aligned for the kernels' vector loads.
+      half_bytes_(std::max<size_t>(chunk_bytes, kMaxInputs * 8) / 64 * 64), world_rank_(world_rank),
       required_(required), rank_(boot_->rank()), size_(boot_->size()) {}
 
 IpcBackend::~IpcBackend() {
@@ -97,7 +98,10 @@ void IpcBackend::reduce_scatter(const void *send, void *recv, size_t recvcount, 
   if (recvcount == 0) return;
   if (!served(recv)) return fallback_->reduce_scatter(send, recv, recvcount, t, op, stream);
   const size_t es = dtype_size(t), S = static_cast<size_t>(size_);
-  const Chunks c{recvcount, half_bytes_ / (S * es)};
+  // Whole 16-byte vectors per block where they fit, so that recv and the
+  // blocks in the halves stay aligned from chunk to chunk.
+  const size_t per_block = half_bytes_ / (S * es), vec = 16 / es;
+  const Chunks c{recvcount, per_block >= vec ? per_block / vec * vec : per_block};
   std::vector<const void *> ins(S);
   run(
       c.n(),
