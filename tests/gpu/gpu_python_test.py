@@ -6,7 +6,9 @@ bit whatever the order of terms), drawn fresh each run (the seed is
 printed); CUDA outputs are poisoned first. Work is enqueued on a side
 stream of PyTorch's, with the inputs written by kernels on that stream just
 before the call and no synchronization in between, so the bindings must
-pass PyTorch's current stream through. Exits 77 without a GPU.
+pass PyTorch's current stream through. Exits 77 without a GPU (also when
+the interpreter has no torch and no NVIDIA device node exists; with one,
+a missing torch fails).
 
     mpirun -np N python3 gpu_python_test.py
 """
@@ -14,7 +16,13 @@ import faulthandler
 import os
 import sys
 
-import torch
+try:
+    import torch
+except ImportError:
+    if os.path.exists("/dev/nvidia0"):
+        raise
+    print(f"gpu_python_test: {sys.executable} has no torch and there is no GPU: skipped")
+    sys.exit(77)
 
 if not torch.cuda.is_available():
     print("gpu_python_test: no GPU visible: skipped")
