@@ -1,6 +1,7 @@
 // Collectives on CUDA buffers (ranks sharing one GPU: the staged backend)
 // against the same collectives on host buffers, side by side in one run:
-// allreduce and reduce-scatter, float32 sum, 1 MiB..64 MiB. busbw as
+// allreduce and reduce-scatter, float32 sum, 64 KiB (where fixed per-call
+// costs show: syncs, barriers, events) and 1 MiB..64 MiB. busbw as
 // nccl-tests defines it (allreduce: 2(n-1)/n x bytes / time; reduce-scatter:
 // (n-1)/n x bytes / time, bytes = the full input). Medians of --reps after a
 // warm-up; rank 0 prints one JSON line per (collective, size). A third
@@ -69,8 +70,9 @@ int main(int argc, char **argv) {
   cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
   const char *ipc_env = std::getenv("SMP_CUDA_IPC");
   const bool ipc = ipc_env && *ipc_env && std::strcmp(ipc_env, "0") != 0;
-  for (size_t mib : {1, 4, 16, 64}) {
-    const size_t bytes = mib << 20, n = bytes / 4;
+  for (size_t kib : {64, 1024, 4096, 16384, 65536}) {
+    const size_t bytes = kib << 10, n = bytes / 4;
+    const double mib = static_cast<double>(kib) / 1024;
     std::vector<float> hin(n, 1.0f), hout(n);
     float *din = nullptr, *dout = nullptr, *pinned = nullptr;
     cudaMallocHost(reinterpret_cast<void **>(&pinned), bytes);
@@ -99,7 +101,7 @@ int main(int argc, char **argv) {
     if (rank == 0)
       for (const Row &r : rows)
         std::printf("{\"bench\": \"staged\", \"path\": \"%s\", \"device\": \"%s\", \"ranks\": %d, \"chunk\": \"%s\", "
-                    "\"collective\": \"%s\", \"memory\": \"%s\", \"MiB\": %zu, \"ms\": %.3f, \"busbw_GBps\": %.3f}\n",
+                    "\"collective\": \"%s\", \"memory\": \"%s\", \"MiB\": %g, \"ms\": %.3f, \"busbw_GBps\": %.3f}\n",
                     ipc ? "ipc" : "staged", prop.name, size, chunk && *chunk ? chunk : "auto", r.coll, r.mem, mib,
                     r.sec * 1e3,
                     r.factor * rc * size * 4 / r.sec / 1e9);
