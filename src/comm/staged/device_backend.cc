@@ -69,7 +69,6 @@ std::unique_ptr<Backend> make_device_backend(MPI_Comm group_comm, size_t max_chu
                                                nccl::real_nccl_api(), world_rank);
 #else
   (void)timeout_seconds;
-  (void)world_rank;
 #endif
   return staged;
 }
