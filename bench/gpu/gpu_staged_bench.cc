@@ -10,9 +10,9 @@
 // (so cuda - host - copies is what the pipeline hid, or lost to overheads).
 // "chunk" is SMP_STAGED_CHUNK_BYTES, or "auto" (unset: the default).
 // "path" is "ipc" when SMP_CUDA_IPC is set (1 or require: CUDA IPC
-// segments, comm/ipc) and "staged" otherwise; the copies rows are printed
+// segments, comm/ipc) and "staged" otherwise (set it to 0 to be sure); the copies rows are printed
 // for the staged path only.
-//   mpirun -np 2 gpu_staged_bench [--reps R]
+//   SMP_CUDA_IPC=0 mpirun -np 2 gpu_staged_bench [--reps R]
 //   SMP_CUDA_IPC=require mpirun -np 2 gpu_staged_bench [--reps R]
 #include <cuda_runtime_api.h>
 #include <mpi.h>
