@@ -8,6 +8,7 @@
 #include "comm/mpi/mpi_backend.h"
 #include "comm/mpi/mpi_bootstrap.h"
 #include "comm/staged/cuda_copy_engine.h"
+#include "comm/staged/device_env.h"
 #include "comm/staged/staged_backend.h"
 #include "common/error.h"
 #if SMP_HAVE_NCCL
@@ -15,34 +16,6 @@
 #endif
 
 namespace smp::comm {
-
-namespace {
-
-// A byte count from the environment variable `name`, or `fallback` when it
-// is unset or empty.
-size_t env_bytes(const char *name, size_t fallback, size_t least) {
-  const char *v = std::getenv(name);
-  if (!v || !*v) return fallback;
-  char *end = nullptr;
-  const unsigned long long x = std::strtoull(v, &end, 10);
-  if (*end != '\0' || x < least)
-    invalid(std::string(name) + "='" + v + "' is not a number of bytes >= " + std::to_string(least));
-  return static_cast<size_t>(x);
-}
-
-// SMP_CUDA_IPC: unset, empty or "0" off; "1" on; "require" on, and a group
-// that cannot use it fails instead of falling back.
-enum class IpcMode { Off, On, Required };
-IpcMode ipc_mode() {
-  const char *v = std::getenv("SMP_CUDA_IPC");
-  const std::string s = v ? v : "";
-  if (s.empty() || s == "0") return IpcMode::Off;
-  if (s == "1") return IpcMode::On;
-  if (s == "require") return IpcMode::Required;
-  invalid("SMP_CUDA_IPC='" + s + "' is not 0, 1 or require");
-}
-
-}  // namespace
 
 std::unique_ptr<Backend> make_device_backend(MPI_Comm group_comm, size_t max_chunk,
                                              double timeout_seconds, int world_rank, Backend *p2p_host) {

@@ -1,0 +1,41 @@
+// The environment knobs of the CUDA-memory backends (device_backend.cc),
+// parsed apart from CUDA so that their errors are unit-tested without a GPU.
+// A bad value is a usage error: smp::Error(InvalidArgument) naming the
+// variable, what it holds and what it takes.
+#pragma once
+
+#include <cctype>
+#include <cstddef>
+#include <cstdlib>
+#include <string>
+
+#include "common/error.h"
+
+namespace smp::comm {
+
+// A byte count from the environment variable `name`: `fallback` when it is
+// unset or empty; at least `least`.
+inline size_t env_bytes(const char *name, size_t fallback, size_t least) {
+  const char *v = std::getenv(name);
+  if (!v || !*v) return fallback;
+  char *end = nullptr;
+  const unsigned long long x = std::strtoull(v, &end, 10);
+  // Digits only: strtoull would also take blanks and a sign ("-1" wraps).
+  if (!std::isdigit(static_cast<unsigned char>(*v)) || *end != '\0' || x < least)
+    invalid(std::string(name) + "='" + v + "' is not a number of bytes >= " + std::to_string(least));
+  return static_cast<size_t>(x);
+}
+
+// SMP_CUDA_IPC: unset, empty or "0" off; "1" on; "require" on, and a group
+// that cannot use it fails instead of falling back.
+enum class IpcMode { Off, On, Required };
+inline IpcMode ipc_mode() {
+  const char *v = std::getenv("SMP_CUDA_IPC");
+  const std::string s = v ? v : "";
+  if (s.empty() || s == "0") return IpcMode::Off;
+  if (s == "1") return IpcMode::On;
+  if (s == "require") return IpcMode::Required;
+  invalid("SMP_CUDA_IPC='" + s + "' is not 0, 1 or require");
+}
+
+}  // namespace smp::comm
