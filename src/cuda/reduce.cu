@@ -5,6 +5,7 @@
 
 #include "common/error.h"
 #include "cuda/elem.cuh"
+#include "cuda/reduce_ops.cuh"
 #include "cuda/reduce_kernels.h"
 #include "cuda/runtime.h"
 
@@ -13,12 +14,6 @@ namespace smp::cuda {
 namespace {
 
 using namespace detail;
-
-// Same comparisons as comm/reduce.cc, so a NaN propagates the same way.
-struct SumF { __device__ float operator()(float a, float b) const { return a + b; } };
-struct ProdF { __device__ float operator()(float a, float b) const { return a * b; } };
-struct MaxF { __device__ float operator()(float a, float b) const { return a < b ? b : a; } };
-struct MinF { __device__ float operator()(float a, float b) const { return b < a ? b : a; } };
 
 constexpr unsigned kBlock = 256;
 
@@ -42,18 +37,6 @@ __global__ void __launch_bounds__(kBlock) finish_kernel(typename E::T *out, cons
 }
 
 template <class Fn>
-void with_op(int op, Fn &&fn) {
-  switch (op) {
-    case 0: case 1: fn(SumF{}); return;  // AVG accumulates like SUM
-    case 2: fn(MaxF{}); return;
-    case 3: fn(MinF{}); return;
-    case 4: fn(ProdF{}); return;
-    default: break;
-  }
-  fail(Status::InvalidArgument, "cuda reduce: unknown op " + std::to_string(op));
-}
-
-template <class Fn>
 void with_dtype(DType t, const char *what, Fn &&fn) {
   switch (t) {
     case DType::F32: fn(F32{}); return;
@@ -74,7 +57,7 @@ void combine(float *acc, const void *a, const void *b, size_t n, DType t, int op
   with_dtype(t, what, [&](auto e) {
     using E = decltype(e);
     using T = typename E::T;
-    with_op(op, [&](auto f) {
+    with_op(op, what, [&](auto f, auto) {
       combine_kernel<E, decltype(f), kFirst><<<grid, kBlock, 0, s>>>(
           acc, static_cast<const T *>(a), static_cast<const T *>(b), n);
     });
@@ -96,7 +79,7 @@ void reduce_accumulate(void *acc, const void *b, size_t n, DType t, int op, void
 
 void reduce_finish(void *out, const void *acc, size_t n, DType t, int op, int group_size,
                    void *stream) {
-  with_op(op, [](auto) {});
+  with_op(op, "cuda reduce_finish", [](auto, auto) {});
   if (n == 0) return;
   // comm/reduce.cc divides float32 in float32 and half types in float32.
   const float divisor = op == 1 ? static_cast<float>(group_size) : 1.0f;

@@ -13,6 +13,7 @@
 
 #include "common/error.h"
 #include "cuda/elem.cuh"
+#include "cuda/reduce_ops.cuh"
 #include "cuda/reduce_many.h"
 #include "cuda/runtime.h"
 
@@ -37,43 +38,6 @@ struct Plain {
 template <class E>
 struct Half : E {
   using Acc = float;
-};
-
-// Integer SUM / PROD in the unsigned twin so that overflow wraps (as
-// comm/reduce.cc); 8-bit operands promote to int, so their product is taken
-// as unsigned int.
-struct SumOp {
-  template <class A>
-  __device__ __forceinline__ A operator()(A a, A b) const {
-    if constexpr (std::is_integral_v<A>) {
-      using U = std::make_unsigned_t<A>;
-      return static_cast<A>(static_cast<U>(a) + static_cast<U>(b));
-    } else {
-      return a + b;
-    }
-  }
-};
-struct ProdOp {
-  template <class A>
-  __device__ __forceinline__ A operator()(A a, A b) const {
-    if constexpr (std::is_integral_v<A>) {
-      using U = std::make_unsigned_t<A>;
-      using W = std::conditional_t<(sizeof(A) < sizeof(unsigned)), unsigned, U>;
-      return static_cast<A>(static_cast<W>(static_cast<U>(a)) * static_cast<W>(static_cast<U>(b)));
-    } else {
-      return a * b;
-    }
-  }
-};
-// The host's comparisons: MAX keeps a unless a < b, MIN keeps a unless
-// b < a, so which NaN (or which signed zero) survives is the same.
-struct MaxOp {
-  template <class A>
-  __device__ __forceinline__ A operator()(A a, A b) const { return a < b ? b : a; }
-};
-struct MinOp {
-  template <class A>
-  __device__ __forceinline__ A operator()(A a, A b) const { return b < a ? b : a; }
 };
 
 // reduce_finish: AVG divides floats in the accumulator's type (float32 for
@@ -163,20 +127,6 @@ void with_elem(DType t, Fn &&fn) {
   fail(Status::InvalidArgument, "cuda reduce_many: invalid dtype " + std::to_string(static_cast<int>(t)));
 }
 
-// Calls fn(Op{}, std::bool_constant<avg>{}); AVG accumulates like SUM.
-template <class Fn>
-void with_op(int op, Fn &&fn) {
-  switch (op) {
-    case 0: fn(SumOp{}, std::false_type{}); return;
-    case 1: fn(SumOp{}, std::true_type{}); return;
-    case 2: fn(MaxOp{}, std::false_type{}); return;
-    case 3: fn(MinOp{}, std::false_type{}); return;
-    case 4: fn(ProdOp{}, std::false_type{}); return;
-    default: break;
-  }
-  fail(Status::InvalidArgument, "cuda reduce_many: unknown op " + std::to_string(op));
-}
-
 }  // namespace
 
 void reduce_many(void *out, const void *const *ins, int n, size_t count, DType t, int op,
@@ -206,7 +156,7 @@ void reduce_many(void *out, const void *const *ins, int n, size_t count, DType t
     constexpr size_t kV = 16 / sizeof(T);
     // Vector steps (at least one thread for the tail), or elements.
     const unsigned grid = grid_for(vec ? (count / kV > 0 ? count / kV : 1) : count, kBlock, sm_count());
-    with_op(op, [&](auto f, auto avg) {
+    with_op(op, "cuda reduce_many", [&](auto f, auto avg) {
       using Op = decltype(f);
       constexpr bool kAvg = decltype(avg)::value;
       if (vec)

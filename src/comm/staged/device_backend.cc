@@ -10,7 +10,6 @@
 #include "comm/staged/cuda_copy_engine.h"
 #include "comm/staged/device_env.h"
 #include "comm/staged/staged_backend.h"
-#include "common/error.h"
 #if SMP_HAVE_NCCL
 #include "comm/nccl/nccl_backend.h"
 #endif
