@@ -6,8 +6,11 @@
 // (n-1)/n x bytes / time, bytes = the full input). Medians of --reps after a
 // warm-up; rank 0 prints one JSON line per (collective, size). A third
 // row per collective, memory "copies", times only what staging adds when
-// nothing overlaps: the input copied to pinned memory and the output back
-// (so cuda - host - copies is what the pipeline hid, or lost to overheads).
+// nothing overlaps (so cuda - host - copies is what the pipeline hid, or
+// lost to overheads): for allreduce the input copied to pinned memory and
+// the output back; for reduce-scatter, which reduces on the device, the
+// peers' blocks copied out and as many bytes back (what the reduction
+// kernel reads from pinned memory).
 // "chunk" is SMP_STAGED_CHUNK_BYTES, or "auto" (unset: the default).
 // "path" is "ipc" when SMP_CUDA_IPC is set (1 or require: CUDA IPC
 // segments, comm/ipc) and "staged" otherwise (set it to 0 to be sure); the copies rows are printed
@@ -76,8 +79,8 @@ int main(int argc, char **argv) {
     std::vector<float> hin(n, 1.0f), hout(n);
     float *din = nullptr, *dout = nullptr, *pinned = nullptr;
     cudaMallocHost(reinterpret_cast<void **>(&pinned), bytes);
-    auto copies = [&](size_t out_bytes) {
-      cudaMemcpyAsync(pinned, din, bytes, cudaMemcpyDeviceToHost, s);
+    auto copies = [&](size_t in_bytes, size_t out_bytes) {
+      cudaMemcpyAsync(pinned, din, in_bytes, cudaMemcpyDeviceToHost, s);
       cudaMemcpyAsync(dout, pinned, out_bytes, cudaMemcpyHostToDevice, s);
       cudaStreamSynchronize(s);
     };
@@ -94,8 +97,9 @@ int main(int argc, char **argv) {
         {"reduce_scatter", "cuda", median_s(reps, [&] { must(smp_reduce_scatter(din, dout, rc, SMP_FLOAT32, SMP_SUM, SMP_WORLD, s)); cudaStreamSynchronize(s); }), f_rs},
     };
     if (!ipc) {
-      rows.push_back({"allreduce", "copies", median_s(reps, [&] { copies(bytes); }), f_ar});
-      rows.push_back({"reduce_scatter", "copies", median_s(reps, [&] { copies(rc * 4); }), f_rs});
+      const size_t peers_bytes = (static_cast<size_t>(size) - 1) * rc * 4;
+      rows.push_back({"allreduce", "copies", median_s(reps, [&] { copies(bytes, bytes); }), f_ar});
+      rows.push_back({"reduce_scatter", "copies", median_s(reps, [&] { copies(peers_bytes, peers_bytes); }), f_rs});
     }
     const char *chunk = std::getenv(ipc ? "SMP_IPC_CHUNK_BYTES" : "SMP_STAGED_CHUNK_BYTES");
     if (rank == 0)

@@ -1,6 +1,7 @@
 // reduce_many (reduce_many.h): one grid-stride kernel per (dtype, op), the
 // n input pointers passed by value; 16-byte vector loads when every pointer
-// allows them. Each thread reads element i of every input in order, so the
+// allows them. out is not __restrict__: it may be an input (in-place
+// reduce-scatter), each element read by the thread that writes it. Each thread reads element i of every input in order, so the
 // combination order per element is fixed (left to right, as comm/reduce.cc)
 // whatever the launch shape, and the result is the host's bit for bit. The functors below are comm/reduce.cc's
 // with the same casts; nvcc runs with -fmad=false and IEEE division, and
@@ -61,7 +62,7 @@ struct Inputs {
 
 // Element i: every input's element i combined left to right, finished.
 template <class E, class Op, bool kAvg>
-__device__ __forceinline__ void reduce_one(typename E::T *__restrict__ out, const Inputs &ins, int n,
+__device__ __forceinline__ void reduce_one(typename E::T *out, const Inputs &ins, int n,
                                            size_t i, int group_size) {
   using T = typename E::T;
   using A = typename E::Acc;
@@ -75,7 +76,7 @@ __device__ __forceinline__ void reduce_one(typename E::T *__restrict__ out, cons
 // last count % (16 / sizeof(T)) elements go one per thread. Vectors only
 // batch the memory traffic; each element still combines left to right.
 template <class E, class Op, bool kAvg, bool kVec>
-__global__ void __launch_bounds__(kBlock) reduce_many_kernel(typename E::T *__restrict__ out,
+__global__ void __launch_bounds__(kBlock) reduce_many_kernel(typename E::T *out,
                                                              const Inputs ins, int n, size_t count,
                                                              int group_size) {
   using T = typename E::T;

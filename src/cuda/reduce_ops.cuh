@@ -1,6 +1,6 @@
-// The reduction operators of the device kernels (reduce.cu, reduce_many.cu),
-// with comm/reduce.cc's arithmetic and comparisons, so a GPU reduction gives
-// the host's bytes; and the op dispatch both kernels share.
+// The reduction operators of the device kernel (reduce_many.cu), with
+// comm/reduce.cc's arithmetic and comparisons, so a GPU reduction gives the
+// host's bytes; and its op dispatch.
 #pragma once
 
 #include <cuda_runtime.h>

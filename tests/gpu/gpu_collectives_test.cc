@@ -9,8 +9,10 @@
 // device communicators.
 //
 // Exact equality holds because NCCL with one rank copies (AVG goes as SUM
-// there: nccl_types.h) and the staged backend reduces with the host
-// backend itself, with one exception: a staged allreduce makes one host
+// there: nccl_types.h), the staged reduce-scatter reduces on the device in
+// the host backend's order (reduce_many: the host's arithmetic, bit for
+// bit) and the staged allreduce with the host backend itself, with one
+// exception: a staged allreduce makes one host
 // allreduce per chunk, and with 3 or more ranks the order in which a float
 // element's terms are summed (or multiplied) depends on how the host
 // backend partitions the message (MPI_Allreduce's algorithm for the size;

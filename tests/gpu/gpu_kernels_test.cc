@@ -4,9 +4,11 @@
 // (both follow the same operations in the same order), half-precision
 // outputs within one unit in the last place. Sizes cover the vector body,
 // its scalar tail and misaligned pointers (the scalar path). reduce_many
-// (the IPC backend's n-input reduction) must equal the host's
+// (the IPC and staged backends' n-input reduction) must equal the host's
 // reduce_first / reduce_accumulate / reduce_finish byte for byte in every
-// dtype and op: same order, same accumulator, no reassociation.
+// dtype and op: same order, same accumulator, no reassociation; also as
+// the staged reduce-scatter calls it, reading pinned host memory and
+// writing over its first input.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -20,7 +22,6 @@
 #include "common/error.h"
 #include "cuda/norm_kernels.h"
 #include "cuda/optim_kernels.h"
-#include "cuda/reduce_kernels.h"
 #include "cuda/reduce_many.h"
 #include "gpu_util.h"
 #include "optim/kernels.h"
@@ -220,42 +221,6 @@ TEST(CudaKernels, SgdMatchesTheCpuKernelInEveryMode) {
   }
 }
 
-TEST(CudaKernels, ReductionsMatchTheHostReductions) {
-  std::mt19937_64 rng(g_seed + 2);
-  const int group = 3;
-  for (DType t : {DType::F32, DType::F16, DType::BF16}) {
-    for (int op = 0; op < comm::kNumReduceOps; ++op) {
-      for (size_t n : {size_t{1}, size_t{1000}, (size_t{1} << 20) + 3}) {
-        SCOPED_TRACE(std::string(dtype_name(t)) + " " + comm::reduce_op_name(static_cast<comm::ReduceOp>(op)) +
-                     " n=" + std::to_string(n));
-        const size_t es = dtype_size(t);
-        const float scale = op == 4 ? 1.0f : 10.0f;  // PROD of three stays in range
-        const auto a = random_elems(rng, n, t, scale), b = random_elems(rng, n, t, scale),
-                   c = random_elems(rng, n, t, scale);
-        // Host: acc = a op b op c, finished (AVG divides by the group).
-        std::vector<float> acc_host(n);
-        std::vector<char> out_host(n * es), out_dev(n * es);
-        const auto rop = static_cast<comm::ReduceOp>(op);
-        comm::reduce_first(acc_host.data(), a.data(), b.data(), n, t, rop);
-        comm::reduce_accumulate(acc_host.data(), c.data(), n, t, rop);
-        comm::reduce_finish(out_host.data(), acc_host.data(), n, t, rop, group);
-        DeviceBuffer da(n * es), db(n * es), dc(n * es), dacc(n * 4), dout(n * es);
-        da.upload(a.data());
-        db.upload(b.data());
-        dc.upload(c.data());
-        dacc.poison();
-        dout.poison();
-        cuda::reduce_first(dacc.get(), da.get(), db.get(), n, t, op, nullptr);
-        cuda::reduce_accumulate(dacc.get(), dc.get(), n, t, op, nullptr);
-        cuda::reduce_finish(dout.get(), dacc.get(), n, t, op, group, nullptr);
-        GPU_CHECK(cudaDeviceSynchronize());
-        dout.download(out_dev.data());
-        ASSERT_TRUE(close_elems(out_dev, out_host, t, n, "reduced"));
-      }
-    }
-  }
-}
-
 TEST(CudaKernels, SumSquaresMatchesTheCpuKernel) {
   std::mt19937_64 rng(g_seed + 3);
   DeviceBuffer out(8), scratch(cuda::kSumSquaresBlocks * 8);
@@ -400,6 +365,47 @@ TEST(CudaKernels, ReduceManyMatchesTheHostReductionBitForBit) {
             for (int k = 0; k < n; ++k) ins.push_back(random_any(rng, count, t, scale));
             const auto want = host_reduce(ins, count, t, rop, group);
             const auto got = device_reduce(ins, count, t, op, group, aligned);
+            ASSERT_TRUE(same_elems(got, want, t, /*nan_any=*/false));
+          }
+        }
+      }
+    }
+  }
+}
+
+// As the staged reduce-scatter calls it: the first input (this rank's own
+// piece) on the device and overwritten by the result (in place), the
+// others in pinned host memory that the kernel reads directly.
+TEST(CudaKernels, ReduceManyReadsPinnedInputsAndWritesOverItsFirstInput) {
+  std::mt19937_64 rng(g_seed + 6);
+  for (DType t : kAllDTypes) {
+    for (int op = 0; op < comm::kNumReduceOps; ++op) {
+      const auto rop = static_cast<comm::ReduceOp>(op);
+      for (int n : {2, 3}) {
+        for (size_t count : {size_t{1000}, size_t{70001}}) {
+          for (size_t off : {size_t{0}, size_t{1}}) {  // elements: 1 takes the element path
+            SCOPED_TRACE(std::string(dtype_name(t)) + " " + comm::reduce_op_name(rop) + " n=" +
+                         std::to_string(n) + " count=" + std::to_string(count) + " offset=" + std::to_string(off));
+            const size_t es = dtype_size(t), bytes = count * es;
+            const float scale = op == 4 ? 1.0f : 10.0f;
+            std::vector<std::vector<char>> ins;
+            for (int k = 0; k < n; ++k) ins.push_back(random_any(rng, count, t, scale));
+            const auto want = host_reduce(ins, count, t, rop, n);
+            Placed own(bytes, off * es);
+            own.put(ins[0].data(), bytes);
+            char *pinned = nullptr;
+            GPU_CHECK(cudaMallocHost(reinterpret_cast<void **>(&pinned), (n - 1) * (bytes + es)));
+            std::vector<const void *> ptrs{own.ptr()};
+            for (int k = 1; k < n; ++k) {
+              char *p = pinned + (k - 1) * (bytes + es) + off * es;
+              std::memcpy(p, ins[k].data(), bytes);
+              ptrs.push_back(p);
+            }
+            cuda::reduce_many(own.ptr(), ptrs.data(), n, count, t, op, n, nullptr);
+            GPU_CHECK(cudaDeviceSynchronize());
+            GPU_CHECK(cudaFreeHost(pinned));
+            std::vector<char> got(bytes);
+            own.get(got.data(), bytes);
             ASSERT_TRUE(same_elems(got, want, t, /*nan_any=*/false));
           }
         }

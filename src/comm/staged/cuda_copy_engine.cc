@@ -5,9 +5,12 @@
 #include <memory>
 #include <vector>
 
+#include "cuda/reduce_many.h"
 #include "cuda/runtime.h"
 
 namespace smp::comm::staged {
+
+static_assert(kMaxReduceInputs <= cuda::kReduceManyMaxInputs, "reduce() must take every n reduce_many takes");
 
 namespace {
 
@@ -27,6 +30,21 @@ class CudaCopyQueue final : public CopyQueue {
   Ticket to_device(void *device, const void *host, size_t bytes) override {
     return issue(device, host, bytes, cudaMemcpyHostToDevice, "staged: cudaMemcpyAsync (host to device)");
   }
+  // One reduce_many launch; its inputs in staging memory are read by the
+  // kernel directly (pinned memory is mapped on every device under
+  // unified addressing, at the same address). n == 1 is a copy.
+  Ticket reduce(void *out, const void *const *ins, int n, size_t count, DType t, ReduceOp op,
+                int group_size) override {
+    guard(out);
+    if (n == 1) {
+      if (out != ins[0] && count)
+        cuda::check(cudaMemcpyAsync(out, ins[0], count * dtype_size(t), cudaMemcpyDefault, stream_),
+                    "staged: cudaMemcpyAsync (device to device)");
+    } else {
+      cuda::reduce_many(out, ins, n, count, t, static_cast<int>(op), group_size, stream_);
+    }
+    return record();
+  }
   void wait(Ticket t) override {
     if (t == 0 || t > events_.size()) return;
     cuda::check(cudaEventSynchronize(events_[t - 1]), "staged: cudaEventSynchronize");
@@ -34,14 +52,20 @@ class CudaCopyQueue final : public CopyQueue {
 
  private:
   Ticket issue(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, const char *what) {
-    // Events and copies on the device of the buffers (and of the caller's
-    // stream), whatever thread this is.
-    if (!device_) device_ = std::make_unique<cuda::DeviceGuard>(
-        cuda::device_of(kind == cudaMemcpyDeviceToHost ? src : dst));
+    guard(kind == cudaMemcpyDeviceToHost ? src : dst);
+    if (bytes) cuda::check(cudaMemcpyAsync(dst, src, bytes, kind, stream_), what);
+    return record();
+  }
+  // Events, copies and kernels on the device of the buffers (and of the
+  // caller's stream), whatever thread this is.
+  void guard(const void *device_memory) {
+    if (!device_) device_ = std::make_unique<cuda::DeviceGuard>(cuda::device_of(device_memory));
+  }
+  // An event after everything issued so far: its ticket.
+  Ticket record() {
     cudaEvent_t e = nullptr;
     cuda::check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "staged: cudaEventCreate");
     events_.push_back(e);
-    if (bytes) cuda::check(cudaMemcpyAsync(dst, src, bytes, kind, stream_), what);
     cuda::check(cudaEventRecord(e, stream_), "staged: cudaEventRecord");
     return events_.size();
   }

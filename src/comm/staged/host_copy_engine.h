@@ -1,9 +1,10 @@
 // A CopyEngine over plain memory for tests: "device" buffers are host
-// buffers. In deferred mode each copy happens only when a wait() covers it,
-// as a real asynchronous copy may, so a pipeline that reads a staging slot
-// before waiting for its copy, or overwrites a slot a pending copy still
-// reads, produces wrong data and fails its test. Every copy and wait is
-// appended to a trace (shared with the test) to check the issue order.
+// buffers, reductions run comm/reduce.h. In deferred mode each copy and
+// reduction happens only when a wait() covers it, as real asynchronous
+// device work may, so a pipeline that reads a staging slot before waiting
+// for its copy, or overwrites a slot a pending copy or reduction still
+// reads, produces wrong data and fails its test. Every operation and wait
+// is appended to a trace (shared with the test) to check the issue order.
 #pragma once
 
 #include <functional>
@@ -17,7 +18,8 @@ namespace smp::comm::staged {
 
 class HostCopyEngine final : public CopyEngine {
  public:
-  // trace: called with "d2h <bytes>", "h2d <bytes>", "wait" (may be empty).
+  // trace: called with "d2h <bytes>", "h2d <bytes>", "reduce <n> <count>",
+  // "wait" (may be empty).
   explicit HostCopyEngine(bool deferred, std::function<void(const std::string &)> trace = {})
       : deferred_(deferred), trace_(std::move(trace)) {}
 

@@ -122,11 +122,59 @@ void StagedBackend::allreduce(const void *send, void *recv, size_t count, DType 
       [&](size_t k, int s) { return st.q().to_device(at(recv, st.offset(k)), st.slot(s), st.bytes(k)); });
 }
 
-// Chunk k takes elements [k*C, k*C + n) of every rank's block: gathered
-// into the slot's front, reduced into its tail, copied to recv.
+// The device reduces; the host only exchanges. Chunk k takes elements
+// [k*C, k*C + n) of every block: the peers' pieces are copied into the
+// slot's front (at their rank's position), sent each to its rank, and the
+// pieces of this rank's block arrive in the slot's tail; then one kernel
+// combines this rank's own piece (still on the device) with them, reading
+// the staging memory directly, in the host reduce-scatter's order (own,
+// rank-1, rank-2, ...: comm/mpi/pairwise_reduce_scatter), so the bytes
+// equal the host path's. (S-1)/S of the input crosses to the host and
+// nothing is copied back, against all of it and the output back when the
+// host reduced, and no CPU reduction. Groups larger than one reduction
+// takes reduce on the host.
 void StagedBackend::reduce_scatter(const void *send, void *recv, size_t recvcount, DType t, ReduceOp op,
                                    void *stream) {
   if (recvcount == 0) return;
+  if (size_ > kMaxReduceInputs) return reduce_scatter_on_host(send, recv, recvcount, t, op, stream);
+  const size_t es = dtype_size(t), S = static_cast<size_t>(size_), me = static_cast<size_t>(rank_);
+  // A chunk holds 2 x S pieces per slot: past 4 ranks the pieces shrink so
+  // that the staging memory stays at 16 chunk sizes (two slots).
+  const size_t C = std::max<size_t>(1, std::min(chunk_elems(t), 4 * chunk_elems(t) / S));
+  Staging st(pool_, *engine_, stream, recvcount, es, C, 2 * S * C);
+  auto piece = [&](int s, size_t b) { return st.slot(s) + b * C * es; };            // to rank b
+  auto arrived = [&](int s, size_t b) { return st.slot(s) + (S + b) * C * es; };    // from rank b
+  std::vector<const void *> ins(S);
+  std::vector<RequestPtr> reqs;
+  st.run(
+      st.chunks(),
+      [&](size_t k, int s) {
+        Ticket last = 0;
+        for (size_t b = 0; b < S; ++b)
+          if (b != me) last = st.q().to_host(piece(s, b), at(send, b * recvcount * es + st.offset(k)), st.bytes(k));
+        return last;
+      },
+      [&](size_t k, int s) {
+        reqs.clear();
+        for (size_t j = 1; j < S; ++j) {  // the same order on every rank: rank+j, rank-j
+          const size_t to = (me + j) % S, from = (me + S - j) % S;
+          reqs.push_back(host_->irecv(arrived(s, from), st.len(k), t, static_cast<int>(from), kExchangeTag, nullptr));
+          reqs.push_back(host_->isend(piece(s, to), st.len(k), t, static_cast<int>(to), kExchangeTag, nullptr));
+        }
+        for (auto &r : reqs) r->wait();
+      },
+      [&](size_t k, int s) {
+        ins[0] = at(send, me * recvcount * es + st.offset(k));
+        for (size_t j = 1; j < S; ++j) ins[j] = arrived(s, (me + S - j) % S);
+        return st.q().reduce(at(recv, st.offset(k)), ins.data(), size_, st.len(k), t, op, size_);
+      });
+}
+
+// Groups of more than kMaxReduceInputs: chunk k's pieces of every block
+// gathered into the slot's front, reduced on the host into its tail,
+// copied to recv.
+void StagedBackend::reduce_scatter_on_host(const void *send, void *recv, size_t recvcount, DType t,
+                                           ReduceOp op, void *stream) {
   const size_t es = dtype_size(t), C = chunk_elems(t), S = static_cast<size_t>(size_);
   Staging st(pool_, *engine_, stream, recvcount, es, C, (S + 1) * C);
   st.run(

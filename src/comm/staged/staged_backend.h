@@ -5,6 +5,11 @@
 // rejects two ranks on one GPU), so every multi-rank GPU program also runs
 // with all its ranks on one GPU.
 //
+// Reduce-scatter reduces on the device (CopyQueue::reduce): only the
+// pieces bound for peers cross to the host, and the host exchanges them
+// over host's point-to-point (tag kExchangeTag) without reducing. The other
+// reductions (allreduce) reduce on the host.
+//
 // Every operation is blocking for the host (MPI runs on the host) and
 // ordered on the caller's stream: the device-to-host copies wait for the
 // work enqueued on `stream` before the call, and when the call returns the
@@ -30,6 +35,11 @@
 #include "comm/staged/staging_pool.h"
 
 namespace smp::comm::staged {
+
+// Tag of reduce-scatter's exchange on the host backend's point-to-point
+// (the largest tag MPI guarantees). User messages go through p2p_host, a
+// communicator of their own, when smp_init wires the backend.
+inline constexpr int kExchangeTag = 32767;
 
 // Default bytes per chunk (per rank block for reduce-scatter / allgather);
 // SMP_STAGED_CHUNK_BYTES overrides it in make_staged_backend.
@@ -63,6 +73,8 @@ class StagedBackend final : public Backend {
 
  private:
   size_t chunk_elems(DType t) const;
+  void reduce_scatter_on_host(const void *send, void *recv, size_t recvcount, DType t, ReduceOp op,
+                              void *stream);
   StagingPool::Buffer staged_copy(const void *device, size_t bytes, void *stream);
 
   std::unique_ptr<Backend> host_;

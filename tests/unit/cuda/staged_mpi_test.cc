@@ -1,11 +1,13 @@
-// The staged backend over the real MPI backend, under mpirun (2 and 3
+// The staged backend over the real MPI backend, under mpirun (1, 2 and 3
 // ranks), with host memory standing in for device memory (the deferred
 // host copy engine: a copy happens only once a wait covers it). Every
 // collective and point-to-point call, every dtype, counts around the chunk
 // size, in place and not: the bytes must equal those of the MPI backend
-// alone on the same inputs. So the chunking matches across ranks and the
-// staged path adds nothing to the result; and staged point-to-point meets
-// plain host point-to-point (a CUDA sender, a host receiver).
+// alone on the same inputs (reduce-scatter also on arbitrary bits: its
+// device reduction keeps the host's order). So the chunking matches across
+// ranks and the staged path adds nothing to the result; and staged
+// point-to-point meets plain host point-to-point (a CUDA sender, a host
+// receiver).
 #include <mpi.h>
 
 #include <algorithm>
@@ -73,6 +75,13 @@ int main(int argc, char **argv) {
           staged.reduce_scatter(rc.data(), rc.data() + g_rank * n * es, n, t, op, nullptr);
           expect(std::equal(ra.begin(), ra.end(), rc.begin() + static_cast<std::ptrdiff_t>(g_rank * n * es)),
                  "reduce_scatter in place " + on);
+          // The device reduction combines in the host path's order, so even
+          // arbitrary bits (rounding everywhere, NaNs, overflow) agree.
+          std::vector<char> bits(n * size * es), ba(n * es, 1), bb(n * es, 2);
+          for (auto &c : bits) c = static_cast<char>(rng());
+          host.reduce_scatter(bits.data(), ba.data(), n, t, op, nullptr);
+          staged.reduce_scatter(bits.data(), bb.data(), n, t, op, nullptr);
+          expect(ba == bb, "reduce_scatter of arbitrary bits " + on);
         }
         auto in = smp::testing::exact_inputs(rng, t, n);
         std::vector<char> ga(n * es * size, 1), gb(n * es * size, 2);

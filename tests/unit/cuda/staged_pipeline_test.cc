@@ -83,18 +83,74 @@ TEST_P(Staged, AllreduceEveryChunkLandsInPlace) {
   }
 }
 
-TEST_P(Staged, ReduceScatterGathersEveryBlockOfEachChunk) {
+// Reduce-scatter: block b goes to rank b, chunk by chunk, over the host
+// backend's point-to-point; the pieces of this rank's block arrive the same
+// way and the device (the engine's reduction) adds them to its own piece.
+// Nothing is copied back to the device.
+TEST_P(Staged, ReduceScatterSendsEachBlockToItsRankAndReducesOnTheDevice) {
   for (bool in_place : {false, true}) {
     Rig rig(rank(), S(), C());
     const auto src = random_values(N() * S(), seed());
+    std::vector<std::vector<int64_t>> from(static_cast<size_t>(S()));  // peers' pieces of our block
+    for (int b = 0; b < S(); ++b) {
+      if (b == rank()) continue;
+      from[b] = random_values(N(), seed() + 7 + static_cast<uint64_t>(b));
+      rig.fake->inbox[{b, kExchangeTag}] = from[b];
+    }
     std::vector<int64_t> send = src, recv(N(), -7);
     int64_t *out = in_place ? send.data() + static_cast<size_t>(rank()) * N() : recv.data();
     rig.staged->reduce_scatter(send.data(), out, N(), DType::I64, ReduceOp::Sum, nullptr);
     for (size_t i = 0; i < N(); ++i) {
-      int64_t want = 0;
-      for (int b = 0; b < S(); ++b) want += (b + 1) * src[b * N() + i];
+      int64_t want = src[rank() * N() + i];
+      for (int b = 0; b < S(); ++b)
+        if (b != rank()) want += from[b][i];
       ASSERT_EQ(out[i], want) << "element " << i;
     }
+    for (int b = 0; b < S(); ++b) {
+      if (b == rank() || N() == 0) continue;
+      const std::vector<int64_t> block(src.begin() + static_cast<std::ptrdiff_t>(b * N()),
+                                       src.begin() + static_cast<std::ptrdiff_t>((b + 1) * N()));
+      EXPECT_EQ((rig.fake->sent[{b, kExchangeTag}]), block) << "block " << b;
+      EXPECT_TRUE((rig.fake->inbox[{b, kExchangeTag}].empty())) << "from " << b;
+    }
+    EXPECT_TRUE(rig.where("h2d").empty());
+    EXPECT_TRUE(rig.where("xfer reduce_scatter").empty()) << "the host reduced";
+    EXPECT_EQ(rig.where("reduce").size(), chunks(N(), C()));
+    EXPECT_EQ(rig.where("d2h").size(), chunks(N(), C()) * static_cast<size_t>(S() - 1));
+  }
+}
+
+// The reduce-scatter's overlap: chunk k+1's pieces are copied to the host
+// before chunk k is exchanged, chunk k's reduction is issued before chunk
+// k+1 is exchanged, a wait covers each chunk's copies before its exchange,
+// and the call returns after its last reduction. One rank exchanges
+// nothing.
+TEST_P(Staged, ReduceScatterCopiesAndReductionsAreIssuedAroundEachExchange) {
+  Rig rig(rank(), S(), C());
+  for (int b = 0; b < S(); ++b)
+    if (b != rank()) rig.fake->inbox[{b, kExchangeTag}] = random_values(N(), seed() + static_cast<uint64_t>(b));
+  std::vector<int64_t> send = random_values(N() * S(), seed()), recv(N());
+  rig.staged->reduce_scatter(send.data(), recv.data(), N(), DType::I64, ReduceOp::Sum, nullptr);
+  const size_t n = chunks(N(), C()), peers = static_cast<size_t>(S() - 1);
+  const auto d2h = rig.where("d2h"), xfer = rig.where("xfer"), red = rig.where("reduce"), wait = rig.where("wait");
+  ASSERT_EQ(d2h.size(), n * peers);
+  ASSERT_EQ(xfer.size(), n * 2 * peers);  // a receive and a send per peer
+  ASSERT_EQ(red.size(), n);
+  if (peers == 0) return;  // one rank: its own piece, copied chunk by chunk
+  for (size_t k = 0; k < n; ++k) {
+    const size_t first_xfer = xfer[k * 2 * peers], last_xfer = xfer[(k + 1) * 2 * peers - 1];
+    EXPECT_LT(d2h[(k + 1) * peers - 1], first_xfer);
+    EXPECT_LT(last_xfer, red[k]);
+    if (k + 1 < n) {
+      EXPECT_LT(d2h[(k + 2) * peers - 1], first_xfer) << "chunk " << k + 1 << " is not copied during chunk " << k;
+      EXPECT_LT(red[k], xfer[(k + 1) * 2 * peers]) << "chunk " << k << " is not reduced during chunk " << k + 1;
+    }
+    bool waited = false;
+    for (size_t w : wait) waited |= (w > d2h[(k + 1) * peers - 1] && w < first_xfer);
+    EXPECT_TRUE(waited) << "chunk " << k;
+  }
+  if (n > 0) {
+    EXPECT_GT(wait.back(), red.back()) << "returned before the last reduction";
   }
 }
 
@@ -303,6 +359,47 @@ TEST(StagedBackend, PointToPointGoesThroughTheGroupsHostBackend) {
   EXPECT_EQ(got2, (std::vector<int64_t>{4, 5, 6}));
   staged.allreduce(a.data(), a.data(), a.size(), DType::I64, ReduceOp::Sum, nullptr);
   EXPECT_EQ(a, (std::vector<int64_t>{4, 7, 10}));  // the fake's 3x + 1, from the staged backend's own
+}
+
+// A group larger than one device reduction takes reduces on the host: the
+// fake's reduce-scatter (sum of (b + 1) x block b) is what lands.
+TEST(StagedBackend, ReduceScatterOfGroupsBeyondOneReductionReducesOnTheHost) {
+  const int S = kMaxReduceInputs + 1, rank = 3;
+  const size_t N = 5;
+  Rig rig(rank, S, 2);
+  const auto src = random_values(N * S, 99);
+  std::vector<int64_t> recv(N, -7);
+  rig.staged->reduce_scatter(src.data(), recv.data(), N, DType::I64, ReduceOp::Sum, nullptr);
+  for (size_t i = 0; i < N; ++i) {
+    int64_t want = 0;
+    for (int b = 0; b < S; ++b) want += (b + 1) * src[b * N + i];
+    ASSERT_EQ(recv[i], want) << "element " << i;
+  }
+  EXPECT_EQ(rig.where("xfer reduce_scatter").size(), 3u);  // chunks of 2, 2 and 1
+  EXPECT_TRUE(rig.where("reduce").empty());
+}
+
+// Past 4 ranks reduce-scatter's pieces shrink (staging memory stays at 16
+// chunk sizes): 8 ranks, chunks of 4 elements, pieces of 2.
+TEST(StagedBackend, ReduceScatterPiecesShrinkPastFourRanks) {
+  const int S = 8, rank = 5;
+  const size_t N = 7;
+  Rig rig(rank, S, 4);
+  std::vector<int64_t> want = random_values(N * S, 5);
+  std::vector<int64_t> send = want, recv(N, -7);
+  want.erase(want.begin(), want.begin() + rank * N);
+  want.resize(N);
+  for (int b = 0; b < S; ++b)
+    if (b != rank) {
+      const auto piece = random_values(N, 100 + b);
+      rig.fake->inbox[{b, kExchangeTag}] = piece;
+      for (size_t i = 0; i < N; ++i) want[i] += piece[i];
+    }
+  rig.staged->reduce_scatter(send.data(), recv.data(), N, DType::I64, ReduceOp::Sum, nullptr);
+  EXPECT_EQ(recv, want);
+  EXPECT_EQ(rig.where("reduce 8 2").size(), 3u);
+  EXPECT_EQ(rig.where("reduce 8 1").size(), 1u);
+  EXPECT_EQ(rig.where("xfer send 2").size(), 3u * (S - 1));
 }
 
 TEST(StagedBackend, ChunksAreBoundedByTheChunkSize) {
