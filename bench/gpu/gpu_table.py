@@ -45,6 +45,16 @@ def main(paths):
                 else:
                     line += " - | - |"
             out.append(line)
+        # The target: at least 0.8x the host busbw from 1 MiB up.
+        for path in ("staged", "ipc"):
+            ratios = [(coll, mib, key[(path, coll, mib, "cuda")]["busbw_GBps"] /
+                       key[(path, coll, mib, "host")]["busbw_GBps"])
+                      for coll, mib in cells if mib >= 1 and (path, coll, mib, "cuda") in key
+                      and (path, coll, mib, "host") in key]
+            if ratios:
+                low = [f"{c} {m:g} MiB {r:.2f}x" for c, m, r in ratios if r < 0.8]
+                out.append(f"{path}: 0.8x of host from 1 MiB up: " +
+                           ("met in every row" if not low else "missed at " + ", ".join(low)))
     step = [r for r in rows if r["bench"] == "sharded_step"]
     if step:
         if out:

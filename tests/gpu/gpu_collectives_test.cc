@@ -31,6 +31,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <iterator>
 #include <random>
 #include <string>
 #include <vector>
@@ -187,9 +188,10 @@ void run_group(smp_group_t g, const char *gname, std::mt19937_64 &rng) {
   smp_rank(g, &rank);
   smp_size(g, &size);
   void *s = g_stream;
-  for (smp_dtype_t t : kDTypes) {
+  for (size_t ti = 0; ti < std::size(kDTypes); ++ti) {  // kDTypeNames[ti] names kDTypes[ti]
+    const smp_dtype_t t = kDTypes[ti];
     const size_t es = esize(t);
-    const std::string tn = std::string(gname) + " " + kDTypeNames[t];
+    const std::string tn = std::string(gname) + " " + kDTypeNames[ti];
     for (size_t n : {size_t{1}, size_t{1000}, size_t{70001}}) {
       const std::string nn = " n=" + std::to_string(n);
       for (int op = 0; op < 5; ++op) {
