@@ -99,7 +99,8 @@ int main(int argc, char **argv) {
     if (!ipc) {
       const size_t peers_bytes = (static_cast<size_t>(size) - 1) * rc * 4;
       rows.push_back({"allreduce", "copies", median_s(reps, [&] { copies(bytes, bytes); }), f_ar});
-      rows.push_back({"reduce_scatter", "copies", median_s(reps, [&] { copies(peers_bytes, peers_bytes); }), f_rs});
+      rows.push_back(
+          {"reduce_scatter", "copies", median_s(reps, [&] { copies(peers_bytes, peers_bytes); }), f_rs});
     }
     const char *chunk = std::getenv(ipc ? "SMP_IPC_CHUNK_BYTES" : "SMP_STAGED_CHUNK_BYTES");
     if (rank == 0)

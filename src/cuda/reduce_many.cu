@@ -1,11 +1,12 @@
-// reduce_many (reduce_many.h): one grid-stride kernel per (dtype, op), the
-// n input pointers passed by value; 16-byte vector loads when every pointer
+// reduce_many (reduce_many.h): one grid-stride kernel per (dtype, op), the n
+// input pointers passed by value; 16-byte vector loads when every pointer
 // allows them. out is not __restrict__: it may be an input (in-place
-// reduce-scatter), each element read by the thread that writes it. Each thread reads element i of every input in order, so the
-// combination order per element is fixed (left to right, as comm/reduce.cc)
-// whatever the launch shape, and the result is the host's bit for bit. The functors below are comm/reduce.cc's
-// with the same casts; nvcc runs with -fmad=false and IEEE division, and
-// every combination is a single add or multiply anyway.
+// reduce-scatter), each element read by the thread that writes it. Each thread
+// reads element i of every input in order, so the combination order per
+// element is fixed (left to right, as comm/reduce.cc) whatever the launch
+// shape, and the result is the host's bit for bit. The functors below are
+// comm/reduce.cc's with the same casts; nvcc runs with -fmad=false and IEEE
+// division, and every combination is a single add or multiply anyway.
 #include <cuda_runtime.h>
 
 #include <cstdint>

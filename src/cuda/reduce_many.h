@@ -1,12 +1,12 @@
 // One-launch reduction of n arrays into a device array: the IPC backend
-// (comm/ipc/) reduces every member's segment at once, the staged backend
-// its own piece with the pieces its peers sent (comm/staged/). The CUDA twin of comm/reduce.h's reduce_first +
-// reduce_accumulate... + reduce_finish, bit for bit: the inputs combine left
-// to right in the same accumulator (float32 for FLOAT16 / BFLOAT16, rounded
-// once at the end; the element type otherwise), integer SUM / PROD wrap,
-// MAX / MIN use the same comparisons (so NaN handling matches), and AVG
-// divides like reduce_finish (floats in the accumulator's type, integers in
-// int64 truncating toward zero). No CUDA types here.
+// (comm/ipc/) reduces every member's segment at once, the staged backend its
+// own piece with the pieces its peers sent (comm/staged/). The CUDA twin of
+// comm/reduce.h's reduce_first + reduce_accumulate... + reduce_finish, bit for
+// bit: the inputs combine left to right in the same accumulator (float32 for
+// FLOAT16 / BFLOAT16, rounded once at the end; the element type otherwise),
+// integer SUM / PROD wrap, MAX / MIN use the same comparisons (so NaN handling
+// matches), and AVG divides like reduce_finish (floats in the accumulator's
+// type, integers in int64 truncating toward zero). No CUDA types here.
 #pragma once
 
 #include <cstddef>

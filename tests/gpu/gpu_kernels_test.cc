@@ -385,7 +385,8 @@ TEST(CudaKernels, ReduceManyReadsPinnedInputsAndWritesOverItsFirstInput) {
         for (size_t count : {size_t{1000}, size_t{70001}}) {
           for (size_t off : {size_t{0}, size_t{1}}) {  // elements: 1 takes the element path
             SCOPED_TRACE(std::string(dtype_name(t)) + " " + comm::reduce_op_name(rop) + " n=" +
-                         std::to_string(n) + " count=" + std::to_string(count) + " offset=" + std::to_string(off));
+                         std::to_string(n) + " count=" + std::to_string(count) +
+                         " offset=" + std::to_string(off));
             const size_t es = dtype_size(t), bytes = count * es;
             const float scale = op == 4 ? 1.0f : 10.0f;
             std::vector<std::vector<char>> ins;

@@ -142,8 +142,8 @@ void StagedBackend::reduce_scatter(const void *send, void *recv, size_t recvcoun
   // that the staging memory stays at 16 chunk sizes (two slots).
   const size_t C = std::max<size_t>(1, std::min(chunk_elems(t), 4 * chunk_elems(t) / S));
   Staging st(pool_, *engine_, stream, recvcount, es, C, 2 * S * C);
-  auto piece = [&](int s, size_t b) { return st.slot(s) + b * C * es; };            // to rank b
-  auto arrived = [&](int s, size_t b) { return st.slot(s) + (S + b) * C * es; };    // from rank b
+  auto piece = [&](int s, size_t b) { return st.slot(s) + b * C * es; };          // to rank b
+  auto arrived = [&](int s, size_t b) { return st.slot(s) + (S + b) * C * es; };  // from rank b
   std::vector<const void *> ins(S);
   std::vector<RequestPtr> reqs;
   st.run(
@@ -151,14 +151,16 @@ void StagedBackend::reduce_scatter(const void *send, void *recv, size_t recvcoun
       [&](size_t k, int s) {
         Ticket last = 0;
         for (size_t b = 0; b < S; ++b)
-          if (b != me) last = st.q().to_host(piece(s, b), at(send, b * recvcount * es + st.offset(k)), st.bytes(k));
+          if (b != me)
+            last = st.q().to_host(piece(s, b), at(send, b * recvcount * es + st.offset(k)), st.bytes(k));
         return last;
       },
       [&](size_t k, int s) {
         reqs.clear();
         for (size_t j = 1; j < S; ++j) {  // the same order on every rank: rank+j, rank-j
           const size_t to = (me + j) % S, from = (me + S - j) % S;
-          reqs.push_back(host_->irecv(arrived(s, from), st.len(k), t, static_cast<int>(from), kExchangeTag, nullptr));
+          reqs.push_back(
+              host_->irecv(arrived(s, from), st.len(k), t, static_cast<int>(from), kExchangeTag, nullptr));
           reqs.push_back(host_->isend(piece(s, to), st.len(k), t, static_cast<int>(to), kExchangeTag, nullptr));
         }
         for (auto &r : reqs) r->wait();

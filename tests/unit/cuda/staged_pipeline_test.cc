@@ -128,11 +128,13 @@ TEST_P(Staged, ReduceScatterSendsEachBlockToItsRankAndReducesOnTheDevice) {
 TEST_P(Staged, ReduceScatterCopiesAndReductionsAreIssuedAroundEachExchange) {
   Rig rig(rank(), S(), C());
   for (int b = 0; b < S(); ++b)
-    if (b != rank()) rig.fake->inbox[{b, kExchangeTag}] = random_values(N(), seed() + static_cast<uint64_t>(b));
+    if (b != rank())
+      rig.fake->inbox[{b, kExchangeTag}] = random_values(N(), seed() + static_cast<uint64_t>(b));
   std::vector<int64_t> send = random_values(N() * S(), seed()), recv(N());
   rig.staged->reduce_scatter(send.data(), recv.data(), N(), DType::I64, ReduceOp::Sum, nullptr);
   const size_t n = chunks(N(), C()), peers = static_cast<size_t>(S() - 1);
-  const auto d2h = rig.where("d2h"), xfer = rig.where("xfer"), red = rig.where("reduce"), wait = rig.where("wait");
+  const auto d2h = rig.where("d2h"), xfer = rig.where("xfer"), red = rig.where("reduce"),
+             wait = rig.where("wait");
   ASSERT_EQ(d2h.size(), n * peers);
   ASSERT_EQ(xfer.size(), n * 2 * peers);  // a receive and a send per peer
   ASSERT_EQ(red.size(), n);
@@ -142,7 +144,8 @@ TEST_P(Staged, ReduceScatterCopiesAndReductionsAreIssuedAroundEachExchange) {
     EXPECT_LT(d2h[(k + 1) * peers - 1], first_xfer);
     EXPECT_LT(last_xfer, red[k]);
     if (k + 1 < n) {
-      EXPECT_LT(d2h[(k + 2) * peers - 1], first_xfer) << "chunk " << k + 1 << " is not copied during chunk " << k;
+      EXPECT_LT(d2h[(k + 2) * peers - 1], first_xfer)
+          << "chunk " << k + 1 << " is not copied during chunk " << k;
       EXPECT_LT(red[k], xfer[(k + 1) * 2 * peers]) << "chunk " << k << " is not reduced during chunk " << k + 1;
     }
     bool waited = false;
