@@ -35,7 +35,7 @@ def causal_attention(q, k, v, heads):
     hd = C // heads
     q, k, v = (t.view(B, T, heads, hd).transpose(1, 2) for t in (q, k, v))
     att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hd))
-    mask = torch.ones(T, T, dtype=torch.bool).triu(1)
+    mask = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1)
     att = att.masked_fill(mask, float("-inf")).softmax(dim=-1)
     return (att @ v).transpose(1, 2).reshape(B, T, C)
 
@@ -74,7 +74,7 @@ class GPT(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, idx, targets):
-        x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+        x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1], device=idx.device))
         for b in self.blocks:
             x = b(x)
         logits = self.lm_head(self.ln_f(x))
@@ -137,7 +137,7 @@ class Chunk(nn.Module):
 
     def forward(self, x, targets=None):
         if self.first:
-            x = self.wte(x) + self.wpe(torch.arange(x.shape[1]))
+            x = self.wte(x) + self.wpe(torch.arange(x.shape[1], device=x.device))
         for b in self.blocks:
             x = b(x)
         if not self.last:

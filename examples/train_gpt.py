@@ -9,7 +9,8 @@ model from --seed and keeps its shards; the data of each step is the same
 global batch everywhere, split by rdp_rank and then into microbatches.
 --compare also trains the same model in this one process (on rank 0) and
 exits non-zero when any step's loss differs by more than --tolerance
-(relative).
+(relative). --device cuda trains on the GPUs: each rank on SMP_DEVICE
+(smprun's choice), else its local rank's GPU; ranks may share one.
 """
 
 import argparse
@@ -62,12 +63,30 @@ def parse_args(argv=None):
     p.add_argument("--tolerance", type=float, default=1e-5)
     p.add_argument("--losses-out", metavar="FILE", help="rank 0 writes the losses as JSON")
     p.add_argument("--quiet", action="store_true", help="only the summary lines")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="where the model trains (cuda: SMP_DEVICE, else the local rank's GPU)")
     args = p.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.exit(2, "train_gpt: --device cuda: this torch sees no CUDA device "
+                  "(torch.cuda.is_available() is False)\n")
     n = args.active_microbatches
     if n < 0 or (n and args.schedule != "interleaved"):
         p.exit(2, f"train_gpt: --active-microbatches {n}: needs "
                   "--schedule interleaved and N >= 0 (0 = the runtime's default)\n")
     return args
+
+
+def device_of(args):
+    """This rank's torch device: SMP_DEVICE (smprun sets it), else the
+    local rank's GPU modulo the GPUs visible, so ranks may share one."""
+    if args.device == "cpu":
+        return torch.device("cpu")
+    n = torch.cuda.device_count()
+    for var in ("SMP_DEVICE", "SMP_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "LOCAL_RANK"):
+        v = os.environ.get(var, "")
+        if v.isdigit():
+            return torch.device("cuda", int(v) % n)
+    return torch.device("cuda", 0)
 
 
 def make_optimizer(params, args):
@@ -132,7 +151,8 @@ def train_parallel(args, cfg):
     chunks_per_stage, _ = check_topology(args, cfg)
     torch.manual_seed(args.seed)
     full = GPT(cfg)
-    chunks = build_chunks(full, chunks_per_stage)
+    device = device_of(args)
+    chunks = [c.to(device) for c in build_chunks(full, chunks_per_stage)]
     del full
     params = [p for c in chunks for p in c.parameters()]
     if args.sharded_optimizer:
@@ -178,7 +198,7 @@ def train_parallel(args, cfg):
     for step in range(start_step, args.steps):
         smp.timeline_begin("step")
         x, y = make_batch(cfg, args.batch, step, args.seed)
-        x, y = shard_batch(x), shard_batch(y)
+        x, y = shard_batch(x).to(device), shard_batch(y).to(device)
         smp.reset_comm_seconds()
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
@@ -211,11 +231,12 @@ def train_parallel(args, cfg):
 def train_reference(args, cfg, steps):
     """The same model and data, one process, plain PyTorch."""
     torch.manual_seed(args.seed)
-    model = GPT(cfg)
+    device = device_of(args)
+    model = GPT(cfg).to(device)
     opt = make_optimizer(model.parameters(), args)
     losses = []
     for step in range(steps):
-        x, y = make_batch(cfg, args.batch, step, args.seed)
+        x, y = (t.to(device) for t in make_batch(cfg, args.batch, step, args.seed))
         opt.zero_grad(set_to_none=True)
         loss = model(x, y)
         loss.backward()
@@ -230,6 +251,8 @@ def main(argv=None):
                     layers=args.layers)
     torch.set_num_threads(1)  # ranks share the cores; one thread each
     smp.init()
+    if args.device == "cuda":
+        torch.cuda.set_device(device_of(args))
     rank = smp.rank()
     _, problems = check_topology(args, cfg)
     if problems:
@@ -240,8 +263,8 @@ def main(argv=None):
     if rank == 0:
         print(f"train_gpt: {smp.size()} ranks = pp {smp.pp_size()} x tp {smp.tp_size()} x "
               f"rdp {smp.rdp_size()}, schedule {args.schedule}, {args.microbatches} "
-              f"microbatches, {sum(p.numel() for p in GPT(cfg).parameters())} parameters",
-              flush=True)
+              f"microbatches, {sum(p.numel() for p in GPT(cfg).parameters())} parameters, "
+              f"on {args.device}", flush=True)
     start, losses, times, comms = train_parallel(args, cfg)
 
     status = 0

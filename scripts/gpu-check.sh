@@ -3,15 +3,17 @@
 # CUDA 13, NCCL 2.28, Open MPI 4.1, meson 1.12): configures a fresh build
 # with -Dcuda=enabled -Dnccl=enabled, builds what the check needs, runs the
 # CUDA unit tests and the GPU suite (collectives on CUDA buffers with 1, 3
-# and 4 ranks, staged and through CUDA IPC, the tensor transport with 3 and 4 ranks on one GPU, kernels vs
-# CPU, the sharded optimizer on CUDA memory vs the host one with 1 and 2
-# ranks), the GPU benchmarks (fused AdamW vs torch fused vs the copy bound;
-# staged and CUDA IPC vs host collectives), and prints a short table last. Logs go to
-# $OUT when set (else <build>/gpu-check): eight files at most, as the
-# device tool brings back (gpu-check.log, build.log, unit-cuda.log,
-# gpu-tests.log, testlog.txt, bench.jsonl, bench.log, summary.md).
-# Budget: under 5 minutes (about 80 s on the lent H200: 20 s to build,
-# 35 s of GPU tests, 25 s of benchmarks).
+# and 4 ranks, staged and through CUDA IPC, the tensor transport with 3 and
+# 4 ranks on one GPU, kernels vs CPU, the sharded optimizer on CUDA memory
+# vs the host one with 1 and 2 ranks, CUDA torch tensors through the Python
+# bindings, the GPT trained on the GPU by 4 ranks vs one process), the GPU
+# benchmarks (fused AdamW vs torch fused vs the copy bound; staged and CUDA
+# IPC vs host collectives), and prints a short table last. Logs go to $OUT
+# when set (else <build>/gpu-check): eight files at most, as the device
+# tool brings back (gpu-check.log, build.log, unit-cuda.log, gpu-tests.log,
+# testlog.txt, bench.jsonl, bench.log, summary.md).
+# Budget: under 5 minutes (about 80 s on the lent H200 before the GPT
+# tests: 20 s to build, 35 s of GPU tests, 25 s of benchmarks).
 # Without a GPU it goes as far as it can (configure, build, the skip path)
 # and ends with "no GPU", exit status 77.
 #   scripts/gpu-check.sh [BUILD_DIR]   (default build-gpucheck)

@@ -14,6 +14,10 @@ with add_sharded_optimizer(): every state buffer but the master weights
 (exp_avg, exp_avg_sq / momentum_buffer) as `<name>.<state>`, the names
 torch.optim's state gets under the same convention, so a checkpoint of
 either optimizer loads into the other and into any layout.
+
+Tensors on a GPU are registered through host copies (smp's checkpoint
+module reads and writes host memory): save() copies them to the host
+first, load() copies the loaded values back to the GPU.
 """
 
 import json
@@ -113,13 +117,27 @@ class Checkpoint:
     def __init__(self):
         self._ck = smp._smp.Checkpoint()
         self._optimizers = []
+        self._staged = []  # (device tensor, its host copy) registered in its place
+
+    def _host(self, tensor, name):
+        """tensor, flat; a GPU tensor's host copy instead (save and load
+        move the data)."""
+        flat = tensor.detach().reshape(-1)
+        if flat.device.type == "cpu":
+            return flat
+        if not tensor.is_contiguous():
+            raise ValueError(f"{name}: a tensor on {tensor.device} must be contiguous to be "
+                             "registered (load writes it in place)")
+        host = torch.empty(flat.shape, dtype=flat.dtype, device="cpu")
+        self._staged.append((flat, host))
+        return host
 
     def add(self, name, tensor, like=None, flags=0):
         """Register `tensor` as this rank's share of global tensor `name`;
         its placement in the full tensor is that of parameter `like`
         (default: the tensor itself), e.g. an optimizer moment of a
         tensor-parallel weight."""
-        flat = tensor.detach().reshape(-1)
+        flat = self._host(tensor, name)
         for bname, gshape, off, lshape, begin in boxes(like if like is not None else tensor, name):
             count = math.prod(lshape)
             self._ck.add(bname, flat[begin:begin + count], list(gshape), list(off), list(lshape),
@@ -130,7 +148,7 @@ class Checkpoint:
         this rank's piece of parameter `like` (flat, row-major), in global
         tensor `name` placed like `like`: a sharded optimizer's state. Where
         `like` is split into blocks, the range is split at their borders."""
-        flat = data.detach().reshape(-1)
+        flat = self._host(data, name)
         n = flat.numel()
         if begin < 0 or begin + n > like.numel():
             raise ValueError(f"{name}: range [{begin}, {begin + n}) outside the "
@@ -161,6 +179,8 @@ class Checkpoint:
 
     def save(self, directory, sharded=False, keep_last=0):
         """Returns the new checkpoint's folder."""
+        for dev, host in self._staged:
+            host.copy_(dev)
         for o in self._optimizers:
             o.before_save()
         return self._ck.save(str(directory), 1 if sharded else 0, int(keep_last))
@@ -169,6 +189,8 @@ class Checkpoint:
         """path: a checkpoint folder or a folder of them (newest complete).
         Returns the folder loaded."""
         path = self._ck.load(str(path))
+        for dev, host in self._staged:
+            dev.copy_(host)
         for o in self._optimizers:
             o.after_load()
         return path
@@ -178,4 +200,5 @@ class Checkpoint:
 
     def close(self):
         self._optimizers = []
+        self._staged = []
         self._ck.close()

@@ -13,6 +13,9 @@ inside each exchange would stall schedules with several chunks per stage
 once tensors are too large for MPI to buffer: both neighbours would wait in
 a send whose receive the other posts only in a later exchange. Tensors
 carry their dtype and shape, so receives need no preallocated buffers.
+Where the chunks' parameters live on a GPU, activations and gradients go
+between stages from CUDA memory (NCCL, or staged through host memory) and
+are handed to the chunks on that GPU.
 
 Chunk c of stage s is virtual stage g = c * stages + s; its input comes from
 virtual stage g - 1 and its output goes to g + 1. With one stage the runtime
@@ -62,6 +65,10 @@ class PipelineRunner:
         self.stages = smp.size(group)
         self.stage = smp.rank(group)
         self.virtual = self.stages * len(self.chunks)
+        # Where received tensors must be: the chunks' device. A receive
+        # without a buffer yields a host tensor, moved there.
+        self.device = next((p.device for ch in self.chunks for p in ch.parameters()),
+                           torch.device("cpu"))
 
     def _vstage(self, chunk):
         return chunk * self.stages + self.stage
@@ -139,13 +146,13 @@ class PipelineRunner:
                 else:
                     backward_dir = kind == RECV_GRADIENT
                     buf = (None if self.act_shape is None
-                           else torch.empty(self.act_shape, dtype=self.dtype))
+                           else torch.empty(self.act_shape, dtype=self.dtype, device=self.device))
                     recvs.append((buf, peer, self._tag(backward_dir, g, m, M)))
                     dests.append((grads_in if backward_dir else acts_in, (c, m)))
             got, sent = smp.exchange_tensors(sends, recvs, self.group, defer_sends=True)
             in_flight.append(sent)
             for (box, key), t in zip(dests, got):
-                box[key] = t
+                box[key] = t if t.device == self.device else t.to(self.device)
 
         i = 0
         while i < len(ops):

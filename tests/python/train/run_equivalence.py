@@ -7,6 +7,9 @@ within --tolerance (relative). Exit 0 only if they do.
     run_equivalence.py --mpirun mpirun --example examples/train_gpt.py \
         --pp 2 --tp 2 --rdp 2 [-- extra train_gpt.py arguments]
 
+Extra arguments go to both runs and to the single-process reference, so
+`-- --device cuda` compares a GPU run with a GPU reference.
+
 With --saved-at, a first run at another layout trains steps 0-2 and saves
 a checkpoint that the main run resumes; --save-args / --load-args give
 the two runs different arguments (e.g. smp's sharded optimizer in one,
@@ -44,8 +47,15 @@ def main():
                    help="resume from a checkpoint of the model alone: the main run must fail "
                         "and name the missing optimizer state")
     p.add_argument("--write-model-only", metavar="DIR", help=argparse.SUPPRESS)
+    p.add_argument("--require-cuda", action="store_true",
+                   help="exit 77 (skipped) unless torch sees a GPU (pass -- --device cuda)")
     p.add_argument("extra", nargs="*")
     a = p.parse_args()
+    if a.require_cuda:
+        import torch
+        if not torch.cuda.is_available():
+            print("run_equivalence: torch sees no GPU: skipped")
+            return 77
     train_args = TINY + a.extra
     if a.write_model_only:
         return write_model_only(a, train_args)
