@@ -9,8 +9,9 @@ model from --seed and keeps its shards; the data of each step is the same
 global batch everywhere, split by rdp_rank and then into microbatches.
 --compare also trains the same model in this one process (on rank 0) and
 exits non-zero when any step's loss differs by more than --tolerance
-(relative). --device cuda trains on the GPUs: each rank on SMP_DEVICE
-(smprun's choice), else its local rank's GPU; ranks may share one.
+(relative). --device cuda trains on the GPUs: each rank on smp.device()
+(SMP_DEVICE, smprun's choice, else its local rank's GPU; ranks may share
+one).
 """
 
 import argparse
@@ -64,7 +65,7 @@ def parse_args(argv=None):
     p.add_argument("--losses-out", metavar="FILE", help="rank 0 writes the losses as JSON")
     p.add_argument("--quiet", action="store_true", help="only the summary lines")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
-                   help="where the model trains (cuda: SMP_DEVICE, else the local rank's GPU)")
+                   help="where the model trains (cuda: smp.device(), the rank's GPU)")
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         p.exit(2, "train_gpt: --device cuda: this torch sees no CUDA device "
@@ -77,16 +78,14 @@ def parse_args(argv=None):
 
 
 def device_of(args):
-    """This rank's torch device: SMP_DEVICE (smprun sets it), else the
-    local rank's GPU modulo the GPUs visible, so ranks may share one."""
+    """This rank's torch device: smp.device() (SMP_DEVICE, else the local
+    rank's GPU, so ranks may share one) once smp runs, else torch's
+    current GPU (the single-process reference)."""
     if args.device == "cpu":
         return torch.device("cpu")
-    n = torch.cuda.device_count()
-    for var in ("SMP_DEVICE", "SMP_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "LOCAL_RANK"):
-        v = os.environ.get(var, "")
-        if v.isdigit():
-            return torch.device("cuda", int(v) % n)
-    return torch.device("cuda", 0)
+    if smp.is_initialized() and smp.device() >= 0:
+        return torch.device("cuda", smp.device())
+    return torch.device("cuda", torch.cuda.current_device())
 
 
 def make_optimizer(params, args):
@@ -250,9 +249,7 @@ def main(argv=None):
     cfg = GPTConfig(vocab=args.vocab, seq=args.seq, hidden=args.hidden, heads=args.heads,
                     layers=args.layers)
     torch.set_num_threads(1)  # ranks share the cores; one thread each
-    smp.init()
-    if args.device == "cuda":
-        torch.cuda.set_device(device_of(args))
+    smp.init()  # with torch imported: torch's current GPU is smp.device()
     rank = smp.rank()
     _, problems = check_topology(args, cfg)
     if problems:

@@ -107,6 +107,16 @@ SMP_API smp_status_t smp_finalize(void);
 /* This rank's rank in group, and the group's size. */
 SMP_API smp_status_t smp_rank(smp_group_t group, int *rank);
 SMP_API smp_status_t smp_size(smp_group_t group, int *size);
+/* This rank's place among the ranks on its host (MPI's shared-memory
+ * node), ordered by world rank, and how many there are. */
+SMP_API smp_status_t smp_local_rank(int *local_rank);
+SMP_API smp_status_t smp_local_size(int *local_size);
+/* The GPU this rank should use, as an index among the devices it sees:
+ * SMP_DEVICE when set (smprun's choice, near the rank's cores), else the
+ * local rank modulo the GPUs visible (ranks share GPUs when there are more
+ * ranks than GPUs); -1 when there is no GPU (or smp was built without
+ * CUDA). smp_init refuses an SMP_DEVICE that is not an integer >= -1. */
+SMP_API smp_status_t smp_device(int *device);
 
 /* recvbuf[i] = op over the group of sendbuf[i]. sendbuf == recvbuf is in
  * place. FLOAT16/BFLOAT16 accumulate in float32. */

@@ -111,6 +111,27 @@ smp_status_t smp_size(smp_group_t group, int *size) {
   });
 }
 
+smp_status_t smp_local_rank(int *local_rank) {
+  return guarded([&](smp::comm::Context &ctx) {
+    smp::capi::require(local_rank != nullptr, "smp_local_rank: local_rank is NULL");
+    *local_rank = ctx.local_rank();
+  });
+}
+
+smp_status_t smp_local_size(int *local_size) {
+  return guarded([&](smp::comm::Context &ctx) {
+    smp::capi::require(local_size != nullptr, "smp_local_size: local_size is NULL");
+    *local_size = ctx.local_size();
+  });
+}
+
+smp_status_t smp_device(int *device) {
+  return guarded([&](smp::comm::Context &ctx) {
+    smp::capi::require(device != nullptr, "smp_device: device is NULL");
+    *device = ctx.device();
+  });
+}
+
 void smp_version(int *major, int *minor, int *patch) {
   if (major) *major = SMP_VERSION_MAJOR;
   if (minor) *minor = SMP_VERSION_MINOR;

@@ -106,6 +106,8 @@ Context &Context::init(const Options &o) {
   int check = o.check >= 0 ? o.check : env_int("SMP_CHECK", 0);
   if (check > 1) invalid("smp_init: SMP_CHECK must be 0 or 1");
   const size_t chunk = max_chunk();
+  const char *device_env = env("SMP_DEVICE");
+  const int device = device_env ? env_int("SMP_DEVICE", -1) : -2;  // -2: unset
 
   int initialized = 0, finalized = 0;
   MPI_Initialized(&initialized);
@@ -137,6 +139,18 @@ Context &Context::init(const Options &o) {
   }
 
   std::unique_ptr<Context> ctx(new Context(*layout, world_rank, timeout, check == 1, own));
+  MPI_Comm node = MPI_COMM_NULL;
+  mpi::check_mpi(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, world_rank, MPI_INFO_NULL, &node),
+                 "smp_init: MPI_Comm_split_type");
+  MPI_Comm_rank(node, &ctx->local_rank_);
+  MPI_Comm_size(node, &ctx->local_size_);
+  MPI_Comm_free(&node);
+  ctx->device_ = device;
+#if SMP_HAVE_CUDA
+  if (device == -2) ctx->device_ = cuda::device_count() > 0 ? ctx->local_rank_ % cuda::device_count() : -1;
+#else
+  if (device == -2) ctx->device_ = -1;
+#endif
   int *tag_ub = nullptr;
   int flag = 0;
   MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_TAG_UB, &tag_ub, &flag);

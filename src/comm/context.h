@@ -41,6 +41,11 @@ class Context {
 
   const topo::Layout &layout() const { return layout_; }
   int world_rank() const { return world_rank_; }
+  // Rank among the ranks on this host and how many there are; the GPU
+  // index this rank should use (-1: none). See smp_device in smp.h.
+  int local_rank() const { return local_rank_; }
+  int local_size() const { return local_size_; }
+  int device() const { return device_; }
   int world_size() const { return layout_.size(); }
   double timeout_seconds() const { return timeout_; }
   bool check() const { return check_; }
@@ -53,6 +58,7 @@ class Context {
 
   topo::Layout layout_;
   int world_rank_;
+  int local_rank_ = 0, local_size_ = 1, device_ = -1;
   double timeout_;
   bool check_;
   bool own_mpi_;  // finalize MPI at the end: init() started it

@@ -26,6 +26,7 @@ __all__ = [
     "WORLD", "PP_GROUP", "TP_GROUP", "DP_GROUP", "RDP_GROUP", "MP_GROUP",
     "SUM", "AVG", "MAX", "MIN", "PROD",
     "init", "finalize", "is_initialized", "version", "rank", "size",
+    "local_rank", "local_size", "device",
     "pp_rank", "tp_rank", "dp_rank", "rdp_rank", "mp_rank",
     "pp_size", "tp_size", "dp_size", "rdp_size", "mp_size",
     "allreduce", "reduce_scatter", "allgather", "broadcast", "gatherv", "barrier",
@@ -120,11 +121,18 @@ def init(pp_size=0, tp_size=0, placement=None, timeout=None, check=None):
     A program that forgets finalize() is finalized at exit, unless it dies
     of an uncaught exception: then it exits without finalizing (MPI's
     finalize would wait for ranks that may be waiting for this one), and
-    the launcher ends the job instead of hanging."""
+    the launcher ends the job instead of hanging.
+
+    Where torch is imported and sees this rank's GPU (device()), it is made
+    torch's current CUDA device, as SageMaker's smp.init does."""
     _smp.init(int(pp_size), int(tp_size), placement,
               -1.0 if timeout is None else float(timeout),
               -1 if check is None else int(bool(check)))
     _install_exit_hooks()
+    torch = _sys.modules.get("torch")
+    d = device()
+    if torch is not None and d >= 0 and torch.cuda.is_available() and d < torch.cuda.device_count():
+        torch.cuda.set_device(d)
 
 
 _hooks = {"installed": False, "failed": False}
@@ -178,6 +186,22 @@ def rank(group=WORLD):
 
 def size(group=WORLD):
     return _smp.size(int(group))
+
+
+def local_rank():
+    """Rank among the ranks on this host (ordered by world rank)."""
+    return _smp.local_rank()
+
+
+def local_size():
+    """Ranks on this host."""
+    return _smp.local_size()
+
+
+def device():
+    """Index of the GPU this rank should use: SMP_DEVICE (smprun's choice),
+    else local_rank() modulo the GPUs visible; -1 without a GPU."""
+    return _smp.device()
 
 
 def pp_rank(): return _smp.rank(int(PP_GROUP))

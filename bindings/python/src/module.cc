@@ -127,6 +127,21 @@ void bind_core(py::module_ &m) {
   });
   m.def("rank", &group_rank);
   m.def("size", &group_size);
+  m.def("local_rank", [] {
+    int r = 0;
+    check(smp_local_rank(&r));
+    return r;
+  });
+  m.def("local_size", [] {
+    int n = 0;
+    check(smp_local_size(&n));
+    return n;
+  });
+  m.def("device", [] {
+    int d = -1;
+    check(smp_device(&d));
+    return d;
+  });
   m.def("version", [] {
     int a = 0, b = 0, c = 0;
     smp_version(&a, &b, &c);

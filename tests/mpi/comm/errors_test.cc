@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -31,6 +32,8 @@ TEST(Lifecycle, CallsBeforeInitAreRefused) {
   EXPECT_ERR(smp_allreduce(&x, &x, 1, SMP_FLOAT32, SMP_SUM, SMP_WORLD, nullptr), SMP_ERR_NOT_INITIALIZED,
              "not initialized");
   EXPECT_ERR(smp_barrier(SMP_WORLD), SMP_ERR_NOT_INITIALIZED, "not initialized");
+  EXPECT_ERR(smp_local_rank(&r), SMP_ERR_NOT_INITIALIZED, "not initialized");
+  EXPECT_ERR(smp_device(&r), SMP_ERR_NOT_INITIALIZED, "not initialized");
   EXPECT_ERR(smp_finalize(), SMP_ERR_NOT_INITIALIZED, "not initialized");
   // Valid before init.
   int major = -1, minor = -1, patch = -1;
@@ -58,6 +61,17 @@ TEST(Lifecycle, BadConfigsAreRefusedBeforeMpiStarts) {
   c = smp_config_t SMP_CONFIG_INIT;
   c.check = 7;
   EXPECT_ERR(smp_init(&c), SMP_ERR_INVALID_ARGUMENT, "check");
+  // SMP_DEVICE must be a device index or -1 (the run's own value, if any,
+  // is put back for the init that follows).
+  const char *given = std::getenv("SMP_DEVICE");
+  const std::string saved = given ? given : "";
+  for (const char *bad : {"gpu0", "-2", "1.5", "99999999999"}) {
+    setenv("SMP_DEVICE", bad, 1);
+    c = smp_config_t SMP_CONFIG_INIT;
+    EXPECT_ERR(smp_init(&c), SMP_ERR_INVALID_ARGUMENT, "SMP_DEVICE");
+  }
+  if (given) setenv("SMP_DEVICE", saved.c_str(), 1);
+  else unsetenv("SMP_DEVICE");
 }
 
 TEST(Lifecycle, LayoutThatDoesNotDivideTheWorldIsRefused) {
@@ -74,6 +88,33 @@ TEST(Lifecycle, InitTwiceIsAnError) {
   EXPECT_ERR(smp_init(&c), SMP_ERR_INVALID_ARGUMENT, "already initialized");
   ASSERT_EQ(smp_rank(SMP_WORLD, &g_rank), SMP_SUCCESS);
   ASSERT_EQ(smp_size(SMP_WORLD, &g_size), SMP_SUCCESS);
+}
+
+// Every rank of these runs is on this host: Open MPI's own local rank and
+// size are the reference. The device is SMP_DEVICE when the run sets it;
+// otherwise the local rank modulo the GPUs (-1 without: this test does not
+// count GPUs, so it checks the bound that rule implies).
+TEST(Lifecycle, LocalRankSizeAndDevice) {
+  int local_rank = -7, local_size = -7, device = -7;
+  ASSERT_EQ(smp_local_rank(&local_rank), SMP_SUCCESS);
+  ASSERT_EQ(smp_local_size(&local_size), SMP_SUCCESS);
+  ASSERT_EQ(smp_device(&device), SMP_SUCCESS);
+  const char *ompi_rank = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+  const char *ompi_size = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+  ASSERT_TRUE(ompi_rank && ompi_size) << "run under Open MPI's mpirun";
+  EXPECT_EQ(local_rank, std::atoi(ompi_rank));
+  EXPECT_EQ(local_size, std::atoi(ompi_size));
+  EXPECT_EQ(local_rank, g_rank);
+  EXPECT_EQ(local_size, g_size);
+  if (const char *d = std::getenv("SMP_DEVICE")) {
+    EXPECT_EQ(device, std::atoi(d));
+  } else {
+    EXPECT_GE(device, -1);
+    EXPECT_LE(device, local_rank);
+  }
+  EXPECT_ERR(smp_local_rank(nullptr), SMP_ERR_INVALID_ARGUMENT, "local_rank");
+  EXPECT_ERR(smp_local_size(nullptr), SMP_ERR_INVALID_ARGUMENT, "local_size");
+  EXPECT_ERR(smp_device(nullptr), SMP_ERR_INVALID_ARGUMENT, "device");
 }
 
 TEST(Lifecycle, EachInvalidArgumentIsNamed) {
@@ -176,6 +217,8 @@ TEST(Lifecycle, CallsAfterFinalizeAreRefused) {
   int r = 0;
   EXPECT_ERR(smp_size(SMP_WORLD, &r), SMP_ERR_NOT_INITIALIZED, "smp_init");
   EXPECT_ERR(smp_barrier(SMP_WORLD), SMP_ERR_NOT_INITIALIZED, "not initialized");
+  EXPECT_ERR(smp_local_rank(&r), SMP_ERR_NOT_INITIALIZED, "not initialized");
+  EXPECT_ERR(smp_device(&r), SMP_ERR_NOT_INITIALIZED, "not initialized");
   EXPECT_ERR(smp_finalize(), SMP_ERR_NOT_INITIALIZED, "not initialized");
   // MPI cannot start twice in one process: a clear error, not a crash.
   EXPECT_ERR(smp_init(nullptr), SMP_ERR_BACKEND, "finalized");

@@ -11,12 +11,14 @@ def test_before_init_and_world_of_one():
     with pytest.raises(smp.SmpError) as e:
         smp.allreduce(torch.zeros(2))
     assert e.value.status == smp.Status.NOT_INITIALIZED
-    with pytest.raises(smp.SmpError) as e:
-        smp.rank()
-    assert e.value.status == smp.Status.NOT_INITIALIZED
+    for call in (smp.rank, smp.local_rank, smp.local_size, smp.device):
+        with pytest.raises(smp.SmpError) as e:
+            call()
+        assert e.value.status == smp.Status.NOT_INITIALIZED, call
     smp.init()
     try:
         assert smp.is_initialized() and smp.size() == 1 and smp.rank() == 0
+        assert smp.local_rank() == 0 and smp.local_size() == 1
         with pytest.raises(smp.SmpError):
             smp.init()  # twice is an error
         t = torch.arange(3.0)
