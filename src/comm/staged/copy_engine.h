@@ -37,7 +37,7 @@ class CopyQueue {
   // group_size must be 1). 1 <= n <= kMaxReduceInputs.
   virtual Ticket reduce(void *out, const void *const *ins, int n, size_t count, DType t, ReduceOp op,
                         int group_size) = 0;
-  // Blocks until copy t, and every copy issued before it, has completed.
+  // Blocks until operation t, and every one issued before it, has completed.
   virtual void wait(Ticket t) = 0;
 };
 
