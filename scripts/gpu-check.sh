@@ -13,7 +13,8 @@
 # tool brings back (gpu-check.log, build.log, unit-cuda.log, gpu-tests.log,
 # testlog.txt, bench.jsonl, bench.log, summary.md).
 # Budget: under 5 minutes (about 80 s on the lent H200 before the GPT
-# tests: 20 s to build, 35 s of GPU tests, 25 s of benchmarks).
+# tests and the chunk sweep: 20 s to build, 35 s of GPU tests, 25 s of
+# benchmarks; those add an estimated 60 s and 20 s).
 # Without a GPU it goes as far as it can (configure, build, the skip path)
 # and ends with "no GPU", exit status 77.
 #   scripts/gpu-check.sh [BUILD_DIR]   (default build-gpucheck)
@@ -120,6 +121,7 @@ fi
 # 3. Benchmarks, each against its baseline in the same run.
 bench="$out/bench.jsonl"
 : >"$bench"
+rm -f "$build/sweep.md" "$build/sweep.jsonl"
 if [ $have_bench -eq 1 ]; then
   timeout 60 "$build/bench/gpu/gpu_adamw_bench" --elements 250000000 --reps 20 >>"$bench" 2>>"$out/bench.log" ||
     say "gpu_adamw_bench failed (see $out/bench.log)"
@@ -133,11 +135,20 @@ if [ $have_bench -eq 1 ]; then
     timeout 60 mpirun -np 1 "$build/bench/gpu/gpu_sharded_step_bench" --elements 100000000 --dtype $dt --reps 10 \
       >>"$bench" 2>>"$out/bench.log" || say "gpu_sharded_step_bench --dtype $dt failed (see $out/bench.log)"
   done
+  # The staged collectives at smaller chunks too, so one run says whether
+  # another chunk size would meet the target where the default misses.
+  SMP_CUDA_IPC=0 timeout 90 bench/gpu/staged_chunk_sweep.sh "$build" "$build/sweep.jsonl" auto 524288 262144 \
+    >"$build/sweep.md" 2>>"$out/bench.log" || say "staged_chunk_sweep.sh failed (see $out/bench.log)"
   say "benchmarks done"
 fi
 
 echo
 python3 bench/gpu/gpu_table.py "$bench" | tee "$out/summary.md"
+if [ -s "$build/sweep.md" ]; then
+  echo | tee -a "$out/summary.md"
+  echo "Chunk sweep (SMP_STAGED_CHUNK_BYTES), staged path:" | tee -a "$out/summary.md"
+  tee -a "$out/summary.md" <"$build/sweep.md"
+fi
 echo
 [ $unit_rc -eq 0 ] && [ $gpu_rc -eq 0 ] || die "tests failed (logs: $out/unit-cuda.log, $out/gpu-tests.log)"
 say "all GPU checks passed on: $gpu"
