@@ -6,7 +6,8 @@
 # and 4 ranks, staged and through CUDA IPC, the tensor transport with 3 and
 # 4 ranks on one GPU, kernels vs CPU, the sharded optimizer on CUDA memory
 # vs the host one with 1 and 2 ranks, CUDA torch tensors through the Python
-# bindings, the GPT trained on the GPU by 4 ranks vs one process), the GPU
+# bindings, the GPT trained on the GPU by 4 ranks vs one process, smprun's
+# GPU discovery and device choice), the GPU
 # benchmarks (fused AdamW vs torch fused vs the copy bound; staged and CUDA
 # IPC vs host collectives), and prints a short table last. Logs go to $OUT
 # when set (else <build>/gpu-check): eight files at most, as the device
@@ -62,15 +63,21 @@ say "configured $build"
 # What this build defines (read once; grepping a variable cannot kill
 # ninja with SIGPIPE, which pipefail would take for a missing target).
 all_targets=$(ninja -C "$build" -t targets all 2>/dev/null)
-# Every program the cuda and gpu suites run (meson's test list: a test added
-# later is built too), as the ninja targets this build defines.
-mapfile -t targets < <(meson introspect "$build" --tests | python3 -c '
-import json, os, sys
+# Every program the cuda and gpu suites run and every target they depend
+# on (meson's test list: a test added later is built too), as the ninja
+# targets this build defines.
+mapfile -t targets < <(python3 -c '
+import json, os, subprocess, sys
 build, defined = os.path.abspath(sys.argv[1]), {l.split(":")[0] for l in sys.argv[2].splitlines()}
+def introspect(what):
+    return json.loads(subprocess.run(["meson", "introspect", build, what], check=True,
+                                     capture_output=True, text=True).stdout)
+files = {t["id"]: t["filename"] for t in introspect("--targets")}
 want = set()
-for t in json.load(sys.stdin):
+for t in introspect("--tests"):
     if {"cuda", "gpu"} & {s.split(":")[-1] for s in t["suite"]}:
-        for c in t["cmd"]:
+        paths = t["cmd"] + [f for d in t.get("depends", []) for f in files.get(d, [])]
+        for c in paths:
             rel = os.path.relpath(c, build) if os.path.isabs(c) else c
             if rel in defined:
                 want.add(rel)
