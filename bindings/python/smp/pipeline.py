@@ -13,9 +13,9 @@ inside each exchange would stall schedules with several chunks per stage
 once tensors are too large for MPI to buffer: both neighbours would wait in
 a send whose receive the other posts only in a later exchange. Tensors
 carry their dtype and shape, so receives need no preallocated buffers.
-Where the chunks' parameters live on a GPU, activations and gradients go
-between stages from CUDA memory (NCCL, or staged through host memory) and
-are handed to the chunks on that GPU.
+Where the chunks' parameters live on a GPU, activations and gradients are
+sent from CUDA memory (smp stages CUDA point-to-point through host memory)
+and what arrives is handed to the chunks on that GPU.
 
 Chunk c of stage s is virtual stage g = c * stages + s; its input comes from
 virtual stage g - 1 and its output goes to g + 1. With one stage the runtime
