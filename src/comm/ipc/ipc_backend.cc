@@ -27,7 +27,7 @@ struct Chunks {
 
 IpcBackend::IpcBackend(std::unique_ptr<Bootstrap> boot, std::shared_ptr<SharedMemory> mem,
                        std::unique_ptr<Backend> fallback, size_t chunk_bytes, int world_rank, bool required)
-    : boot_(std::move(boot)), mem_(std::move(mem)), fallback_(std::move(fallback)),
+    : LayeredBackend(std::move(fallback)), boot_(std::move(boot)), mem_(std::move(mem)),
       // A reduce-scatter chunk holds at least one element of each of up to
       // kMaxInputs blocks of up to 8 bytes; whole 64-byte lines keep every
       // chunk's start aligned for the kernels' vector loads.
@@ -77,7 +77,7 @@ void IpcBackend::run(size_t nchunks, Fill &&fill, Read &&read, void *stream) {
 
 void IpcBackend::allreduce(const void *send, void *recv, size_t count, DType t, ReduceOp op, void *stream) {
   if (count == 0) return;
-  if (!served(recv)) return fallback_->allreduce(send, recv, count, t, op, stream);
+  if (!served(recv)) return below().allreduce(send, recv, count, t, op, stream);
   const size_t es = dtype_size(t);
   const Chunks c{count, half_bytes_ / es};
   std::vector<const void *> ins(static_cast<size_t>(size_));
@@ -96,7 +96,7 @@ void IpcBackend::allreduce(const void *send, void *recv, size_t count, DType t, 
 void IpcBackend::reduce_scatter(const void *send, void *recv, size_t recvcount, DType t, ReduceOp op,
                                 void *stream) {
   if (recvcount == 0) return;
-  if (!served(recv)) return fallback_->reduce_scatter(send, recv, recvcount, t, op, stream);
+  if (!served(recv)) return below().reduce_scatter(send, recv, recvcount, t, op, stream);
   const size_t es = dtype_size(t), S = static_cast<size_t>(size_);
   // Whole 16-byte vectors per block where they fit, so that recv and the
   // blocks in the halves stay aligned from chunk to chunk.
@@ -119,7 +119,7 @@ void IpcBackend::reduce_scatter(const void *send, void *recv, size_t recvcount, 
 
 void IpcBackend::allgather(const void *send, void *recv, size_t sendcount, DType t, void *stream) {
   if (sendcount == 0) return;
-  if (!served(recv)) return fallback_->allgather(send, recv, sendcount, t, stream);
+  if (!served(recv)) return below().allgather(send, recv, sendcount, t, stream);
   const size_t es = dtype_size(t);
   const Chunks c{sendcount, half_bytes_ / es};
   run(
@@ -134,7 +134,7 @@ void IpcBackend::allgather(const void *send, void *recv, size_t sendcount, DType
 
 void IpcBackend::broadcast(void *buf, size_t count, DType t, int root, void *stream) {
   if (count == 0) return;
-  if (!served(buf)) return fallback_->broadcast(buf, count, t, root, stream);
+  if (!served(buf)) return below().broadcast(buf, count, t, root, stream);
   const size_t es = dtype_size(t);
   const Chunks c{count, half_bytes_ / es};
   run(
@@ -146,26 +146,6 @@ void IpcBackend::broadcast(void *buf, size_t count, DType t, int root, void *str
         if (rank_ != root) mem_->copy(at(buf, c.first(k) * es), half(root, k), c.len(k) * es, stream);
       },
       stream);
-}
-
-void IpcBackend::gatherv(const void *send, size_t sendcount, void *recv, const size_t *recvcounts, DType t,
-                         int root, void *stream) {
-  fallback_->gatherv(send, sendcount, recv, recvcounts, t, root, stream);
-}
-
-void IpcBackend::barrier() { fallback_->barrier(); }
-
-void IpcBackend::send(const void *buf, size_t count, DType t, int peer, int tag, void *stream) {
-  fallback_->send(buf, count, t, peer, tag, stream);
-}
-void IpcBackend::recv(void *buf, size_t count, DType t, int peer, int tag, void *stream) {
-  fallback_->recv(buf, count, t, peer, tag, stream);
-}
-RequestPtr IpcBackend::isend(const void *buf, size_t count, DType t, int peer, int tag, void *stream) {
-  return fallback_->isend(buf, count, t, peer, tag, stream);
-}
-RequestPtr IpcBackend::irecv(void *buf, size_t count, DType t, int peer, int tag, void *stream) {
-  return fallback_->irecv(buf, count, t, peer, tag, stream);
 }
 
 }  // namespace smp::comm::ipc

@@ -32,10 +32,10 @@
 #include <optional>
 #include <string>
 
-#include "comm/backend.h"
 #include "comm/bootstrap.h"
 #include "comm/ipc/segments.h"
 #include "comm/ipc/shared_memory.h"
+#include "comm/layered_backend.h"
 
 namespace smp::comm::ipc {
 
@@ -43,7 +43,7 @@ namespace smp::comm::ipc {
 // SMP_IPC_CHUNK_BYTES environment variable overrides it (device_backend.cc).
 inline constexpr size_t kDefaultChunkBytes = size_t{8} << 20;
 
-class IpcBackend final : public Backend {
+class IpcBackend final : public LayeredBackend {
  public:
   // boot: the group's members (owned); mem: the shared memory (CUDA IPC,
   // or a test double); fallback: the group's staged backend (owned);
@@ -62,14 +62,6 @@ class IpcBackend final : public Backend {
                       void *stream) override;
   void allgather(const void *send, void *recv, size_t sendcount, DType t, void *stream) override;
   void broadcast(void *buf, size_t count, DType t, int root, void *stream) override;
-  void gatherv(const void *send, size_t sendcount, void *recv, const size_t *recvcounts, DType t,
-               int root, void *stream) override;
-  void barrier() override;
-
-  void send(const void *buf, size_t count, DType t, int peer, int tag, void *stream) override;
-  void recv(void *buf, size_t count, DType t, int peer, int tag, void *stream) override;
-  RequestPtr isend(const void *buf, size_t count, DType t, int peer, int tag, void *stream) override;
-  RequestPtr irecv(void *buf, size_t count, DType t, int peer, int tag, void *stream) override;
 
  private:
   // True when the group is served (sets it up on first use; collective).
@@ -81,7 +73,6 @@ class IpcBackend final : public Backend {
 
   std::unique_ptr<Bootstrap> boot_;
   std::shared_ptr<SharedMemory> mem_;
-  std::unique_ptr<Backend> fallback_;
   size_t half_bytes_;
   int world_rank_;
   bool required_;

@@ -26,7 +26,8 @@ cudaStream_t as_stream(void *s) { return static_cast<cudaStream_t>(s); }
 
 NcclBackend::NcclBackend(MPI_Comm group_comm, std::unique_ptr<Backend> staged, double timeout_seconds,
                          std::unique_ptr<NcclApi> api, int world_rank)
-    : api_(std::move(api)), boot_(group_comm, "nccl bootstrap"), staged_(std::move(staged)), timeout_(timeout_seconds),
+    : LayeredBackend(std::move(staged)), api_(std::move(api)), boot_(group_comm, "nccl bootstrap"),
+      timeout_(timeout_seconds),
       world_rank_(world_rank), nccl_(*api_, boot_, timeout_seconds) {}
 
 NcclBackend::~NcclBackend() {
@@ -47,7 +48,7 @@ void *NcclBackend::comm(const char *what) {
     static std::atomic<bool> said{false};
     if (!said.exchange(true))
       std::fprintf(stderr, "smp: rank %d: NCCL not used (%s); CUDA buffers take the %s path\n",
-                   world_rank_, nccl_.refusal().c_str(), staged_->name());
+                   world_rank_, nccl_.refusal().c_str(), below().name());
   }
   if (c) nccl_.check_async(what);
   return c;
@@ -126,7 +127,7 @@ void NcclBackend::allreduce(const void *send, void *recv, size_t count, DType t,
   cuda::DeviceGuard device(cuda::device_of(recv));
   ncclRedOp_t nop;
   void *c = nccl_op(op, t, boot_.size(), &nop) ? comm("allreduce") : nullptr;
-  if (!c) return staged_->allreduce(send, recv, count, t, op, stream);
+  if (!c) return below().allreduce(send, recv, count, t, op, stream);
   enqueued(ncclAllReduce(send, recv, count, nccl_type(t), nop, as_comm(c), as_stream(stream)), "allreduce", stream);
 }
 
@@ -135,7 +136,7 @@ void NcclBackend::reduce_scatter(const void *send, void *recv, size_t recvcount,
   cuda::DeviceGuard device(cuda::device_of(recv));
   ncclRedOp_t nop;
   void *c = nccl_op(op, t, boot_.size(), &nop) ? comm("reduce_scatter") : nullptr;
-  if (!c) return staged_->reduce_scatter(send, recv, recvcount, t, op, stream);
+  if (!c) return below().reduce_scatter(send, recv, recvcount, t, op, stream);
   enqueued(ncclReduceScatter(send, recv, recvcount, nccl_type(t), nop, as_comm(c), as_stream(stream)),
            "reduce_scatter", stream);
 }
@@ -143,14 +144,14 @@ void NcclBackend::reduce_scatter(const void *send, void *recv, size_t recvcount,
 void NcclBackend::allgather(const void *send, void *recv, size_t sendcount, DType t, void *stream) {
   cuda::DeviceGuard device(cuda::device_of(recv));
   void *c = comm("allgather");
-  if (!c) return staged_->allgather(send, recv, sendcount, t, stream);
+  if (!c) return below().allgather(send, recv, sendcount, t, stream);
   enqueued(ncclAllGather(send, recv, sendcount, nccl_type(t), as_comm(c), as_stream(stream)), "allgather", stream);
 }
 
 void NcclBackend::broadcast(void *buf, size_t count, DType t, int root, void *stream) {
   cuda::DeviceGuard device(cuda::device_of(buf));
   void *c = comm("broadcast");
-  if (!c) return staged_->broadcast(buf, count, t, root, stream);
+  if (!c) return below().broadcast(buf, count, t, root, stream);
   enqueued(ncclBroadcast(buf, buf, count, nccl_type(t), root, as_comm(c), as_stream(stream)), "broadcast", stream);
 }
 
@@ -160,7 +161,7 @@ void NcclBackend::gatherv(const void *send, size_t sendcount, void *recv, const 
                           int root, void *stream) {
   cuda::DeviceGuard device(cuda::device_of(send ? send : recv));
   void *c = comm("gatherv");
-  if (!c) return staged_->gatherv(send, sendcount, recv, recvcounts, t, root, stream);
+  if (!c) return below().gatherv(send, sendcount, recv, recvcounts, t, root, stream);
   const ncclDataType_t T = nccl_type(t);
   const size_t es = dtype_size(t);
   const int rank = boot_.rank();
@@ -184,21 +185,6 @@ void NcclBackend::gatherv(const void *send, size_t sendcount, void *recv, const 
   }
   const ncclResult_t end = ncclGroupEnd();
   enqueued(rc != ncclSuccess ? rc : end, "gatherv", stream);
-}
-
-void NcclBackend::barrier() { staged_->barrier(); }
-
-void NcclBackend::send(const void *buf, size_t count, DType t, int peer, int tag, void *stream) {
-  staged_->send(buf, count, t, peer, tag, stream);
-}
-void NcclBackend::recv(void *buf, size_t count, DType t, int peer, int tag, void *stream) {
-  staged_->recv(buf, count, t, peer, tag, stream);
-}
-RequestPtr NcclBackend::isend(const void *buf, size_t count, DType t, int peer, int tag, void *stream) {
-  return staged_->isend(buf, count, t, peer, tag, stream);
-}
-RequestPtr NcclBackend::irecv(void *buf, size_t count, DType t, int peer, int tag, void *stream) {
-  return staged_->irecv(buf, count, t, peer, tag, stream);
 }
 
 }  // namespace smp::comm::nccl

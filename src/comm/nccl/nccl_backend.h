@@ -26,14 +26,14 @@
 #include <string>
 #include <thread>
 
-#include "comm/backend.h"
+#include "comm/layered_backend.h"
 #include "comm/mpi/mpi_bootstrap.h"
 #include "comm/nccl/nccl_api.h"
 #include "comm/nccl/nccl_comm.h"
 
 namespace smp::comm::nccl {
 
-class NcclBackend final : public Backend {
+class NcclBackend final : public LayeredBackend {
  public:
   // staged: the group's staged backend (owned). timeout_seconds <= 0: no
   // hang timeout (asynchronous errors are still watched).
@@ -49,12 +49,6 @@ class NcclBackend final : public Backend {
   void broadcast(void *buf, size_t count, DType t, int root, void *stream) override;
   void gatherv(const void *send, size_t sendcount, void *recv, const size_t *recvcounts, DType t,
                int root, void *stream) override;
-  void barrier() override;
-
-  void send(const void *buf, size_t count, DType t, int peer, int tag, void *stream) override;
-  void recv(void *buf, size_t count, DType t, int peer, int tag, void *stream) override;
-  RequestPtr isend(const void *buf, size_t count, DType t, int peer, int tag, void *stream) override;
-  RequestPtr irecv(void *buf, size_t count, DType t, int peer, int tag, void *stream) override;
 
  private:
   // The NCCL communicator, or nullptr to take the staged path (creates it
@@ -67,7 +61,6 @@ class NcclBackend final : public Backend {
 
   std::unique_ptr<NcclApi> api_;
   mpi::MpiBootstrap boot_;
-  std::unique_ptr<Backend> staged_;
   double timeout_;
   int world_rank_;
   NcclComm nccl_;
