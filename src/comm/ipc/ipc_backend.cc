@@ -111,7 +111,10 @@ void IpcBackend::reduce_scatter(const void *send, void *recv, size_t recvcount, 
                      c.len(k) * es, stream);
       },
       [&](size_t k) {
-        for (size_t r = 0; r < S; ++r) ins[r] = half(static_cast<int>(r), k) + static_cast<size_t>(rank_) * c.len(k) * es;
+        // In the host reduce-scatter's order (own, rank-1, rank-2, ...:
+        // comm/mpi/pairwise_reduce_scatter), so the bytes equal the host's.
+        const size_t me = static_cast<size_t>(rank_);
+        for (size_t j = 0; j < S; ++j) ins[j] = half(static_cast<int>((me + S - j) % S), k) + me * c.len(k) * es;
         mem_->reduce(at(recv, c.first(k) * es), ins.data(), size_, c.len(k), t, op, size_, stream);
       },
       stream);

@@ -14,8 +14,10 @@
 // Nothing crosses the host but the barrier, and the device moves each byte
 // at memory speed: a reduce-scatter reads the S blocks a rank owns from S
 // segments (one kernel), where the staged path copies the whole input to
-// the host and back and reduces on the CPU. Every rank reduces in member
-// order (0, 1, ...), so all of them hold the same bytes.
+// the host and back and reduces on the CPU. An allreduce combines in member
+// order (0, 1, ...) on every rank, so all of them hold the same bytes; a
+// reduce-scatter in the host reduce-scatter's order (own, rank-1, ...), so
+// its bytes equal the host path's.
 //
 // Everything else goes to `fallback` (the staged backend): point-to-point
 // (a CUDA sender must match a host receiver), gatherv, barrier, and every

@@ -2,7 +2,8 @@
 // standing in for CUDA IPC segments (shm_memory.h: every copy and reduction
 // runs late, at the next synchronize). Every collective, every dtype and
 // op, counts around the chunk size, in place and not: the bytes must equal
-// those of the MPI backend alone on the same inputs (exact_inputs.h), and
+// those of the MPI backend alone on the same inputs (exact_inputs.h; for
+// reduce-scatter also arbitrary bits, whose result depends on the order), and
 // the IPC path must really have run; again with the odd ranks running
 // their device work late (a half refilled too early shows). Then the groups that must decline,
 // together and with the same reason, and still give the right results
@@ -99,6 +100,15 @@ void check_collectives(IpcBackend &ipc, smp::comm::Backend &host, std::mt19937_6
                "reduce_scatter in place (own block) " + on);
         ipc.reduce_scatter(rd.data(), rd.data(), n, t, op, nullptr);
         expect(std::equal(ra.begin(), ra.end(), rd.begin()), "reduce_scatter in place (front) " + on);
+        // The kernel combines in the host reduce-scatter's order (own block,
+        // rank-1, rank-2, ...), so even arbitrary bits (rounding, NaNs,
+        // overflow) give the host's bytes (seen on an H200 when it summed in
+        // member order: the last bits of float sums differed).
+        std::vector<char> bits(n * size * es), ba(n * es, 1), bb(n * es, 2);
+        for (auto &x : bits) x = static_cast<char>(rng());
+        host.reduce_scatter(bits.data(), ba.data(), n, t, op, nullptr);
+        ipc.reduce_scatter(bits.data(), bb.data(), n, t, op, nullptr);
+        expect(ba == bb, "reduce_scatter of arbitrary bits " + on);
       }
       auto in = smp::testing::exact_inputs(rng, t, n);
       std::vector<char> ga(n * es * size, 1), gb(n * es * size, 2), gc(n * es * size, 3);
