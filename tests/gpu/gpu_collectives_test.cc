@@ -2,16 +2,19 @@
 // every dtype, compared byte for byte with the same call on host buffers
 // (the MPI path) on the same fresh random data; outputs poisoned first.
 // Run with 1 rank (NCCL, one rank per communicator), 3 ranks sharing one
-// GPU (NCCL declines: the staged backend, with its default chunk) and 4
-// (staged, pipelined in small chunks set by SMP_STAGED_CHUNK_BYTES). Work
+// GPU (NCCL declines: the staged backend with its defaults: automatic
+// chunks, reduce-scatter reduced on the host below 8 MiB blocks) and 4
+// (staged, pipelined in small chunks set by SMP_STAGED_CHUNK_BYTES,
+// reduce-scatter reduced on the device at every size), and through CUDA
+// IPC with 3 and 4 ranks (the _ipc tests). Work
 // goes to a non-default stream, so the ordering on the caller's stream is
 // exercised. Sub-groups (SMP_PP_SIZE=2 with 4 ranks) create their own
 // device communicators.
 //
 // Exact equality holds because NCCL with one rank copies (AVG goes as SUM
-// there: nccl_types.h), the staged reduce-scatter reduces on the device in
+// there: nccl_types.h), a reduce-scatter reduced on the device combines in
 // the host backend's order (reduce_many: the host's arithmetic, bit for
-// bit) and the staged allreduce with the host backend itself, with one
+// bit) and the staged allreduce runs the host backend itself, with one
 // exception: a staged allreduce makes one host
 // allreduce per chunk, and with 3 or more ranks the order in which a float
 // element's terms are summed (or multiplied) depends on how the host

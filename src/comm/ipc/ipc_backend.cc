@@ -26,12 +26,14 @@ struct Chunks {
 }  // namespace
 
 IpcBackend::IpcBackend(std::unique_ptr<Bootstrap> boot, std::shared_ptr<SharedMemory> mem,
-                       std::unique_ptr<Backend> fallback, size_t chunk_bytes, int world_rank, bool required)
+                       std::unique_ptr<Backend> fallback, size_t chunk_bytes, int world_rank, bool required,
+                       size_t min_bytes)
     : LayeredBackend(std::move(fallback)), boot_(std::move(boot)), mem_(std::move(mem)),
       // A reduce-scatter chunk holds at least one element of each of up to
       // kMaxInputs blocks of up to 8 bytes; whole 64-byte lines keep every
       // chunk's start aligned for the kernels' vector loads.
-      half_bytes_(std::max<size_t>(chunk_bytes, kMaxInputs * 8) / 64 * 64), world_rank_(world_rank),
+      half_bytes_(std::max<size_t>(chunk_bytes, kMaxInputs * 8) / 64 * 64), min_bytes_(min_bytes),
+      world_rank_(world_rank),
       required_(required), rank_(boot_->rank()), size_(boot_->size()) {}
 
 IpcBackend::~IpcBackend() {
@@ -42,7 +44,7 @@ IpcBackend::~IpcBackend() {
   }
 }
 
-bool IpcBackend::served(const void *probe) {
+bool IpcBackend::served(const void *probe, size_t bytes) {
   if (!tried_) {
     tried_ = true;
     segs_ = open_segments(*boot_, *mem_, probe, 2 * half_bytes_, &refusal_);
@@ -54,7 +56,7 @@ bool IpcBackend::served(const void *probe) {
   // A group of one rank has nothing to share: the fallback serves it.
   if (!segs_ && required_ && size_ > 1)
     fail(Status::Backend, "CUDA IPC required (SMP_CUDA_IPC=require) but not used: " + refusal_);
-  return segs_.has_value();
+  return segs_.has_value() && bytes >= min_bytes_;
 }
 
 const char *IpcBackend::half(int member, size_t k) const {
@@ -77,7 +79,7 @@ void IpcBackend::run(size_t nchunks, Fill &&fill, Read &&read, void *stream) {
 
 void IpcBackend::allreduce(const void *send, void *recv, size_t count, DType t, ReduceOp op, void *stream) {
   if (count == 0) return;
-  if (!served(recv)) return below().allreduce(send, recv, count, t, op, stream);
+  if (!served(recv, count * dtype_size(t))) return below().allreduce(send, recv, count, t, op, stream);
   const size_t es = dtype_size(t);
   const Chunks c{count, half_bytes_ / es};
   std::vector<const void *> ins(static_cast<size_t>(size_));
@@ -96,7 +98,8 @@ void IpcBackend::allreduce(const void *send, void *recv, size_t count, DType t, 
 void IpcBackend::reduce_scatter(const void *send, void *recv, size_t recvcount, DType t, ReduceOp op,
                                 void *stream) {
   if (recvcount == 0) return;
-  if (!served(recv)) return below().reduce_scatter(send, recv, recvcount, t, op, stream);
+  if (!served(recv, recvcount * dtype_size(t) * static_cast<size_t>(size_)))
+    return below().reduce_scatter(send, recv, recvcount, t, op, stream);
   const size_t es = dtype_size(t), S = static_cast<size_t>(size_);
   // Whole 16-byte vectors per block where they fit, so that recv and the
   // blocks in the halves stay aligned from chunk to chunk.
@@ -122,7 +125,8 @@ void IpcBackend::reduce_scatter(const void *send, void *recv, size_t recvcount, 
 
 void IpcBackend::allgather(const void *send, void *recv, size_t sendcount, DType t, void *stream) {
   if (sendcount == 0) return;
-  if (!served(recv)) return below().allgather(send, recv, sendcount, t, stream);
+  if (!served(recv, sendcount * dtype_size(t) * static_cast<size_t>(size_)))
+    return below().allgather(send, recv, sendcount, t, stream);
   const size_t es = dtype_size(t);
   const Chunks c{sendcount, half_bytes_ / es};
   run(
@@ -137,7 +141,7 @@ void IpcBackend::allgather(const void *send, void *recv, size_t sendcount, DType
 
 void IpcBackend::broadcast(void *buf, size_t count, DType t, int root, void *stream) {
   if (count == 0) return;
-  if (!served(buf)) return below().broadcast(buf, count, t, root, stream);
+  if (!served(buf, count * dtype_size(t))) return below().broadcast(buf, count, t, root, stream);
   const size_t es = dtype_size(t);
   const Chunks c{count, half_bytes_ / es};
   run(

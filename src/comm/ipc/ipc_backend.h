@@ -26,6 +26,13 @@
 // backend made with `required` throws instead (on every rank: the decision
 // is the group's), so a run that counts on IPC cannot silently fall back.
 //
+// Calls moving fewer than min_bytes (the call's input; a reduce-scatter's
+// whole input, an allgather's output) go to the fallback too: each chunk
+// here costs kernels, and a kernel costs ~0.3 ms when processes share a GPU
+// (they take turns on it), which the staged path's copies do not (measured
+// on an H200: BENCHMARKS.md). Every rank of a collective passes the same
+// count, so the group decides alike.
+//
 // Calls are blocking for the host, like the staged path's.
 #pragma once
 
@@ -44,14 +51,18 @@ namespace smp::comm::ipc {
 // Default bytes of one half of a segment (a segment is two halves); the
 // SMP_IPC_CHUNK_BYTES environment variable overrides it (device_backend.cc).
 inline constexpr size_t kDefaultChunkBytes = size_t{8} << 20;
+// Default smallest call served here; SMP_IPC_MIN_BYTES overrides it.
+inline constexpr size_t kDefaultMinBytes = size_t{2} << 20;
 
 class IpcBackend final : public LayeredBackend {
  public:
   // boot: the group's members (owned); mem: the shared memory (CUDA IPC,
   // or a test double); fallback: the group's staged backend (owned);
-  // chunk_bytes: one half of a segment (at least 8 * kMaxInputs bytes).
+  // chunk_bytes: one half of a segment (at least 8 * kMaxInputs bytes);
+  // min_bytes: smaller calls go to the fallback (0: none do).
   IpcBackend(std::unique_ptr<Bootstrap> boot, std::shared_ptr<SharedMemory> mem,
-             std::unique_ptr<Backend> fallback, size_t chunk_bytes, int world_rank, bool required = false);
+             std::unique_ptr<Backend> fallback, size_t chunk_bytes, int world_rank, bool required = false,
+             size_t min_bytes = 0);
   ~IpcBackend() override;
   const char *name() const override { return "ipc"; }
 
@@ -66,8 +77,9 @@ class IpcBackend final : public LayeredBackend {
   void broadcast(void *buf, size_t count, DType t, int root, void *stream) override;
 
  private:
-  // True when the group is served (sets it up on first use; collective).
-  bool served(const void *probe);
+  // True when the group is served (sets it up on first use; collective)
+  // and a call moving `bytes` is large enough for this path.
+  bool served(const void *probe, size_t bytes);
   const char *half(int member, size_t k) const;  // member's half for chunk k, mapped here
   char *own_half(size_t k) const;                // this rank's half for chunk k
   template <class Fill, class Read>
@@ -75,7 +87,7 @@ class IpcBackend final : public LayeredBackend {
 
   std::unique_ptr<Bootstrap> boot_;
   std::shared_ptr<SharedMemory> mem_;
-  size_t half_bytes_;
+  size_t half_bytes_, min_bytes_;
   int world_rank_;
   bool required_;
   int rank_, size_;

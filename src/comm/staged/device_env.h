@@ -26,14 +26,15 @@ inline size_t env_bytes(const char *name, size_t fallback, size_t least) {
   return static_cast<size_t>(x);
 }
 
-// SMP_CUDA_IPC: unset, empty or "0" off; "1" on; "require" on, and a group
-// that cannot use it fails instead of falling back.
+// SMP_CUDA_IPC: "0" off; unset, empty or "1" on (a group that cannot use
+// it falls back to the staged path); "require" on, and a group that cannot
+// use it fails instead of falling back.
 enum class IpcMode { Off, On, Required };
 inline IpcMode ipc_mode() {
   const char *v = std::getenv("SMP_CUDA_IPC");
   const std::string s = v ? v : "";
-  if (s.empty() || s == "0") return IpcMode::Off;
-  if (s == "1") return IpcMode::On;
+  if (s == "0") return IpcMode::Off;
+  if (s.empty() || s == "1") return IpcMode::On;
   if (s == "require") return IpcMode::Required;
   invalid("SMP_CUDA_IPC='" + s + "' is not 0, 1 or require");
 }

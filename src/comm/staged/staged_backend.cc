@@ -61,14 +61,24 @@ class StagedRequest final : public Request {
 }  // namespace
 
 StagedBackend::StagedBackend(std::unique_ptr<Backend> host, int rank, int size,
-                             std::shared_ptr<CopyEngine> engine, size_t chunk_bytes, Backend *p2p_host)
+                             std::shared_ptr<CopyEngine> engine, size_t chunk_bytes, Backend *p2p_host,
+                             size_t device_reduce_min_bytes)
     : host_(std::move(host)), p2p_(p2p_host ? p2p_host : host_.get()), rank_(rank), size_(size),
       engine_(std::move(engine)),
-      chunk_bytes_(std::max<size_t>(chunk_bytes, 8)), pool_(*engine_) {}
+      chunk_bytes_(chunk_bytes == kAutoChunk ? kAutoChunk : std::max<size_t>(chunk_bytes, 8)),
+      device_reduce_min_bytes_(device_reduce_min_bytes), pool_(*engine_) {}
 
 StagedBackend::~StagedBackend() = default;
 
-size_t StagedBackend::chunk_elems(DType t) const { return std::max<size_t>(1, chunk_bytes_ / dtype_size(t)); }
+size_t StagedBackend::chunk_elems(DType t, size_t count) const {
+  const size_t es = dtype_size(t);
+  size_t bytes = chunk_bytes_;
+  if (bytes == kAutoChunk) {  // a quarter of the call in whole 4 KiB pages, within the bounds
+    const size_t quarter = (count * es + kPipelineChunks - 1) / kPipelineChunks;
+    bytes = std::clamp((quarter + 4095) / 4096 * 4096, kMinAutoChunkBytes, kDefaultChunkBytes);
+  }
+  return std::max<size_t>(1, bytes / es);
+}
 
 namespace {
 
@@ -113,7 +123,7 @@ Ticket nothing(size_t, int) { return 0; }
 void StagedBackend::allreduce(const void *send, void *recv, size_t count, DType t, ReduceOp op,
                               void *stream) {
   if (count == 0) return;
-  const size_t C = chunk_elems(t);
+  const size_t C = chunk_elems(t, count);
   Staging st(pool_, *engine_, stream, count, dtype_size(t), C, C);
   st.run(
       st.chunks(),
@@ -131,16 +141,19 @@ void StagedBackend::allreduce(const void *send, void *recv, size_t count, DType 
 // rank-1, rank-2, ...: comm/mpi/pairwise_reduce_scatter), so the bytes
 // equal the host path's. (S-1)/S of the input crosses to the host and
 // nothing is copied back, against all of it and the output back when the
-// host reduced, and no CPU reduction. Groups larger than one reduction
-// takes reduce on the host.
+// host reduces, and no CPU reduction. Blocks below device_reduce_min_bytes_
+// (a kernel per chunk would cost more than it saves: staged_backend.h) and
+// groups larger than one reduction takes reduce on the host.
 void StagedBackend::reduce_scatter(const void *send, void *recv, size_t recvcount, DType t, ReduceOp op,
                                    void *stream) {
   if (recvcount == 0) return;
-  if (size_ > kMaxReduceInputs) return reduce_scatter_on_host(send, recv, recvcount, t, op, stream);
   const size_t es = dtype_size(t), S = static_cast<size_t>(size_), me = static_cast<size_t>(rank_);
+  if (size_ > kMaxReduceInputs || (S > 1 && recvcount * es < device_reduce_min_bytes_))
+    return reduce_scatter_on_host(send, recv, recvcount, t, op, stream);
   // A chunk holds 2 x S pieces per slot: past 4 ranks the pieces shrink so
   // that the staging memory stays at 16 chunk sizes (two slots).
-  const size_t C = std::max<size_t>(1, std::min(chunk_elems(t), 4 * chunk_elems(t) / S));
+  const size_t base = chunk_elems(t, recvcount);
+  const size_t C = std::max<size_t>(1, std::min(base, 4 * base / S));
   Staging st(pool_, *engine_, stream, recvcount, es, C, 2 * S * C);
   auto piece = [&](int s, size_t b) { return st.slot(s) + b * C * es; };          // to rank b
   auto arrived = [&](int s, size_t b) { return st.slot(s) + (S + b) * C * es; };  // from rank b
@@ -177,7 +190,7 @@ void StagedBackend::reduce_scatter(const void *send, void *recv, size_t recvcoun
 // copied to recv.
 void StagedBackend::reduce_scatter_on_host(const void *send, void *recv, size_t recvcount, DType t,
                                            ReduceOp op, void *stream) {
-  const size_t es = dtype_size(t), C = chunk_elems(t), S = static_cast<size_t>(size_);
+  const size_t es = dtype_size(t), C = chunk_elems(t, recvcount), S = static_cast<size_t>(size_);
   Staging st(pool_, *engine_, stream, recvcount, es, C, (S + 1) * C);
   st.run(
       st.chunks(),
@@ -200,7 +213,7 @@ void StagedBackend::reduce_scatter_on_host(const void *send, void *recv, size_t 
 // rank's in its tail, scattered to their blocks of recv.
 void StagedBackend::allgather(const void *send, void *recv, size_t sendcount, DType t, void *stream) {
   if (sendcount == 0) return;
-  const size_t es = dtype_size(t), C = chunk_elems(t), S = static_cast<size_t>(size_);
+  const size_t es = dtype_size(t), C = chunk_elems(t, sendcount), S = static_cast<size_t>(size_);
   Staging st(pool_, *engine_, stream, sendcount, es, C, (S + 1) * C);
   st.run(
       st.chunks(),
@@ -217,7 +230,7 @@ void StagedBackend::allgather(const void *send, void *recv, size_t sendcount, DT
 
 void StagedBackend::broadcast(void *buf, size_t count, DType t, int root, void *stream) {
   if (count == 0) return;
-  const size_t C = chunk_elems(t);
+  const size_t C = chunk_elems(t, count);
   Staging st(pool_, *engine_, stream, count, dtype_size(t), C, C);
   auto to_host = [&](size_t k, int s) { return st.q().to_host(st.slot(s), at(buf, st.offset(k)), st.bytes(k)); };
   auto to_device = [&](size_t k, int s) { return st.q().to_device(at(buf, st.offset(k)), st.slot(s), st.bytes(k)); };

@@ -5,10 +5,21 @@
 // rejects two ranks on one GPU), so every multi-rank GPU program also runs
 // with all its ranks on one GPU.
 //
-// Reduce-scatter reduces on the device (CopyQueue::reduce): only the
-// pieces bound for peers cross to the host, and the host exchanges them
-// over host's point-to-point (tag kExchangeTag) without reducing. The other
-// reductions (allreduce) reduce on the host.
+// Reduce-scatter of large blocks reduces on the device (CopyQueue::reduce):
+// only the pieces bound for peers cross to the host, and the host exchanges
+// them over host's point-to-point (tag kExchangeTag) without reducing. Each
+// chunk then costs one kernel, and a kernel costs ~0.3 ms when the ranks
+// share a GPU (two processes' kernels take turns on it; the copies do not:
+// measured on an H200, BENCHMARKS.md), the configuration this backend
+// mostly serves (NCCL serves ranks with GPUs of their own). So blocks below
+// device_reduce_min_bytes reduce on the host, as the other reductions
+// (allreduce) always do: the whole input is staged and the output copied
+// back, copies that overlap the exchange.
+//
+// Chunks: a fixed size when chunk_bytes is given (SMP_STAGED_CHUNK_BYTES);
+// by default (kAutoChunk) a call is cut into kPipelineChunks chunks so the
+// copies overlap even at 1 MiB, each between kMinAutoChunkBytes and
+// kDefaultChunkBytes.
 //
 // Every operation is blocking for the host (MPI runs on the host) and
 // ordered on the caller's stream: the device-to-host copies wait for the
@@ -41,19 +52,32 @@ namespace smp::comm::staged {
 // communicator of their own, when smp_init wires the backend.
 inline constexpr int kExchangeTag = 32767;
 
-// Default bytes per chunk (per rank block for reduce-scatter / allgather);
-// SMP_STAGED_CHUNK_BYTES overrides it in make_staged_backend.
+// Bytes per chunk (per rank block for reduce-scatter / allgather): the
+// largest automatic chunk; SMP_STAGED_CHUNK_BYTES fixes another
+// (make_device_backend).
 inline constexpr size_t kDefaultChunkBytes = size_t{2} << 20;
+// chunk_bytes meaning: kPipelineChunks chunks per call, each at least
+// kMinAutoChunkBytes (smaller ones cost more per byte than they hide) and at
+// most kDefaultChunkBytes.
+inline constexpr size_t kAutoChunk = 0;
+inline constexpr size_t kPipelineChunks = 4;
+inline constexpr size_t kMinAutoChunkBytes = size_t{256} << 10;
+// Reduce-scatter blocks from this many bytes reduce on the device; below,
+// on the host (SMP_STAGED_RS_DEVICE_MIN_BYTES overrides it). Device
+// reduction pays once a chunk's exchange outlasts a kernel's turn on a
+// shared GPU: 8 MiB blocks make 2 MiB chunks.
+inline constexpr size_t kDeviceReduceMinBytes = size_t{8} << 20;
 
 class StagedBackend final : public Backend {
  public:
   // host: the collectives' host-memory backend (owned; its own
   // communicators); p2p_host: the backend point-to-point goes through (not
   // owned, outlives this; nullptr: host); rank / size: this process in the
-  // group.
+  // group; chunk_bytes: kAutoChunk or a fixed size; device_reduce_min_bytes:
+  // the smallest reduce-scatter block reduced on the device (0: all).
   StagedBackend(std::unique_ptr<Backend> host, int rank, int size,
-                std::shared_ptr<CopyEngine> engine, size_t chunk_bytes = kDefaultChunkBytes,
-                Backend *p2p_host = nullptr);
+                std::shared_ptr<CopyEngine> engine, size_t chunk_bytes = kAutoChunk,
+                Backend *p2p_host = nullptr, size_t device_reduce_min_bytes = 0);
   ~StagedBackend() override;
   const char *name() const override { return "staged"; }
 
@@ -72,7 +96,8 @@ class StagedBackend final : public Backend {
   RequestPtr irecv(void *buf, size_t count, DType t, int peer, int tag, void *stream) override;
 
  private:
-  size_t chunk_elems(DType t) const;
+  // Elements per chunk of a call moving `count` elements (per block).
+  size_t chunk_elems(DType t, size_t count) const;
   void reduce_scatter_on_host(const void *send, void *recv, size_t recvcount, DType t, ReduceOp op,
                               void *stream);
   StagingPool::Buffer staged_copy(const void *device, size_t bytes, void *stream);
@@ -81,7 +106,7 @@ class StagedBackend final : public Backend {
   Backend *p2p_;  // host_ or the group's host backend
   int rank_, size_;
   std::shared_ptr<CopyEngine> engine_;
-  size_t chunk_bytes_;
+  size_t chunk_bytes_, device_reduce_min_bytes_;
   StagingPool pool_;  // after engine_: returns its buffers to it
 };
 

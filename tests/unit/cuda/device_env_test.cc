@@ -58,7 +58,7 @@ TEST(DeviceEnv, BadBytesNameTheVariableAndTheMinimum) {
 
 TEST(DeviceEnv, IpcModes) {
   const std::pair<const char *, IpcMode> cases[] = {
-      {nullptr, IpcMode::Off}, {"", IpcMode::Off}, {"0", IpcMode::Off}, {"1", IpcMode::On},
+      {nullptr, IpcMode::On}, {"", IpcMode::On}, {"0", IpcMode::Off}, {"1", IpcMode::On},
       {"require", IpcMode::Required}};
   for (const auto &[value, mode] : cases) {
     Env e("SMP_CUDA_IPC", value);

@@ -14,6 +14,7 @@
 #include <mpi.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -46,11 +47,40 @@ void expect(bool ok, const std::string &what) {
 // small counts here run in many chunks.
 constexpr size_t kChunkBytes = 512;
 
-std::unique_ptr<IpcBackend> make_ipc(std::shared_ptr<ShmMemory> mem, bool required = false) {
+std::unique_ptr<IpcBackend> make_ipc(std::shared_ptr<ShmMemory> mem, bool required = false, size_t min_bytes = 0) {
   return std::make_unique<IpcBackend>(std::make_unique<smp::comm::mpi::MpiBootstrap>(MPI_COMM_WORLD, "ipc test"),
                                       std::move(mem),
                                       std::make_unique<smp::comm::mpi::MpiBackend>(MPI_COMM_WORLD, 1 << 30),
-                                      kChunkBytes, g_rank, required);
+                                      kChunkBytes, g_rank, required, min_bytes);
+}
+
+// Calls moving fewer than min_bytes go to the fallback (no shared-memory
+// work), larger ones through the segments; the results are the host's
+// either way. What counts: the input of an allreduce or reduce-scatter.
+void check_min_bytes(smp::comm::Backend &host, std::mt19937_64 &rng) {
+  const size_t S = static_cast<size_t>(g_size), min_elems = 1024;  // float32: 4096 bytes
+  auto mem = std::make_shared<ShmMemory>("one-device");
+  auto ipc = make_ipc(mem, /*required=*/false, min_elems * 4);
+  auto through_segments = [&](auto &&call) {
+    const int before = mem->synchronizations;
+    call();
+    return mem->synchronizations > before;
+  };
+  const size_t rc_big = (min_elems + S - 1) / S;  // rc_big * S >= min_elems > (rc_big - 1) * S
+  for (bool big : {false, true}) {
+    const std::string b = big ? " at min_bytes" : " below min_bytes";
+    const size_t n = big ? min_elems : min_elems - 1, rc = big ? rc_big : rc_big - 1;
+    auto in = smp::testing::exact_inputs(rng, DType::F32, std::max(n, rc * S));
+    std::vector<char> a(n * 4, 1), c(n * 4, 2), ra(rc * 4, 1), rb(rc * 4, 2);
+    host.allreduce(in.data(), a.data(), n, DType::F32, ReduceOp::Sum, nullptr);
+    expect(through_segments([&] { ipc->allreduce(in.data(), c.data(), n, DType::F32, ReduceOp::Sum, nullptr); }) == big,
+           "allreduce" + b + (big ? ": not" : ": wrongly") + " through the segments");
+    expect(a == c, "allreduce" + b);
+    host.reduce_scatter(in.data(), ra.data(), rc, DType::F32, ReduceOp::Sum, nullptr);
+    expect(through_segments([&] { ipc->reduce_scatter(in.data(), rb.data(), rc, DType::F32, ReduceOp::Sum, nullptr); }) == big,
+           "reduce_scatter" + b + (big ? ": not" : ": wrongly") + " through the segments");
+    expect(ra == rb, "reduce_scatter" + b);
+  }
 }
 
 // SMP_CUDA_IPC=require: a group that declines fails on every rank, on every
@@ -199,6 +229,8 @@ int main(int argc, char **argv) {
     // communicator duplicate) has its own segments.
     auto other = make_ipc(mem);
     check_collectives(*other, host, rng, "second backend", /*all_dtypes=*/false);
+
+    check_min_bytes(host, rng);
 
     auto late = std::make_shared<ShmMemory>("one-device");
     if (g_rank % 2) late->delay = std::chrono::microseconds(300);

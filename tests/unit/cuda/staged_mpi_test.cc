@@ -4,7 +4,8 @@
 // collective and point-to-point call, every dtype, counts around the chunk
 // size, in place and not: the bytes must equal those of the MPI backend
 // alone on the same inputs (reduce-scatter also on arbitrary bits: its
-// device reduction keeps the host's order). So the chunking matches across
+// device reduction keeps the host's order; blocks of 8 KiB and more reduce
+// on the device, smaller ones on the host). So the chunking matches across
 // ranks and the staged path adds nothing to the result; and staged
 // point-to-point meets plain host point-to-point (a CUDA sender, a host
 // receiver).
@@ -50,7 +51,8 @@ int main(int argc, char **argv) {
     // As smp_init wires them: point-to-point through the group's host backend.
     smp::comm::mpi::MpiBackend host(MPI_COMM_WORLD, 1 << 30);
     smp::comm::staged::StagedBackend staged(std::make_unique<smp::comm::mpi::MpiBackend>(MPI_COMM_WORLD, 1 << 30),
-                                            g_rank, size, engine, kChunkBytes, &host);
+                                            g_rank, size, engine, kChunkBytes, &host,
+                                            /*device_reduce_min_bytes=*/2 * kChunkBytes);
     const int next = (g_rank + 1) % size, prev = (g_rank + size - 1) % size;
     for (int ti = 0; ti < smp::kNumDTypes; ++ti) {
       const auto t = static_cast<DType>(ti);

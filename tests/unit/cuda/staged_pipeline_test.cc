@@ -29,12 +29,14 @@ struct Rig {
   FakeGroupBackend *fake = nullptr;
   std::unique_ptr<StagedBackend> staged;
 
-  Rig(int rank, int size, size_t chunk_elems) {
+  // chunk_elems of 8 bytes (0: kAutoChunk).
+  Rig(int rank, int size, size_t chunk_elems, size_t device_reduce_min_bytes = 0) {
     auto log = [this](const std::string &s) { trace.push_back(s); };
     engine = std::make_shared<HostCopyEngine>(/*deferred=*/true, log);
     auto f = std::make_unique<FakeGroupBackend>(rank, size, log);
     fake = f.get();
-    staged = std::make_unique<StagedBackend>(std::move(f), rank, size, engine, chunk_elems * 8);
+    staged = std::make_unique<StagedBackend>(std::move(f), rank, size, engine, chunk_elems * 8, nullptr,
+                                             device_reduce_min_bytes);
   }
   // Positions in the trace of the entries starting with `prefix`.
   std::vector<size_t> where(const std::string &prefix) const {
@@ -403,6 +405,57 @@ TEST(StagedBackend, ReduceScatterPiecesShrinkPastFourRanks) {
   EXPECT_EQ(rig.where("reduce 8 2").size(), 3u);
   EXPECT_EQ(rig.where("reduce 8 1").size(), 1u);
   EXPECT_EQ(rig.where("xfer send 2").size(), 3u * (S - 1));
+}
+
+// Blocks below device_reduce_min_bytes reduce on the host (a kernel per
+// chunk costs more than it saves there); from it on, on the device.
+TEST(StagedBackend, ReduceScatterOfSmallBlocksReducesOnTheHost) {
+  const int S = 3, rank = 1;
+  const size_t N = 5;
+  const auto src = random_values(N * S, 17);
+  {
+    Rig rig(rank, S, 2, /*device_reduce_min_bytes=*/N * 8 + 1);
+    std::vector<int64_t> recv(N, -7);
+    rig.staged->reduce_scatter(src.data(), recv.data(), N, DType::I64, ReduceOp::Sum, nullptr);
+    for (size_t i = 0; i < N; ++i) {
+      int64_t want = 0;
+      for (int b = 0; b < S; ++b) want += (b + 1) * src[b * N + i];  // the fake's reduce-scatter
+      ASSERT_EQ(recv[i], want) << "element " << i;
+    }
+    EXPECT_EQ(rig.where("xfer reduce_scatter").size(), 3u);  // chunks of 2, 2 and 1
+    EXPECT_TRUE(rig.where("reduce").empty());
+  }
+  {
+    Rig rig(rank, S, 2, /*device_reduce_min_bytes=*/N * 8);
+    for (int b = 0; b < S; ++b)
+      if (b != rank) rig.fake->inbox[{b, kExchangeTag}] = random_values(N, 40 + b);
+    std::vector<int64_t> recv(N, -7);
+    rig.staged->reduce_scatter(src.data(), recv.data(), N, DType::I64, ReduceOp::Sum, nullptr);
+    EXPECT_TRUE(rig.where("xfer reduce_scatter").empty());
+    EXPECT_EQ(rig.where("reduce").size(), 3u);
+  }
+}
+
+// kAutoChunk: a quarter of the call in whole 4 KiB pages, at least 256 KiB,
+// at most 2 MiB (kDefaultChunkBytes).
+TEST(StagedBackend, AutoChunksCutACallInFourWithinBounds) {
+  struct Case {
+    size_t count, chunk, last;  // int64 elements
+  } cases[] = {
+      {100, 100, 100},                             // below one minimum chunk: whole
+      {size_t{1} << 17, size_t{1} << 15, size_t{1} << 15},  // 1 MiB: 4 x 256 KiB
+      {393217, 98816, 96769},                      // 3 MiB + 8 bytes: a quarter rounded up to pages
+      {size_t{1} << 21, size_t{1} << 18, size_t{1} << 18},  // 16 MiB: 2 MiB chunks
+  };
+  for (const Case &c : cases) {
+    Rig rig(0, 1, /*chunk_elems=*/0);
+    std::vector<int64_t> a(c.count, 1);
+    rig.staged->allreduce(a.data(), a.data(), a.size(), DType::I64, ReduceOp::Sum, nullptr);
+    const size_t n = chunks(c.count, c.chunk);
+    EXPECT_EQ(rig.where("xfer allreduce").size(), n) << c.count;
+    EXPECT_EQ(rig.where("xfer allreduce " + std::to_string(c.chunk)).size(), n - (c.last != c.chunk)) << c.count;
+    EXPECT_EQ(rig.where("xfer allreduce " + std::to_string(c.last)).size(), c.last != c.chunk ? 1u : n) << c.count;
+  }
 }
 
 TEST(StagedBackend, ChunksAreBoundedByTheChunkSize) {
