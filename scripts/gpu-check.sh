@@ -9,13 +9,16 @@
 # bindings, the GPT trained on the GPU by 4 ranks vs one process, smprun's
 # GPU discovery and device choice), the GPU
 # benchmarks (fused AdamW vs torch fused vs the copy bound; staged and CUDA
-# IPC vs host collectives), and prints a short table last. Logs go to $OUT
+# IPC vs host collectives; the latency of a kernel, copy or event step with
+# 2 ranks on one GPU, together and alone; the staged path's settings swept),
+# and prints a short table last. Logs go to $OUT
 # when set (else <build>/gpu-check): eight files at most, as the device
 # tool brings back (gpu-check.log, build.log, unit-cuda.log, gpu-tests.log,
 # testlog.txt, bench.jsonl, bench.log, summary.md).
 # Budget: under 5 minutes (about 80 s on the lent H200 before the GPT
-# tests and the chunk sweep: 20 s to build, 35 s of GPU tests, 25 s of
-# benchmarks; those add an estimated 60 s and 20 s).
+# tests, the step latency bench and the settings sweep: 20 s to build, 35 s
+# of GPU tests, 25 s of benchmarks; those add an estimated 60 s, 5 s and
+# 30 s).
 # Without a GPU it goes as far as it can (configure, build, the skip path)
 # and ends with "no GPU", exit status 77.
 #   scripts/gpu-check.sh [BUILD_DIR]   (default build-gpucheck)
@@ -105,6 +108,10 @@ timeout "$build_timeout" ninja -C "$build" -j"$jobs" "${targets[@]}" >>"$out/bui
 rc=$?
 [ $rc -eq 124 ] && die "build did not finish within ${build_timeout} s (SMP_GPU_CHECK_BUILD_TIMEOUT; log: $out/build.log)"
 [ $rc -eq 0 ] || { grep -E "error|FAILED" "$out/build.log" | head -30; die "build (log: $out/build.log)"; }
+# The step latency probe is the one program nvcc links (its own kernels):
+# built apart, so that a failure there costs only its own table.
+[ $have_bench -eq 1 ] && { timeout 120 ninja -C "$build" bench/gpu/gpu_launch_bench >>"$out/build.log" 2>&1 ||
+  say "bench/gpu/gpu_launch_bench did not build (log: $out/build.log): its table is skipped"; }
 warnings=$(grep -c "warning:" "$out/build.log")
 say "built ($warnings compiler warnings$([ "$warnings" -gt 0 ] && echo ", see $out/build.log"))"
 
@@ -137,13 +144,20 @@ if [ $have_bench -eq 1 ]; then
     say "gpu_staged_bench failed (see $out/bench.log)"
   SMP_CUDA_IPC=require timeout 60 mpirun -np 2 "$build/bench/gpu/gpu_staged_bench" --reps 10 >>"$bench" \
     2>>"$out/bench.log" || say "gpu_staged_bench with SMP_CUDA_IPC=require failed (see $out/bench.log)"
+  # One step (kernel, copy, event) + sync, 2 ranks on one GPU, together and
+  # alone: whether kernels of two processes pay a time slice copies do not.
+  timeout 30 mpirun -np 2 "$build/bench/gpu/gpu_launch_bench" >>"$bench" 2>>"$out/bench.log" ||
+    say "gpu_launch_bench failed (see $out/bench.log)"
   for dt in f32 bf16; do
     timeout 60 mpirun -np 1 "$build/bench/gpu/gpu_sharded_step_bench" --elements 100000000 --dtype $dt --reps 10 \
       >>"$bench" 2>>"$out/bench.log" || say "gpu_sharded_step_bench --dtype $dt failed (see $out/bench.log)"
   done
-  # The staged collectives at smaller chunks too, so one run says whether
-  # another chunk size would meet the target where the default misses.
-  SMP_CUDA_IPC=0 timeout 90 bench/gpu/staged_chunk_sweep.sh "$build" "$build/sweep.jsonl" auto 524288 262144 \
+  # The staged collectives under other settings too, so one run says which
+  # would meet the target where the default misses: the default, the
+  # reduce-scatter always reducing on the device, always on the host, and
+  # the old fixed 2 MiB chunk.
+  SMP_CUDA_IPC=0 timeout 120 bench/gpu/staged_chunk_sweep.sh "$build" "$build/sweep.jsonl" auto \
+    SMP_STAGED_RS_DEVICE_MIN_BYTES=0 SMP_STAGED_RS_DEVICE_MIN_BYTES=1099511627776 SMP_STAGED_CHUNK_BYTES=2097152 \
     >"$build/sweep.md" 2>>"$out/bench.log" || say "staged_chunk_sweep.sh failed (see $out/bench.log)"
   say "benchmarks done"
 fi
@@ -152,7 +166,7 @@ echo
 python3 bench/gpu/gpu_table.py "$bench" | tee "$out/summary.md"
 if [ -s "$build/sweep.md" ]; then
   echo | tee -a "$out/summary.md"
-  echo "Chunk sweep (SMP_STAGED_CHUNK_BYTES), staged path:" | tee -a "$out/summary.md"
+  echo "Settings sweep (SMP_STAGED_*; auto: the defaults), staged path:" | tee -a "$out/summary.md"
   tee -a "$out/summary.md" <"$build/sweep.md"
 fi
 echo

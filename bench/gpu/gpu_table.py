@@ -67,6 +67,20 @@ def main(paths):
         for r in step:
             out.append(f"| {r['dtype']} | {'yes' if r['clip'] else 'no'} | {r['step_ms']:.3f} | "
                        f"{r['kernel_ms']:.3f} | {r['step_over_kernel']:.2f}x |")
+    launch = [r for r in rows if r["bench"] == "launch"]
+    if launch:
+        # Kernels slow together but fast alone, copies fast in both: the
+        # ranks' contexts time-slice the GPU's compute engines.
+        if out:
+            out.append("")
+        out.append(f"Step latency, {launch[0]['ranks']} ranks on one GPU (median us, step + stream sync), "
+                   f"{launch[0]['device']}")
+        out.append("| step | alone | together | batch8 together (per step) |")
+        out.append("|---|---|---|---|")
+        us = {(r["step"], r["mode"]): r["us"] for r in launch}
+        for name in dict.fromkeys(r["step"] for r in launch):
+            cells = [us.get((name, m)) for m in ("alone", "together", "batch8 together")]
+            out.append(f"| {name} | " + " | ".join("-" if c is None else f"{c:.1f}" for c in cells) + " |")
     print("\n".join(out) if out else "no benchmark results")
 
 
