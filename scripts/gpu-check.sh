@@ -140,9 +140,9 @@ if [ $have_bench -eq 1 ]; then
     say "gpu_adamw_bench failed (see $out/bench.log)"
   timeout 90 python3 bench/gpu/adamw_torch.py --elements 250000000 --reps 20 >>"$bench" 2>>"$out/bench.log" ||
     say "adamw_torch.py failed or torch is missing (see $out/bench.log)"
-  SMP_CUDA_IPC=0 timeout 90 mpirun -np 2 "$build/bench/gpu/gpu_staged_bench" --reps 10 >>"$bench" 2>>"$out/bench.log" ||
+  SMP_CUDA_IPC=0 timeout 90 mpirun -np 2 "$build/bench/gpu/gpu_staged_bench" --reps 30 >>"$bench" 2>>"$out/bench.log" ||
     say "gpu_staged_bench failed (see $out/bench.log)"
-  SMP_CUDA_IPC=require timeout 60 mpirun -np 2 "$build/bench/gpu/gpu_staged_bench" --reps 10 >>"$bench" \
+  SMP_CUDA_IPC=require timeout 60 mpirun -np 2 "$build/bench/gpu/gpu_staged_bench" --reps 30 >>"$bench" \
     2>>"$out/bench.log" || say "gpu_staged_bench with SMP_CUDA_IPC=require failed (see $out/bench.log)"
   # One step (kernel, copy, event) + sync, 2 ranks on one GPU, together and
   # alone: whether kernels of two processes pay a time slice copies do not.

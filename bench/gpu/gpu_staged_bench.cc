@@ -4,7 +4,8 @@
 // costs show: syncs, barriers, events) and 1 MiB..64 MiB. busbw as
 // nccl-tests defines it (allreduce: 2(n-1)/n x bytes / time; reduce-scatter:
 // (n-1)/n x bytes / time, bytes = the full input). Medians of --reps after a
-// warm-up; rank 0 prints one JSON line per (collective, size). A third
+// warm-up, the rows of one size measured in turns (medians_s); rank 0
+// prints one JSON line per (collective, size). A third
 // row per collective, memory "copies", times only what staging adds when
 // nothing overlaps (so cuda - host - copies is what the pipeline hid, or
 // lost to overheads): for allreduce the input copied to pinned memory and
@@ -25,24 +26,33 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <vector>
 
 namespace {
 
-template <class F>
-double median_s(int reps, F &&f) {
-  f();
-  std::vector<double> t;
-  for (int i = 0; i < reps; ++i) {
-    MPI_Barrier(MPI_COMM_WORLD);
-    const double a = MPI_Wtime();
-    f();
-    double d = MPI_Wtime() - a, mx = 0;
-    MPI_Allreduce(&d, &mx, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);  // the slowest rank's time
-    t.push_back(mx);
+// Medians of the slowest rank's time per call for each of `fs`, measured
+// in turns (f0, f1, ..., f0, f1, ...) after one warm-up each, so that the
+// machine's drift during the run (shared, noisy) hits every row alike and
+// the ratios between rows hold.
+std::vector<double> medians_s(int reps, const std::vector<std::function<void()>> &fs) {
+  for (const auto &f : fs) f();
+  std::vector<std::vector<double>> t(fs.size());
+  for (int i = 0; i < reps; ++i)
+    for (size_t j = 0; j < fs.size(); ++j) {
+      MPI_Barrier(MPI_COMM_WORLD);
+      const double a = MPI_Wtime();
+      fs[j]();
+      double d = MPI_Wtime() - a, mx = 0;
+      MPI_Allreduce(&d, &mx, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);  // the slowest rank's time
+      t[j].push_back(mx);
+    }
+  std::vector<double> out;
+  for (auto &v : t) {
+    std::sort(v.begin(), v.end());
+    out.push_back(v[v.size() / 2]);
   }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  return out;
 }
 
 void must(smp_status_t s) {
@@ -73,7 +83,7 @@ int main(int argc, char **argv) {
   cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
   const char *ipc_env = std::getenv("SMP_CUDA_IPC");
   const bool ipc = ipc_env && *ipc_env && std::strcmp(ipc_env, "0") != 0;
-  for (size_t kib : {64, 1024, 4096, 16384, 65536}) {
+  for (size_t kib : {64, 1024, 2048, 4096, 16384, 65536}) {
     const size_t bytes = kib << 10, n = bytes / 4;
     const double mib = static_cast<double>(kib) / 1024;
     std::vector<float> hin(n, 1.0f), hout(n);
@@ -89,19 +99,22 @@ int main(int argc, char **argv) {
     cudaMemcpy(din, hin.data(), bytes, cudaMemcpyHostToDevice);
     const double f_ar = 2.0 * (size - 1) / size, f_rs = 1.0 * (size - 1) / size;
     const size_t rc = n / static_cast<size_t>(size);
-    struct Row { const char *coll, *mem; double sec, factor; };
+    struct Row { const char *coll, *mem; double factor; std::function<void()> f; double sec = 0; };
     std::vector<Row> rows = {
-        {"allreduce", "host", median_s(reps, [&] { must(smp_allreduce(hin.data(), hout.data(), n, SMP_FLOAT32, SMP_SUM, SMP_WORLD, nullptr)); }), f_ar},
-        {"allreduce", "cuda", median_s(reps, [&] { must(smp_allreduce(din, dout, n, SMP_FLOAT32, SMP_SUM, SMP_WORLD, s)); cudaStreamSynchronize(s); }), f_ar},
-        {"reduce_scatter", "host", median_s(reps, [&] { must(smp_reduce_scatter(hin.data(), hout.data(), rc, SMP_FLOAT32, SMP_SUM, SMP_WORLD, nullptr)); }), f_rs},
-        {"reduce_scatter", "cuda", median_s(reps, [&] { must(smp_reduce_scatter(din, dout, rc, SMP_FLOAT32, SMP_SUM, SMP_WORLD, s)); cudaStreamSynchronize(s); }), f_rs},
+        {"allreduce", "host", f_ar, [&] { must(smp_allreduce(hin.data(), hout.data(), n, SMP_FLOAT32, SMP_SUM, SMP_WORLD, nullptr)); }},
+        {"allreduce", "cuda", f_ar, [&] { must(smp_allreduce(din, dout, n, SMP_FLOAT32, SMP_SUM, SMP_WORLD, s)); cudaStreamSynchronize(s); }},
+        {"reduce_scatter", "host", f_rs, [&] { must(smp_reduce_scatter(hin.data(), hout.data(), rc, SMP_FLOAT32, SMP_SUM, SMP_WORLD, nullptr)); }},
+        {"reduce_scatter", "cuda", f_rs, [&] { must(smp_reduce_scatter(din, dout, rc, SMP_FLOAT32, SMP_SUM, SMP_WORLD, s)); cudaStreamSynchronize(s); }},
     };
     if (!ipc) {
       const size_t peers_bytes = (static_cast<size_t>(size) - 1) * rc * 4;
-      rows.push_back({"allreduce", "copies", median_s(reps, [&] { copies(bytes, bytes); }), f_ar});
-      rows.push_back(
-          {"reduce_scatter", "copies", median_s(reps, [&] { copies(peers_bytes, peers_bytes); }), f_rs});
+      rows.push_back({"allreduce", "copies", f_ar, [&] { copies(bytes, bytes); }});
+      rows.push_back({"reduce_scatter", "copies", f_rs, [&] { copies(peers_bytes, peers_bytes); }});
     }
+    std::vector<std::function<void()>> fs;
+    for (const Row &r : rows) fs.push_back(r.f);
+    const std::vector<double> sec = medians_s(reps, fs);
+    for (size_t j = 0; j < rows.size(); ++j) rows[j].sec = sec[j];
     const char *chunk = std::getenv(ipc ? "SMP_IPC_CHUNK_BYTES" : "SMP_STAGED_CHUNK_BYTES");
     if (rank == 0)
       for (const Row &r : rows)

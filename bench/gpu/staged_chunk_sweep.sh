@@ -39,7 +39,7 @@ for c in "${configs[@]}"; do
     for v in ${swept[@]+"${swept[@]}"}; do unset "$v"; done
     # shellcheck disable=SC2163 # v is VAR=VALUE: exports VAR
     while IFS= read -r v; do export "$v"; done < <(settings "$c")
-    timeout 60 mpirun -np 2 "$build/bench/gpu/gpu_staged_bench" --reps 10 2>/dev/null
+    timeout 60 mpirun -np 2 "$build/bench/gpu/gpu_staged_bench" --reps 30 2>/dev/null
   ) | python3 -c '
 import json, sys
 rows = [json.loads(l) for l in sys.stdin if l.startswith("{")]
