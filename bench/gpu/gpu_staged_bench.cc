@@ -8,14 +8,13 @@
 // prints one JSON line per (collective, size). A third
 // row per collective, memory "copies", times only what staging adds when
 // nothing overlaps (so cuda - host - copies is what the pipeline hid, or
-// lost to overheads): for allreduce the input copied to pinned memory and
-// the output back; for reduce-scatter, which reduces on the device, the
-// peers' blocks copied out and as many bytes back (what the reduction
-// kernel reads from pinned memory).
+// lost to overheads): the input copied to pinned memory and the output
+// back (for reduce-scatter, what its host-reducing path stages: the
+// default below 8 MiB blocks).
 // "chunk" is SMP_STAGED_CHUNK_BYTES, or "auto" (unset: the default).
-// "path" is "ipc" when SMP_CUDA_IPC is set (1 or require: CUDA IPC
-// segments, comm/ipc) and "staged" otherwise (set it to 0 to be sure); the copies rows are printed
-// for the staged path only.
+// "path" is "ipc" when SMP_CUDA_IPC is unset, 1 or require (CUDA IPC segments for
+// calls from SMP_IPC_MIN_BYTES, comm/ipc) and "staged" when it is 0; the
+// copies rows are printed for the staged path only.
 //   SMP_CUDA_IPC=0 mpirun -np 2 gpu_staged_bench [--reps R]
 //   SMP_CUDA_IPC=require mpirun -np 2 gpu_staged_bench [--reps R]
 #include <cuda_runtime_api.h>
@@ -28,6 +27,8 @@
 #include <cstring>
 #include <functional>
 #include <vector>
+
+#include "cuda_check.h"
 
 namespace {
 
@@ -82,7 +83,7 @@ int main(int argc, char **argv) {
   cudaStream_t s;
   cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
   const char *ipc_env = std::getenv("SMP_CUDA_IPC");
-  const bool ipc = ipc_env && *ipc_env && std::strcmp(ipc_env, "0") != 0;
+  const bool ipc = !(ipc_env && std::strcmp(ipc_env, "0") == 0);  // on unless 0 (device_env.h)
   for (size_t kib : {64, 1024, 2048, 4096, 16384, 65536}) {
     const size_t bytes = kib << 10, n = bytes / 4;
     const double mib = static_cast<double>(kib) / 1024;
@@ -90,9 +91,9 @@ int main(int argc, char **argv) {
     float *din = nullptr, *dout = nullptr, *pinned = nullptr;
     cudaMallocHost(reinterpret_cast<void **>(&pinned), bytes);
     auto copies = [&](size_t in_bytes, size_t out_bytes) {
-      cudaMemcpyAsync(pinned, din, in_bytes, cudaMemcpyDeviceToHost, s);
-      cudaMemcpyAsync(dout, pinned, out_bytes, cudaMemcpyHostToDevice, s);
-      cudaStreamSynchronize(s);
+      CK(cudaMemcpyAsync(pinned, din, in_bytes, cudaMemcpyDeviceToHost, s));
+      CK(cudaMemcpyAsync(dout, pinned, out_bytes, cudaMemcpyHostToDevice, s));
+      CK(cudaStreamSynchronize(s));
     };
     cudaMalloc(reinterpret_cast<void **>(&din), bytes);
     cudaMalloc(reinterpret_cast<void **>(&dout), bytes);
@@ -107,9 +108,8 @@ int main(int argc, char **argv) {
         {"reduce_scatter", "cuda", f_rs, [&] { must(smp_reduce_scatter(din, dout, rc, SMP_FLOAT32, SMP_SUM, SMP_WORLD, s)); cudaStreamSynchronize(s); }},
     };
     if (!ipc) {
-      const size_t peers_bytes = (static_cast<size_t>(size) - 1) * rc * 4;
       rows.push_back({"allreduce", "copies", f_ar, [&] { copies(bytes, bytes); }});
-      rows.push_back({"reduce_scatter", "copies", f_rs, [&] { copies(peers_bytes, peers_bytes); }});
+      rows.push_back({"reduce_scatter", "copies", f_rs, [&] { copies(bytes, rc * 4); }});
     }
     std::vector<std::function<void()>> fs;
     for (const Row &r : rows) fs.push_back(r.f);
