@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <utility>
 #include <vector>
@@ -44,10 +45,11 @@ IpcBackend::~IpcBackend() {
   }
 }
 
-bool IpcBackend::served(const void *probe, size_t bytes) {
+bool IpcBackend::served(const void *probe, size_t bytes, void *stream) {
   if (!tried_) {
     tried_ = true;
     segs_ = open_segments(*boot_, *mem_, probe, 2 * half_bytes_, &refusal_);
+    if (segs_ && min_bytes_ == kAutoMinBytes) min_bytes_ = min_bytes_for_step(measure_step_us(stream));
     static std::atomic<bool> said{false};
     if (!segs_ && size_ > 1 && !required_ && !said.exchange(true))
       std::fprintf(stderr, "smp: rank %d: CUDA IPC not used (%s); CUDA buffers take the staged path\n",
@@ -57,6 +59,22 @@ bool IpcBackend::served(const void *probe, size_t bytes) {
   if (!segs_ && required_ && size_ > 1)
     fail(Status::Backend, "CUDA IPC required (SMP_CUDA_IPC=require) but not used: " + refusal_);
   return segs_.has_value() && bytes >= min_bytes_;
+}
+
+int IpcBackend::measure_step_us(void *stream) {
+  constexpr int kSteps = 9;
+  mem_->synchronize(stream);  // the caller's earlier work is not part of a step
+  std::vector<double> us;
+  for (int i = 0; i < kSteps; ++i) {
+    boot_->barrier();
+    const auto t0 = std::chrono::steady_clock::now();
+    mem_->copy(own_half(1), own_half(0), 64, stream);  // no member reads segments yet
+    mem_->synchronize(stream);
+    us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::nth_element(us.begin(), us.begin() + kSteps / 2, us.end());
+  const int mine = static_cast<int>(std::min(us[kSteps / 2], 1e9));
+  return -boot_->all_min(-mine);  // the slowest member's
 }
 
 const char *IpcBackend::half(int member, size_t k) const {
@@ -79,7 +97,7 @@ void IpcBackend::run(size_t nchunks, Fill &&fill, Read &&read, void *stream) {
 
 void IpcBackend::allreduce(const void *send, void *recv, size_t count, DType t, ReduceOp op, void *stream) {
   if (count == 0) return;
-  if (!served(recv, count * dtype_size(t))) return below().allreduce(send, recv, count, t, op, stream);
+  if (!served(recv, count * dtype_size(t), stream)) return below().allreduce(send, recv, count, t, op, stream);
   const size_t es = dtype_size(t);
   const Chunks c{count, half_bytes_ / es};
   std::vector<const void *> ins(static_cast<size_t>(size_));
@@ -98,7 +116,7 @@ void IpcBackend::allreduce(const void *send, void *recv, size_t count, DType t, 
 void IpcBackend::reduce_scatter(const void *send, void *recv, size_t recvcount, DType t, ReduceOp op,
                                 void *stream) {
   if (recvcount == 0) return;
-  if (!served(recv, recvcount * dtype_size(t) * static_cast<size_t>(size_)))
+  if (!served(recv, recvcount * dtype_size(t) * static_cast<size_t>(size_), stream))
     return below().reduce_scatter(send, recv, recvcount, t, op, stream);
   const size_t es = dtype_size(t), S = static_cast<size_t>(size_);
   // Whole 16-byte vectors per block where they fit, so that recv and the
@@ -125,7 +143,7 @@ void IpcBackend::reduce_scatter(const void *send, void *recv, size_t recvcount, 
 
 void IpcBackend::allgather(const void *send, void *recv, size_t sendcount, DType t, void *stream) {
   if (sendcount == 0) return;
-  if (!served(recv, sendcount * dtype_size(t) * static_cast<size_t>(size_)))
+  if (!served(recv, sendcount * dtype_size(t) * static_cast<size_t>(size_), stream))
     return below().allgather(send, recv, sendcount, t, stream);
   const size_t es = dtype_size(t);
   const Chunks c{sendcount, half_bytes_ / es};
@@ -141,7 +159,7 @@ void IpcBackend::allgather(const void *send, void *recv, size_t sendcount, DType
 
 void IpcBackend::broadcast(void *buf, size_t count, DType t, int root, void *stream) {
   if (count == 0) return;
-  if (!served(buf, count * dtype_size(t))) return below().broadcast(buf, count, t, root, stream);
+  if (!served(buf, count * dtype_size(t), stream)) return below().broadcast(buf, count, t, root, stream);
   const size_t es = dtype_size(t);
   const Chunks c{count, half_bytes_ / es};
   run(

@@ -27,11 +27,16 @@
 // is the group's), so a run that counts on IPC cannot silently fall back.
 //
 // Calls moving fewer than min_bytes (the call's input; a reduce-scatter's
-// whole input, an allgather's output) go to the fallback too: each chunk
-// here costs kernels, and a kernel costs ~0.3 ms when processes share a GPU
-// (they take turns on it), which the staged path's copies do not (measured
-// on an H200: BENCHMARKS.md). Every rank of a collective passes the same
-// count, so the group decides alike.
+// whole input, an allgather's output) go to the fallback too. Each chunk
+// here costs device steps (a copy, a kernel), and processes that share a
+// GPU take turns on it: a step costs ~0.3 ms when every member issues one
+// at once, against ~13 us under NVIDIA's MPS, which runs them in one
+// context, and the staged path's host copies pay no turns (measured on an
+// H200: BENCHMARKS.md). By default (kAutoMinBytes) the group measures that
+// on setup (a few tiny copies in lockstep, the slowest member's median):
+// taking turns, calls from kTurnsMinBytes come here; not, every call does.
+// Every rank of a collective passes the same count and the group agrees
+// on min_bytes, so its members decide alike.
 //
 // Calls are blocking for the host, like the staged path's.
 #pragma once
@@ -51,15 +56,26 @@ namespace smp::comm::ipc {
 // Default bytes of one half of a segment (a segment is two halves); the
 // SMP_IPC_CHUNK_BYTES environment variable overrides it (device_backend.cc).
 inline constexpr size_t kDefaultChunkBytes = size_t{8} << 20;
-// Default smallest call served here; SMP_IPC_MIN_BYTES overrides it.
-inline constexpr size_t kDefaultMinBytes = size_t{2} << 20;
+// min_bytes meaning "measure on setup"; SMP_IPC_MIN_BYTES fixes a value.
+inline constexpr size_t kAutoMinBytes = ~size_t{0};
+// The smallest call served here when the members take turns on the GPU.
+inline constexpr size_t kTurnsMinBytes = size_t{2} << 20;
+// A device step slower than this, with every member issuing one at once,
+// means the members take turns (0.28 ms measured on an H200; 13 us under
+// MPS, 10 us alone).
+inline constexpr int kTurnMicros = 100;
+// What kAutoMinBytes becomes for the slowest member's median step time.
+inline size_t min_bytes_for_step(int slowest_median_us) {
+  return slowest_median_us > kTurnMicros ? kTurnsMinBytes : 0;
+}
 
 class IpcBackend final : public LayeredBackend {
  public:
   // boot: the group's members (owned); mem: the shared memory (CUDA IPC,
   // or a test double); fallback: the group's staged backend (owned);
   // chunk_bytes: one half of a segment (at least 8 * kMaxInputs bytes);
-  // min_bytes: smaller calls go to the fallback (0: none do).
+  // min_bytes: smaller calls go to the fallback (0: none do;
+  // kAutoMinBytes: measured on setup).
   IpcBackend(std::unique_ptr<Bootstrap> boot, std::shared_ptr<SharedMemory> mem,
              std::unique_ptr<Backend> fallback, size_t chunk_bytes, int world_rank, bool required = false,
              size_t min_bytes = 0);
@@ -69,6 +85,8 @@ class IpcBackend final : public LayeredBackend {
   // Why the group declined, once it has (empty before the first collective
   // and when it is served).
   const std::string &refusal() const { return refusal_; }
+  // The smallest call served here (kAutoMinBytes until the group measured).
+  size_t min_bytes() const { return min_bytes_; }
 
   void allreduce(const void *send, void *recv, size_t count, DType t, ReduceOp op, void *stream) override;
   void reduce_scatter(const void *send, void *recv, size_t recvcount, DType t, ReduceOp op,
@@ -79,7 +97,10 @@ class IpcBackend final : public LayeredBackend {
  private:
   // True when the group is served (sets it up on first use; collective)
   // and a call moving `bytes` is large enough for this path.
-  bool served(const void *probe, size_t bytes);
+  bool served(const void *probe, size_t bytes, void *stream);
+  // The slowest member's median time of one tiny copy on `stream` with
+  // every member issuing one at once, in microseconds (collective).
+  int measure_step_us(void *stream);
   const char *half(int member, size_t k) const;  // member's half for chunk k, mapped here
   char *own_half(size_t k) const;                // this rank's half for chunk k
   template <class Fill, class Read>

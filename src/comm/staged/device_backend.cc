@@ -26,14 +26,16 @@ std::unique_ptr<Backend> make_device_backend(MPI_Comm group_comm, size_t max_chu
       std::make_unique<mpi::MpiBackend>(group_comm, max_chunk), rank, size, engine,
       env_bytes("SMP_STAGED_CHUNK_BYTES", staged::kAutoChunk, 8), p2p_host,
       env_bytes("SMP_STAGED_RS_DEVICE_MIN_BYTES", staged::kDeviceReduceMinBytes, 0));
-  // Ranks that share one GPU: collectives of 2 MiB and more through CUDA IPC
-  // segments, the staged backend for the rest (SMP_CUDA_IPC=0 turns it off).
+  // Ranks that share one GPU: collectives through CUDA IPC segments (all of
+  // them under MPS, those of 2 MiB and more where the processes take turns
+  // on the GPU: ipc_backend.h), the staged backend for the rest
+  // (SMP_CUDA_IPC=0 turns it off).
   if (const IpcMode mode = ipc_mode(); mode != IpcMode::Off) {
     staged = std::make_unique<ipc::IpcBackend>(
         std::make_unique<mpi::MpiBootstrap>(group_comm, "cuda ipc"), std::make_shared<ipc::CudaIpcMemory>(),
         std::move(staged),
         env_bytes("SMP_IPC_CHUNK_BYTES", ipc::kDefaultChunkBytes, 8 * ipc::kMaxInputs), world_rank,
-        mode == IpcMode::Required, env_bytes("SMP_IPC_MIN_BYTES", ipc::kDefaultMinBytes, 0));
+        mode == IpcMode::Required, env_bytes("SMP_IPC_MIN_BYTES", ipc::kAutoMinBytes, 0));
   }
 #if SMP_HAVE_NCCL
   const char *use = std::getenv("SMP_NCCL");

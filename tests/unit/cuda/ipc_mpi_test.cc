@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <chrono>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -198,6 +199,31 @@ void check_declines(std::shared_ptr<ShmMemory> mem, smp::comm::Backend &host, st
   for (const auto &r : boot.allgather(mine)) expect(r == mine, label + ": same refusal on every rank");
 }
 
+// kAutoMinBytes: the group measures one tiny step with every member at
+// once on setup; one member slow (1 ms a step, as when processes take turns
+// on a GPU) makes the whole group keep calls under kTurnsMinBytes on the
+// fallback. (The fast case is not asserted: on an oversubscribed machine a
+// step may take longer than kTurnMicros; min_bytes_for_step's unit test
+// covers it.)
+void check_measured_min_bytes(smp::comm::Backend &host, std::mt19937_64 &rng) {
+  using smp::comm::ipc::kAutoMinBytes;
+  using smp::comm::ipc::kTurnsMinBytes;
+  auto mem = std::make_shared<ShmMemory>("one-device");
+  if (g_rank == 0) mem->delay = std::chrono::milliseconds(1);
+  auto ipc = make_ipc(mem, /*required=*/false, kAutoMinBytes);
+  expect(ipc->min_bytes() == kAutoMinBytes, "measured min_bytes: auto before setup");
+  auto in = smp::testing::exact_inputs(rng, DType::F32, 1000);
+  std::vector<char> a(in.size(), 1), b(in.size(), 2), c(in.size(), 3);
+  host.allreduce(in.data(), a.data(), 1000, DType::F32, ReduceOp::Sum, nullptr);
+  ipc->allreduce(in.data(), b.data(), 1000, DType::F32, ReduceOp::Sum, nullptr);  // sets up, measures
+  expect(a == b, "measured min_bytes: allreduce");
+  expect(ipc->min_bytes() == kTurnsMinBytes,
+         "measured min_bytes: one slow member makes it " + std::to_string(ipc->min_bytes()) + " on every rank");
+  const int before = mem->synchronizations;
+  ipc->allreduce(in.data(), c.data(), 1000, DType::F32, ReduceOp::Sum, nullptr);
+  expect(a == c && mem->synchronizations == before, "measured min_bytes: a small call goes to the fallback");
+}
+
 int leftover_segments() {
   const std::string prefix = "smp-ipc-test-" + std::to_string(getpid()) + "-";
   int n = 0;
@@ -231,6 +257,7 @@ int main(int argc, char **argv) {
     check_collectives(*other, host, rng, "second backend", /*all_dtypes=*/false);
 
     check_min_bytes(host, rng);
+    check_measured_min_bytes(host, rng);
 
     auto late = std::make_shared<ShmMemory>("one-device");
     if (g_rank % 2) late->delay = std::chrono::microseconds(300);
