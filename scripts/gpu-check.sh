@@ -10,15 +10,16 @@
 # GPU discovery and device choice), the GPU
 # benchmarks (fused AdamW vs torch fused vs the copy bound; staged and CUDA
 # IPC vs host collectives; the latency of a kernel, copy or event step with
-# 2 ranks on one GPU, together and alone; the staged path's settings swept),
+# 2 ranks on one GPU, together and alone; the staged path's settings swept;
+# the same without and with an MPS daemon),
 # and prints a short table last. Logs go to $OUT
 # when set (else <build>/gpu-check): eight files at most, as the device
 # tool brings back (gpu-check.log, build.log, unit-cuda.log, gpu-tests.log,
 # testlog.txt, bench.jsonl, bench.log, summary.md).
 # Budget: under 5 minutes (about 80 s on the lent H200 before the GPT
-# tests, the step latency bench and the settings sweep: 20 s to build, 35 s
-# of GPU tests, 25 s of benchmarks; those add an estimated 60 s, 5 s and
-# 30 s).
+# tests, the step latency bench, the settings sweep and the MPS comparison:
+# 20 s to build, 35 s of GPU tests, 25 s of benchmarks; those add 60 s, 5 s,
+# 30 s and 50 s: about 230 s in all on the H200).
 # Without a GPU it goes as far as it can (configure, build, the skip path)
 # and ends with "no GPU", exit status 77.
 #   scripts/gpu-check.sh [BUILD_DIR]   (default build-gpucheck)
@@ -159,11 +160,15 @@ if [ $have_bench -eq 1 ]; then
   SMP_CUDA_IPC=0 timeout 120 bench/gpu/staged_chunk_sweep.sh "$build" "$build/sweep.jsonl" auto \
     SMP_STAGED_RS_DEVICE_MIN_BYTES=0 SMP_STAGED_RS_DEVICE_MIN_BYTES=1099511627776 SMP_STAGED_CHUNK_BYTES=2097152 \
     >"$build/sweep.md" 2>>"$out/bench.log" || say "staged_chunk_sweep.sh failed (see $out/bench.log)"
+  # Without and with an MPS daemon (started and stopped by the script):
+  # whether the group's measured choice of CUDA IPC holds in both.
+  timeout 150 bench/gpu/mps_compare.sh "$build" "$build/mps.jsonl" >>"$out/bench.log" 2>&1 ||
+    say "mps_compare.sh failed (see $out/bench.log)"
   say "benchmarks done"
 fi
 
 echo
-python3 bench/gpu/gpu_table.py "$bench" | tee "$out/summary.md"
+python3 bench/gpu/gpu_table.py "$bench" "$build/mps.jsonl" | tee "$out/summary.md"
 if [ -s "$build/sweep.md" ]; then
   echo | tee -a "$out/summary.md"
   echo "Settings sweep (SMP_STAGED_*; auto: the defaults), staged path:" | tee -a "$out/summary.md"

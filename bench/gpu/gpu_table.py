@@ -1,7 +1,7 @@
 """Reads the GPU benchmarks' JSON lines and prints the short summary table
 (markdown) that scripts/gpu-check.sh shows last.
 
-    python3 gpu_table.py FILE...
+    python3 gpu_table.py FILE...   (mps_compare.sh's output among them: its own section)
 """
 import json
 import sys
@@ -15,6 +15,9 @@ def main(paths):
                 rows += [json.loads(l) for l in f if l.startswith("{")]
         except OSError:
             pass
+    # bench/gpu/mps_compare.sh's rows (tagged "mps") have a section of their own.
+    mps = [r for r in rows if "mps" in r]
+    rows = [r for r in rows if "mps" not in r]
     out = []
     adamw = [r for r in rows if r["bench"] == "adamw"]
     if adamw:
@@ -81,7 +84,35 @@ def main(paths):
         for name in dict.fromkeys(r["step"] for r in launch):
             cells = [us.get((name, m)) for m in ("alone", "together", "batch8 together")]
             out.append(f"| {name} | " + " | ".join("-" if c is None else f"{c:.1f}" for c in cells) + " |")
+    if mps:
+        out += mps_section(mps)
     print("\n".join(out) if out else "no benchmark results")
+
+
+def mps_section(rows):
+    """cuda/host busbw per configuration, without and with MPS, and the step
+    latency that explains it."""
+    out = [""]
+    steps = {(r["mps"], r["step"], r["mode"]): r["us"] for r in rows if r["bench"] == "launch"}
+    kernel = [steps.get((m, "empty kernel", "together")) for m in ("no", "yes")]
+    if None not in kernel:
+        out.append(f"An empty kernel with 2 ranks at once: {kernel[0]:.0f} us without MPS, {kernel[1]:.0f} us with")
+    staged = [r for r in rows if r["bench"] == "staged"]
+    if not staged:
+        return out + ["MPS comparison: no collective rows (no MPS daemon here?)"]
+    key = {(r["mps"], r["config"], r["collective"], r["MiB"], r["memory"]): r for r in staged}
+    cols = [(c, m) for c in dict.fromkeys(r["config"] for r in staged) for m in ("no", "yes")
+            if any(k[0] == m and k[1] == c for k in key)]
+    out.append(f"cuda/host busbw without and with MPS, {staged[0]['ranks']} ranks on one {staged[0]['device']}")
+    out.append("| collective | MiB | " + " | ".join(f"{c} ({'MPS' if m == 'yes' else 'no MPS'})" for c, m in cols) + " |")
+    out.append("|---|---|" + "---|" * len(cols))
+    for coll, mib in sorted({(r["collective"], r["MiB"]) for r in staged}):
+        cells = []
+        for c, m in cols:
+            h, d = key.get((m, c, coll, mib, "host")), key.get((m, c, coll, mib, "cuda"))
+            cells.append(f"{d['busbw_GBps'] / h['busbw_GBps']:.2f}x" if h and d else "-")
+        out.append(f"| {coll} | {mib:g} | " + " | ".join(cells) + " |")
+    return out
 
 
 if __name__ == "__main__":

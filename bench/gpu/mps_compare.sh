@@ -4,9 +4,10 @@
 # turn on an H200, gpu_launch_bench), which is what keeps the staged path's
 # device reduction and CUDA IPC slow for small messages; MPS runs the
 # processes' work in one shared context. Runs gpu_launch_bench and
-# gpu_staged_bench (the staged path as by default, the staged
-# reduce-scatter reducing on the device at every size, CUDA IPC at every
-# size) with 2 ranks, first without MPS, then under an MPS daemon started
+# gpu_staged_bench (the staged path alone, its reduce-scatter reducing on
+# the device at every size, CUDA IPC at every size, and the default: CUDA
+# IPC from the size the group measured on setup, ipc_backend.h) with 2
+# ranks, first without MPS, then under an MPS daemon started
 # here and stopped at the end (where nvidia-cuda-mps-control exists; the
 # GPU's settings are left alone). JSON lines tagged "mps": "no" / "yes" go
 # to OUT_FILE, what the programs print to stderr to OUT_FILE.log.
@@ -21,8 +22,8 @@ run_all() {
   echo "== mps: $mps" >>"$out.log"
   timeout 30 mpirun -np 2 "$build/bench/gpu/gpu_launch_bench" 2>>"$out.log" |
     sed -n "s/^{/{\"mps\": \"$mps\", \"config\": \"launch\", /p" >>"$out"
-  for cfg in "default SMP_CUDA_IPC=0" "device_reduce SMP_CUDA_IPC=0 SMP_STAGED_RS_DEVICE_MIN_BYTES=0" \
-             "ipc_everywhere SMP_CUDA_IPC=1 SMP_IPC_MIN_BYTES=0"; do
+  for cfg in "staged SMP_CUDA_IPC=0" "staged_device_reduce SMP_CUDA_IPC=0 SMP_STAGED_RS_DEVICE_MIN_BYTES=0" \
+             "ipc_everywhere SMP_CUDA_IPC=1 SMP_IPC_MIN_BYTES=0" "default SMP_CUDA_IPC=1"; do
     read -r tag vars <<<"$cfg"
     # shellcheck disable=SC2086  # vars: VAR=VALUE words for env
     env $vars timeout 60 mpirun -np 2 "$build/bench/gpu/gpu_staged_bench" --reps 30 2>>"$out.log" |
