@@ -33,7 +33,8 @@
 // at once, against ~13 us under NVIDIA's MPS, which runs them in one
 // context, and the staged path's host copies pay no turns (measured on an
 // H200: BENCHMARKS.md). By default (kAutoMinBytes) the group measures that
-// on setup (a few tiny copies in lockstep, the slowest member's median):
+// on setup (a tiny kernel by every member at once, a few times, the
+// slowest member's median):
 // taking turns, calls from kTurnsMinBytes come here; not, every call does.
 // Every rank of a collective passes the same count and the group agrees
 // on min_bytes, so its members decide alike.
@@ -98,7 +99,7 @@ class IpcBackend final : public LayeredBackend {
   // True when the group is served (sets it up on first use; collective)
   // and a call moving `bytes` is large enough for this path.
   bool served(const void *probe, size_t bytes, void *stream);
-  // The slowest member's median time of one tiny copy on `stream` with
+  // The slowest member's median time of one tiny kernel on `stream` with
   // every member issuing one at once, in microseconds (collective).
   int measure_step_us(void *stream);
   const char *half(int member, size_t k) const;  // member's half for chunk k, mapped here
