@@ -23,9 +23,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <utility>
 #include <vector>
 
 #include "cuda_check.h"
+#include "timing.h"
 
 namespace {
 
@@ -46,8 +48,7 @@ __global__ void add_kernel(const float *a, const float *b, float *out, int n) {
 
 // The median over reps of the slowest rank's time for one rep: a barrier,
 // then run() on the ranks where it is set (the others go straight to the
-// reduction, which waits for the slowest), as median_s in
-// gpu_staged_bench.cc.
+// reduction, which waits for the slowest), as gpu_staged_bench.cc times.
 template <class F>
 double median_s(int reps, bool run, F &&f) {
   std::vector<double> t;
@@ -59,8 +60,7 @@ double median_s(int reps, bool run, F &&f) {
     MPI_Allreduce(&d, &mx, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
     if (i >= kWarmups) t.push_back(mx);
   }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  return smp::bench::median(std::move(t));
 }
 
 struct Step {

@@ -21,14 +21,15 @@
 #include <mpi.h>
 #include <smp/smp.h>
 
-#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <utility>
 #include <vector>
 
 #include "cuda_check.h"
+#include "timing.h"
 
 namespace {
 
@@ -49,10 +50,7 @@ std::vector<double> medians_s(int reps, const std::vector<std::function<void()>>
       t[j].push_back(mx);
     }
   std::vector<double> out;
-  for (auto &v : t) {
-    std::sort(v.begin(), v.end());
-    out.push_back(v[v.size() / 2]);
-  }
+  for (auto &v : t) out.push_back(smp::bench::median(std::move(v)));
   return out;
 }
 

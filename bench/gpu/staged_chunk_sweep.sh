@@ -50,8 +50,6 @@ done
 python3 - "$out" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-for r in rows:
-    r.setdefault("config", r.get("chunk", "auto"))
 configs = list(dict.fromkeys(r["config"] for r in rows))
 cell = {(r["config"], r["collective"], r["MiB"], r["memory"]): r for r in rows}
 # Headers: the arguments, less the variables' SMP_STAGED_ prefix.

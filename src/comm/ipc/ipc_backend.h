@@ -34,8 +34,8 @@
 // context, and the staged path's host copies pay no turns (measured on an
 // H200: BENCHMARKS.md). By default (kAutoMinBytes) the group measures that
 // on setup (a tiny kernel by every member at once, a few times, the
-// slowest member's median):
-// taking turns, calls from kTurnsMinBytes come here; not, every call does.
+// slowest member's median): taking turns, calls from kTurnsMinBytes come
+// here; not, every call does.
 // Every rank of a collective passes the same count and the group agrees
 // on min_bytes, so its members decide alike.
 //
