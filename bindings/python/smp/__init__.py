@@ -20,6 +20,7 @@ import time as _time
 
 from ._errors import SmpError
 from . import _smp
+from . import _config
 
 __all__ = [
     "SmpError", "Status", "Group", "Op", "Request",
@@ -112,11 +113,17 @@ class Request:
         return self._req.test()
 
 
-def init(pp_size=0, tp_size=0, placement=None, timeout=None, check=None):
-    """Start smp. Unset arguments come from smprun's environment
-    (SMP_PP_SIZE, SMP_TP_SIZE, SMP_PLACEMENT, SMP_TIMEOUT, SMP_CHECK), else
-    the defaults (pp = tp = 1, cluster placement). Without any launcher the
-    world is this one process.
+def init(config=None, tp_size=0, placement=None, timeout=None, check=None, pp_size=0):
+    """Start smp. `config`: a dict of SageMaker model parallelism's keys
+    (pipeline_parallel_degree, microbatches, pipeline, ...; smp._config
+    lists them); an unknown key, a bad value, or one that contradicts the
+    launcher's layout raises SmpError naming the key, on every rank. (An
+    int in its place is the older pp_size argument.)
+
+    Unset layout arguments come from smprun's environment (SMP_PP_SIZE,
+    SMP_TP_SIZE, SMP_PLACEMENT, SMP_TIMEOUT, SMP_CHECK), else the config,
+    else the defaults (pp = tp = 1, cluster placement). Without any
+    launcher the world is this one process.
 
     A program that forgets finalize() is finalized at exit, unless it dies
     of an uncaught exception: then it exits without finalizing (MPI's
@@ -125,14 +132,30 @@ def init(pp_size=0, tp_size=0, placement=None, timeout=None, check=None):
 
     Where torch is imported and sees this rank's GPU (device()), it is made
     torch's current CUDA device, as SageMaker's smp.init does."""
-    _smp.init(int(pp_size), int(tp_size), placement,
+    if isinstance(config, int) and not isinstance(config, bool):
+        config, pp_size = None, config
+    cfg = _config.parse(config)
+    cpp, ctp, cplace = _config.layout(cfg)
+    _smp.init(int(pp_size or cpp), int(tp_size or ctp), placement or cplace,
               -1.0 if timeout is None else float(timeout),
               -1 if check is None else int(bool(check)))
+    _config.check_layout(cfg, pp_size_(), tp_size_())
+    _state["config"] = cfg
     _install_exit_hooks()
     torch = _sys.modules.get("torch")
     d = device()
     if torch is not None and d >= 0 and torch.cuda.is_available() and d < torch.cuda.device_count():
         torch.cuda.set_device(d)
+
+
+# The configuration smp.init was given (smp.config.Config); the front end
+# (DistributedModel, step) reads it.
+_state = {"config": None}
+
+
+def config():
+    """The parsed configuration of smp.init (defaults if it had none)."""
+    return _state["config"] or _config.Config()
 
 
 _hooks = {"installed": False, "failed": False}
@@ -211,6 +234,9 @@ def rdp_rank(): return _smp.rank(int(RDP_GROUP))
 def mp_rank(): return _smp.rank(int(MP_GROUP))
 def pp_size(): return _smp.size(int(PP_GROUP))
 def tp_size(): return _smp.size(int(TP_GROUP))
+
+
+pp_size_, tp_size_ = pp_size, tp_size  # init's own, as its arguments shadow the names
 def dp_size(): return _smp.size(int(DP_GROUP))
 def rdp_size(): return _smp.size(int(RDP_GROUP))
 def mp_size(): return _smp.size(int(MP_GROUP))
@@ -455,3 +481,24 @@ def timeline_begin(name, microbatch=-1, chunk=-1):
 
 def timeline_end():
     _smp.timeline_end()
+
+
+# ---- The front end (SageMaker v1's names): an unmodified nn.Module in
+# pipeline x data parallelism. Imported last: it builds on the above.
+
+__all__ += ["DistributedModel", "DistributedOptimizer", "step", "StepOutput", "partition",
+            "config"]
+
+_FRONT_END = {"DistributedModel": "model", "DistributedOptimizer": "model", "step": "steps",
+              "StepOutput": "steps", "partition": "partitioning"}
+
+
+def __getattr__(name):
+    # Lazily: the front end needs torch, the rest of smp does not.
+    where = _FRONT_END.get(name)
+    if where is None:
+        raise AttributeError(f"module 'smp' has no attribute '{name}'")
+    import importlib
+    value = getattr(importlib.import_module("." + where, __name__), name)
+    globals()[name] = value
+    return value

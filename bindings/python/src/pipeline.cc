@@ -6,6 +6,7 @@
 #include <pybind11/stl.h>
 
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "module.h"
@@ -30,6 +31,22 @@ void bind_pipeline(py::module_ &m) {
       out.emplace_back(static_cast<int>(ops[i].kind), ops[i].microbatch, ops[i].chunk,
                        ops[i].peer, ops[i].batch);
     return out;
+  });
+  // smp_pipeline_partition: layers = [(compute, memory)] in execution
+  // order -> ([(first, count, compute, memory, cost)] per stage, max_cost).
+  m.def("pipeline_partition", [](const std::vector<std::pair<double, double>> &layers, int pp,
+                                 double memory_weight, double memory_limit) {
+    std::vector<smp_layer_cost_t> in;
+    in.reserve(layers.size());
+    for (const auto &l : layers) in.push_back(smp_layer_cost_t{l.first, l.second});
+    std::vector<smp_stage_info_t> stages(pp > 0 ? static_cast<size_t>(pp) : 0);
+    double max_cost = 0;
+    check(smp_pipeline_partition(in.data(), in.size(), pp, memory_weight, memory_limit,
+                                 stages.data(), &max_cost));
+    std::vector<std::tuple<size_t, size_t, double, double, double>> out;
+    for (const auto &s : stages)
+      out.emplace_back(s.first_layer, s.num_layers, s.compute, s.memory, s.cost);
+    return std::make_pair(out, max_cost);
   });
 }
 

@@ -1,0 +1,381 @@
+"""smp.DistributedModel and smp.DistributedOptimizer: an unmodified
+nn.Module trained over pipeline stages and data-parallel replicas.
+
+The first smp.step partitions the model (smp.partition: traced on world
+rank 0, the plan shared with every rank), then every rank keeps only its
+stage's parameters and buffers (the others are freed) and every module's
+forward is routed: run here when this stage owns it, else through the
+execution server (smp.server). After each step the gradients are averaged
+over the data-parallel replicas of the stage: parameters that tensor
+parallelism distributes over RDP_GROUP, the rest over DP_GROUP; a
+parameter some replica did not use counts as zero there, and one that no
+replica used keeps no gradient, as in a single process.
+"""
+
+import collections
+import pickle
+
+import torch
+
+import smp
+from ._errors import SmpError
+from . import partitioning as _partition
+from .data_parallel import _reduce_bucket
+from .server import Server, flatten, unflatten
+
+_INVALID, _NOT_INITIALIZED, _UNSUPPORTED = -1, -2, -3
+_active = {"model": None}
+
+
+def broadcast_object(obj, root, group):
+    """Any picklable object from `root` (a rank within group) to every rank."""
+    if smp.size(group) == 1:
+        return obj
+    mine = smp.rank(group) == root
+    data = pickle.dumps(obj) if mine else b""
+    n = torch.tensor([len(data)], dtype=torch.int64)
+    smp.broadcast(n, root, group)
+    buf = (torch.frombuffer(bytearray(data), dtype=torch.uint8) if mine
+           else torch.empty(int(n.item()), dtype=torch.uint8))
+    smp.broadcast(buf, root, group)
+    return obj if mine else pickle.loads(buf.numpy().tobytes())
+
+
+def agree(error, flags=(), status=_INVALID):
+    """Collective over WORLD. error: this rank's failure in words, or None.
+    If any rank failed, every rank raises SmpError with the lowest failing
+    rank's message (and status); else returns the element-wise max of
+    `flags` (ints) over the world."""
+    v = torch.tensor([1 if error is not None else 0] + [int(f) for f in flags],
+                     dtype=torch.int64)
+    smp.allreduce(v, smp.MAX, smp.WORLD)
+    if v[0].item():
+        first = torch.tensor([smp.rank() if error is not None else smp.size()],
+                             dtype=torch.int64)
+        smp.allreduce(first, smp.MIN, smp.WORLD)
+        root = int(first.item())
+        st, msg = broadcast_object((status, error), root, smp.WORLD)
+        raise SmpError(st, msg)
+    return v[1:].tolist()
+
+
+def active_model():
+    return _active["model"]
+
+
+class DistributedModel(torch.nn.Module):
+    """Wraps any nn.Module for smp (one per program). Call it inside an
+    smp.step function only; use model.backward(loss) for loss.backward()."""
+
+    def __init__(self, module, average_grads_across_microbatches=True, bucket_cap_mb=25,
+                 trace_execution_times=True):
+        if not smp.is_initialized():
+            raise SmpError(_NOT_INITIALIZED, "smp.DistributedModel: call smp.init() first")
+        if not isinstance(module, torch.nn.Module):
+            raise SmpError(_INVALID, f"smp.DistributedModel wraps a torch.nn.Module, not "
+                                     f"{type(module).__name__}")
+        if _active["model"] is not None:
+            raise SmpError(_INVALID, "smp.DistributedModel: a model is already wrapped; smp "
+                                     "trains one DistributedModel per program")
+        super().__init__()
+        self.module = module
+        self._average = bool(average_grads_across_microbatches)
+        self._bucket_bytes = int(bucket_cap_mb * (1 << 20))
+        self._trace_times = bool(trace_execution_times)
+        self._owner = None      # module name -> pp stage, once partitioned
+        self._entries = None    # state_dict key -> (stage, shape, dtype)
+        self._local = None      # ids of this stage's parameters
+        self._server = None
+        self._tracing = False
+        self._optimizers = []
+        _active["model"] = self
+
+    # ---- what users call ----
+    def forward(self, *args, **kwargs):
+        if self._tracing:
+            return self.module(*args, **kwargs)
+        if self._server is None or self._server.current is None:
+            raise SmpError(_INVALID, "the model was called outside an smp.step function: "
+                                     "decorate the function that runs it with @smp.step")
+        outs = []
+        spec = flatten(self.module(*args, **kwargs), outs)
+        return unflatten(spec, [_Sentinel.apply(self._server, t)
+                                if t.requires_grad else t for t in outs])
+
+    def backward(self, loss):
+        """Replaces loss.backward() inside an smp.step function."""
+        if self._tracing:
+            return
+        if self._server is None or self._server.current is None:
+            raise SmpError(_INVALID, "model.backward(loss) was called outside an smp.step "
+                                     "function")
+        m = self._microbatches
+        self._server.backward(loss, 1.0 / m if self._average else 1.0)
+
+    def partition_map(self):
+        """{module name: pp stage} ("" is the whole model); empty until the
+        first step has partitioned it."""
+        return dict(self._owner or {})
+
+    def named_parameters(self, prefix="", recurse=True, **kwargs):
+        for n, p in self.module.named_parameters(prefix=prefix, recurse=recurse, **kwargs):
+            if self._local is None or id(p) in self._local:
+                yield n, p
+
+    def parameters(self, recurse=True):
+        for _, p in self.named_parameters(recurse=recurse):
+            yield p
+
+    def state_dict(self, *args, **kwargs):
+        """The whole model under the original names, on every rank
+        (collective over PP_GROUP once partitioned)."""
+        if self._entries is None:
+            return self.module.state_dict(*args, **kwargs)
+        local = self.module.state_dict(keep_vars=True)
+        me = smp.pp_rank()
+        out = collections.OrderedDict()
+        for key, (stage, shape, dtype) in self._entries.items():
+            if stage == me:
+                t = local[key].detach().clone().contiguous()
+            else:
+                t = torch.empty(shape, dtype=dtype, device=self._device)
+            if smp.pp_size() > 1:
+                smp.broadcast(t.view(torch.uint8) if t.dtype == torch.bool else t, stage,
+                              smp.PP_GROUP)
+            out[key] = t
+        return out
+
+    def local_state_dict(self):
+        """This rank's own tensors (its stage's), under the original names."""
+        if self._entries is None:
+            return self.module.state_dict()
+        local = self.module.state_dict()
+        me = smp.pp_rank()
+        return collections.OrderedDict((k, local[k]) for k, (s, _, _) in self._entries.items()
+                                       if s == me)
+
+    def load_state_dict(self, state_dict, strict=True):
+        """A full state_dict (original names); each rank takes its own tensors."""
+        if self._entries is None:
+            return self.module.load_state_dict(state_dict, strict)
+        keys = set(self._entries)
+        missing = sorted(keys - set(state_dict))
+        unexpected = sorted(set(state_dict) - keys)
+        if strict and (missing or unexpected):
+            raise SmpError(_INVALID, f"load_state_dict: missing keys {missing[:5]}, unexpected "
+                                     f"keys {unexpected[:5]}")
+        local = self.module.state_dict(keep_vars=True)
+        me = smp.pp_rank()
+        with torch.no_grad():
+            for key, (stage, shape, _) in self._entries.items():
+                if stage == me and key in state_dict:
+                    src = state_dict[key]
+                    if tuple(src.shape) != tuple(shape):
+                        raise SmpError(_INVALID, f"load_state_dict: {key} has shape "
+                                                 f"{tuple(src.shape)}, the model's is {shape}")
+                    local[key].copy_(src)
+        return torch.nn.modules.module._IncompatibleKeys(missing, unexpected)
+
+    # ---- used by smp.step ----
+    def _partition(self, trace):
+        """Collective over WORLD: rank 0 plans (tracing one microbatch with
+        trace() unless the plan needs no costs), every rank applies it."""
+        cfg = smp.config()
+        pp = smp.pp_size()
+        plan = err = None
+        if smp.rank() == 0:
+            try:
+                nodes = _partition.build_tree(self.module)
+                if pp == 1:
+                    plan = {n: 0 for n in nodes}
+                else:
+                    if cfg.auto_partition:
+                        self._trace(nodes, trace)
+                    plan = _partition.plan(nodes, pp, cfg.chunks, cfg.memory_weight,
+                                           cfg.memory_limit_bytes, cfg.auto_partition,
+                                           cfg.default_partition or 0)
+                    _check_ties(self.module, plan)
+            except SmpError as e:
+                err = (e.status, e.message)
+            except Exception as e:  # the user's step failed while tracing
+                err = (-6, f"tracing the model's first microbatch failed: "
+                           f"{type(e).__name__}: {e}")
+        plan, err = broadcast_object((plan, err), 0, smp.WORLD)
+        if err is not None:
+            raise SmpError(*err)
+        self._apply(plan)
+
+    def _trace(self, nodes, trace):
+        # The trace must leave no trace: buffers (running statistics) and
+        # the random generators are restored afterwards.
+        buffers = [(b, b.detach().clone()) for b in self.module.buffers()]
+        rng = torch.get_rng_state()
+        cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+        self._tracing = True
+        try:
+            _partition.trace(nodes, trace)
+        finally:
+            self._tracing = False
+            with torch.no_grad():
+                for b, saved in buffers:
+                    b.copy_(saved)
+            torch.set_rng_state(rng)
+            if cuda_rng is not None:
+                torch.cuda.set_rng_state_all(cuda_rng)
+        if not self._trace_times:
+            for n in nodes.values():
+                n.self_time = 1.0 if n.order is not None else 0.0
+
+    def _apply(self, plan):
+        me = smp.pp_rank()
+        self._owner = plan
+        modules = dict(self.module.named_modules())
+        local_modules = [m for name, m in modules.items() if plan[name] == me]
+        self._local = {id(p) for m in local_modules for p in m._parameters.values()
+                       if p is not None}
+        local_buffers = {id(b) for m in local_modules for b in m._buffers.values()
+                         if b is not None}
+        full = self.module.state_dict()
+        self._entries = collections.OrderedDict(
+            (k, (plan[k.rpartition(".")[0]], tuple(t.shape), t.dtype)) for k, t in full.items())
+        params = [p for m in local_modules for p in m._parameters.values() if p is not None]
+        self._device = params[0].device if params else torch.device("cpu")
+        # Free what other stages own.
+        for name, m in modules.items():
+            if plan[name] == me:
+                continue
+            for p in m._parameters.values():
+                if p is not None and id(p) not in self._local:
+                    p.data = torch.empty(0, dtype=p.dtype, device=p.device)
+                    p.grad = None
+            for k, b in m._buffers.items():
+                if b is not None and id(b) not in local_buffers:
+                    m._buffers[k] = torch.empty(0, dtype=b.dtype, device=b.device)
+        forwards = {}
+        for name, m in modules.items():
+            forwards[name] = m.forward
+            m.forward = self._router(name, m.forward)
+        self._server = Server(modules, forwards, self._device)
+        for opt in self._optimizers:
+            opt._retarget(self)
+
+    def _router(self, name, own):
+        me = smp.pp_rank()
+        owner = self._owner[name]
+        if owner == me:
+            return own
+
+        def forward(*args, **kwargs):
+            return self._server.remote_forward(owner, name, args, kwargs)
+        return forward
+
+    def _run(self, microbatches, schedule, active):
+        self._microbatches = max(len(microbatches), 1) if smp.pp_rank() == 0 else 1
+        return self._server.run(microbatches, schedule, active)
+
+    def _reduce_gradients(self):
+        """Average over the replicas that hold the same parameters."""
+        local = [p for p in self.module.parameters() if id(p) in self._local and p.requires_grad]
+        distributed = [p for p in local if getattr(p, "tensor_parallel", False)]
+        replicated = [p for p in local if not getattr(p, "tensor_parallel", False)]
+        _average(replicated, smp.DP_GROUP, self._bucket_bytes)
+        _average(distributed, smp.RDP_GROUP, self._bucket_bytes)
+
+
+def _average(params, group, bucket_bytes):
+    if smp.size(group) == 1 or not params:
+        return
+    used = torch.tensor([p.grad is not None for p in params], dtype=torch.int32)
+    smp.allreduce(used, smp.MAX, group)
+    params = [p for p, u in zip(params, used.tolist()) if u]
+    bucket, size = [], 0
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        bucket.append(p)
+        size += p.numel() * p.element_size()
+        if size >= bucket_bytes:
+            _reduce_bucket(bucket, group)
+            bucket, size = [], 0
+    if bucket:
+        _reduce_bucket(bucket, group)
+
+
+def _check_ties(module, plan):
+    holders = {}
+    for name, m in module.named_modules():
+        for p in m._parameters.values():
+            if p is not None:
+                holders.setdefault(id(p), []).append(name)
+    for names in holders.values():
+        stages = {plan[n] for n in names}
+        if len(stages) > 1:
+            raise SmpError(_INVALID, f"modules {', '.join(repr(n) for n in names)} share a "
+                                     f"parameter but are placed on stages {sorted(stages)}; "
+                                     "modules that share a parameter must be on one stage")
+
+
+class _Sentinel(torch.autograd.Function):
+    """Identity on the model's outputs; its backward fails loudly unless it
+    runs inside model.backward (loss.backward() would skip the scaling and,
+    across stages, the server's bookkeeping)."""
+
+    @staticmethod
+    def forward(ctx, server, t):
+        ctx.server = server
+        return t.view_as(t)
+
+    @staticmethod
+    def backward(ctx, g):
+        ctx.server.require_model_backward()
+        return None, g
+
+
+class DistributedOptimizer:
+    """Wraps any torch optimizer built from model.parameters(). Once the
+    first step has partitioned the model it holds this stage's parameters
+    only. static_loss_scale / dynamic_loss_scale (fp16) are not built yet."""
+
+    def __init__(self, optimizer, static_loss_scale=1.0, dynamic_loss_scale=False, **kwargs):
+        model = _active["model"]
+        if model is None:
+            raise SmpError(_INVALID, "smp.DistributedOptimizer: wrap the model in "
+                                     "smp.DistributedModel first")
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise SmpError(_INVALID, f"smp.DistributedOptimizer wraps a torch.optim.Optimizer, "
+                                     f"not {type(optimizer).__name__}")
+        if static_loss_scale != 1.0 or dynamic_loss_scale or kwargs:
+            raise SmpError(_UNSUPPORTED, "smp.DistributedOptimizer: loss scaling (fp16) is not "
+                                         "built yet")
+        if smp.config().shard_optimizer_state:
+            raise SmpError(_UNSUPPORTED, "smp.DistributedOptimizer: shard_optimizer_state with "
+                                         "DistributedModel is not built yet")
+        self.optimizer = optimizer
+        self.model = model
+        model._optimizers.append(self)
+        if model._local is not None:
+            self._retarget(model)
+
+    def _retarget(self, model):
+        for g in self.optimizer.param_groups:
+            g["params"] = [p for p in g["params"] if id(p) in model._local]
+        for p in list(self.optimizer.state):
+            if id(p) not in model._local:
+                del self.optimizer.state[p]
+
+    def step(self, *args, **kwargs):
+        return self.optimizer.step(*args, **kwargs)
+
+    def zero_grad(self, *args, **kwargs):
+        return self.optimizer.zero_grad(*args, **kwargs)
+
+    def state_dict(self):
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state):
+        return self.optimizer.load_state_dict(state)
+
+    def __getattr__(self, name):
+        if name == "optimizer":
+            raise AttributeError(name)
+        return getattr(self.optimizer, name)

@@ -1,0 +1,474 @@
+"""The execution server: how a model partitioned over pipeline stages runs
+(SageMaker v1's design, smp's own code).
+
+Every rank of PP_GROUP runs one. A module owned by another stage is called
+through a request: its inputs (any nesting of tuples, lists, dicts, None,
+numbers and tensors, gradient-carrying or not) travel to the owner, which
+runs the module's own forward and replies with its outputs. The call is an
+autograd Function on the caller's side, so the backward pass retraces the
+same hops: the caller sends the output gradients, the owner runs the
+backward of what it saved and replies with the input gradients. Any Python
+in a forward (data-dependent branches, a module called twice, skip
+connections, parameters used in a parent's own forward) runs where that
+module lives, unchanged.
+
+Concurrency is cooperative: every microbatch on the first stage (the step
+leader) and every request on any stage is a task in its own thread, and
+exactly one thread of a rank runs at a time (a baton passes between the
+server loop and the tasks). A task waiting for a reply parks; the server
+then runs whatever is ready, in SageMaker's priority order: a task in its
+backward pass, then new requests, then a forward, and on the leader a new
+microbatch when the schedule allows one (`simple`: every forward before any
+backward; `interleaved`: at most active_microbatches in flight). So stages
+overlap across microbatches, and MPI is never called by two threads at once.
+
+Messages: a fixed header (int64[8]) on a raw tag above the tensor
+transport's, polled on every peer, then its payload (a pickled description
+and the tensors) through the tensor transport, sent without waiting
+(exchange_tensors with defer_sends), so two stages sending to each other
+never block. A step ends with FIN from every rank to every other (the
+leader's FIN says the step's work is over), so no receive stays posted.
+"""
+
+import os
+import pickle
+import threading
+import time
+
+import torch
+
+import smp
+from ._errors import SmpError
+
+CTRL_TAG = 40000  # raw point-to-point; the tensor transport uses MPI tags 0..32767
+DATA_TAG = 16383  # tensor transport tag of every payload
+FWD_REQ, FWD_REP, BWD_REQ, BWD_REP, ERR_REP, FIN = range(6)
+_INVALID, _TIMEOUT, _PEER_FAILED = -1, -5, -6
+
+
+class _Leaf:
+    """A tensor's place in a flattened structure."""
+
+    __slots__ = ("i",)
+
+    def __init__(self, i):
+        self.i = i
+
+    def __reduce__(self):
+        return (_Leaf, (self.i,))
+
+
+def flatten(obj, out):
+    """obj with every tensor replaced by a _Leaf indexing `out`."""
+    if isinstance(obj, torch.Tensor):
+        out.append(obj)
+        return _Leaf(len(out) - 1)
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        return type(obj)(*(flatten(o, out) for o in obj))
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(flatten(o, out) for o in obj)
+    if isinstance(obj, dict):
+        return type(obj)((k, flatten(v, out)) for k, v in obj.items())
+    return obj
+
+
+def unflatten(spec, leaves):
+    if isinstance(spec, _Leaf):
+        return leaves[spec.i]
+    if isinstance(spec, tuple) and hasattr(spec, "_fields"):
+        return type(spec)(*(unflatten(o, leaves) for o in spec))
+    if isinstance(spec, (list, tuple)):
+        return type(spec)(unflatten(o, leaves) for o in spec)
+    if isinstance(spec, dict):
+        return type(spec)((k, unflatten(v, leaves)) for k, v in spec.items())
+    return spec
+
+
+class _Abort(Exception):
+    """Unwinds a parked task when its step is abandoned."""
+
+
+class Task:
+    """A thread that runs only while it holds the rank's baton."""
+
+    def __init__(self, server, fn, name, mb=-1):
+        self.server, self.fn, self.name, self.mb = server, fn, name, mb
+        self.wake = threading.Event()
+        self.value = None
+        self.result = None
+        self.error = None
+        self.done = False
+        self.started = False
+        self.in_backward = False
+        self.backward_called = False
+        self.thread = threading.Thread(target=self._main, name=f"smp-{name}", daemon=True)
+
+    def _main(self):
+        self.wake.wait()
+        self.wake.clear()
+        try:
+            self.result = self.fn()
+        except BaseException as e:  # noqa: B902 - reported by the server loop
+            self.error = e
+        self.done = True
+        self.server._main_wake.set()
+
+    def park(self):
+        """Give the baton back until the server resumes this task; returns
+        what it was resumed with."""
+        s = self.server
+        s._main_wake.set()
+        self.wake.wait()
+        self.wake.clear()
+        v, self.value = self.value, None
+        if isinstance(v, _Abort):
+            raise v
+        return v
+
+
+class _RemoteCall(torch.autograd.Function):
+    """A module call served by another stage. Inputs: the server, the
+    owner, the module's name, the arguments' structure, an anchor that
+    requires grad (so the outputs do whenever grad is on, even for integer
+    inputs: the owner's parameters need their gradients), then the tensor
+    leaves. Outputs: a token, then the result's tensor leaves."""
+
+    @staticmethod
+    def forward(ctx, server, owner, name, spec, grad_enabled, anchor, *leaves):
+        wants = [t.requires_grad for t in leaves]
+        meta = {"name": name, "spec": spec, "grad": wants, "grad_enabled": grad_enabled}
+        cid, rmeta, outs = server.call(owner, FWD_REQ, meta, list(leaves))
+        ctx.server, ctx.owner, ctx.cid, ctx.n_in = server, owner, cid, len(leaves)
+        server._out_spec = rmeta["spec"]
+        ctx.mark_non_differentiable(*[o for o, g in zip(outs, rmeta["grad"]) if not g])
+        ctx.set_materialize_grads(False)
+        return (anchor.detach().clone(),) + tuple(outs)
+
+    @staticmethod
+    def backward(ctx, _token, *grads):
+        server = ctx.server
+        server.require_model_backward()
+        mask = [g is not None for g in grads]
+        _, rmeta, gin = server.call(ctx.owner, BWD_REQ, {"mask": mask},
+                                    [g.contiguous() for g in grads if g is not None],
+                                    cid=ctx.cid)
+        it = iter(gin)
+        out = [next(it) if has else None for has in rmeta["has"]]
+        return (None,) * 6 + tuple(out)
+
+
+class Server:
+    def __init__(self, modules, forwards, device):
+        self.group = smp.PP_GROUP
+        self.me, self.n = smp.pp_rank(), smp.pp_size()
+        self.peers = [p for p in range(self.n) if p != self.me]
+        self.modules = modules      # name -> module
+        self.forwards = forwards    # name -> its own (unpatched) forward
+        self.device = device
+        self.anchor = torch.zeros((), requires_grad=True)
+        self.timeout = float(os.environ.get("SMP_TIMEOUT", "0") or 0)
+        self._main_wake = threading.Event()
+        self.current = None         # the task holding the baton
+        self._out_spec = None
+        self._reset()
+
+    def _reset(self):
+        self.ready = []             # (task, value) to resume or start
+        self.waiting = {}           # (peer, cid) -> task awaiting that reply
+        self.saved = {}             # (peer, cid) -> (leaves, wants, outputs)
+        self.sends = []             # payloads in flight: (requests, tensors)
+        self.gated = []             # leader, simple: tasks held at their backward
+        self.live = set()
+        self.cid = 0
+        self.fins = 0
+        self.aborted = None         # the first error of the step, in words
+        self.unwinding = False
+        self.did_backward = False
+
+    # ---- messages ----
+    def _send(self, peer, kind, cid, meta, tensors, mb=-1):
+        blob = torch.frombuffer(bytearray(pickle.dumps(meta)), dtype=torch.uint8)
+        payload = [blob] + [t.detach().contiguous() for t in tensors]
+        _, req = smp.exchange_tensors([(t, peer, DATA_TAG) for t in payload], [], self.group,
+                                      defer_sends=True)
+        hdr = torch.tensor([kind, cid, len(tensors), mb, 0, 0, 0, 0], dtype=torch.int64)
+        self.sends.append(([req, smp.isend(hdr, peer, self.group, CTRL_TAG)], (payload, hdr)))
+
+    def _post(self):
+        self.hdr = {p: torch.zeros(8, dtype=torch.int64) for p in self.peers}
+        self.hdr_req = {p: smp.irecv(self.hdr[p], p, self.group, CTRL_TAG) for p in self.peers}
+
+    def _reap(self):
+        keep = []
+        for reqs, keepalive in self.sends:
+            reqs = [r for r in reqs if not r.test()]
+            if reqs:
+                keep.append((reqs, keepalive))
+        self.sends = keep
+
+    def _poll(self):
+        """Waits for one message and handles it."""
+        t0 = time.monotonic()
+        spins = 0
+        while True:
+            for p in self.peers:
+                req = self.hdr_req.get(p)
+                if req is not None and req.test():
+                    hdr = self.hdr[p].tolist()
+                    self.hdr_req[p] = None
+                    if hdr[0] != FIN:
+                        self.hdr_req[p] = smp.irecv(self.hdr[p], p, self.group, CTRL_TAG)
+                    self._handle(p, *hdr[:5])
+                    return
+            self._reap()
+            spins += 1
+            if spins > 64:
+                # Ranks may outnumber cores: give them the CPU while waiting.
+                time.sleep(min(1e-3, 2e-6 * (spins - 64)))
+            if self.timeout and time.monotonic() - t0 > self.timeout:
+                raise SmpError(_TIMEOUT, f"pipeline stage {self.me}: no message from the other "
+                                         f"stages for {self.timeout:g} s (SMP_TIMEOUT); "
+                                         f"{len(self.waiting)} calls awaiting replies")
+
+    def _recv_payload(self, peer, n):
+        got = [smp.recv_tensor(peer, self.group, DATA_TAG) for _ in range(n + 1)]
+        meta = pickle.loads(got[0].numpy().tobytes())
+        tensors = [t if t.device == self.device else t.to(self.device) for t in got[1:]]
+        return meta, tensors
+
+    def _handle(self, peer, kind, cid, n, mb, flag):
+        if kind == FIN:
+            self.fins += 1
+            if peer == 0 and self.me != 0:
+                self._finish(abort="the step was abandoned (another stage failed)" if flag
+                             else None)
+            return
+        meta, tensors = self._recv_payload(peer, n)
+        if self.aborted is not None:
+            return  # the step is over: late requests and replies are dropped
+        if kind == FWD_REQ:
+            self._spawn(lambda: self._serve_forward(peer, cid, meta, tensors), "forward", mb)
+        elif kind == BWD_REQ:
+            t = self._spawn(lambda: self._serve_backward(peer, cid, meta, tensors), "backward", mb)
+            t.in_backward = True
+        else:
+            task = self.waiting.pop((peer, cid), None)
+            if task is not None:
+                self.ready.append((task, (kind, meta, tensors)))
+
+    # ---- tasks ----
+    def _spawn(self, fn, name, mb=-1):
+        t = Task(self, fn, name, mb)
+        self.live.add(t)
+        self.ready.append((t, None))
+        return t
+
+    def _resume(self, task, value):
+        self.current = task
+        task.value = value
+        if not task.started:
+            task.started = True
+            task.thread.start()
+        task.wake.set()
+        self._main_wake.wait()
+        self._main_wake.clear()
+        self.current = None
+        if task.done:
+            self.live.discard(task)
+            task.thread.join()
+
+    def _next_ready(self):
+        # SageMaker's order: a backward, then new requests, then the rest.
+        def rank(item):
+            task, _ = item
+            return 0 if task.in_backward else (1 if not task.started else 2)
+        if not self.ready:
+            return None
+        best = min(range(len(self.ready)), key=lambda i: (rank(self.ready[i]), i))
+        return self.ready.pop(best)
+
+    def call(self, peer, kind, meta, tensors, cid=None):
+        """From a task: request `kind` of `peer` and park until it replies;
+        returns (cid, reply meta, reply tensors)."""
+        task = self.current
+        if task is None:
+            raise SmpError(_INVALID, "a module of another pipeline stage was called outside "
+                                     "an smp.step")
+        if self.unwinding:
+            raise _Abort()
+        if cid is None:
+            self.cid += 1
+            cid = self.cid
+        self._send(peer, kind, cid, meta, tensors, task.mb)
+        self.waiting[(peer, cid)] = task
+        rkind, rmeta, rtensors = task.park()
+        if rkind == ERR_REP:
+            raise SmpError(rmeta["status"], rmeta["message"])
+        return cid, rmeta, rtensors
+
+    def _reply(self, peer, cid, fn):
+        try:
+            kind, meta, tensors = fn()
+        except _Abort:
+            return
+        except Exception as e:  # the caller raises it; the leader then ends the step
+            status = getattr(e, "status", _PEER_FAILED)
+            msg = e.message if isinstance(e, SmpError) else f"{type(e).__name__}: {e}"
+            if not msg.startswith("pipeline stage"):
+                msg = f"pipeline stage {self.me}: {msg}"
+            kind, meta, tensors = ERR_REP, {"status": status, "message": msg}, []
+        self._send(peer, kind, cid, meta, tensors, self.current.mb)
+
+    def _serve_forward(self, peer, cid, meta, tensors):
+        def run():
+            leaves = [t.requires_grad_() if w else t for t, w in zip(tensors, meta["grad"])]
+            args, kwargs = unflatten(meta["spec"], leaves)
+            with torch.set_grad_enabled(meta["grad_enabled"]):
+                out = self.forwards[meta["name"]](*args, **kwargs)
+            outs = []
+            spec = flatten(out, outs)
+            grads = [o.requires_grad for o in outs]
+            if any(grads):
+                self.saved[(peer, cid)] = (leaves, meta["grad"], outs)
+            return FWD_REP, {"spec": spec, "grad": grads}, outs
+        self._reply(peer, cid, run)
+
+    def _serve_backward(self, peer, cid, meta, tensors):
+        def run():
+            leaves, wants, outs = self.saved.pop((peer, cid))
+            grads = iter(tensors)
+            pairs = [(o, next(grads)) for o, has in zip(outs, meta["mask"]) if has]
+            pairs = [(o, g) for o, g in pairs if o.requires_grad]
+            if pairs:
+                torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
+            gin = [t.grad if w else None for t, w in zip(leaves, wants)]
+            return BWD_REP, {"has": [g is not None for g in gin]}, [g for g in gin if g is not None]
+        self.did_backward = True
+        self._reply(peer, cid, run)
+
+    def require_model_backward(self):
+        task = self.current
+        if task is None or not task.in_backward:
+            raise SmpError(_INVALID, "loss.backward() was called inside an smp.step: call "
+                                     "model.backward(loss) instead (it runs the backward "
+                                     "pass across the pipeline stages)")
+
+    def remote_forward(self, owner, name, args, kwargs):
+        leaves = []
+        spec = flatten((args, kwargs), leaves)
+        outs = _RemoteCall.apply(self, owner, name, spec, torch.is_grad_enabled(), self.anchor,
+                                 *leaves)
+        return unflatten(self._out_spec, list(outs[1:]))
+
+    # ---- the step ----
+    def run(self, microbatches=(), schedule="interleaved", active=None):
+        """One step. On the leader (stage 0), `microbatches` are callables,
+        one per microbatch, each returning its outputs; other stages serve
+        requests until the leader's FIN. Returns (outputs per microbatch on
+        the leader, else None; the step's first error in words, or None)."""
+        self._reset()
+        self._post()
+        leader = self.me == 0
+        todo = list(microbatches)
+        tasks = []
+        self.fwd_done = 0
+        total = self._n_microbatches = len(todo)
+        cap = total if schedule == "simple" or not active else active
+        self.schedule = schedule
+        self.fin_sent = False
+        try:
+            while True:
+                item = self._next_ready()
+                if item is not None:
+                    task, value = item
+                    self._resume(task, value)
+                    if task.done and task in tasks and task.error is not None:
+                        self._finish(abort=self._describe(task.error))
+                    if task.done and task in tasks and not task.backward_called:
+                        self._forward_done()
+                    continue
+                in_flight = sum(1 for t in tasks if not t.done)
+                if leader and todo and in_flight < cap and self.aborted is None:
+                    fn = todo.pop(0)
+                    tasks.append(self._spawn(fn, "microbatch", len(tasks)))
+                    continue
+                if leader and not self.fin_sent and all(t.done for t in tasks) and not todo:
+                    self._finish(abort=None)
+                if self.fin_sent and self.fins == len(self.peers) and not self.live:
+                    break
+                if self.aborted is not None and not self.peers:
+                    break
+                self._poll()
+        except SmpError as e:
+            self.aborted = self.aborted or e.message
+            self._unwind()
+        while self.sends:
+            self._reap()
+            if self.sends:
+                time.sleep(1e-4)
+        self.saved.clear()
+        outs = [t.result for t in tasks] if leader else None
+        if any(t.error is not None for t in tasks) and self.aborted is None:
+            self.aborted = self._describe(next(t.error for t in tasks if t.error is not None))
+        return outs, self.aborted
+
+    def _describe(self, e):
+        if isinstance(e, SmpError):
+            return e.message
+        return f"{type(e).__name__}: {e}"
+
+    def _finish(self, abort):
+        if abort is not None and self.aborted is None:
+            self.aborted = abort
+        if abort is not None:
+            self._unwind()
+        if not self.fin_sent:
+            self.fin_sent = True
+            flag = 0 if self.aborted is None else 1
+            for p in self.peers:
+                hdr = torch.tensor([FIN, 0, 0, -1, flag, 0, 0, 0], dtype=torch.int64)
+                self.sends.append(([smp.isend(hdr, p, self.group, CTRL_TAG)], hdr))
+
+    def _unwind(self):
+        """Resumes every parked task with _Abort until none is left (calls
+        made while unwinding raise it too); drops tasks never started."""
+        self.unwinding = True
+        self.ready = []
+        self.waiting.clear()
+        self.gated = []
+        while True:
+            parked = [t for t in self.live if t.started and not t.done]
+            for t in [t for t in self.live if not t.started]:
+                self.live.discard(t)
+            if not parked:
+                break
+            self._resume(parked[0], _Abort())
+
+    # ---- the leader's schedule ----
+    def _forward_done(self):
+        self.fwd_done += 1
+        if self.schedule == "simple" and self.fwd_done >= self._n_microbatches:
+            for t in self.gated:
+                self.ready.append((t, None))
+            self.gated = []
+
+    def backward(self, loss, scale):
+        """model.backward(loss) inside a microbatch task."""
+        task = self.current
+        if task is None or task.mb < 0:
+            raise SmpError(_INVALID, "model.backward(loss) was called outside an smp.step "
+                                     "function")
+        if task.backward_called:
+            raise SmpError(_INVALID, "model.backward was called twice for one microbatch")
+        task.backward_called = True
+        if self.schedule == "simple":
+            self._forward_done()
+            if self.fwd_done < self._n_microbatches:
+                self.gated.append(task)  # GPipe: every forward before any backward
+                task.park()
+        task.in_backward = True
+        self.did_backward = True
+        try:
+            torch.autograd.backward(loss * scale if scale != 1 else loss)
+        finally:
+            task.in_backward = False
