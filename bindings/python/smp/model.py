@@ -22,6 +22,7 @@ from ._errors import SmpError
 from . import partitioning as _partition
 from .data_parallel import _reduce_bucket
 from .server import Server, flatten, unflatten
+from .tensor_parallel import shard_dim
 
 _INVALID, _NOT_INITIALIZED, _UNSUPPORTED = -1, -2, -3
 _active = {"model": None}
@@ -134,9 +135,11 @@ class DistributedModel(torch.nn.Module):
         local = self.module.state_dict(keep_vars=True)
         me = smp.pp_rank()
         out = collections.OrderedDict()
-        for key, (stage, shape, dtype) in self._entries.items():
+        for key, (stage, shape, dtype, spec) in self._entries.items():
             if stage == me:
                 t = local[key].detach().clone().contiguous()
+                if spec is not None:
+                    t = _gather_tp(t, spec)
             else:
                 t = torch.empty(shape, dtype=dtype, device=self._device)
             if smp.pp_size() > 1:
@@ -151,8 +154,8 @@ class DistributedModel(torch.nn.Module):
             return self.module.state_dict()
         local = self.module.state_dict()
         me = smp.pp_rank()
-        return collections.OrderedDict((k, local[k]) for k, (s, _, _) in self._entries.items()
-                                       if s == me)
+        return collections.OrderedDict((k, local[k]) for k, e in self._entries.items()
+                                       if e[0] == me)
 
     def load_state_dict(self, state_dict, strict=True):
         """A full state_dict (original names); each rank takes its own tensors."""
@@ -167,13 +170,14 @@ class DistributedModel(torch.nn.Module):
         local = self.module.state_dict(keep_vars=True)
         me = smp.pp_rank()
         with torch.no_grad():
-            for key, (stage, shape, _) in self._entries.items():
+            for key, (stage, shape, _, spec) in self._entries.items():
                 if stage == me and key in state_dict:
                     src = state_dict[key]
                     if tuple(src.shape) != tuple(shape):
                         raise SmpError(_INVALID, f"load_state_dict: {key} has shape "
                                                  f"{tuple(src.shape)}, the model's is {shape}")
-                    local[key].copy_(src)
+                    local[key].copy_(src if spec is None
+                                     else shard_dim(src.to(local[key].device), spec[0], spec[1]))
         return torch.nn.modules.module._IncompatibleKeys(missing, unexpected)
 
     # ---- used by smp.step ----
@@ -183,7 +187,10 @@ class DistributedModel(torch.nn.Module):
         cfg = smp.config()
         pp = smp.pp_size()
         plan = err = None
-        if smp.rank() == 0:
+        # Rank 0's whole TP group traces (tensor-parallel modules make TP
+        # collectives); rank 0 plans.
+        tracer = smp.pp_rank() == 0 and smp.rdp_rank() == 0
+        if tracer:
             try:
                 nodes = _partition.build_tree(self.module)
                 if pp == 1:
@@ -191,10 +198,11 @@ class DistributedModel(torch.nn.Module):
                 else:
                     if cfg.auto_partition:
                         self._trace(nodes, trace)
-                    plan = _partition.plan(nodes, pp, cfg.chunks, cfg.memory_weight,
-                                           cfg.memory_limit_bytes, cfg.auto_partition,
-                                           cfg.default_partition or 0)
-                    _check_ties(self.module, plan)
+                    if smp.rank() == 0:
+                        plan = _partition.plan(nodes, pp, cfg.chunks, cfg.memory_weight,
+                                               cfg.memory_limit_bytes, cfg.auto_partition,
+                                               cfg.default_partition or 0)
+                        _check_ties(self.module, plan)
             except SmpError as e:
                 err = (e.status, e.message)
             except Exception as e:  # the user's step failed while tracing
@@ -235,9 +243,12 @@ class DistributedModel(torch.nn.Module):
                        if p is not None}
         local_buffers = {id(b) for m in local_modules for b in m._buffers.values()
                          if b is not None}
-        full = self.module.state_dict()
-        self._entries = collections.OrderedDict(
-            (k, (plan[k.rpartition(".")[0]], tuple(t.shape), t.dtype)) for k, t in full.items())
+        # state_dict key -> (stage, full shape, dtype, TP shard spec or None)
+        self._entries = collections.OrderedDict()
+        for k, t in self.module.state_dict(keep_vars=True).items():
+            spec = getattr(t, "shard_spec", None) if smp.tp_size() > 1 else None
+            shape = tuple(spec[2]) if spec is not None else tuple(t.shape)
+            self._entries[k] = (plan[k.rpartition(".")[0]], shape, t.dtype, spec)
         params = [p for m in local_modules for p in m._parameters.values() if p is not None]
         self._device = params[0].device if params else torch.device("cpu")
         # Free what other stages own.
@@ -299,6 +310,17 @@ def _average(params, group, bucket_bytes):
             bucket, size = [], 0
     if bucket:
         _reduce_bucket(bucket, group)
+
+
+def _gather_tp(local, spec):
+    """The full tensor from every TP rank's shard (tensor_parallel's
+    shard_spec: split along `dim`, in `parts` blocks each split over TP)."""
+    dim, parts, _ = spec
+    n = smp.tp_size()
+    buf = torch.empty((n,) + tuple(local.shape), dtype=local.dtype, device=local.device)
+    smp.allgather(local.contiguous(), buf, smp.TP_GROUP)
+    blocks = [b.chunk(parts, dim) for b in buf.unbind(0)]
+    return torch.cat([torch.cat([b[q] for b in blocks], dim) for q in range(parts)], dim)
 
 
 def _check_ties(module, plan):

@@ -43,6 +43,9 @@ from ._errors import SmpError
 CTRL_TAG = 40000  # raw point-to-point; the tensor transport uses MPI tags 0..32767
 DATA_TAG = 16383  # tensor transport tag of every payload
 FWD_REQ, FWD_REP, BWD_REQ, BWD_REP, ERR_REP, FIN = range(6)
+# Decisions tp rank 0 of a stage sends the other ranks of its TP group
+# (int64[4]: what, then its key), so they run tasks in its order.
+RUN, START, ABORT, END = range(1, 5)
 _INVALID, _TIMEOUT, _PEER_FAILED = -1, -5, -6
 
 
@@ -162,6 +165,11 @@ class Server:
         self.group = smp.PP_GROUP
         self.me, self.n = smp.pp_rank(), smp.pp_size()
         self.peers = [p for p in range(self.n) if p != self.me]
+        # Tensor parallelism: the stage's modules make TP collectives, so the
+        # ranks of a TP group must run the same tasks in the same order. Its
+        # rank 0 chooses; the others follow its decisions (SageMaker's
+        # deterministic server queue), whatever order their messages came in.
+        self.tp_n, self.tp_me = smp.tp_size(), smp.tp_rank()
         self.modules = modules      # name -> module
         self.forwards = forwards    # name -> its own (unpatched) forward
         self.device = device
@@ -173,7 +181,10 @@ class Server:
         self._reset()
 
     def _reset(self):
-        self.ready = []             # (task, value) to resume or start
+        self.ready = []             # (task, value, key) to resume or start
+        self.decisions = []         # follower: keys decided by tp rank 0, in order
+        self.decision_req = None
+        self.ended = self.tp_n == 1 or self.tp_me == 0
         self.waiting = {}           # (peer, cid) -> task awaiting that reply
         self.saved = {}             # (peer, cid) -> (leaves, wants, outputs)
         self.sends = []             # payloads in flight: (requests, tensors)
@@ -197,6 +208,17 @@ class Server:
     def _post(self):
         self.hdr = {p: torch.zeros(8, dtype=torch.int64) for p in self.peers}
         self.hdr_req = {p: smp.irecv(self.hdr[p], p, self.group, CTRL_TAG) for p in self.peers}
+        if not self.ended:
+            self.decision_buf = torch.zeros(4, dtype=torch.int64)
+            self.decision_req = smp.irecv(self.decision_buf, 0, smp.TP_GROUP, CTRL_TAG)
+
+    def _decide(self, what, key=(0, 0, 0)):
+        """tp rank 0: tell the rest of the TP group."""
+        if self.tp_n == 1 or self.tp_me != 0:
+            return
+        for r in range(1, self.tp_n):
+            d = torch.tensor([what, *key], dtype=torch.int64)
+            self.sends.append(([smp.isend(d, r, smp.TP_GROUP, CTRL_TAG)], d))
 
     def _reap(self):
         keep = []
@@ -211,6 +233,19 @@ class Server:
         t0 = time.monotonic()
         spins = 0
         while True:
+            if self.decision_req is not None and self.decision_req.test():
+                d = self.decision_buf.tolist()
+                self.decision_req = None
+                if d[0] == END:
+                    self.ended = True
+                else:
+                    self.decision_req = smp.irecv(self.decision_buf, 0, smp.TP_GROUP, CTRL_TAG)
+                    if d[0] == ABORT:
+                        self._finish(abort="the step was abandoned (tensor-parallel rank 0 of "
+                                           "this stage failed)")
+                    else:
+                        self.decisions.append((d[0], tuple(d[1:])))
+                return
             for p in self.peers:
                 req = self.hdr_req.get(p)
                 if req is not None and req.test():
@@ -246,21 +281,24 @@ class Server:
         meta, tensors = self._recv_payload(peer, n)
         if self.aborted is not None:
             return  # the step is over: late requests and replies are dropped
+        key = (peer, cid, kind)
         if kind == FWD_REQ:
-            self._spawn(lambda: self._serve_forward(peer, cid, meta, tensors), "forward", mb)
+            self._spawn(lambda: self._serve_forward(peer, cid, meta, tensors), "forward", mb,
+                        key)
         elif kind == BWD_REQ:
-            t = self._spawn(lambda: self._serve_backward(peer, cid, meta, tensors), "backward", mb)
+            t = self._spawn(lambda: self._serve_backward(peer, cid, meta, tensors), "backward",
+                            mb, key)
             t.in_backward = True
         else:
             task = self.waiting.pop((peer, cid), None)
             if task is not None:
-                self.ready.append((task, (kind, meta, tensors)))
+                self.ready.append((task, (kind, meta, tensors), key))
 
     # ---- tasks ----
-    def _spawn(self, fn, name, mb=-1):
+    def _spawn(self, fn, name, mb=-1, key=None):
         t = Task(self, fn, name, mb)
         self.live.add(t)
-        self.ready.append((t, None))
+        self.ready.append((t, None, key))
         return t
 
     def _resume(self, task, value):
@@ -278,14 +316,38 @@ class Server:
             task.thread.join()
 
     def _next_ready(self):
-        # SageMaker's order: a backward, then new requests, then the rest.
+        """The next (task, value) to run, or None. SageMaker's order: a
+        backward, then new requests, then the rest; a TP follower takes
+        its rank 0's next decision once it is ready here."""
+        if self.tp_n > 1 and self.tp_me != 0:
+            if not self.decisions or self.decisions[0][0] != RUN:
+                return None
+            want = self.decisions[0][1]
+            for i, (task, value, key) in enumerate(self.ready):
+                if key == want:
+                    self.decisions.pop(0)
+                    del self.ready[i]
+                    return task, value
+            return None
+
         def rank(item):
-            task, _ = item
+            task = item[0]
             return 0 if task.in_backward else (1 if not task.started else 2)
         if not self.ready:
             return None
         best = min(range(len(self.ready)), key=lambda i: (rank(self.ready[i]), i))
-        return self.ready.pop(best)
+        task, value, key = self.ready.pop(best)
+        self._decide(RUN, key)
+        return task, value
+
+    def _may_start(self):
+        """Leader: may a new microbatch start now (a follower: was it decided)?"""
+        if self.tp_n > 1 and self.tp_me != 0:
+            if self.decisions and self.decisions[0][0] == START:
+                self.decisions.pop(0)
+                return True
+            return False
+        return True
 
     def call(self, peer, kind, meta, tensors, cid=None):
         """From a task: request `kind` of `peer` and park until it replies;
@@ -367,6 +429,7 @@ class Server:
         requests until the leader's FIN. Returns (outputs per microbatch on
         the leader, else None; the step's first error in words, or None)."""
         self._reset()
+        self.end_sent = False
         self._post()
         leader = self.me == 0
         todo = list(microbatches)
@@ -382,19 +445,22 @@ class Server:
                 if item is not None:
                     task, value = item
                     self._resume(task, value)
-                    if task.done and task in tasks and task.error is not None:
-                        self._finish(abort=self._describe(task.error))
-                    if task.done and task in tasks and not task.backward_called:
-                        self._forward_done()
+                    self._after(task, tasks)
                     continue
                 in_flight = sum(1 for t in tasks if not t.done)
-                if leader and todo and in_flight < cap and self.aborted is None:
-                    fn = todo.pop(0)
-                    tasks.append(self._spawn(fn, "microbatch", len(tasks)))
+                if (leader and todo and in_flight < cap and self.aborted is None
+                        and self._may_start()):
+                    self._decide(START, (len(tasks), 0, 0))
+                    t = Task(self, todo.pop(0), "microbatch", len(tasks))
+                    self.live.add(t)
+                    tasks.append(t)
+                    self._resume(t, None)
+                    self._after(t, tasks)
                     continue
                 if leader and not self.fin_sent and all(t.done for t in tasks) and not todo:
                     self._finish(abort=None)
-                if self.fin_sent and self.fins == len(self.peers) and not self.live:
+                if (self.fin_sent and self.fins == len(self.peers) and not self.live
+                        and self._ended()):
                     break
                 if self.aborted is not None and not self.peers:
                     break
@@ -412,6 +478,20 @@ class Server:
             self.aborted = self._describe(next(t.error for t in tasks if t.error is not None))
         return outs, self.aborted
 
+    def _after(self, task, tasks):
+        if task.done and task in tasks and task.error is not None:
+            self._finish(abort=self._describe(task.error))
+        if task.done and task in tasks and not task.backward_called:
+            self._forward_done()
+
+    def _ended(self):
+        """TP rank 0 ends its followers' decision stream with END; a
+        follower waits for it (its last posted receive)."""
+        if self.tp_n > 1 and self.tp_me == 0 and not getattr(self, "end_sent", False):
+            self.end_sent = True
+            self._decide(END)
+        return self.ended
+
     def _describe(self, e):
         if isinstance(e, SmpError):
             return e.message
@@ -421,6 +501,7 @@ class Server:
         if abort is not None and self.aborted is None:
             self.aborted = abort
         if abort is not None:
+            self._decide(ABORT)
             self._unwind()
         if not self.fin_sent:
             self.fin_sent = True
@@ -449,7 +530,7 @@ class Server:
         self.fwd_done += 1
         if self.schedule == "simple" and self.fwd_done >= self._n_microbatches:
             for t in self.gated:
-                self.ready.append((t, None))
+                self.ready.append((t, None, (-1, t.mb, -1)))
             self.gated = []
 
     def backward(self, loss, scale):

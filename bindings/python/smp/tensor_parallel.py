@@ -24,9 +24,10 @@ def _tp_size(group):
 
 
 def _mark_spec(param, dim, parts, full):
-    # How the local tensor sits in the full one (for checkpoints): split
-    # along `dim`, in `parts` blocks each split over the TP group.
-    param.shard_spec = (dim, parts, tuple(full.shape))
+    # How the local tensor sits in the full one (a tensor or its shape; for
+    # checkpoints and full state dicts): split along `dim`, in `parts`
+    # blocks each split over the TP group.
+    param.shard_spec = (dim, parts, tuple(getattr(full, "shape", full)))
 
 
 def _mark_sharded(*params):
@@ -107,6 +108,9 @@ class ColumnParallelLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(out_features // n, in_features))
         self.bias = nn.Parameter(torch.empty(out_features // n)) if bias else None
         _mark_sharded(self.weight, self.bias)
+        _mark_spec(self.weight, 0, 1, (out_features, in_features))
+        if self.bias is not None:
+            _mark_spec(self.bias, 0, 1, (out_features,))
 
     @classmethod
     def from_full(cls, linear, parts=1, group=smp.TP_GROUP):
@@ -138,6 +142,7 @@ class RowParallelLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(out_features, in_features // n))
         self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
         _mark_sharded(self.weight)
+        _mark_spec(self.weight, 1, 1, (out_features, in_features))
 
     @classmethod
     def from_full(cls, linear, group=smp.TP_GROUP):
@@ -169,6 +174,7 @@ class VocabParallelEmbedding(nn.Module):
         self.end = self.start + num_embeddings // n
         self.weight = nn.Parameter(torch.empty(num_embeddings // n, embedding_dim))
         _mark_sharded(self.weight)
+        _mark_spec(self.weight, 0, 1, (num_embeddings, embedding_dim))
 
     @classmethod
     def from_full(cls, emb, group=smp.TP_GROUP):
