@@ -90,17 +90,18 @@ class ParallelBlock(nn.Module):
         if block.heads % tp:
             raise ValueError(f"heads ({block.heads}) must divide by tp ({tp})")
         self.heads = block.heads // tp
+        # The Block's names, so state dicts and checkpoints match the GPT's.
         self.ln1 = copy.deepcopy(block.ln1)
-        self.qkv = ColumnParallelLinear.from_full(block.c_attn, parts=3)
-        self.proj = RowParallelLinear.from_full(block.c_proj)
+        self.c_attn = ColumnParallelLinear.from_full(block.c_attn, parts=3)
+        self.c_proj = RowParallelLinear.from_full(block.c_proj)
         self.ln2 = copy.deepcopy(block.ln2)
-        self.fc = ColumnParallelLinear.from_full(block.c_fc)
+        self.c_fc = ColumnParallelLinear.from_full(block.c_fc)
         self.mlp_proj = RowParallelLinear.from_full(block.mlp_proj)
 
     def forward(self, x):
-        q, k, v = self.qkv(self.ln1(x)).chunk(3, dim=-1)
-        x = x + self.proj(causal_attention(q, k, v, self.heads))
-        return x + self.mlp_proj(F.gelu(self.fc(self.ln2(x))))
+        q, k, v = self.c_attn(self.ln1(x)).chunk(3, dim=-1)
+        x = x + self.c_proj(causal_attention(q, k, v, self.heads))
+        return x + self.mlp_proj(F.gelu(self.c_fc(self.ln2(x))))
 
 
 class Chunk(nn.Module):
@@ -126,13 +127,11 @@ class Chunk(nn.Module):
             self.lm_head = ColumnParallelLinear.from_full(full.lm_head)
             self.vocab_start = smp.tp_rank() * (cfg.vocab // smp.tp_size())
         # Local parameter name -> the full GPT's (checkpoints use those).
-        rename = {"qkv": "c_attn", "proj": "c_proj", "fc": "c_fc"}
         self.full_names = {}
         for local, _ in self.named_parameters():
             parts = local.split(".")
             if parts[0] == "blocks":
                 parts[1] = str(vstage * per + int(parts[1]))
-                parts[2] = rename.get(parts[2], parts[2])
             self.full_names[local] = ".".join(parts)
 
     def forward(self, x, targets=None):
@@ -144,6 +143,19 @@ class Chunk(nn.Module):
             return x
         logits = self.lm_head(self.ln_f(x))
         return vocab_parallel_cross_entropy(logits, targets, self.vocab_start).mean()
+
+
+def tensor_parallel(gpt):
+    """The GPT with its blocks' attention heads and MLP columns, and its
+    token embedding's vocabulary, split over TP_GROUP (Megatron's scheme,
+    smp.tensor_parallel's modules), in place; same function, same names.
+    With tp = 1 it is returned as it is."""
+    if smp.tp_size() == 1:
+        return gpt
+    gpt.wte = VocabParallelEmbedding.from_full(gpt.wte)
+    for i, b in enumerate(gpt.blocks):
+        gpt.blocks[i] = ParallelBlock(b)
+    return gpt
 
 
 def build_chunks(full, chunks_per_stage):

@@ -150,7 +150,7 @@ def init(config=None, tp_size=0, placement=None, timeout=None, check=None, pp_si
 
 # The configuration smp.init was given (smp.config.Config); the front end
 # (DistributedModel, step) reads it.
-_state = {"config": None}
+_state = {"config": None, "before_finalize": []}
 
 
 def config():
@@ -179,13 +179,23 @@ def _finalize_at_exit():
     if _hooks["failed"] or not is_initialized():
         return
     try:
+        _release()
         _smp.finalize()
     except SmpError:
         pass
 
 
 def finalize():
+    _release()
     _smp.finalize()
+
+
+def _release():
+    # What the front end holds in the runtime (a sharded optimizer) goes
+    # before the runtime does.
+    hooks, _state["before_finalize"] = _state["before_finalize"], []
+    for fn in hooks:
+        fn()
 
 
 def is_initialized():
@@ -487,10 +497,11 @@ def timeline_end():
 # pipeline x data parallelism. Imported last: it builds on the above.
 
 __all__ += ["DistributedModel", "DistributedOptimizer", "step", "StepOutput", "partition",
-            "config"]
+            "config", "save_checkpoint", "resume_from_checkpoint"]
 
 _FRONT_END = {"DistributedModel": "model", "DistributedOptimizer": "model", "step": "steps",
-              "StepOutput": "steps", "partition": "partitioning"}
+              "StepOutput": "steps", "partition": "partitioning",
+              "save_checkpoint": "checkpointing", "resume_from_checkpoint": "checkpointing"}
 
 
 def __getattr__(name):
