@@ -58,8 +58,8 @@ def _int(key, v, lo=1):
     return v
 
 
-def _not_built(key, v, off=(False, None, 0, 1)):
-    if v not in off:
+def _not_built(key, v, off):
+    if v != off or type(v) is not type(off):
         _fail(key, f"{v!r} is not supported yet (this smp does not build that feature)",
               _UNSUPPORTED)
 
@@ -127,11 +127,9 @@ def parse(config):
             c.activation_loading_horizon = _int(key, v)
         elif key in ("fp16", "bf16", "offload_activations", "delayed_parameter_initialization",
                      "horovod"):
-            _bool(key, v)
-            _not_built(key, v)
+            _not_built(key, _bool(key, v), False)
         elif key == "sharded_data_parallel_degree":
-            _int(key, v)
-            _not_built(key, v)
+            _not_built(key, _int(key, v), 1)
         else:
             raise SmpError(_INVALID, f"smp.init: unknown config key '{key}'")
     if c.chunks > 1 and c.pipeline != "virtual":

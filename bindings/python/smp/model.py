@@ -20,7 +20,7 @@ import torch
 import smp
 from ._errors import SmpError
 from . import partitioning as _partition
-from .data_parallel import _reduce_bucket
+from .grad_sync import GradSync
 from .server import Server, flatten, unflatten
 from .tensor_parallel import shard_dim
 
@@ -69,7 +69,7 @@ class DistributedModel(torch.nn.Module):
     smp.step function only; use model.backward(loss) for loss.backward()."""
 
     def __init__(self, module, average_grads_across_microbatches=True, bucket_cap_mb=25,
-                 trace_execution_times=True):
+                 overlapping_allreduce=True, trace_execution_times=True):
         if not smp.is_initialized():
             raise SmpError(_NOT_INITIALIZED, "smp.DistributedModel: call smp.init() first")
         if not isinstance(module, torch.nn.Module):
@@ -82,6 +82,8 @@ class DistributedModel(torch.nn.Module):
         self.module = module
         self._average = bool(average_grads_across_microbatches)
         self._bucket_bytes = int(bucket_cap_mb * (1 << 20))
+        self._overlap = bool(overlapping_allreduce)
+        self._syncs = []
         self._trace_times = bool(trace_execution_times)
         self._owner = None      # module name -> pp stage, once partitioned
         self._entries = None    # state_dict key -> (stage, shape, dtype)
@@ -270,6 +272,14 @@ class DistributedModel(torch.nn.Module):
         self._server = Server(modules, forwards, self._device)
         for opt in self._optimizers:
             opt._retarget(self)
+        if not self._sharded:
+            local = [p for _, p in self._local_named() if p.requires_grad]
+            final = self._server.final_backward
+            self._syncs = [
+                GradSync([p for p in local if not getattr(p, "tensor_parallel", False)],
+                         smp.DP_GROUP, self._bucket_bytes, final, self._overlap),
+                GradSync([p for p in local if getattr(p, "tensor_parallel", False)],
+                         smp.RDP_GROUP, self._bucket_bytes, final, self._overlap)]
 
     def _router(self, name, own):
         me = smp.pp_rank()
@@ -281,9 +291,9 @@ class DistributedModel(torch.nn.Module):
             return self._server.remote_forward(owner, name, args, kwargs)
         return forward
 
-    def _run(self, microbatches, schedule, active):
-        self._microbatches = max(len(microbatches), 1) if smp.pp_rank() == 0 else 1
-        return self._server.run(microbatches, schedule, active)
+    def _run(self, n, microbatches, schedule, active):
+        self._microbatches = n
+        return self._server.run(n, microbatches, schedule, active)
 
     def _local_named(self):
         """(original name, parameter) of this stage's parameters (a tied
@@ -293,32 +303,12 @@ class DistributedModel(torch.nn.Module):
     def _reduce_gradients(self):
         """Average over the replicas that hold the same parameters (the
         sharded optimizer does it itself)."""
-        if self._sharded:
-            return
-        local = [p for p in self.module.parameters() if id(p) in self._local and p.requires_grad]
-        distributed = [p for p in local if getattr(p, "tensor_parallel", False)]
-        replicated = [p for p in local if not getattr(p, "tensor_parallel", False)]
-        _average(replicated, smp.DP_GROUP, self._bucket_bytes)
-        _average(distributed, smp.RDP_GROUP, self._bucket_bytes)
+        for sync in self._syncs:
+            sync.finish()
 
-
-def _average(params, group, bucket_bytes):
-    if smp.size(group) == 1 or not params:
-        return
-    used = torch.tensor([p.grad is not None for p in params], dtype=torch.int32)
-    smp.allreduce(used, smp.MAX, group)
-    params = [p for p, u in zip(params, used.tolist()) if u]
-    bucket, size = [], 0
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-        bucket.append(p)
-        size += p.numel() * p.element_size()
-        if size >= bucket_bytes:
-            _reduce_bucket(bucket, group)
-            bucket, size = [], 0
-    if bucket:
-        _reduce_bucket(bucket, group)
+    def _discard_gradient_sync(self):
+        for sync in self._syncs:
+            sync.reset()
 
 
 def _sharded_settings(opt):

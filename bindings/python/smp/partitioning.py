@@ -23,6 +23,7 @@ Pure apart from torch and the partitioner binding: no communication (the
 model shares the result).
 """
 
+import re
 import time
 
 import torch
@@ -290,7 +291,12 @@ def _segments_of(units, segments, memory_weight, memory_limit):
                 stages, _ = _smp.pipeline_partition(layers, segments, memory_weight,
                                                     memory_limit or 0.0)
             except SmpError as e:
-                raise SmpError(e.status, f"automatic partitioning: {e.message}") from None
+                # The runtime counts layers; say which modules they are.
+                msg = re.sub(r"layer (\d+)", lambda m: "module '" + "+".join(
+                    r.name for r in free[int(m.group(1))].roots) + "'", e.message)
+                msg = msg[len("partition: "):] if msg.startswith("partition: ") else msg
+                raise SmpError(e.status, f"automatic partitioning (memory_limit_bytes, "
+                                         f"memory_weight): {msg}") from None
             for seg, (first, count, _, _, _) in enumerate(stages):
                 for u in free[first:first + count]:
                     assigned[id(u)] = seg

@@ -178,6 +178,8 @@ class Server:
         self._main_wake = threading.Event()
         self.current = None         # the task holding the baton
         self._out_spec = None
+        self.tasks = []
+        self.n_mb = 1
         self._reset()
 
     def _reset(self):
@@ -193,13 +195,17 @@ class Server:
         self.cid = 0
         self.fins = 0
         self.aborted = None         # the first error of the step, in words
+        self.aborted_status = None  # and its status, where it was an SmpError
         self.unwinding = False
         self.did_backward = False
 
     # ---- messages ----
     def _send(self, peer, kind, cid, meta, tensors, mb=-1):
-        blob = torch.frombuffer(bytearray(pickle.dumps(meta)), dtype=torch.uint8)
-        payload = [blob] + [t.detach().contiguous() for t in tensors]
+        # The transport carries no bool (DLPack has none): as uint8, flagged.
+        bools = [i for i, t in enumerate(tensors) if t.dtype == torch.bool]
+        blob = torch.frombuffer(bytearray(pickle.dumps((meta, bools))), dtype=torch.uint8)
+        payload = [blob] + [(t.to(torch.uint8) if t.dtype == torch.bool else t.detach())
+                            .contiguous() for t in tensors]
         _, req = smp.exchange_tensors([(t, peer, DATA_TAG) for t in payload], [], self.group,
                                       defer_sends=True)
         hdr = torch.tensor([kind, cid, len(tensors), mb, 0, 0, 0, 0], dtype=torch.int64)
@@ -267,8 +273,10 @@ class Server:
 
     def _recv_payload(self, peer, n):
         got = [smp.recv_tensor(peer, self.group, DATA_TAG) for _ in range(n + 1)]
-        meta = pickle.loads(got[0].numpy().tobytes())
+        meta, bools = pickle.loads(got[0].numpy().tobytes())
         tensors = [t if t.device == self.device else t.to(self.device) for t in got[1:]]
+        for i in bools:
+            tensors[i] = tensors[i].to(torch.bool)
         return meta, tensors
 
     def _handle(self, peer, kind, cid, n, mb, flag):
@@ -391,13 +399,13 @@ class Server:
             spec = flatten(out, outs)
             grads = [o.requires_grad for o in outs]
             if any(grads):
-                self.saved[(peer, cid)] = (leaves, meta["grad"], outs)
+                self.saved[(peer, cid)] = (leaves, meta["grad"], outs, self.current.mb)
             return FWD_REP, {"spec": spec, "grad": grads}, outs
         self._reply(peer, cid, run)
 
     def _serve_backward(self, peer, cid, meta, tensors):
         def run():
-            leaves, wants, outs = self.saved.pop((peer, cid))
+            leaves, wants, outs, _ = self.saved.pop((peer, cid))
             grads = iter(tensors)
             pairs = [(o, next(grads)) for o, has in zip(outs, meta["mask"]) if has]
             pairs = [(o, g) for o, g in pairs if o.requires_grad]
@@ -407,6 +415,19 @@ class Server:
             return BWD_REP, {"has": [g is not None for g in gin]}, [g for g in gin if g is not None]
         self.did_backward = True
         self._reply(peer, cid, run)
+
+    def final_backward(self):
+        """Whether the running backward is this rank's last of the step: the
+        last microbatch's, with no earlier microbatch's backward left here
+        (gradients accumulated now are final, unless a microbatch comes
+        back to this stage: grad_sync checks)."""
+        task = self.current
+        if task is None or not task.in_backward or task.mb != self.n_mb - 1:
+            return False
+        if self.me == 0:
+            return all(t.done for t in self.tasks if t.mb < task.mb)
+        return (not any(e[3] < task.mb for e in self.saved.values())
+                and not any(t.mb < task.mb and not t.done for t in self.live))
 
     def require_model_backward(self):
         task = self.current
@@ -423,17 +444,19 @@ class Server:
         return unflatten(self._out_spec, list(outs[1:]))
 
     # ---- the step ----
-    def run(self, microbatches=(), schedule="interleaved", active=None):
-        """One step. On the leader (stage 0), `microbatches` are callables,
-        one per microbatch, each returning its outputs; other stages serve
-        requests until the leader's FIN. Returns (outputs per microbatch on
-        the leader, else None; the step's first error in words, or None)."""
+    def run(self, n_microbatches, microbatches=(), schedule="interleaved", active=None):
+        """One step of n_microbatches. On the leader (stage 0),
+        `microbatches` are callables, one per microbatch, each returning its
+        outputs; other stages serve requests until the leader's FIN.
+        Returns (outputs per microbatch on the leader, else None; the step's
+        first error in words, or None)."""
         self._reset()
+        self.n_mb = n_microbatches
         self.end_sent = False
         self._post()
         leader = self.me == 0
         todo = list(microbatches)
-        tasks = []
+        tasks = self.tasks = []
         self.fwd_done = 0
         total = self._n_microbatches = len(todo)
         cap = total if schedule == "simple" or not active else active
@@ -466,7 +489,8 @@ class Server:
                     break
                 self._poll()
         except SmpError as e:
-            self.aborted = self.aborted or e.message
+            if self.aborted is None:
+                self.aborted = self._describe(e)
             self._unwind()
         while self.sends:
             self._reap()
@@ -494,6 +518,7 @@ class Server:
 
     def _describe(self, e):
         if isinstance(e, SmpError):
+            self.aborted_status = self.aborted_status or e.status
             return e.message
         return f"{type(e).__name__}: {e}"
 

@@ -111,8 +111,13 @@ def step(fn=None, *, non_split_inputs=None, input_split_axes=None):
         leader = smp.pp_rank() == 0
         tasks = [(lambda b=b: _detached(fn(*b.args, **b.kwargs))) for b in per] if leader else []
         active = cfg.active_microbatches or (smp.pp_size() + 2)
-        outs, error = model._run(tasks, cfg.pipeline, active)
-        (did_backward,) = agree(error, [model._server.did_backward], status=-6)
+        outs, error = model._run(m, tasks, cfg.pipeline, active)
+        try:
+            (did_backward,) = agree(error, [model._server.did_backward],
+                                    status=model._server.aborted_status or -6)
+        except SmpError:
+            model._discard_gradient_sync()
+            raise
         if did_backward:
             model._reduce_gradients()
         outs = broadcast_object(outs, 0, smp.PP_GROUP)
