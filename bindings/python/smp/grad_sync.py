@@ -3,9 +3,10 @@ replicas, in buckets that start during the backward pass.
 
 Buckets hold this stage's parameters in reverse definition order (the
 order their gradients become final, roughly) up to bucket_bytes each, the
-same on every replica. A hook after each parameter's gradient accumulation
-marks it final once the last microbatch's backward reaches it here (the
-server says when no earlier microbatch's backward is left on this rank);
+same on every replica. When the server starts this rank's last backward of
+the step (begin_final: the parameters that backward can reach), every
+other parameter's gradient is final, and a hook after each reachable
+parameter's gradient accumulation marks it final as the pass reaches it;
 a bucket whose parameters are all final starts its non-blocking allreduce
 at once, buckets strictly in order, so every replica posts the same
 collectives in the same order. After the step, the rest start (a parameter
@@ -22,13 +23,14 @@ import smp
 
 
 class GradSync:
-    def __init__(self, params, group, bucket_bytes, final, overlap=True):
+    def __init__(self, params, group, bucket_bytes, overlap=True, check_final=None):
         """params: this stage's trainable parameters averaged over `group`;
-        final(): whether a gradient accumulated now is its last this step;
-        overlap=False starts every bucket after the backward pass."""
+        overlap=False starts every bucket after the backward pass;
+        check_final(): called as gradients land, so the server can call
+        begin_final when the running pass has become the last."""
+        self.check_final = check_final or (lambda: None)
         self.group = group
         self.n = smp.size(group)
-        self.final = final
         self.params = list(params)
         self.buckets = []
         size = 0
@@ -41,6 +43,8 @@ class GradSync:
         self.bucket_of = {id(p): b for b, ps in enumerate(self.buckets) for p in ps}
         self._accumulators = []
         self.overlap = overlap
+        self.early = 0   # buckets started during a backward pass, in all
+        self.redone = 0  # buckets averaged again (started too early), in all
         self.reset()
         if self.n > 1:
             for p in self.params:
@@ -51,6 +55,8 @@ class GradSync:
                 self._accumulators.append(acc)
 
     def reset(self):
+        self.in_final = False
+        self.fired = set()  # parameters whose gradient landed in the running pass
         self.ready = set()
         self.started = []  # (bucket, flat tensor, request)
         self.dirty = set()
@@ -58,14 +64,34 @@ class GradSync:
     def _hook(self, p):
         def hook(*_):
             b = self.bucket_of[id(p)]
+            self.fired.add(id(p))
             if b < len(self.started):
                 self.dirty.add(b)
-            elif self.overlap and self.final():
+            elif self.in_final:
                 self.ready.add(id(p))
-                while (len(self.started) < len(self.buckets)
-                       and all(id(q) in self.ready for q in self.buckets[len(self.started)])):
-                    self._start(len(self.started))
+                self._advance()
+            elif self.overlap:
+                self.check_final()
         return hook
+
+    def begin_pass(self):
+        self.fired = set()
+
+    def begin_final(self, reachable):
+        """The running backward pass is this rank's last of the step; it
+        can reach the parameters whose ids are in `reachable`: the others,
+        and those it has reached already, are final."""
+        if not self.overlap or self.n == 1 or self.in_final:
+            return
+        self.in_final = True
+        self.ready.update(id(p) for p in self.params
+                          if id(p) not in reachable or id(p) in self.fired)
+        self._advance()
+
+    def _advance(self):
+        while (len(self.started) < len(self.buckets)
+               and all(id(q) in self.ready for q in self.buckets[len(self.started)])):
+            self._start(len(self.started))
 
     def _start(self, b):
         ps = self.buckets[b]
@@ -79,6 +105,7 @@ class GradSync:
             self.reset()
             return
         used = [p.grad is not None for p in self.params]
+        self.early += len(self.started)
         for b in range(len(self.started), len(self.buckets)):
             self._start(b)
         flags = torch.tensor(used + [b in self.dirty for b in range(len(self.buckets))],
@@ -90,6 +117,7 @@ class GradSync:
             req.wait()
             ps = self.buckets[b]
             if dirty[b]:
+                self.redone += 1
                 flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p))
                                   .reshape(-1) for p in ps])
                 smp.allreduce(flat, smp.AVG, self.group)

@@ -274,12 +274,14 @@ class DistributedModel(torch.nn.Module):
             opt._retarget(self)
         if not self._sharded:
             local = [p for _, p in self._local_named() if p.requires_grad]
-            final = self._server.final_backward
+            check = self._server.check_final
             self._syncs = [
                 GradSync([p for p in local if not getattr(p, "tensor_parallel", False)],
-                         smp.DP_GROUP, self._bucket_bytes, final, self._overlap),
+                         smp.DP_GROUP, self._bucket_bytes, self._overlap, check),
                 GradSync([p for p in local if getattr(p, "tensor_parallel", False)],
-                         smp.RDP_GROUP, self._bucket_bytes, final, self._overlap)]
+                         smp.RDP_GROUP, self._bucket_bytes, self._overlap, check)]
+            self._server.final_listeners = [s.begin_final for s in self._syncs]
+            self._server.pass_listeners = [s.begin_pass for s in self._syncs]
 
     def _router(self, name, own):
         me = smp.pp_rank()

@@ -30,6 +30,7 @@ never block. A step ends with FIN from every rank to every other (the
 leader's FIN says the step's work is over), so no receive stays posted.
 """
 
+import contextlib
 import os
 import pickle
 import threading
@@ -180,6 +181,8 @@ class Server:
         self._out_spec = None
         self.tasks = []
         self.n_mb = 1
+        self.final_listeners = []   # fn(ids of reachable parameters), see check_final
+        self.pass_listeners = []    # fn() at every backward pass's start
         self._reset()
 
     def _reset(self):
@@ -191,6 +194,11 @@ class Server:
         self.saved = {}             # (peer, cid) -> (leaves, wants, outputs)
         self.sends = []             # payloads in flight: (requests, tensors)
         self.gated = []             # leader, simple: tasks held at their backward
+        self.backward_busy = False  # GPU: a backward pass is running (_one_backward)
+        self.backward_queue = []
+        self.releases = 0
+        self.seen = set()           # microbatches that reached this stage
+        self.final_announced = False
         self.live = set()
         self.cid = 0
         self.fins = 0
@@ -291,6 +299,7 @@ class Server:
             return  # the step is over: late requests and replies are dropped
         key = (peer, cid, kind)
         if kind == FWD_REQ:
+            self.seen.add(mb)
             self._spawn(lambda: self._serve_forward(peer, cid, meta, tensors), "forward", mb,
                         key)
         elif kind == BWD_REQ:
@@ -410,24 +419,86 @@ class Server:
             pairs = [(o, next(grads)) for o, has in zip(outs, meta["mask"]) if has]
             pairs = [(o, g) for o, g in pairs if o.requires_grad]
             if pairs:
-                torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
+                with self._one_backward():
+                    self._backward_pass([o for o, _ in pairs])
+                    torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
             gin = [t.grad if w else None for t, w in zip(leaves, wants)]
             return BWD_REP, {"has": [g is not None for g in gin]}, [g for g in gin if g is not None]
         self.did_backward = True
         self._reply(peer, cid, run)
 
     def final_backward(self):
-        """Whether the running backward is this rank's last of the step: the
-        last microbatch's, with no earlier microbatch's backward left here
-        (gradients accumulated now are final, unless a microbatch comes
-        back to this stage: grad_sync checks)."""
+        """Whether the running backward is this rank's last of the step, so
+        the gradients it accumulates are final: every other microbatch's
+        work here is done (on other stages: every microbatch reached this
+        one and no saved forward awaits its backward). A hint only:
+        grad_sync averages again any bucket whose gradients grow after it
+        started."""
         task = self.current
-        if task is None or not task.in_backward or task.mb != self.n_mb - 1:
+        if task is None or not task.in_backward:
+            return False
+        if any(t is not task and not t.done for t in self.live):
             return False
         if self.me == 0:
-            return all(t.done for t in self.tasks if t.mb < task.mb)
-        return (not any(e[3] < task.mb for e in self.saved.values())
-                and not any(t.mb < task.mb and not t.done for t in self.live))
+            return not self.todo
+        return len(self.seen) == self.n_mb and not self.saved
+
+    def _backward_pass(self, roots):
+        """A backward pass of the running task starts from `roots`."""
+        self.current.roots = roots
+        for listener in self.pass_listeners:
+            listener()
+        self.check_final()
+
+    def check_final(self):
+        """Once per step, when the running backward pass has become this
+        rank's last (at its start, or as a gradient lands during it): tells
+        the listeners (the model's gradient buckets) the parameters it can
+        still reach (the leaves of its graph)."""
+        task = self.current
+        roots = getattr(task, "roots", None)
+        if (self.final_announced or not self.final_listeners or roots is None
+                or not self.final_backward()):
+            return
+        self.final_announced = True
+        reachable, seen = set(), set()
+        todo = [r.grad_fn for r in roots if r.grad_fn is not None]
+        while todo:
+            fn = todo.pop()
+            if fn is None or id(fn) in seen:
+                continue
+            seen.add(id(fn))
+            var = getattr(fn, "variable", None)
+            if var is not None:
+                reachable.add(id(var))
+            todo.extend(f for f, _ in fn.next_functions)
+        for listener in self.final_listeners:
+            listener(reachable)
+
+    @contextlib.contextmanager
+    def _one_backward(self):
+        """On a GPU, one backward pass at a time on this rank: autograd runs
+        CUDA work on one thread per device, so a backward parked there
+        (waiting for another stage) would stall every other backward of
+        this rank. (A microbatch whose backward comes back to this rank
+        while it is parked cannot then run: such partitions are for CPU.)
+        On the CPU each backward runs on its own task's thread."""
+        if self.device.type != "cuda":
+            yield
+            return
+        task = self.current
+        while self.backward_busy:
+            self.backward_queue.append(task)
+            task.park()
+        self.backward_busy = True
+        try:
+            yield
+        finally:
+            self.backward_busy = False
+            if self.backward_queue:
+                t = self.backward_queue.pop(0)
+                self.releases += 1  # the same count on every rank of a TP group
+                self.ready.append((t, None, (-2, t.mb, self.releases)))
 
     def require_model_backward(self):
         task = self.current
@@ -455,7 +526,7 @@ class Server:
         self.end_sent = False
         self._post()
         leader = self.me == 0
-        todo = list(microbatches)
+        todo = self.todo = list(microbatches)
         tasks = self.tasks = []
         self.fwd_done = 0
         total = self._n_microbatches = len(todo)
@@ -575,6 +646,9 @@ class Server:
         task.in_backward = True
         self.did_backward = True
         try:
-            torch.autograd.backward(loss * scale if scale != 1 else loss)
+            with self._one_backward():
+                root = loss * scale if scale != 1 else loss
+                self._backward_pass([root])
+                torch.autograd.backward(root)
         finally:
             task.in_backward = False
