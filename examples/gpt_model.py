@@ -1,6 +1,9 @@
-"""A small GPT twice: `GPT`, the plain single-process PyTorch model (the
-reference), and `build_chunk`, which cuts the same model's weights into
-one rank's share (its pipeline virtual stage, its tensor-parallel slices).
+"""A small GPT: `GPT`, a plain PyTorch model (what train_gpt.py hands to
+smp.DistributedModel, and the single-process reference);
+`tensor_parallel`, which splits its blocks over TP_GROUP in place with
+smp.tensor_parallel's modules; and `build_chunks`, which cuts the same
+model's weights into one rank's hand-made pipeline chunks
+(train_gpt_hand_split.py).
 
 Every rank builds the full GPT from the same seed and then takes its
 shards, so the parallel model starts bit-identical to the reference.

@@ -64,6 +64,10 @@ def parse_args(argv=None):
     p.add_argument("--tolerance", type=float, default=1e-5)
     p.add_argument("--losses-out", metavar="FILE", help="rank 0 writes the losses as JSON")
     p.add_argument("--quiet", action="store_true", help="only the summary lines")
+    p.add_argument("--no-overlap", action="store_true",
+                   help="average gradients after the backward pass, not during it")
+    p.add_argument("--bucket-mb", type=float, default=25,
+                   help="gradient bucket size (DistributedModel's bucket_cap_mb)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                    help="where the model trains (cuda: smp.device(), the rank's GPU)")
     args = p.parse_args(argv)
@@ -115,7 +119,9 @@ def train_parallel(args, cfg):
     """Returns (first step, losses per step, seconds per step, comm seconds
     per step)."""
     torch.manual_seed(args.seed)
-    model = smp.DistributedModel(tensor_parallel(GPT(cfg)).to(device_of(args)))
+    model = smp.DistributedModel(tensor_parallel(GPT(cfg)).to(device_of(args)),
+                                 overlapping_allreduce=not args.no_overlap,
+                                 bucket_cap_mb=args.bucket_mb)
     opt = smp.DistributedOptimizer(make_optimizer(model.parameters(), args))
 
     @smp.step

@@ -402,7 +402,8 @@ class Server:
         def run():
             leaves = [t.requires_grad_() if w else t for t, w in zip(tensors, meta["grad"])]
             args, kwargs = unflatten(meta["spec"], leaves)
-            with torch.set_grad_enabled(meta["grad_enabled"]):
+            with torch.set_grad_enabled(meta["grad_enabled"]), \
+                    smp.timeline("forward " + meta["name"], self.current.mb):
                 out = self.forwards[meta["name"]](*args, **kwargs)
             outs = []
             spec = flatten(out, outs)
@@ -419,7 +420,7 @@ class Server:
             pairs = [(o, next(grads)) for o, has in zip(outs, meta["mask"]) if has]
             pairs = [(o, g) for o, g in pairs if o.requires_grad]
             if pairs:
-                with self._one_backward():
+                with self._one_backward(), smp.timeline("backward", self.current.mb):
                     self._backward_pass([o for o, _ in pairs])
                     torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
             gin = [t.grad if w else None for t, w in zip(leaves, wants)]
@@ -646,7 +647,7 @@ class Server:
         task.in_backward = True
         self.did_backward = True
         try:
-            with self._one_backward():
+            with self._one_backward(), smp.timeline("backward", task.mb):
                 root = loss * scale if scale != 1 else loss
                 self._backward_pass([root])
                 torch.autograd.backward(root)
