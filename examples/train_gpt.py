@@ -202,14 +202,16 @@ def train_reference(args, cfg, steps):
     return losses
 
 
-def main(argv=None):
+def main(argv=None, init_config=smp_config, check=check_topology, train=None):
+    """The script; train_gpt_hand_split.py runs it with its own smp.init
+    configuration, topology check and training loop."""
     args = parse_args(argv)
     cfg = GPTConfig(vocab=args.vocab, seq=args.seq, hidden=args.hidden, heads=args.heads,
                     layers=args.layers)
     torch.set_num_threads(1)  # ranks share the cores; one thread each
-    smp.init(smp_config(args))  # with torch imported: torch's current GPU is smp.device()
+    smp.init(init_config(args))  # with torch imported: torch's current GPU is smp.device()
     rank = smp.rank()
-    problems = check_topology(args, cfg)
+    problems = check(args, cfg)
     if problems:
         if rank == 0:
             print("train_gpt: " + "; ".join(problems), file=sys.stderr)
@@ -220,7 +222,7 @@ def main(argv=None):
               f"rdp {smp.rdp_size()}, schedule {args.schedule}, {args.microbatches} "
               f"microbatches, {sum(p.numel() for p in GPT(cfg).parameters())} parameters, "
               f"on {args.device}", flush=True)
-    start, losses, times, comms = train_parallel(args, cfg)
+    start, losses, times, comms = (train or train_parallel)(args, cfg)
 
     status = 0
     if rank == 0:
@@ -228,8 +230,8 @@ def main(argv=None):
         tok_s = args.batch * cfg.seq / statistics.median(steady)
         share = sum(comms[1:] or comms) / sum(steady)
         print(f"train_gpt: {len(losses)} steps, median {tok_s:.0f} tokens/s, first step "
-              f"{times[0]:.3f} s (traces and partitions the model), time in smp calls "
-              f"{100 * share:.1f}% of the step (rank 0)", flush=True)
+              f"{times[0]:.3f} s (the front end traces and partitions the model in it), "
+              f"time in smp calls {100 * share:.1f}% of the step (rank 0)", flush=True)
         result = {"first_step": start, "losses": losses, "tokens_per_s": tok_s,
                   "comm_share": share, "first_step_s": times[0],
                   "median_step_s": statistics.median(steady)}

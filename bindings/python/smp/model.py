@@ -287,7 +287,13 @@ class DistributedModel(torch.nn.Module):
         me = smp.pp_rank()
         owner = self._owner[name]
         if owner == me:
-            return own
+            if smp.pp_size() == 1:
+                return own
+
+            def local(*args, **kwargs):
+                self._server.maybe_yield()
+                return own(*args, **kwargs)
+            return local
 
         def forward(*args, **kwargs):
             return self._server.remote_forward(owner, name, args, kwargs)

@@ -272,7 +272,27 @@ def _units(nodes, segments, memory_weight):
     groups = {}
     for i in range(len(units)):
         groups.setdefault(find(i), []).extend(units[i])
-    return sorted((Unit(g) for g in groups.values()), key=lambda u: u.order)
+    out = sorted((Unit(g) for g in groups.values()), key=lambda u: u.order)
+    # A split module's own cost (its glue, its direct parameters) is its
+    # first child's unit's: that is where it will run (plan()).
+    unit_of = {id(n): u for u in out for r in u.roots for n in r.subtree()}
+
+    def first_unit(n):
+        if id(n) in unit_of:
+            return unit_of[id(n)]
+        for c in _ran(n):
+            u = first_unit(c)
+            if u is not None:
+                return u
+        return None
+
+    for n in nodes.values():
+        if id(n) not in unit_of and n.order is not None:
+            u = first_unit(n)
+            if u is not None:
+                u.compute += n.self_time
+                u.memory += PARAM_MEMORY_FACTOR * n.param_bytes + n.act_bytes
+    return out
 
 
 def _segments_of(units, segments, memory_weight, memory_limit):

@@ -48,6 +48,11 @@ FWD_REQ, FWD_REP, BWD_REQ, BWD_REP, ERR_REP, FIN = range(6)
 # (int64[4]: what, then its key), so they run tasks in its order.
 RUN, START, ABORT, END = range(1, 5)
 _INVALID, _TIMEOUT, _PEER_FAILED = -1, -5, -6
+# Waiting for a message: polls, then sleeps growing by a step to a cap.
+_SPINS = int(os.environ.get("SMP_SERVER_SPINS", "64"))
+_SLEEP_STEP = float(os.environ.get("SMP_SERVER_SLEEP_STEP", "2e-6"))
+_MAX_SLEEP = float(os.environ.get("SMP_SERVER_MAX_SLEEP", "1e-3"))
+_YIELD = os.environ.get("SMP_SERVER_YIELD", "1") != "0"
 
 
 class _Leaf:
@@ -130,6 +135,12 @@ class Task:
         return v
 
 
+def _priority(task):
+    """SageMaker's order (a backward, then a new request, then a forward),
+    older microbatches first within each."""
+    return (0 if task.in_backward else (1 if not task.started else 2), task.mb)
+
+
 class _RemoteCall(torch.autograd.Function):
     """A module call served by another stage. Inputs: the server, the
     owner, the module's name, the arguments' structure, an anchor that
@@ -199,6 +210,7 @@ class Server:
         self.releases = 0
         self.seen = set()           # microbatches that reached this stage
         self.final_announced = False
+        self.yields = 0
         self.live = set()
         self.cid = 0
         self.fins = 0
@@ -246,38 +258,61 @@ class Server:
         """Waits for one message and handles it."""
         t0 = time.monotonic()
         spins = 0
-        while True:
-            if self.decision_req is not None and self.decision_req.test():
-                d = self.decision_buf.tolist()
-                self.decision_req = None
-                if d[0] == END:
-                    self.ended = True
-                else:
-                    self.decision_req = smp.irecv(self.decision_buf, 0, smp.TP_GROUP, CTRL_TAG)
-                    if d[0] == ABORT:
-                        self._finish(abort="the step was abandoned (tensor-parallel rank 0 of "
-                                           "this stage failed)")
-                    else:
-                        self.decisions.append((d[0], tuple(d[1:])))
-                return
-            for p in self.peers:
-                req = self.hdr_req.get(p)
-                if req is not None and req.test():
-                    hdr = self.hdr[p].tolist()
-                    self.hdr_req[p] = None
-                    if hdr[0] != FIN:
-                        self.hdr_req[p] = smp.irecv(self.hdr[p], p, self.group, CTRL_TAG)
-                    self._handle(p, *hdr[:5])
-                    return
+        while not self._poll_once():
             self._reap()
             spins += 1
-            if spins > 64:
+            if spins > _SPINS:
                 # Ranks may outnumber cores: give them the CPU while waiting.
-                time.sleep(min(1e-3, 2e-6 * (spins - 64)))
+                time.sleep(min(_MAX_SLEEP, _SLEEP_STEP * (spins - _SPINS)))
             if self.timeout and time.monotonic() - t0 > self.timeout:
                 raise SmpError(_TIMEOUT, f"pipeline stage {self.me}: no message from the other "
                                          f"stages for {self.timeout:g} s (SMP_TIMEOUT); "
                                          f"{len(self.waiting)} calls awaiting replies")
+
+    def _poll_once(self):
+        """Handles one message that has arrived, if any; True if it did."""
+        if self.decision_req is not None and self.decision_req.test():
+            d = self.decision_buf.tolist()
+            self.decision_req = None
+            if d[0] == END:
+                self.ended = True
+            else:
+                self.decision_req = smp.irecv(self.decision_buf, 0, smp.TP_GROUP, CTRL_TAG)
+                if d[0] == ABORT:
+                    self._finish(abort="the step was abandoned (tensor-parallel rank 0 of "
+                                       "this stage failed)")
+                else:
+                    self.decisions.append((d[0], tuple(d[1:])))
+            return True
+        for p in self.peers:
+            req = self.hdr_req.get(p)
+            if req is not None and req.test():
+                hdr = self.hdr[p].tolist()
+                self.hdr_req[p] = None
+                if hdr[0] != FIN:
+                    self.hdr_req[p] = smp.irecv(self.hdr[p], p, self.group, CTRL_TAG)
+                self._handle(p, *hdr[:5])
+                return True
+        return False
+
+    def maybe_yield(self):
+        """From a running task, at a module call: takes in what has arrived
+        and gives the rank to a task that outranks this one (a backward, a
+        new request), so a stage waiting on this one for an activation to
+        relay is not held up by a whole forward here. Not with tensor
+        parallelism (the TP group's ranks would have to agree on every
+        such point) nor while unwinding."""
+        task = self.current
+        if (not _YIELD or task is None or self.tp_n > 1 or not self.peers or self.unwinding
+                or self.aborted is not None):
+            return
+        while self._poll_once():
+            pass
+        mine = _priority(task)
+        if any(_priority(t) < mine for t, _, _ in self.ready):
+            self.yields += 1
+            self.ready.append((task, None, (-3, task.mb, self.yields)))
+            task.park()
 
     def _recv_payload(self, peer, n):
         got = [smp.recv_tensor(peer, self.group, DATA_TAG) for _ in range(n + 1)]
@@ -333,9 +368,8 @@ class Server:
             task.thread.join()
 
     def _next_ready(self):
-        """The next (task, value) to run, or None. SageMaker's order: a
-        backward, then new requests, then the rest; a TP follower takes
-        its rank 0's next decision once it is ready here."""
+        """The next (task, value) to run, or None, by _priority; a TP
+        follower takes its rank 0's next decision once it is ready here."""
         if self.tp_n > 1 and self.tp_me != 0:
             if not self.decisions or self.decisions[0][0] != RUN:
                 return None
@@ -347,12 +381,9 @@ class Server:
                     return task, value
             return None
 
-        def rank(item):
-            task = item[0]
-            return 0 if task.in_backward else (1 if not task.started else 2)
         if not self.ready:
             return None
-        best = min(range(len(self.ready)), key=lambda i: (rank(self.ready[i]), i))
+        best = min(range(len(self.ready)), key=lambda i: (_priority(self.ready[i][0]), i))
         task, value, key = self.ready.pop(best)
         self._decide(RUN, key)
         return task, value

@@ -109,7 +109,12 @@ def step(fn=None, *, non_split_inputs=None, input_split_axes=None):
         if model._owner is None:
             model._partition(lambda: fn(*per[0].args, **per[0].kwargs))
         leader = smp.pp_rank() == 0
-        tasks = [(lambda b=b: _detached(fn(*b.args, **b.kwargs))) for b in per] if leader else []
+        grad = torch.is_grad_enabled()  # tasks run in threads of their own: carry it
+
+        def microbatch(b):
+            with torch.set_grad_enabled(grad):
+                return _detached(fn(*b.args, **b.kwargs))
+        tasks = [functools.partial(microbatch, b) for b in per] if leader else []
         active = cfg.active_microbatches or (smp.pp_size() + 2)
         outs, error = model._run(m, tasks, cfg.pipeline, active)
         try:

@@ -93,7 +93,7 @@ CASES = [
     (case_model_outside_step, "called outside an smp.step"),
     (case_loss_backward, "call model.backward(loss) instead"),
     (case_second_model, "a model is already wrapped"),
-    (case_partition_beyond_pp, f"there are only"),
+    (case_partition_beyond_pp, "there are only"),
 ]
 
 
