@@ -21,7 +21,8 @@ import smp
 from ._errors import SmpError
 from . import partitioning as _partition
 from .grad_sync import GradSync
-from .server import Server, flatten, unflatten
+from .pytree import map_tensors
+from .server import Server
 from .tensor_parallel import shard_dim
 
 _INVALID, _NOT_INITIALIZED, _UNSUPPORTED = -1, -2, -3
@@ -101,10 +102,8 @@ class DistributedModel(torch.nn.Module):
         if self._server is None or self._server.current is None:
             raise SmpError(_INVALID, "the model was called outside an smp.step function: "
                                      "decorate the function that runs it with @smp.step")
-        outs = []
-        spec = flatten(self.module(*args, **kwargs), outs)
-        return unflatten(spec, [_Sentinel.apply(self._server, t)
-                                if t.requires_grad else t for t in outs])
+        return map_tensors(lambda t: _Sentinel.apply(self._server, t) if t.requires_grad else t,
+                           self.module(*args, **kwargs))
 
     def backward(self, loss):
         """Replaces loss.backward() inside an smp.step function."""
@@ -269,7 +268,7 @@ class DistributedModel(torch.nn.Module):
         for name, m in modules.items():
             forwards[name] = m.forward
             m.forward = self._router(name, m.forward)
-        self._server = Server(modules, forwards, self._device)
+        self._server = Server(forwards, self._device)
         for opt in self._optimizers:
             opt._retarget(self)
         if not self._sharded:

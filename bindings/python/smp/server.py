@@ -40,6 +40,7 @@ import torch
 
 import smp
 from ._errors import SmpError
+from .pytree import flatten, unflatten
 
 CTRL_TAG = 40000  # raw point-to-point; the tensor transport uses MPI tags 0..32767
 DATA_TAG = 16383  # tensor transport tag of every payload
@@ -53,44 +54,6 @@ _SPINS = int(os.environ.get("SMP_SERVER_SPINS", "64"))
 _SLEEP_STEP = float(os.environ.get("SMP_SERVER_SLEEP_STEP", "2e-6"))
 _MAX_SLEEP = float(os.environ.get("SMP_SERVER_MAX_SLEEP", "1e-3"))
 _YIELD = os.environ.get("SMP_SERVER_YIELD", "1") != "0"
-
-
-class _Leaf:
-    """A tensor's place in a flattened structure."""
-
-    __slots__ = ("i",)
-
-    def __init__(self, i):
-        self.i = i
-
-    def __reduce__(self):
-        return (_Leaf, (self.i,))
-
-
-def flatten(obj, out):
-    """obj with every tensor replaced by a _Leaf indexing `out`."""
-    if isinstance(obj, torch.Tensor):
-        out.append(obj)
-        return _Leaf(len(out) - 1)
-    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
-        return type(obj)(*(flatten(o, out) for o in obj))
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(flatten(o, out) for o in obj)
-    if isinstance(obj, dict):
-        return type(obj)((k, flatten(v, out)) for k, v in obj.items())
-    return obj
-
-
-def unflatten(spec, leaves):
-    if isinstance(spec, _Leaf):
-        return leaves[spec.i]
-    if isinstance(spec, tuple) and hasattr(spec, "_fields"):
-        return type(spec)(*(unflatten(o, leaves) for o in spec))
-    if isinstance(spec, (list, tuple)):
-        return type(spec)(unflatten(o, leaves) for o in spec)
-    if isinstance(spec, dict):
-        return type(spec)((k, unflatten(v, leaves)) for k, v in spec.items())
-    return spec
 
 
 class _Abort(Exception):
@@ -153,7 +116,7 @@ class _RemoteCall(torch.autograd.Function):
         wants = [t.requires_grad for t in leaves]
         meta = {"name": name, "spec": spec, "grad": wants, "grad_enabled": grad_enabled}
         cid, rmeta, outs = server.call(owner, FWD_REQ, meta, list(leaves))
-        ctx.server, ctx.owner, ctx.cid, ctx.n_in = server, owner, cid, len(leaves)
+        ctx.server, ctx.owner, ctx.cid = server, owner, cid
         server._out_spec = rmeta["spec"]
         ctx.mark_non_differentiable(*[o for o, g in zip(outs, rmeta["grad"]) if not g])
         ctx.set_materialize_grads(False)
@@ -173,7 +136,7 @@ class _RemoteCall(torch.autograd.Function):
 
 
 class Server:
-    def __init__(self, modules, forwards, device):
+    def __init__(self, forwards, device):
         self.group = smp.PP_GROUP
         self.me, self.n = smp.pp_rank(), smp.pp_size()
         self.peers = [p for p in range(self.n) if p != self.me]
@@ -182,7 +145,6 @@ class Server:
         # rank 0 chooses; the others follow its decisions (SageMaker's
         # deterministic server queue), whatever order their messages came in.
         self.tp_n, self.tp_me = smp.tp_size(), smp.tp_rank()
-        self.modules = modules      # name -> module
         self.forwards = forwards    # name -> its own (unpatched) forward
         self.device = device
         self.anchor = torch.zeros((), requires_grad=True)

@@ -18,6 +18,7 @@ import torch
 import smp
 from ._errors import SmpError
 from .model import active_model, agree, broadcast_object
+from .pytree import map_tensors
 
 _INVALID = -1
 
@@ -66,16 +67,6 @@ def _split(value, m, axis, where):
     return [value] * m
 
 
-def _detached(obj):
-    if isinstance(obj, torch.Tensor):
-        return obj.detach()
-    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
-        return type(obj)(_detached(o) for o in obj)
-    if isinstance(obj, dict):
-        return type(obj)((k, _detached(v)) for k, v in obj.items())
-    return obj
-
-
 def step(fn=None, *, non_split_inputs=None, input_split_axes=None):
     """@smp.step or @smp.step(non_split_inputs=[names], input_split_axes={name: axis})."""
     if fn is None:
@@ -113,7 +104,7 @@ def step(fn=None, *, non_split_inputs=None, input_split_axes=None):
 
         def microbatch(b):
             with torch.set_grad_enabled(grad):
-                return _detached(fn(*b.args, **b.kwargs))
+                return map_tensors(torch.Tensor.detach, fn(*b.args, **b.kwargs))
         tasks = [functools.partial(microbatch, b) for b in per] if leader else []
         active = cfg.active_microbatches or (smp.pp_size() + 2)
         outs, error = model._run(m, tasks, cfg.pipeline, active)
