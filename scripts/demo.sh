@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The main job: installs what is missing, builds, and trains a small GPT on
+# The main job: installs what is missing, builds, and trains a small GPT (a
+# plain nn.Module in smp.DistributedModel, partitioned automatically) on
 # 8 ranks through smprun with pipeline x tensor x data parallelism at once
 # (pp=2 x tp=2 x rdp=2). It ends by comparing every step's loss with the
 # same model trained in one process, and says where the checkpoint and the
