@@ -87,7 +87,7 @@ class DistributedModel(torch.nn.Module):
         self._syncs = []
         self._trace_times = bool(trace_execution_times)
         self._owner = None      # module name -> pp stage, once partitioned
-        self._entries = None    # state_dict key -> (stage, shape, dtype)
+        self._entries = None    # state_dict key -> (stage, full shape, dtype, TP shard spec)
         self._local = None      # ids of this stage's parameters
         self._server = None
         self._tracing = False

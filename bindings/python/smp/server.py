@@ -164,7 +164,7 @@ class Server:
         self.decision_req = None
         self.ended = self.tp_n == 1 or self.tp_me == 0
         self.waiting = {}           # (peer, cid) -> task awaiting that reply
-        self.saved = {}             # (peer, cid) -> (leaves, wants, outputs)
+        self.saved = {}             # (peer, cid) -> (leaves, wants, outputs, microbatch)
         self.sends = []             # payloads in flight: (requests, tensors)
         self.gated = []             # leader, simple: tasks held at their backward
         self.backward_busy = False  # GPU: a backward pass is running (_one_backward)
