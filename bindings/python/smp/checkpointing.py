@@ -45,20 +45,20 @@ def _register(ck, model, dopt, load):
     """Registers the model's (this rank's) tensors and the optimizer's state
     (made, zero, where a load needs it and no step has made it yet)."""
     partitioned = model._local is not None
-    rdp = smp.rdp_size() if partitioned else smp.size()
     named = model._local_named() if partitioned else list(model.module.named_parameters())
 
     def flags_of(p):
-        copies = not partitioned or rdp > 1 or not getattr(p, "tensor_parallel", False)
+        # Before partitioning every rank holds the whole model.
+        copies = (not partitioned or smp.rdp_size() > 1
+                  or not getattr(p, "tensor_parallel", False))
         return REPLICATED if copies else 0
 
     for name, p in named:
         ck.add(name, p, flags=flags_of(p))
-    mine = model._entries is None or {k for k, e in model._entries.items()
-                                       if e[0] == smp.pp_rank()}
+    local = set(model.local_state_dict())
     params = {id(p) for _, p in model.module.named_parameters()}
     for name, b in model.module.state_dict(keep_vars=True).items():
-        if id(b) not in params and (mine is True or name in mine):
+        if id(b) not in params and name in local:
             ck.add(name, b, flags=REPLICATED)
     if dopt is None:
         return
@@ -67,9 +67,9 @@ def _register(ck, model, dopt, load):
         return
     opt = dopt.optimizer
     states = _states_of(opt)
-    group_of = {id(p): g for g in opt.param_groups for p in g["params"]}
+    optimized = {id(p) for g in opt.param_groups for p in g["params"]}
     for name, p in named:
-        if id(p) not in group_of:
+        if id(p) not in optimized:
             continue
         st = opt.state[p]
         for s in states:

@@ -94,9 +94,7 @@ class GradSync:
             self._start(len(self.started))
 
     def _start(self, b):
-        ps = self.buckets[b]
-        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
-                          for p in ps])
+        flat = _flat_grads(self.buckets[b])
         self.started.append((b, flat, smp.iallreduce(flat, smp.AVG, self.group)))
 
     def finish(self):
@@ -118,8 +116,7 @@ class GradSync:
             ps = self.buckets[b]
             if dirty[b]:
                 self.redone += 1
-                flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p))
-                                  .reshape(-1) for p in ps])
+                flat = _flat_grads(ps)
                 smp.allreduce(flat, smp.AVG, self.group)
             off = 0
             for p in ps:
@@ -132,3 +129,9 @@ class GradSync:
             if not u:
                 p.grad = None
         self.reset()
+
+
+def _flat_grads(params):
+    """The parameters' gradients in one flat tensor (zero where none)."""
+    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                      for p in params])

@@ -112,8 +112,7 @@ class DistributedModel(torch.nn.Module):
         if self._server is None or self._server.current is None:
             raise SmpError(_INVALID, "model.backward(loss) was called outside an smp.step "
                                      "function")
-        m = self._microbatches
-        self._server.backward(loss, 1.0 / m if self._average else 1.0)
+        self._server.backward(loss, 1.0 / self._server.n_mb if self._average else 1.0)
 
     def partition_map(self):
         """{module name: pp stage} ("" is the whole model); empty until the
@@ -299,7 +298,6 @@ class DistributedModel(torch.nn.Module):
         return forward
 
     def _run(self, n, microbatches, schedule, active):
-        self._microbatches = n
         return self._server.run(n, microbatches, schedule, active)
 
     def _local_named(self):

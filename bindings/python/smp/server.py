@@ -153,7 +153,8 @@ class Server:
         self.current = None         # the task holding the baton
         self._out_spec = None
         self.tasks = []
-        self.n_mb = 1
+        self.n_mb = 1               # this step's microbatches, and its schedule
+        self.schedule = "interleaved"
         self.final_listeners = []   # fn(ids of reachable parameters), see check_final
         self.pass_listeners = []    # fn() at every backward pass's start
         self._reset()
@@ -180,6 +181,10 @@ class Server:
         self.aborted_status = None  # and its status, where it was an SmpError
         self.unwinding = False
         self.did_backward = False
+        self.fin_sent = False       # this rank's FIN went out
+        self.end_sent = False       # TP rank 0: END went to the followers
+        self.fwd_done = 0           # leader: microbatches past their forward
+        self.unstarted = []         # leader: microbatches not started yet
 
     # ---- messages ----
     def _send(self, peer, kind, cid, meta, tensors, mb=-1):
@@ -434,7 +439,7 @@ class Server:
         if any(t is not task and not t.done for t in self.live):
             return False
         if self.me == 0:
-            return not self.todo
+            return not self.unstarted
         return len(self.seen) == self.n_mb and not self.saved
 
     def _backward_pass(self, roots):
@@ -456,16 +461,16 @@ class Server:
             return
         self.final_announced = True
         reachable, seen = set(), set()
-        todo = [r.grad_fn for r in roots if r.grad_fn is not None]
-        while todo:
-            fn = todo.pop()
+        frontier = [r.grad_fn for r in roots if r.grad_fn is not None]
+        while frontier:
+            fn = frontier.pop()
             if fn is None or id(fn) in seen:
                 continue
             seen.add(id(fn))
-            var = getattr(fn, "variable", None)
+            var = getattr(fn, "variable", None)  # an AccumulateGrad node's leaf
             if var is not None:
                 reachable.add(id(var))
-            todo.extend(f for f, _ in fn.next_functions)
+            frontier.extend(f for f, _ in fn.next_functions)
         for listener in self.final_listeners:
             listener(reachable)
 
@@ -517,16 +522,12 @@ class Server:
         first error in words, or None)."""
         self._reset()
         self.n_mb = n_microbatches
-        self.end_sent = False
+        self.schedule = schedule
         self._post()
         leader = self.me == 0
-        todo = self.todo = list(microbatches)
+        unstarted = self.unstarted = list(microbatches)
         tasks = self.tasks = []
-        self.fwd_done = 0
-        total = self._n_microbatches = len(todo)
-        cap = total if schedule == "simple" or not active else active
-        self.schedule = schedule
-        self.fin_sent = False
+        cap = n_microbatches if schedule == "simple" or not active else active
         try:
             while True:
                 item = self._next_ready()
@@ -536,16 +537,17 @@ class Server:
                     self._after(task, tasks)
                     continue
                 in_flight = sum(1 for t in tasks if not t.done)
-                if (leader and todo and in_flight < cap and self.aborted is None
+                if (leader and unstarted and in_flight < cap and self.aborted is None
                         and self._may_start()):
                     self._decide(START, (len(tasks), 0, 0))
-                    t = Task(self, todo.pop(0), "microbatch", len(tasks))
+                    t = Task(self, unstarted.pop(0), "microbatch", len(tasks))
                     self.live.add(t)
                     tasks.append(t)
                     self._resume(t, None)
                     self._after(t, tasks)
                     continue
-                if leader and not self.fin_sent and all(t.done for t in tasks) and not todo:
+                if (leader and not self.fin_sent and all(t.done for t in tasks)
+                        and not unstarted):
                     self._finish(abort=None)
                 if (self.fin_sent and self.fins == len(self.peers) and not self.live
                         and self._ended()):
@@ -576,7 +578,7 @@ class Server:
     def _ended(self):
         """TP rank 0 ends its followers' decision stream with END; a
         follower waits for it (its last posted receive)."""
-        if self.tp_n > 1 and self.tp_me == 0 and not getattr(self, "end_sent", False):
+        if self.tp_n > 1 and self.tp_me == 0 and not self.end_sent:
             self.end_sent = True
             self._decide(END)
         return self.ended
@@ -618,7 +620,7 @@ class Server:
     # ---- the leader's schedule ----
     def _forward_done(self):
         self.fwd_done += 1
-        if self.schedule == "simple" and self.fwd_done >= self._n_microbatches:
+        if self.schedule == "simple" and self.fwd_done >= self.n_mb:
             for t in self.gated:
                 self.ready.append((t, None, (-1, t.mb, -1)))
             self.gated = []
@@ -634,7 +636,7 @@ class Server:
         task.backward_called = True
         if self.schedule == "simple":
             self._forward_done()
-            if self.fwd_done < self._n_microbatches:
+            if self.fwd_done < self.n_mb:
                 self.gated.append(task)  # GPipe: every forward before any backward
                 task.park()
         task.in_backward = True
