@@ -142,6 +142,10 @@ smp_status_t smp_ckpt_set_user(smp_ckpt_t ckpt, const char *key, const void *byt
     smp_ckpt &h = live(ckpt, "ckpt", "smp_ckpt_set_user");
     require(key != nullptr, "smp_ckpt_set_user: key is NULL");
     smp::capi::require_ptr(bytes, len, "smp_ckpt_set_user: bytes");
+    // Checked before the copy, which could not be made of an absurd length.
+    require(len <= smp::ckpt::kMaxUserBytes, "smp_ckpt_set_user: len " + std::to_string(len) +
+                                                 " is above the " + std::to_string(smp::ckpt::kMaxUserBytes) +
+                                                 " bytes user content may have");
     try {
       h.ck.set_user(key, len ? std::string(static_cast<const char *>(bytes), len) : std::string());
     } catch (const smp::Error &e) {

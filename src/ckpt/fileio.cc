@@ -20,11 +20,38 @@ namespace {
 }  // namespace
 
 int open_read(const std::string &path) {
+  // O_NONBLOCK: opening a FIFO put where a file belongs must not wait for
+  // a writer that never comes; it is refused below, like any non-regular
+  // file. Reads of regular files ignore the flag, but it is cleared anyway.
   int fd;
-  do fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  do fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   while (fd < 0 && errno == EINTR);
   if (fd < 0) io_fail("cannot open", path, errno);
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    io_fail("cannot stat", path, err);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw Error(Status::Corrupt, path + ": not a regular file (a directory, FIFO, socket or device); refused");
+  }
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+    const int err = errno;
+    ::close(fd);
+    io_fail("cannot set flags of", path, err);
+  }
   return fd;
+}
+
+uint64_t regular_file_size(const std::string &path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) io_fail("cannot stat", path, errno);
+  if (!S_ISREG(st.st_mode))
+    throw Error(Status::Corrupt, path + ": not a regular file (a directory, FIFO, socket or device); refused");
+  return static_cast<uint64_t>(st.st_size);
 }
 
 int create_write(const std::string &path) {
@@ -168,6 +195,7 @@ void write_file_atomic(const std::string &path, const std::string &data) {
     fsync_fd(fd, tmp);
   } catch (...) {
     ::close(fd);
+    ::unlink(tmp.c_str());  // a half-written temporary holds disk for nothing
     throw;
   }
   close_fd(fd, tmp);

@@ -9,7 +9,11 @@
 
 namespace smp::ckpt::io {
 
+// Regular files only: anything else (a FIFO that would block, a device
+// that never ends) is Status::Corrupt, refused without reading.
 int open_read(const std::string &path);
+// stat's size of a regular file (following symlinks); Corrupt otherwise.
+uint64_t regular_file_size(const std::string &path);
 int create_write(const std::string &path);  // O_CREAT|O_TRUNC|O_WRONLY
 void close_fd(int fd, const std::string &path);
 uint64_t file_size(int fd, const std::string &path);

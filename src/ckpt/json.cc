@@ -1,11 +1,14 @@
 #include "ckpt/json.h"
 
+#include <algorithm>
+
 #include "common/error.h"
 
 namespace smp::ckpt::json {
 namespace {
 
 constexpr int kMaxDepth = 64;
+constexpr size_t kSmallObject = 16;
 
 class Parser {
  public:
@@ -48,8 +51,12 @@ class Parser {
         ws();
         if (peek() != '"') fail("expected a string key");
         std::string key = string();
-        for (const auto &f : v.fields)
-          if (f.first == key) fail("duplicate key \"" + key + "\"");
+        // Duplicates: compared at once in small objects; a large one (a
+        // safetensors header of many tensors) is sorted once when it closes,
+        // since comparing every key with every other is quadratic.
+        if (v.fields.size() < kSmallObject)
+          for (const auto &f : v.fields)
+            if (f.first == key) fail("duplicate key \"" + key + "\"");
         ws();
         if (peek() != ':') fail("expected ':'");
         ++i_;
@@ -57,7 +64,10 @@ class Parser {
         ws();
         c = peek();
         ++i_;
-        if (c == '}') return v;
+        if (c == '}') {
+          if (v.fields.size() > kSmallObject) check_unique(v);
+          return v;
+        }
         if (c != ',') fail("expected ',' or '}'");
       }
     }
@@ -85,6 +95,15 @@ class Parser {
     if (c == 'n') { expect("null"); return v; }
     if (c == '-' || (c >= '0' && c <= '9')) return number();
     fail(std::string("unexpected character"));
+  }
+
+  void check_unique(const Value &v) {
+    std::vector<const std::string *> keys;
+    keys.reserve(v.fields.size());
+    for (const auto &f : v.fields) keys.push_back(&f.first);
+    std::sort(keys.begin(), keys.end(), [](const std::string *a, const std::string *b) { return *a < *b; });
+    for (size_t k = 1; k < keys.size(); ++k)
+      if (*keys[k] == *keys[k - 1]) fail("duplicate key \"" + *keys[k] + "\" in the object ending here");
   }
 
   static bool digit(char c) { return c >= '0' && c <= '9'; }

@@ -13,39 +13,11 @@
 namespace smp::ckpt {
 namespace {
 
-constexpr uint64_t kMaxManifestBytes = uint64_t{1} << 30;
 // Reads of nearby slices are merged when the bytes skipped are at most
 // kMaxGap, into a bounce buffer of at most kMaxSpan: many small preads
 // (a column slice of a row-major matrix) cost more than reading the gaps.
 constexpr uint64_t kMaxGap = 64 << 10;
 constexpr uint64_t kMaxSpan = 8 << 20;
-
-void verify_file(const std::string &dir, const FileRecord &rec) {
-  const std::string path = io::join(dir, rec.name);
-  const int fd = io::open_read(path);
-  std::vector<char> buf(size_t{8} << 20);
-  uint32_t crc = 0;
-  uint64_t size = 0;
-  try {
-    size = io::file_size(fd, path);
-    if (size != rec.bytes)
-      throw Error(Status::Corrupt, path + ": " + std::to_string(size) + " bytes, the manifest says " +
-                                       std::to_string(rec.bytes));
-    for (uint64_t off = 0; off < size;) {
-      const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), size - off));
-      io::pread_all(fd, buf.data(), n, off, path);
-      crc = crc32c_update(crc, buf.data(), n);
-      off += n;
-    }
-  } catch (...) {
-    io::close_fd(fd, path);
-    throw;
-  }
-  io::close_fd(fd, path);
-  if (crc != rec.crc32c)
-    throw Error(Status::Corrupt, path + ": CRC32C " + std::to_string(crc) + " does not match the manifest's " +
-                                     std::to_string(rec.crc32c));
-}
 
 // Copies the overlaps (b = the file's piece at byte `base` of the data)
 // into dst (a = the registered piece).
@@ -77,8 +49,21 @@ void read_overlaps(const Reader &rd, uint64_t base, const std::vector<Overlap> &
 
 }  // namespace
 
-void Checkpoint::load_piece(const Reg &reg, const Manifest &m, const std::string &dir,
-                            std::map<std::string, std::unique_ptr<Reader>> &readers) const {
+const ReaderCache::File &ReaderCache::get(const std::string &path) {
+  auto it = open_.find(path);
+  if (it != open_.end()) return it->second;
+  if (open_.size() >= kMaxOpen) open_.clear();
+  File f;
+  f.reader = std::make_unique<Reader>(path);
+  f.pieces = piece_records(f.reader->header(), path);
+  return open_.emplace(path, std::move(f)).first->second;
+}
+
+void Checkpoint::read(const Manifest &m, const std::string &dir, ReaderCache &files) const {
+  for (const auto &r : regs_) load_piece(r, m, dir, files);
+}
+
+void Checkpoint::load_piece(const Reg &reg, const Manifest &m, const std::string &dir, ReaderCache &files) const {
   const PieceDesc &d = reg.desc;
   const std::string what = std::string(kind_name(d.kind)) + " tensor \"" + d.name + "\"";
   const TensorRecord *rec = m.find(d.kind, d.name);
@@ -91,12 +76,18 @@ void Checkpoint::load_piece(const Reg &reg, const Manifest &m, const std::string
   for (const auto &src : rec->pieces) {
     const std::vector<Overlap> ovs = overlaps(d.piece, src.piece);
     if (ovs.empty()) continue;
-    auto &rd = readers[src.file];
-    if (!rd) rd = std::make_unique<Reader>(io::join(dir, src.file));
-    const TensorEntry *e = rd->header().find(d.name);
+    const ReaderCache::File &file = files.get(io::join(dir, src.file));
+    const Reader &rd = *file.reader;
+    const TensorEntry *e = rd.header().find(d.name);
     if (!e || e->smp_dtype != static_cast<int>(d.dtype) || e->shape != src.piece.local_shape())
-      throw Error(Status::Corrupt, rd->path() + ": " + what + " is missing or does not match the manifest");
-    read_overlaps(*rd, e->begin, ovs, es, static_cast<char *>(reg.data));
+      throw Error(Status::Corrupt, rd.path() + ": " + what + " is missing or does not match the manifest");
+    if (!file.pieces.empty()) {
+      const std::string &rec = file.pieces[static_cast<size_t>(e - rd.header().tensors.data())];
+      if (rec != piece_record(src.piece))
+        throw Error(Status::Corrupt, rd.path() + ": " + what + " is the slice " + rec + " in the file but " +
+                                         piece_record(src.piece) + " in the manifest");
+    }
+    read_overlaps(rd, e->begin, ovs, es, static_cast<char *>(reg.data));
     for (const auto &o : ovs) got += o.len;
   }
   if (got != d.piece.numel())
@@ -124,8 +115,7 @@ std::string Checkpoint::load(Exchange &ex, const std::string &path, const LoadOp
 
   Manifest m;
   try {
-    const std::string mpath = io::join(dir, kManifestName);
-    m = manifest_from_json(io::read_small_file(mpath, kMaxManifestBytes), mpath);
+    m = read_manifest(dir);
   } catch (...) {
     err = std::current_exception();
   }
@@ -134,7 +124,7 @@ std::string Checkpoint::load(Exchange &ex, const std::string &path, const LoadOp
   if (opt.verify) {
     try {
       for (size_t i = static_cast<size_t>(me); i < m.files.size(); i += static_cast<size_t>(nranks))
-        verify_file(dir, m.files[i]);
+        verify_file(dir, m.files[i], nullptr);
     } catch (...) {
       err = std::current_exception();
     }
@@ -143,13 +133,14 @@ std::string Checkpoint::load(Exchange &ex, const std::string &path, const LoadOp
 
   std::map<std::pair<int, std::string>, std::string> users;
   try {
-    std::map<std::string, std::unique_ptr<Reader>> readers;
-    for (const auto &r : regs_) load_piece(r, m, dir, readers);
+    ReaderCache files;
+    read(m, dir, files);
     if (m.file(kUserFileName)) {
       Reader ur(io::join(dir, kUserFileName));
       for (const auto &e : ur.header().tensors) {
+        // "<saving rank>/<key>": a rank of at most 9 digits (fits an int).
         const size_t slash = e.name.find('/');
-        if (slash == std::string::npos || slash == 0 || e.dtype != "U8" ||
+        if (slash == std::string::npos || slash == 0 || slash > 9 || e.dtype != "U8" ||
             e.name.find_first_not_of("0123456789") != slash)
           throw Error(Status::Corrupt, ur.path() + ": unexpected entry \"" + e.name + "\"");
         std::string v(static_cast<size_t>(e.end - e.begin), '\0');

@@ -1,5 +1,8 @@
 #include "ckpt/manifest.h"
 
+#include <climits>
+
+#include "ckpt/crc32c.h"
 #include "ckpt/json.h"
 #include "common/error.h"
 
@@ -44,22 +47,64 @@ bool plain_file_name(const std::string &n) {
          n.find('\0') == std::string::npos;
 }
 
+constexpr const char *kSealKey = "\"manifest_crc32c\": ";
+
+// Checks the seal, if the text has one: the key's last occurrence must be
+// followed by exactly a decimal CRC32C and "\n}\n", and the CRC32C of
+// every byte before the key must match. Returns whether it had one.
+bool check_seal(const std::string &text, const std::string &what) {
+  const size_t key = text.rfind(kSealKey);
+  if (key == std::string::npos) return false;
+  size_t i = key + std::string(kSealKey).size();
+  uint64_t v = 0;
+  const size_t digits = i;
+  while (i < text.size() && text[i] >= '0' && text[i] <= '9' && i - digits < 10)
+    v = v * 10 + static_cast<uint64_t>(text[i++] - '0');
+  if (i == digits || text.compare(i, std::string::npos, "\n}\n") != 0 || v > 0xffffffffu)
+    bad(what, "the manifest's checksum field is malformed");
+  const uint32_t crc = crc32c(text.data(), key);
+  if (crc != v)
+    bad(what, "manifest checksum mismatch (CRC32C " + std::to_string(crc) + ", the manifest says " +
+                  std::to_string(v) + "): the manifest is corrupt");
+  return true;
+}
+
 }  // namespace
 
 const TensorRecord *Manifest::find(Kind kind, const std::string &name) const {
+  if (tensor_at_.size() == tensors.size()) {
+    const auto it = tensor_at_.find({static_cast<int>(kind), name});
+    return it == tensor_at_.end() ? nullptr : &tensors[it->second];
+  }
   for (const auto &t : tensors)
     if (t.kind == kind && t.name == name) return &t;
   return nullptr;
 }
 
 const FileRecord *Manifest::file(const std::string &name) const {
+  if (file_at_.size() == files.size()) {
+    const auto it = file_at_.find(name);
+    return it == file_at_.end() ? nullptr : &files[it->second];
+  }
   for (const auto &f : files)
     if (f.name == name) return &f;
   return nullptr;
 }
 
+void Manifest::index() {
+  tensor_at_.clear();
+  file_at_.clear();
+  for (size_t i = 0; i < tensors.size(); ++i) tensor_at_.emplace(std::make_pair(static_cast<int>(tensors[i].kind), tensors[i].name), i);
+  for (size_t i = 0; i < files.size(); ++i) file_at_.emplace(files[i].name, i);
+}
+
+std::string seal_manifest(std::string body) {
+  const uint32_t crc = crc32c(body.data(), body.size());
+  return body + kSealKey + std::to_string(crc) + "\n}\n";
+}
+
 std::string manifest_to_json(const Manifest &m) {
-  std::string o = "{\n\"format\": \"smp-checkpoint\",\n\"version\": 1,\n\"mode\": ";
+  std::string o = "{\n\"format\": \"smp-checkpoint\",\n\"version\": 2,\n\"mode\": ";
   json::write_string(o, m.mode);
   o += ",\n\"world_size\": " + std::to_string(m.world_size) + ",\n\"topology\": ";
   json::write_string(o, m.topology);
@@ -93,24 +138,34 @@ std::string manifest_to_json(const Manifest &m) {
     }
     o += "]}";
   }
-  return o + "]\n}\n";
+  return seal_manifest(o + "],\n");
 }
 
 Manifest manifest_from_json(const std::string &text, const std::string &what) {
+  const bool sealed = check_seal(text, what);
   const Value root = json::parse(text.data(), text.size(), what);
   if (root.kind != Value::Kind::Object) bad(what, "not a JSON object");
   if (field(root, "format", Value::Kind::String, what).text != "smp-checkpoint") bad(what, "not an smp checkpoint manifest");
-  if (get_uint(root, "version", what) != 1) bad(what, "unsupported manifest version");
+  const uint64_t version = get_uint(root, "version", what);
+  if (version != 1 && version != 2) bad(what, "unsupported manifest version " + std::to_string(version));
+  // Version 2 is always sealed; version 1 never was (a seal on it, or a
+  // version 2 without one, is damage).
+  if (version == 2 && !sealed) bad(what, "the manifest has no checksum field (damaged or truncated)");
+  if (version == 1 && sealed) bad(what, "a version 1 manifest with a checksum field");
   Manifest m;
+  std::map<std::string, uint64_t> room;  // bytes of each file not yet claimed by a piece
   m.mode = field(root, "mode", Value::Kind::String, what).text;
   if (m.mode != "consolidated" && m.mode != "sharded") bad(what, "unknown mode \"" + m.mode + "\"");
-  m.world_size = static_cast<int>(get_uint(root, "world_size", what));
+  const uint64_t world = get_uint(root, "world_size", what);
+  if (world < 1 || world > INT_MAX) bad(what, "world_size " + std::to_string(world) + " is outside 1.." + std::to_string(INT_MAX));
+  m.world_size = static_cast<int>(world);
   m.topology = field(root, "topology", Value::Kind::String, what).text;
   for (const auto &f : field(root, "files", Value::Kind::Array, what).items) {
     FileRecord r;
     r.name = field(f, "name", Value::Kind::String, what).text;
     if (!plain_file_name(r.name)) bad(what, "file name \"" + r.name + "\" is not a plain name");
-    if (m.file(r.name)) bad(what, "file \"" + r.name + "\" listed twice");
+    if (m.file_at_.count(r.name)) bad(what, "file \"" + r.name + "\" listed twice");
+    m.file_at_.emplace(r.name, m.files.size());
     r.bytes = get_uint(f, "bytes", what);
     const uint64_t crc = get_uint(f, "crc32c", what);
     if (crc > 0xffffffffu) bad(what, "crc32c out of range");
@@ -125,7 +180,8 @@ Manifest manifest_from_json(const std::string &text, const std::string &what) {
     if (kind == "model") r.kind = Kind::Model;
     else if (kind == "optimizer") r.kind = Kind::Optimizer;
     else bad(tw, "unknown kind \"" + kind + "\"");
-    if (m.find(r.kind, r.name)) bad(tw, "listed twice");
+    if (!m.tensor_at_.emplace(std::make_pair(static_cast<int>(r.kind), r.name), m.tensors.size()).second)
+      bad(tw, "listed twice");
     const std::string dt = field(t, "dtype", Value::Kind::String, tw).text;
     bool found = false;
     for (int d = 0; d < kNumDTypes; ++d)
@@ -154,9 +210,49 @@ Manifest manifest_from_json(const std::string &text, const std::string &what) {
       if (e.status() == Status::Corrupt) throw;
       bad(what, e.what());
     }
+    // The pieces' element counts must add up to the tensor's: with the
+    // tiling proof later this rules out gaps; here it bounds the work that
+    // proof does by the tensor's size.
+    const uint64_t total = Piece::whole(r.shape, tw).global_numel();
+    const uint64_t es = dtype_size(r.dtype);
+    uint64_t sum = 0;
+    std::map<std::string, bool> in_file;  // a file stores a tensor under its name: once at most
+    for (const auto &p : r.pieces) {
+      if (!in_file.emplace(p.file, true).second) bad(tw, "two of its pieces are in " + p.file);
+      if (p.piece.numel() > total - sum)
+        bad(tw, "its pieces hold more than its " + std::to_string(total) + " elements");
+      sum += p.piece.numel();
+      // Each piece is in its file whole: the bytes it claims count against
+      // the file's recorded size (overflow-safe: bytes <= file size).
+      auto &left = room.try_emplace(p.file, m.file(p.file)->bytes).first->second;
+      if (p.piece.numel() > left / es)
+        bad(tw, "its piece " + p.piece.describe() + " does not fit in " + p.file + " (" +
+                    std::to_string(m.file(p.file)->bytes) + " bytes with the file's other pieces)");
+      left -= p.piece.numel() * es;
+    }
+    if (sum != total)
+      bad(tw, "its pieces hold " + std::to_string(sum) + " of its " + std::to_string(total) + " elements");
     m.tensors.push_back(std::move(r));
   }
+  m.index();
   return m;
+}
+
+void check_manifest_tiling(const Manifest &m, const std::string &what) {
+  for (const auto &t : m.tensors) {
+    std::vector<const Piece *> pieces;
+    for (const auto &p : t.pieces) pieces.push_back(&p.piece);
+    uint64_t total = 1;
+    for (uint64_t d : t.shape) total *= d;  // checked when parsed
+    const Tiling tiling = check_tiling(pieces, total);
+    if (tiling.verdict == Tiling::Verdict::Exact) continue;
+    const std::string tw = what + ": " + kind_name(t.kind) + " tensor \"" + t.name + "\"";
+    if (tiling.verdict == Tiling::Verdict::Overlap)
+      bad(tw, "its pieces in " + t.pieces[tiling.a].file + " (" + t.pieces[tiling.a].piece.describe() + ") and " +
+                  t.pieces[tiling.b].file + " (" + t.pieces[tiling.b].piece.describe() + ") overlap at element " +
+                  std::to_string(tiling.at));
+    bad(tw, "no piece holds element " + std::to_string(tiling.at));
+  }
 }
 
 }  // namespace smp::ckpt

@@ -1,6 +1,8 @@
 #include "ckpt/piece.h"
 
 #include <algorithm>
+#include <queue>
+#include <tuple>
 
 #include "common/error.h"
 
@@ -204,6 +206,45 @@ uint64_t overlap_count(const Piece &a, const Piece &b) {
   uint64_t n = 0;
   for (const auto &o : overlaps(a, b)) n += o.len;
   return n;
+}
+
+Tiling check_tiling(const std::vector<const Piece *> &pieces, uint64_t numel) {
+  // (first element of the piece's next run, piece index, run index)
+  using Next = std::tuple<uint64_t, size_t, uint64_t>;
+  std::priority_queue<Next, std::vector<Next>, std::greater<Next>> heap;
+  for (size_t i = 0; i < pieces.size(); ++i)
+    if (pieces[i]->num_runs() > 0) heap.emplace(pieces[i]->run_at(0).global, i, 0);
+  Tiling gap;
+  bool have_gap = false;
+  uint64_t pos = 0;    // every element below pos is held exactly once
+  size_t last = 0;     // the piece holding element pos - 1
+  while (!heap.empty()) {
+    const auto [start, i, k] = heap.top();
+    heap.pop();
+    const Run r = pieces[i]->run_at(k);
+    if (start < pos) {
+      Tiling t;
+      t.verdict = Tiling::Verdict::Overlap;
+      t.a = last;
+      t.b = i;
+      t.at = start;
+      return t;
+    }
+    if (start > pos && !have_gap) {
+      have_gap = true;
+      gap.verdict = Tiling::Verdict::Gap;
+      gap.at = pos;
+    }
+    pos = r.global + r.len;
+    last = i;
+    if (k + 1 < pieces[i]->num_runs()) heap.emplace(pieces[i]->run_at(k + 1).global, i, k + 1);
+  }
+  if (!have_gap && pos < numel) {
+    have_gap = true;
+    gap.verdict = Tiling::Verdict::Gap;
+    gap.at = pos;
+  }
+  return have_gap ? gap : Tiling{};
 }
 
 }  // namespace smp::ckpt

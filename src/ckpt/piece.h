@@ -58,6 +58,8 @@ class Piece {
   uint64_t hi() const { return hi_; }
 
   size_t num_runs() const { return static_cast<size_t>(runs_); }
+  // The i-th run (i < num_runs()); runs ascend in global order.
+  Run run_at(uint64_t i) const { return run(i); }
   // Runs overlapping the global range [from, to), clipped to it, in
   // increasing global order.
   std::vector<Run> runs_in(uint64_t from, uint64_t to) const;
@@ -88,5 +90,23 @@ struct Overlap {
 std::vector<Overlap> overlaps(const Piece &a, const Piece &b);
 // Elements a and b have in common (cheap for two boxes).
 uint64_t overlap_count(const Piece &a, const Piece &b);
+
+// Whether pieces of one tensor of `numel` elements tile it exactly: every
+// element held by exactly one piece. Pieces are always inside their shape
+// (Piece checks that on construction), so overlap and gap are the only
+// ways to fail. The proof merges the pieces' runs in global order (a heap
+// over the pieces' next runs): O(R log P) for R runs in P pieces, where a
+// pairwise comparison would be O(P^2) and miss nothing more. Zero-element
+// pieces hold nothing and never overlap.
+struct Tiling {
+  enum class Verdict { Exact, Overlap, Gap };
+  Verdict verdict = Verdict::Exact;
+  // Overlap: pieces a and b (indices into the argument) both hold element
+  // `at`, the first such element. Gap: element `at` is the first that no
+  // piece holds. An overlap anywhere is reported in preference to a gap.
+  size_t a = 0, b = 0;
+  uint64_t at = 0;
+};
+Tiling check_tiling(const std::vector<const Piece *> &pieces, uint64_t numel);
 
 }  // namespace smp::ckpt

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <map>
+#include <tuple>
 
 #include "ckpt/json.h"
 #include "common/error.h"
@@ -95,6 +96,19 @@ std::vector<PieceDesc> decode_descs(const std::string &text) {
   return out;
 }
 
+namespace {
+
+// Pieces that hold the same elements get the same key (Piece::same_elements):
+// one contiguous span is keyed by where it lies, whatever box or range
+// describes it; anything else by its description.
+using PieceKey = std::tuple<bool, uint64_t, uint64_t, std::vector<uint64_t>, std::vector<uint64_t>>;
+PieceKey key_of(const Piece &p) {
+  if (p.num_runs() == 1) return {false, p.lo(), p.numel(), {}, {}};
+  return {true, p.range_begin(), p.numel(), p.offset(), p.extent()};
+}
+
+}  // namespace
+
 std::vector<GlobalTensor> build_table(const std::vector<std::vector<PieceDesc>> &per_rank) {
   struct Held {
     int rank;
@@ -113,36 +127,42 @@ std::vector<GlobalTensor> build_table(const std::vector<std::vector<PieceDesc>> 
     t.kind = first.kind;
     t.dtype = first.dtype;
     t.shape = first.piece.shape();
+    // Copies of one piece: the first holder (in rank order) owns it, the
+    // others must be flagged replicated, as must the owner.
+    std::map<PieceKey, const Held *> owner_of;
     for (const auto &h : held) {
       if (h.d->dtype != t.dtype || h.d->piece.shape() != t.shape)
         invalid(what + ": rank " + std::to_string(held.front().rank) + " registers it as " + dtype_name(t.dtype) +
                 " " + first.piece.describe() + " but rank " + std::to_string(h.rank) + " as " +
                 dtype_name(h.d->dtype) + " " + h.d->piece.describe());
-      bool duplicate = false;
-      for (const auto &o : t.owners) {
-        const uint64_t common = overlap_count(o.piece, h.d->piece);
-        if (common == 0) continue;
-        if (o.piece.same_elements(h.d->piece)) {
-          const PieceDesc *od = nullptr;
-          for (const auto &x : held)
-            if (x.rank == o.rank) od = x.d;
-          if (!(h.d->replicated && od && od->replicated))
-            invalid(what + ": ranks " + std::to_string(o.rank) + " and " + std::to_string(h.rank) + " both hold " +
-                    h.d->piece.describe() + "; flag replicated pieces as replicated");
-          duplicate = true;
-          break;
-        }
-        invalid(what + ": the pieces of ranks " + std::to_string(o.rank) + " (" + o.piece.describe() + ") and " +
-                std::to_string(h.rank) + " (" + h.d->piece.describe() + ") overlap in " + std::to_string(common) +
-                " elements");
+      if (h.d->piece.numel() == 0) continue;
+      const auto [it, fresh] = owner_of.emplace(key_of(h.d->piece), &h);
+      if (fresh) {
+        t.owners.push_back({h.rank, h.d->piece});
+        continue;
       }
-      if (!duplicate && h.d->piece.numel() > 0) t.owners.push_back({h.rank, h.d->piece});
+      const Held &o = *it->second;
+      if (!(h.d->replicated && o.d->replicated))
+        invalid(what + ": ranks " + std::to_string(o.rank) + " and " + std::to_string(h.rank) + " both hold " +
+                h.d->piece.describe() + "; flag replicated pieces as replicated");
     }
-    uint64_t covered = 0;
-    for (const auto &o : t.owners) covered += o.piece.numel();
-    if (covered != first.piece.global_numel())
+    // The distinct pieces must tile the tensor: no partial overlap, no gap.
+    std::vector<const Piece *> pieces;
+    for (const auto &o : t.owners) pieces.push_back(&o.piece);
+    const Tiling tiling = check_tiling(pieces, first.piece.global_numel());
+    if (tiling.verdict == Tiling::Verdict::Overlap) {
+      const Owner &a = t.owners[tiling.a], &b = t.owners[tiling.b];
+      invalid(what + ": the pieces of ranks " + std::to_string(a.rank) + " (" + a.piece.describe() + ") and " +
+              std::to_string(b.rank) + " (" + b.piece.describe() + ") overlap in " +
+              std::to_string(overlap_count(a.piece, b.piece)) + " elements");
+    }
+    if (tiling.verdict == Tiling::Verdict::Gap) {
+      uint64_t covered = 0;
+      for (const auto &o : t.owners) covered += o.piece.numel();
       invalid(what + ": the ranks' pieces cover " + std::to_string(covered) + " of its " +
-              std::to_string(first.piece.global_numel()) + " elements");
+              std::to_string(first.piece.global_numel()) + " elements (element " + std::to_string(tiling.at) +
+              " is missing)");
+    }
     table.push_back(std::move(t));
   }
   return table;

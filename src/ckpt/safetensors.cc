@@ -91,6 +91,11 @@ uint64_t TensorEntry::numel() const {
 }
 
 const TensorEntry *Header::find(const std::string &name) const {
+  if (by_name.size() == tensors.size()) {
+    const auto it = std::lower_bound(by_name.begin(), by_name.end(), name,
+                                     [&](size_t i, const std::string &n) { return tensors[i].name < n; });
+    return it != by_name.end() && tensors[*it].name == name ? &tensors[*it] : nullptr;
+  }
   for (const auto &t : tensors)
     if (t.name == name) return &t;
   return nullptr;
@@ -154,6 +159,10 @@ Header parse_header(const char *text, size_t header_len, uint64_t file_size, con
   if (pos != h.data_size)
     corrupt(what, "tensors cover " + std::to_string(pos) + " data bytes but the file holds " +
                       std::to_string(h.data_size));
+  h.by_name.resize(h.tensors.size());
+  for (size_t i = 0; i < h.by_name.size(); ++i) h.by_name[i] = i;
+  std::sort(h.by_name.begin(), h.by_name.end(),
+            [&](size_t a, size_t b) { return h.tensors[a].name < h.tensors[b].name; });
   return h;
 }
 

@@ -37,7 +37,10 @@ struct Header {
   std::vector<std::pair<std::string, std::string>> metadata;
   uint64_t data_start = 0;  // 8 + N
   uint64_t data_size = 0;   // file size - data_start
+  // O(log n) by name once parse_header has filled by_name (indices into
+  // tensors, sorted by name); a linear scan otherwise.
   const TensorEntry *find(const std::string &name) const;
+  std::vector<size_t> by_name;
 };
 
 // Validates the JSON header of a file of file_size bytes whose header is

@@ -98,7 +98,7 @@ std::string Checkpoint::save(Exchange &ex, const std::string &root, const SaveOp
   if (root.empty()) invalid("checkpoint folder is empty");
   if (opt.keep_last < 0) invalid("keep_last must be >= 0");
   if (opt.buffer_bytes < 4096) invalid("buffer_bytes must be at least 4096");
-  const int me = ex.rank(), nranks = ex.size();
+  const int me = ex.rank();
 
   // 1. Every rank learns every piece; all validate the same table, so a
   // bad registration fails on every rank alike, before any file exists.
@@ -124,6 +124,27 @@ std::string Checkpoint::save(Exchange &ex, const std::string &root, const SaveOp
   agree(ex, err);
   ex.broadcast(&seq, sizeof seq, 0);
   const std::string tmp = io::join(root, store::tmp_name_of(seq));
+  // From here a failure anywhere fails every rank through agree(), which
+  // every rank reaches only once it has stopped writing; rank 0 then
+  // removes the temporary folder, so a failed save holds no disk.
+  try {
+    return write_and_commit(ex, root, seq, table, opt);
+  } catch (...) {
+    if (me == 0) {
+      try {
+        io::remove_tree(tmp);
+      } catch (...) {  // the save's own error is the one to report
+      }
+    }
+    throw;
+  }
+}
+
+std::string Checkpoint::write_and_commit(Exchange &ex, const std::string &root, uint64_t seq,
+                                         const std::vector<GlobalTensor> &table, const SaveOptions &opt) const {
+  const int me = ex.rank(), nranks = ex.size();
+  std::exception_ptr err;
+  const std::string tmp = io::join(root, store::tmp_name_of(seq));
 
   // 3. Data files.
   Manifest m;
@@ -141,13 +162,16 @@ std::string Checkpoint::save(Exchange &ex, const std::string &root, const SaveOp
     try {
       for (Kind kind : {Kind::Model, Kind::Optimizer}) {
         std::vector<TensorData> data;
+        std::string records;  // which slice each is, for the load to compare with the manifest
         for (const auto &t : table)
           for (const auto &o : t.owners)
-            if (o.rank == me && t.kind == kind)
+            if (o.rank == me && t.kind == kind) {
               data.push_back({TensorSpec{t.name, t.dtype, o.piece.local_shape()}, find(kind, t.name)->data});
+              records += piece_record(o.piece) + ";";
+            }
         if (data.empty()) continue;
         const std::string name = shard_file(kind, me);
-        const FileDigest d = write_file(io::join(tmp, name), data);
+        const FileDigest d = write_file(io::join(tmp, name), data, {{kPiecesKey, records}});
         written.push_back({name, d.size, d.crc32c});
       }
     } catch (...) {
@@ -207,12 +231,20 @@ std::string Checkpoint::save(Exchange &ex, const std::string &root, const SaveOp
       io::fsync_fd(fd, mpath);
       io::close_fd(fd, mpath);
       final_path = store::commit(root, seq);
-      store::prune(root, opt.keep_last);
     } catch (...) {
       err = std::current_exception();
     }
   }
   agree(ex, err);
+  // The checkpoint is saved; failing to delete old ones does not unsave it
+  // (the next save tries again), so it is a warning, not the save's error.
+  if (me == 0) {
+    try {
+      store::prune(root, opt.keep_last);
+    } catch (const Error &e) {
+      std::fprintf(stderr, "smp: warning: could not remove old checkpoints: %s\n", e.what());
+    }
+  }
   return broadcast_string(ex, final_path, 0);
 }
 

@@ -66,7 +66,23 @@ void clean_leftovers(const std::string &root) {
     // A final name without a manifest is a leftover too (cannot arise from
     // our own protocol, but must never block a sequence number).
     const bool orphan = parse_seq(n, kPrefix, &s) && !io::exists(io::join(io::join(root, n), kManifestName));
-    if (tmp || del || orphan) io::remove_tree(io::join(root, n));
+    if (tmp || del || orphan || n == "latest.tmp") io::remove_tree(io::join(root, n));
+  }
+  // A save killed between its rename and the pointer update leaves
+  // `latest` one behind: bring it to what a load would pick.
+  const auto all = complete(root);
+  const std::string latest = io::join(root, "latest");
+  if (!all.empty()) {
+    const std::string want = name_of(all.back()) + "\n";
+    std::string have;
+    try {
+      have = io::read_small_file(latest, 64);
+    } catch (const Error &) {  // missing or odd: rewritten below
+    }
+    try {
+      if (have != want) io::write_file_atomic(latest, want);
+    } catch (const Error &) {  // best effort: the next commit writes it, and fails the save if it cannot
+    }
   }
 }
 
@@ -75,8 +91,22 @@ std::string commit(const std::string &root, uint64_t seq) {
   const std::string fin = io::join(root, name_of(seq));
   io::fsync_dir(tmp);
   io::rename_path(tmp, fin);
-  io::fsync_dir(root);
-  io::write_file_atomic(io::join(root, "latest"), name_of(seq) + "\n");
+  try {
+    io::fsync_dir(root);
+    io::write_file_atomic(io::join(root, "latest"), name_of(seq) + "\n");
+  } catch (...) {
+    // The save fails (disk full writing `latest`, say): take the new
+    // checkpoint back out of sight, or a load would pick it while `latest`
+    // and every rank's error say the previous one is current.
+    try {
+      const std::string del = io::join(root, ".del-" + name_of(seq));
+      io::rename_path(fin, del);
+      io::fsync_dir(root);
+      io::remove_tree(del);
+    } catch (...) {  // the first error is the one to report
+    }
+    throw;
+  }
   return fin;
 }
 

@@ -9,8 +9,11 @@
 //
 // A checkpoint is complete iff it has its final name and a MANIFEST.json.
 // Loading takes the newest complete one; `latest` is only ever advanced to
-// a complete checkpoint, so it never points at a partial one, but may lag
-// by one if a save dies between its rename and the pointer update.
+// a complete checkpoint, so it never points at a partial one. A save that
+// fails to write `latest` takes its checkpoint back out of sight, so a
+// reported failure never loads; a save killed between its rename and the
+// pointer update leaves `latest` one behind (the new checkpoint is whole
+// and is what a load takes) until the next save repairs it.
 #pragma once
 
 #include <cstdint>
@@ -27,7 +30,8 @@ std::vector<uint64_t> complete(const std::string &root);
 // One past the largest sequence number in use by any entry (complete,
 // temporary or being deleted).
 uint64_t next_seq(const std::string &root);
-// Removes leftovers of killed saves and deletions (.tmp-*, .del-*).
+// Removes leftovers of killed saves and deletions (.tmp-*, .del-*) and
+// points `latest` at the newest complete checkpoint if it lags.
 void clean_leftovers(const std::string &root);
 // Makes tmp complete: fsync it, rename to its final name, fsync root, then
 // advance `latest`. Returns the final path.
