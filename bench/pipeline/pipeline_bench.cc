@@ -123,19 +123,19 @@ StepResult run_one(smp::comm::Communicator &comm, const ScheduleParams &p, doubl
   StageFns fns;
   // Per chunk: the stage's cost split evenly over its chunks.
   const double fc = f / p.chunks, bc = b / p.chunks;
-  fns.forward = [&](int, int, const DLTensor *) {
+  fns.forward = [&](int, int, ManagedTensor) {
     const double t0 = now();
     sleep_for(fc);
     busy += now() - t0;
     fbusy += now() - t0;
-    return OwnedTensor(kU8, {n});
+    return to_managed(OwnedTensor(kU8, {n}));
   };
-  fns.backward = [&](int, int, const DLTensor *) {
+  fns.backward = [&](int, int, ManagedTensor) {
     const double t0 = now();
     sleep_for(bc);
     busy += now() - t0;
     bbusy += now() - t0;
-    return OwnedTensor(kU8, {n});
+    return to_managed(OwnedTensor(kU8, {n}));
   };
   comm.barrier();
   const double t0 = now();

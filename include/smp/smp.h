@@ -274,6 +274,49 @@ SMP_API smp_status_t smp_pipeline_schedule(smp_schedule_t kind, int pp, int stag
                                            int active_microbatches, smp_pipe_op_t *ops,
                                            size_t capacity, size_t *n);
 
+/* A stage's compute, called by smp_pipeline_run_step on the calling thread
+ * for each (microbatch, chunk) of its schedule; virtual stage c*pp + s is
+ * chunk c of stage s. Tensors pass in ownership: the callee owns input /
+ * grad_output whatever it returns (free with t->deleter(t); it may keep an
+ * input until its backward); the executor owns *output / *grad_input, frees
+ * them with their deleter once sent, and keeps them untouched until then.
+ * forward: input is NULL on virtual stage 0 (read your own data); *output
+ * goes to the next virtual stage, and may stay NULL on the last one (the
+ * loss lives there). backward: grad_output is NULL on the last virtual
+ * stage (start from the loss); *grad_input goes to the previous virtual
+ * stage, and may stay NULL on virtual stage 0. Outputs that are sent must
+ * be contiguous CPU or CUDA tensors. A callback fails by returning another
+ * status than SMP_SUCCESS (with smp_stage_error for a message).
+ * recv_shape: when not NULL, every activation and gradient received must be
+ * recv_dtype with these recv_ndim extents (else SMP_ERR_PEER_FAILED); NULL
+ * takes any dtype and shape. Received tensors are host memory. */
+typedef struct smp_stage_fns {
+  smp_status_t (*forward)(void *user, int microbatch, int chunk, struct DLManagedTensor *input,
+                          struct DLManagedTensor **output);
+  smp_status_t (*backward)(void *user, int microbatch, int chunk,
+                           struct DLManagedTensor *grad_output,
+                           struct DLManagedTensor **grad_input);
+  void *user; /* passed to both */
+  const size_t *recv_shape;
+  int recv_ndim;
+  smp_dtype_t recv_dtype;
+} smp_stage_fns_t;
+
+/* Run one training step of this rank's stage: its schedule (as
+ * smp_pipeline_schedule lists it, pp = the size of group, stage = this
+ * rank in it), calling fns and moving tensors between the stages of group
+ * (tags 0 and 1 of smp_send_tensor's space; nothing else may use them
+ * meanwhile). Collective over group. A callback's failure does not strand
+ * the other stages: every stage finishes the step without calling its
+ * callbacks further, then the failing stage returns the callback's status
+ * and message, every other one SMP_ERR_PEER_FAILED with that message. */
+SMP_API smp_status_t smp_pipeline_run_step(smp_schedule_t kind, int microbatches, int chunks,
+                                           int active_microbatches, smp_group_t group,
+                                           const smp_stage_fns_t *fns);
+/* For a stage callback's failure: records message as this thread's
+ * smp_last_error() and returns status (return smp_stage_error(...)). */
+SMP_API smp_status_t smp_stage_error(smp_status_t status, const char *message);
+
 /* Run every stage's schedule on a simulated clock: forward_time[s] and
  * backward_time[s] (pp entries) are one chunk of one microbatch on stage s,
  * the transfer times one tensor between neighbours. Outputs: the step time,

@@ -1,12 +1,17 @@
-// The C API's pipeline section: tensor transport over a group, and the pure
-// schedule / simulator / partitioner queries (valid before smp_init).
+// The C API's pipeline section: tensor transport over a group, the
+// executor (smp_pipeline_run_step: pipeline::run_step with C callbacks),
+// and the pure schedule / simulator / partitioner queries (valid before
+// smp_init).
 #include <dlpack/dlpack.h>
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "capi/guard.h"
 #include "capi/request.h"
+#include "pipeline/executor.h"
 #include "pipeline/partition.h"
 #include "pipeline/schedule.h"
 #include "pipeline/simulate.h"
@@ -79,6 +84,45 @@ long long exchange_tensors(const char *fn, smp::comm::Context &ctx,
   for (size_t i = 0; i < nrecvs; ++i)
     if (recvs[i].tensor == nullptr) recvs[i].tensor = r[i].result.release_to_dlpack();
   return bytes;
+}
+
+DLDataType dl_dtype(smp::DType d) {
+  switch (d) {
+    case smp::DType::F32: return DLDataType{kDLFloat, 32, 1};
+    case smp::DType::F64: return DLDataType{kDLFloat, 64, 1};
+    case smp::DType::F16: return DLDataType{kDLFloat, 16, 1};
+    case smp::DType::BF16: return DLDataType{kDLBfloat, 16, 1};
+    case smp::DType::I8: return DLDataType{kDLInt, 8, 1};
+    case smp::DType::U8: return DLDataType{kDLUInt, 8, 1};
+    case smp::DType::I32: return DLDataType{kDLInt, 32, 1};
+    case smp::DType::I64: return DLDataType{kDLInt, 64, 1};
+  }
+  smp::fail(smp::Status::Internal, "dl_dtype: unknown dtype");
+}
+
+using StageCallback = smp_status_t (*)(void *, int, int, struct DLManagedTensor *,
+                                       struct DLManagedTensor **);
+
+// One C callback as the executor calls it: ownership of `in` goes to the
+// callee, of its result to the executor; a status other than SMP_SUCCESS
+// becomes an smp::Error with the message the callback left in
+// smp_last_error() (this thread's, cleared before the call), or the
+// status's name.
+pl::ManagedTensor call_stage(StageCallback fn, void *user, int microbatch, int chunk,
+                             pl::ManagedTensor in) {
+  DLManagedTensor *out = nullptr;
+  smp::capi::set_last_error("");
+  const smp_status_t st = fn(user, microbatch, chunk, in.release(), &out);
+  pl::ManagedTensor result(out);
+  const int code = smp::capi::raw_enum(st);
+  if (code == SMP_SUCCESS) return result;
+  std::string message = smp::capi::last_error();
+  if (code > 0 || code < SMP_ERR_INTERNAL)
+    smp::fail(smp::Status::Internal, "the callback returned " + std::to_string(code) +
+                                         ", which is not an smp_status_t" +
+                                         (message.empty() ? "" : " (" + message + ")"));
+  if (message.empty()) message = std::string("the callback returned ") + smp_status_string(st);
+  smp::fail(static_cast<smp::Status>(code), message);
 }
 
 }  // namespace
@@ -156,6 +200,50 @@ smp_status_t smp_pipeline_schedule(smp_schedule_t kind, int pp, int stage, int m
       ops[i] = smp_pipe_op_t{static_cast<smp_pipe_op_kind_t>(list[i].kind), list[i].microbatch,
                              list[i].chunk, list[i].peer, list[i].batch};
   });
+}
+
+smp_status_t smp_pipeline_run_step(smp_schedule_t kind, int microbatches, int chunks,
+                                   int active_microbatches, smp_group_t group,
+                                   const smp_stage_fns_t *fns) {
+  return guarded([&](smp::comm::Context &ctx) {
+    const std::string fn = "smp_pipeline_run_step";
+    require(fns != nullptr, fn + ": fns is NULL");
+    require(fns->forward != nullptr && fns->backward != nullptr,
+            fn + ": fns->forward and fns->backward must both be set");
+    smp::comm::Communicator &comm = ctx.group(to_group(group));
+    const pl::ScheduleParams p =
+        schedule_params(fn.c_str(), kind, comm.size(), microbatches, chunks, active_microbatches);
+    std::optional<pl::TensorSpec> expect;
+    if (fns->recv_shape != nullptr) {
+      require(fns->recv_ndim >= 0 && fns->recv_ndim <= pl::kMaxTensorDims,
+              fn + ": fns->recv_ndim " + std::to_string(fns->recv_ndim) + " is not in 0.." +
+                  std::to_string(pl::kMaxTensorDims));
+      expect.emplace();
+      expect->dtype = dl_dtype(smp::capi::to_dtype(fns->recv_dtype, "fns->recv_dtype"));
+      for (int d = 0; d < fns->recv_ndim; ++d) {
+        require(fns->recv_shape[d] <= static_cast<size_t>(INT64_MAX),
+                fn + ": fns->recv_shape[" + std::to_string(d) + "] is too large");
+        expect->shape.push_back(static_cast<int64_t>(fns->recv_shape[d]));
+      }
+    } else {
+      require(fns->recv_ndim == 0, fn + ": fns->recv_ndim is " + std::to_string(fns->recv_ndim) +
+                                       " but fns->recv_shape is NULL");
+    }
+    const smp_stage_fns_t c = *fns;
+    pl::StageFns sf;
+    sf.forward = [&c](int m, int chunk, pl::ManagedTensor in) {
+      return call_stage(c.forward, c.user, m, chunk, std::move(in));
+    };
+    sf.backward = [&c](int m, int chunk, pl::ManagedTensor g) {
+      return call_stage(c.backward, c.user, m, chunk, std::move(g));
+    };
+    pl::run_step(comm, p, sf, expect ? &*expect : nullptr);
+  });
+}
+
+smp_status_t smp_stage_error(smp_status_t status, const char *message) {
+  smp::capi::set_last_error(message != nullptr ? message : "");
+  return status;
 }
 
 smp_status_t smp_pipeline_simulate(smp_schedule_t kind, int pp, int microbatches, int chunks,

@@ -1,34 +1,39 @@
-"""Pipeline stage runner: executes the runtime's schedule
-(smp_pipeline_schedule, via smp._smp.pipeline_schedule) over this stage's
-model chunks, moving activations forward and gradients backward between the
-stages of PP_GROUP.
+"""Pipeline stage runner: one training step of this rank's stage through the
+runtime's pipeline executor (smp_pipeline_run_step, via
+smp._smp.pipeline_run_step), over this stage's model chunks.
 
-The schedule is a list of operations (kind, microbatch, chunk, peer, batch).
-Consecutive sends/receives with one `batch` form one exchange through the
-runtime's tensor transport (smp.exchange_tensors with defer_sends, i.e.
-smp_exchange_tensors_deferred): every send and receive is posted at once,
-the receives are waited for, and the sends stay in flight until the end of
-the step, as the schedule is built to run (smp.h). Waiting for the sends
-inside each exchange would stall schedules with several chunks per stage
-once tensors are too large for MPI to buffer: both neighbours would wait in
-a send whose receive the other posts only in a later exchange. Tensors
-carry their dtype and shape, so receives need no preallocated buffers.
-Where the chunks' parameters live on a GPU, activations and gradients are
-sent from CUDA memory (smp stages CUDA point-to-point through host memory)
-and what arrives is handed to the chunks on that GPU.
+The executor walks the stage's schedule (the same one smp_pipeline_schedule
+lists and the simulator checks), calls the runner's forward and backward
+for each (microbatch, chunk), and moves activations forward and gradients
+backward between the stages of the group with the runtime's tensor
+transport: each schedule batch's sends and receives at once, the sends left
+in flight until the step's end. Tensors cross zero-copy as DLPack; they
+carry their dtype and shape, so receives need no buffers (with `act_shape`
+the executor checks what arrives). Where the chunks' parameters live on a
+GPU, activations and gradients are sent from CUDA memory (smp stages CUDA
+point-to-point through host memory) and what arrives (host memory) is
+moved to that GPU.
 
 Chunk c of stage s is virtual stage g = c * stages + s; its input comes from
-virtual stage g - 1 and its output goes to g + 1. With one stage the runtime
-lists no transfers: chunk c hands its output to chunk c + 1 in memory.
+virtual stage g - 1 and its output goes to g + 1. With one stage the
+executor hands chunk c's output to chunk c + 1 in memory.
+
+A chunk that raises fails the step on every stage without leaving any
+waiting: this rank re-raises the exception, the others raise SmpError
+(PEER_FAILED) naming it.
 """
 
+import time
+
 import torch
+import torch.utils.dlpack
 
 import smp
 
 SCHEDULES = {"simple": 0, "interleaved": 1, "virtual": 2}  # smp_schedule_t
 FORWARD, BACKWARD, SEND_ACTIVATION, RECV_ACTIVATION, SEND_GRADIENT, RECV_GRADIENT = range(6)
-_MAX_TAG = 16383  # smp.h: tensor tags are 0..16383
+_DTYPES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3,
+           torch.int8: 4, torch.uint8: 5, torch.int32: 6, torch.int64: 7}  # smp_dtype_t
 
 
 def schedule(name, stage, stages, microbatches, chunks=1, active_microbatches=0):
@@ -47,15 +52,18 @@ class PipelineRunner:
     chunk(x, targets[m]) and returns the microbatch's mean loss; all others
     as chunk(x). Activations and gradients between virtual stages take the
     sender's dtype and shape (they may change from microbatch to
-    microbatch); with `act_shape` (and `dtype`) given, they are received
-    into buffers of that shape instead, and the runtime rejects a tensor of
-    another shape or dtype. active_microbatches: the interleaved schedule's
-    in-flight cap (0 = the runtime's default; other schedules take only 0)."""
+    microbatch); with `act_shape` (and `dtype`) given, the runtime rejects
+    a tensor of another shape or dtype. active_microbatches: the interleaved
+    schedule's in-flight cap (0 = the runtime's default; other schedules
+    take only 0)."""
 
     def __init__(self, chunks, act_shape=None, dtype=torch.float32, schedule="interleaved",
                  group=smp.PP_GROUP, active_microbatches=0):
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule '{schedule}' (simple, interleaved or virtual)")
+        if act_shape is not None and dtype not in _DTYPES:
+            raise ValueError(f"act_shape with dtype {dtype}: the runtime checks only "
+                             f"{', '.join(str(d) for d in _DTYPES)}")
         self.chunks = list(chunks)
         self.act_shape = None if act_shape is None else tuple(act_shape)
         self.dtype = dtype
@@ -65,21 +73,20 @@ class PipelineRunner:
         self.stages = smp.size(group)
         self.stage = smp.rank(group)
         self.virtual = self.stages * len(self.chunks)
-        # Where received tensors must be: the chunks' device. A receive
-        # without a buffer yields a host tensor, moved there.
+        # Where received tensors must be: the chunks' device (what arrives
+        # is host memory).
         self.device = next((p.device for ch in self.chunks for p in ch.parameters()),
                            torch.device("cpu"))
 
     def _vstage(self, chunk):
         return chunk * self.stages + self.stage
 
-    def _tag(self, backward, vstage, mb, microbatches):
-        # Unique per (direction, receiving virtual stage, microbatch), so no
-        # transfer depends on the order of others (run() checks the range).
-        return ((1 if backward else 0) * microbatches + mb) * self.virtual + vstage
-
     def holds_last(self):
         return self._vstage(len(self.chunks) - 1) == self.virtual - 1
+
+    def _tensor(self, capsule):
+        t = torch.utils.dlpack.from_dlpack(capsule)
+        return t if t.device == self.device else t.to(self.device)
 
     def run(self, inputs, targets):
         """One training step's forward and backward over every microbatch
@@ -87,90 +94,48 @@ class PipelineRunner:
         per-microbatch losses (floats) where this stage holds the last
         virtual stage, else None."""
         M = len(inputs)
-        if 2 * M * self.virtual > _MAX_TAG + 1:
-            raise ValueError(f"{M} microbatches x {self.virtual} virtual stages need "
-                             f"{2 * M * self.virtual} tensor tags; the transport has "
-                             f"{_MAX_TAG + 1}")
-        ops = schedule(self.schedule_name, self.stage, self.stages, M, len(self.chunks),
-                       self.active)
         last = self.virtual - 1
-        acts_in = {}    # (chunk, mb) -> forward input from the previous virtual stage
-        grads_in = {}   # (chunk, mb) -> gradient of the output from the next one
-        outbox = {}     # (kind, chunk, mb) -> tensor the schedule sends later
-        saved = {}      # (chunk, mb) -> (input, output) for the backward
-        in_flight = []  # the step's sends, waited for at its end
+        saved = {}  # (chunk, mb) -> (input, output) for the backward
         losses = [None] * M
+        compute = [0.0]  # seconds in the chunks, not the runtime
 
-        def forward(c, m):
+        def forward(m, c, received):
+            t0 = time.perf_counter()
             g = self._vstage(c)
-            x = inputs[m] if g == 0 else acts_in.pop((c, m)).requires_grad_()
-            with smp.timeline("forward", m, c):
-                if g == last:
-                    out = self.chunks[c](x, targets[m])
-                    losses[m] = out.detach().item()
-                else:
-                    out = self.chunks[c](x)
-            if g != last:
+            x = inputs[m] if g == 0 else self._tensor(received).requires_grad_()
+            if g == last:
+                out = self.chunks[c](x, targets[m])
+                losses[m] = out.detach().item()
+                y = None
+            else:
+                out = self.chunks[c](x)
                 y = out.detach().contiguous()
-                if self.stages == 1:
-                    acts_in[(c + 1, m)] = y
-                else:
-                    outbox[(SEND_ACTIVATION, c, m)] = y
             saved[(c, m)] = (x, out)
+            compute[0] += time.perf_counter() - t0
+            return y
 
-        def backward(c, m):
+        def backward(m, c, received):
+            t0 = time.perf_counter()
             g = self._vstage(c)
             x, out = saved.pop((c, m))
-            with smp.timeline("backward", m, c):
-                if g == last:
-                    # Each microbatch's loss is a mean over its tokens; the
-                    # step's loss is the mean over microbatches.
-                    torch.autograd.backward(out / M)
-                else:
-                    torch.autograd.backward(out, grads_in.pop((c, m)))
-            if g > 0:
-                gx = x.grad.contiguous()
-                if self.stages == 1:
-                    grads_in[(c - 1, m)] = gx
-                else:
-                    outbox[(SEND_GRADIENT, c, m)] = gx
-
-        def exchange(batch):
-            sends, recvs, dests = [], [], []
-            for kind, m, c, peer, _ in batch:
-                g = self._vstage(c)
-                if kind == SEND_ACTIVATION:
-                    sends.append((outbox.pop((kind, c, m)), peer, self._tag(False, g + 1, m, M)))
-                elif kind == SEND_GRADIENT:
-                    sends.append((outbox.pop((kind, c, m)), peer, self._tag(True, g - 1, m, M)))
-                else:
-                    backward_dir = kind == RECV_GRADIENT
-                    buf = (None if self.act_shape is None
-                           else torch.empty(self.act_shape, dtype=self.dtype, device=self.device))
-                    recvs.append((buf, peer, self._tag(backward_dir, g, m, M)))
-                    dests.append((grads_in if backward_dir else acts_in, (c, m)))
-            got, sent = smp.exchange_tensors(sends, recvs, self.group, defer_sends=True)
-            in_flight.append(sent)
-            for (box, key), t in zip(dests, got):
-                box[key] = t if t.device == self.device else t.to(self.device)
-
-        i = 0
-        while i < len(ops):
-            kind, m, c, _, b = ops[i]
-            if kind == FORWARD:
-                forward(c, m)
-                i += 1
-            elif kind == BACKWARD:
-                backward(c, m)
-                i += 1
+            if g == last:
+                # Each microbatch's loss is a mean over its tokens; the
+                # step's loss is the mean over microbatches.
+                torch.autograd.backward(out / M)
             else:
-                j = i
-                while j < len(ops) and ops[j][0] not in (FORWARD, BACKWARD) and ops[j][4] == b:
-                    j += 1
-                exchange(ops[i:j])
-                i = j
-        for sent in in_flight:
-            sent.wait()
-        assert not saved and not acts_in and not grads_in and not outbox, \
-            "schedule left work undone"
+                torch.autograd.backward(out, self._tensor(received))
+            gx = x.grad.contiguous() if g > 0 else None
+            compute[0] += time.perf_counter() - t0
+            return gx
+
+        t0 = time.perf_counter()
+        try:
+            smp._smp.pipeline_run_step(
+                SCHEDULES[self.schedule_name], M, len(self.chunks), int(self.active),
+                int(self.group), forward, backward, self.act_shape,
+                _DTYPES.get(self.dtype, 0))
+        finally:
+            # smp.comm_seconds(): the step's time outside the chunks.
+            smp._comm[0] += time.perf_counter() - t0 - compute[0]
+        assert not saved, "schedule left work undone"
         return losses if self.holds_last() else None

@@ -50,22 +50,22 @@ void run(smp::comm::Communicator &comm, ScheduleParams p) {
   int forwards = 0, backwards = 0;
 
   StageFns fns;
-  fns.forward = [&](int mb, int chunk, const DLTensor *in) {
+  fns.forward = [&](int mb, int chunk, ManagedTensor in) {
     const int vs = chunk * pp + stage;
     CHECK_MSG((in == nullptr) == (vs == 0), name);
-    std::vector<float> x = vs == 0 ? synthetic::input(mb) : from_tensor(in, mb, "activation");
+    std::vector<float> x = vs == 0 ? synthetic::input(mb) : from_tensor(&in->dl_tensor, mb, "activation");
     std::vector<float> y = synthetic::forward(vs, x);
     if (vs == V - 1) losses[mb] = synthetic::loss(y);
     xs[{vs, mb}] = x;
     ys[{vs, mb}] = y;
     ++forwards;
-    return to_tensor(y, mb);
+    return to_managed(to_tensor(y, mb));
   };
-  fns.backward = [&](int mb, int chunk, const DLTensor *gout) {
+  fns.backward = [&](int mb, int chunk, ManagedTensor gout) {
     const int vs = chunk * pp + stage;
     CHECK_MSG((gout == nullptr) == (vs == V - 1), name);
     CHECK_MSG(xs.count({vs, mb}) == 1, name + ": backward before forward");
-    std::vector<float> gy = vs == V - 1 ? ys[{vs, mb}] : from_tensor(gout, mb, "gradient");
+    std::vector<float> gy = vs == V - 1 ? ys[{vs, mb}] : from_tensor(&gout->dl_tensor, mb, "gradient");
     synthetic::Grads g = synthetic::backward(vs, xs[{vs, mb}], ys[{vs, mb}], gy);
     ga[{vs, mb}] = g.a;
     gb[{vs, mb}] = g.b;
@@ -74,9 +74,9 @@ void run(smp::comm::Communicator &comm, ScheduleParams p) {
     ++backwards;
     if (vs == 0) {
       input_grads[mb] = g.input;
-      return OwnedTensor();
+      return ManagedTensor();
     }
-    return to_tensor(g.input, mb);
+    return to_managed(to_tensor(g.input, mb));
   };
   run_step(comm, p, fns);
 

@@ -26,8 +26,8 @@ int main(int argc, char **argv) {
     std::memset(t.data(), 0, t.nbytes());
     return t;
   };
-  fns.forward = [&](int mb, int, const DLTensor *) { return tensor(mb); };
-  fns.backward = [&](int mb, int, const DLTensor *) { return tensor(mb); };
+  fns.forward = [&](int mb, int, ManagedTensor) { return to_managed(tensor(mb)); };
+  fns.backward = [&](int mb, int, ManagedTensor) { return to_managed(tensor(mb)); };
   run_step(comm, p, fns);
 
   timeline::Args a;
