@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <cstdint>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <stdexcept>
 
@@ -50,10 +52,20 @@ std::vector<HostSlots> parse_hosts(const std::string &text) {
 }
 
 std::vector<HostSlots> read_hostfile(const std::string &path) {
-  std::ifstream in(path);
-  if (!in)
+  std::ifstream file(path, std::ios::binary);
+  if (!file)
     throw UsageError("cannot read hostfile '" + path + "': " + std::strerror(errno) +
                      "; give a readable Open MPI hostfile");
+  // Read at most kMaxHostfileBytes (+1 to notice more): a hostfile that is
+  // really /dev/zero or an endless pipe is refused, not read forever.
+  std::string text(kMaxHostfileBytes + 1, '\0');
+  file.read(&text[0], static_cast<std::streamsize>(text.size()));
+  if (file.bad()) throw UsageError("cannot read hostfile '" + path + "'; give a readable Open MPI hostfile");
+  text.resize(static_cast<size_t>(file.gcount()));
+  if (text.size() > kMaxHostfileBytes)
+    throw UsageError("hostfile '" + path + "' is larger than " + std::to_string(kMaxHostfileBytes) +
+                     " bytes; give an Open MPI hostfile, one host per line");
+  std::istringstream in(text);
   std::vector<HostSlots> out;
   std::string line;
   for (int lineno = 1; std::getline(in, line); ++lineno) {
@@ -73,7 +85,6 @@ std::vector<HostSlots> read_hostfile(const std::string &path) {
     }
     out.push_back(h);
   }
-  if (in.bad()) throw UsageError("cannot read hostfile '" + path + "'; give a readable Open MPI hostfile");
   if (out.empty()) throw UsageError("hostfile '" + path + "' names no host; write one host per line");
   return out;
 }
@@ -128,6 +139,23 @@ std::string shell_join(const std::vector<std::string> &argv) {
   return out;
 }
 
+int group_rank_of(const topo::Layout &l, topo::Group g, const topo::Coord &c) {
+  // A rank's place in its group, sorted by world rank, is the mixed-radix
+  // number of the coordinates the group varies over, most significant the
+  // one with the largest stride, i.e. the left-most in the placement (O(1);
+  // Layout::group_rank lists the group's members, O(group size)).
+  const bool vp = g == topo::Group::World || g == topo::Group::PP || g == topo::Group::MP;
+  const bool vt = g == topo::Group::World || g == topo::Group::TP || g == topo::Group::DP || g == topo::Group::MP;
+  const bool vd = g == topo::Group::World || g == topo::Group::RDP || g == topo::Group::DP;
+  int r = 0;
+  for (char axis : l.placement().letters()) {
+    if (axis == 'P' && vp) r = r * l.pp_size() + c.pp;
+    if (axis == 'T' && vt) r = r * l.tp_size() + c.tp;
+    if (axis == 'D' && vd) r = r * l.rdp_size() + c.rdp;
+  }
+  return r;
+}
+
 Plan make_plan(const Options &o, const std::vector<HostSlots> &hosts, const HostInfo &info) {
   Plan plan;
   topo::Placement placement;
@@ -135,6 +163,14 @@ Plan make_plan(const Options &o, const std::vector<HostSlots> &hosts, const Host
     placement = topo::Placement::parse(o.placement);
     plan.bind = topo::parse_bind(o.bind);
     const int np = o.np > 0 ? o.np : std::max(1, static_cast<int>(info.visible.size()));
+    // Checked here, in 64 bits, before Layout multiplies them in int: huge
+    // degrees would overflow there (a division by zero, a negative size).
+    if (np > kMaxRanks)
+      throw UsageError("-np " + std::to_string(np) + " is more than the " + std::to_string(kMaxRanks) +
+                       " ranks smprun launches");
+    if (o.pp < 1 || o.tp < 1 || static_cast<int64_t>(o.pp) * o.tp > np)
+      throw UsageError(std::to_string(np) + " ranks cannot be split into pp=" + std::to_string(o.pp) + " x tp=" +
+                       std::to_string(o.tp) + "; pp x tp must be at least 1 and divide the rank count");
     plan.layout = topo::Layout(np, o.pp, o.tp, placement);
   } catch (const std::invalid_argument &e) {
     throw UsageError(e.what());
@@ -168,26 +204,21 @@ Plan make_plan(const Options &o, const std::vector<HostSlots> &hosts, const Host
     }
   }
 
-  std::vector<int> seen;  // ranks so far per host, in the order hosts appear
-  std::vector<std::string> names;
+  // Linear in ranks: hosts are looked up in a map, group ranks computed.
+  std::map<std::string, int> seen;  // ranks so far per host
+  plan.rows.reserve(static_cast<size_t>(np));
   for (int r = 0; r < np; ++r) {
     RankRow row;
     row.rank = r;
     row.host = host_of[static_cast<size_t>(r)];
-    const size_t h = static_cast<size_t>(std::find(names.begin(), names.end(), row.host) - names.begin());
-    if (h == names.size()) {
-      names.push_back(row.host);
-      seen.push_back(0);
-    }
-    row.local_rank = seen[h]++;
+    row.local_rank = seen[row.host]++;
     row.coord = plan.layout.coord(r);
-    row.dp_rank = plan.layout.group_rank(topo::Group::DP, r);
-    row.mp_rank = plan.layout.group_rank(topo::Group::MP, r);
-    plan.rows.push_back(row);
+    row.dp_rank = group_rank_of(plan.layout, topo::Group::DP, row.coord);
+    row.mp_rank = group_rank_of(plan.layout, topo::Group::MP, row.coord);
+    plan.rows.push_back(std::move(row));
   }
   for (RankRow &row : plan.rows) {
-    const size_t h = static_cast<size_t>(std::find(names.begin(), names.end(), row.host) - names.begin());
-    row.local_size = seen[h];
+    row.local_size = seen[row.host];
     try {
       row.binding = topo::plan_binding(info.machine, info.visible, plan.bind, row.local_rank, row.local_size);
     } catch (const std::invalid_argument &e) {
@@ -232,28 +263,35 @@ std::string format_table(const Plan &plan) {
     out << " (" << topo::bind_name(plan.rows[0].binding.bind) << ")";
   out << "\n";
   const std::vector<std::string> head = {"rank", "host", "local", "pp", "tp", "rdp", "dp", "mp", "device", "cpus"};
-  std::vector<std::vector<std::string>> cells;
-  for (const RankRow &r : plan.rows) {
+  // Two passes over the rows (widths, then lines) rather than holding every
+  // cell: a million-rank table stays linear and small in memory.
+  const auto cells = [](const RankRow &r) -> std::vector<std::string> {
     const std::string cpus = r.binding.cpus.empty() ? "-" : topo::format_cpus(r.binding.cpus);
-    cells.push_back({std::to_string(r.rank), r.host, std::to_string(r.local_rank) + "/" + std::to_string(r.local_size),
-                     std::to_string(r.coord.pp), std::to_string(r.coord.tp), std::to_string(r.coord.rdp),
-                     std::to_string(r.dp_rank), std::to_string(r.mp_rank), std::to_string(r.binding.device), cpus});
-  }
+    return {std::to_string(r.rank), r.host, std::to_string(r.local_rank) + "/" + std::to_string(r.local_size),
+            std::to_string(r.coord.pp), std::to_string(r.coord.tp), std::to_string(r.coord.rdp),
+            std::to_string(r.dp_rank), std::to_string(r.mp_rank), std::to_string(r.binding.device), cpus};
+  };
   std::vector<size_t> width;
   for (const std::string &h : head) width.push_back(h.size());
-  for (const auto &row : cells)
+  for (const RankRow &r : plan.rows) {
+    const std::vector<std::string> row = cells(r);
     for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
+  }
+  std::string s;
   auto line = [&](const std::vector<std::string> &row) {
-    std::string s;
+    s.clear();
     for (size_t i = 0; i < row.size(); ++i) {
       const bool left = i == 1 || i + 1 == row.size();  // host and cpus read best left-aligned
-      const std::string pad(width[i] - row[i].size(), ' ');
-      s += (i ? "  " : "") + (left ? row[i] + (i + 1 == row.size() ? "" : pad) : pad + row[i]);
+      if (i) s += "  ";
+      if (!left) s.append(width[i] - row[i].size(), ' ');
+      s += row[i];
+      if (left && i + 1 != row.size()) s.append(width[i] - row[i].size(), ' ');
     }
-    out << s << "\n";
+    s += '\n';
+    out << s;
   };
   line(head);
-  for (const auto &row : cells) line(row);
+  for (const RankRow &r : plan.rows) line(cells(r));
   if (plan.other_hosts)
     out << "(local rank, device and cpus of hosts other than this one assume they have this host's hardware)\n";
   return out.str();

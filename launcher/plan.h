@@ -17,6 +17,12 @@ struct HostSlots {
   int slots = 0;  // 0: not given (a hostfile line without slots=)
 };
 
+// Bounds on what a user's numbers may ask for: more ranks than this, or a
+// hostfile larger than this, is a usage error rather than an allocation
+// that fails (or a read that never ends).
+inline constexpr int kMaxRanks = 1 << 24;
+inline constexpr size_t kMaxHostfileBytes = size_t{1} << 20;
+
 // -H text, Open MPI syntax "h1:2,h2" (a host without :N has one slot).
 // Throws UsageError.
 std::vector<HostSlots> parse_hosts(const std::string &text);
@@ -61,6 +67,9 @@ struct Plan {
 // binding, -x, --mpi-args, --bind gpu without GPUs). `hosts` is empty for a
 // job on this host alone.
 Plan make_plan(const Options &o, const std::vector<HostSlots> &hosts, const HostInfo &info);
+
+// The rank's rank within group g, in O(1) (what Layout::group_rank gives).
+int group_rank_of(const topo::Layout &l, topo::Group g, const topo::Coord &c);
 
 // The readable rank table (rank, host, local rank, pp, tp, rdp, dp, mp,
 // device, cpus) with a header line describing the job.

@@ -1,6 +1,7 @@
 #include "pipeline/schedule.h"
 
 #include <algorithm>
+#include <cstdint>
 
 #include "common/error.h"
 
@@ -53,6 +54,17 @@ void validate(const ScheduleParams &p) {
   if (p.kind == ScheduleKind::Virtual && p.chunks > 1 && p.microbatches % p.pp != 0)
     invalid("the virtual schedule needs microbatches to be a multiple of pp (as Megatron-LM), got " +
             std::to_string(p.microbatches) + " microbatches for pp=" + std::to_string(p.pp));
+  // The user's numbers meet in products (the op count, virtual stage
+  // indices): checked in 64 bits, so none overflows int (which gave an
+  // empty schedule reported as success) or asks for gigabytes of ops.
+  const int64_t slots = int64_t{p.microbatches} * p.chunks, vstages = int64_t{p.pp} * p.chunks;
+  if (slots > kMaxStageSlots)
+    invalid("microbatches x chunks = " + std::to_string(p.microbatches) + " x " + std::to_string(p.chunks) + " = " +
+            std::to_string(slots) + " is above the " + std::to_string(kMaxStageSlots) + " a stage's schedule may hold");
+  if (vstages > kMaxVirtualStages)
+    invalid("pp x chunks = " + std::to_string(p.pp) + " x " + std::to_string(p.chunks) + " = " +
+            std::to_string(vstages) + " virtual stages is above the " + std::to_string(kMaxVirtualStages) +
+            " supported");
 }
 
 int inflight_cap(const ScheduleParams &p, int stage) {
@@ -186,6 +198,10 @@ std::vector<Op> build_schedule(const ScheduleParams &p, int stage) {
 
 std::vector<std::vector<Op>> build_all(const ScheduleParams &p) {
   validate(p);
+  const int64_t total = int64_t{p.pp} * p.microbatches * p.chunks;  // each factor <= 2^20 (validate)
+  if (total > kMaxAllSlots)
+    invalid("pp x microbatches x chunks = " + std::to_string(total) + " is above the " +
+            std::to_string(kMaxAllSlots) + " that every stage's schedule together may hold");
   std::vector<std::vector<Op>> all;
   for (int s = 0; s < p.pp; ++s) all.push_back(build_schedule(p, s));
   return all;

@@ -17,6 +17,7 @@
 // batch == -1.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -66,12 +67,20 @@ struct ScheduleParams {
   int active = 0;        // interleaved only: in-flight cap; 0 = SageMaker's pp + 2
 };
 
+// Bounds on the products of the parameters (about 6 ops, ~24 bytes each,
+// per microbatch-chunk slot): one stage's list, the virtual stage count,
+// and every stage's lists together (build_all, simulate).
+inline constexpr int64_t kMaxStageSlots = int64_t{1} << 20;
+inline constexpr int64_t kMaxVirtualStages = int64_t{1} << 20;
+inline constexpr int64_t kMaxAllSlots = int64_t{1} << 22;
+
 // Throws InvalidArgument, naming the offending value, when the parameters
 // do not describe a schedule this module can build:
 //   pp >= 1, microbatches >= 1, chunks >= 1, active >= 0;
 //   simple: any chunks; interleaved: chunks == 1;
 //   virtual: microbatches a multiple of pp when chunks > 1 (Megatron's rule);
-//   active is only meaningful for interleaved (must be 0 otherwise).
+//   active is only meaningful for interleaved (must be 0 otherwise);
+//   microbatches x chunks <= kMaxStageSlots, pp x chunks <= kMaxVirtualStages.
 void validate(const ScheduleParams &p);
 
 // The in-flight cap interleaved uses on stage `stage`: min(microbatches,
@@ -89,7 +98,7 @@ std::vector<Op> compute_order(const ScheduleParams &p, int stage);
 // exchange (Megatron's send_forward_recv_backward pattern).
 std::vector<Op> build_schedule(const ScheduleParams &p, int stage);
 
-// Every stage's list, index = stage.
+// Every stage's list, index = stage; InvalidArgument above kMaxAllSlots.
 std::vector<std::vector<Op>> build_all(const ScheduleParams &p);
 
 }  // namespace smp::pipeline

@@ -318,6 +318,12 @@ def case_badinput():
         (["-x", "1BAD=2"] + prog, "-x"),
         (["--mpi-args", "--mca 'btl"] + prog, "quote"),
         (["-np"], "-np"),
+        # products and sizes that overflow or cannot be allocated (issue 18)
+        (["-np", "4", "--pp", "65536", "--tp", "65536", "--dry-run"] + prog, "cannot be split"),
+        (["--pp", "2147483647", "--tp", "2", "-np", "8"] + prog, "cannot be split"),
+        (["-np", "2147483647", "--dry-run"] + prog, "ranks smprun launches"),
+        (["-np", "99999999999"] + prog, "99999999999"),
+        (["--hostfile", "/dev/zero"] + prog, "larger than"),
     ]
     no_mpirun = dict(ENV, PATH=TMP)
     for args, words in cases + [(["-np", "2"] + prog, "mpirun")]:

@@ -62,6 +62,15 @@ static void pure_queries(void) {
         SMP_ERR_INVALID_ARGUMENT);
   CHECK(smp_pipeline_simulate(SMP_SCHEDULE_SIMPLE, 4, 8, 1, 0, f, b, -1, 0, &step, &bubble, NULL) ==
         SMP_ERR_INVALID_ARGUMENT);
+  /* Products that overflow int or would take gigabytes (issue 18). */
+  CHECK(smp_pipeline_schedule(SMP_SCHEDULE_SIMPLE, 4, 0, 1 << 16, 1 << 15, 0, NULL, 0, &n) ==
+        SMP_ERR_INVALID_ARGUMENT);
+  CHECK(contains(smp_last_error(), "microbatches x chunks"));
+  CHECK(smp_pipeline_simulate(SMP_SCHEDULE_SIMPLE, 4, 2147483647, 2, 0, f, b, 0, 0, &step, &bubble, NULL) ==
+        SMP_ERR_INVALID_ARGUMENT);
+  CHECK(smp_pipeline_simulate(SMP_SCHEDULE_SIMPLE, 4, 1 << 20, 2, 0, f, b, 0, 0, &step, &bubble, NULL) ==
+        SMP_ERR_INVALID_ARGUMENT);
+  CHECK(contains(smp_last_error(), "microbatches x chunks"));
 
   const smp_layer_cost_t layers[5] = {{1, 10}, {1, 10}, {1, 10}, {1, 10}, {4, 10}};
   smp_stage_info_t st[2];

@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <tuple>
 
 #include "rank_env.h"
 
@@ -213,6 +214,55 @@ TEST(Plan, UsageErrors) {
   EXPECT_NE(usage_error(o, {}, host()).find("unterminated"), std::string::npos);
 }
 
+// Products of huge degrees overflow int: each is a usage error naming the
+// numbers, never a crash (SIGFPE) or a failed allocation.
+TEST(Plan, HugeDegreesAreUsageErrors) {
+  Options o = opts(4);
+  o.pp = 65536;
+  o.tp = 65536;  // pp * tp = 2^32: 0 in int
+  EXPECT_NE(usage_error(o, {}, host()).find("cannot be split into pp=65536 x tp=65536"), std::string::npos);
+  o = opts(8);
+  o.pp = 2147483647;
+  o.tp = 2;  // negative in int
+  EXPECT_NE(usage_error(o, {}, host()).find("cannot be split"), std::string::npos);
+  o = opts(kMaxRanks + 1);
+  EXPECT_NE(usage_error(o, {}, host()).find("ranks smprun launches"), std::string::npos);
+}
+
+// group_rank_of (O(1)) against Layout::group_rank (lists the members), for
+// every group, placement and rank of several shapes.
+TEST(Plan, GroupRanksMatchTheLayout) {
+  using smp::topo::Group;
+  for (const char *letters : {"DPT", "DTP", "PDT", "PTD", "TDP", "TPD"})
+    for (const auto &[n, pp, tp] : std::vector<std::tuple<int, int, int>>{{1, 1, 1}, {8, 2, 2}, {24, 3, 2}, {30, 5, 3}}) {
+      const smp::topo::Layout l(n, pp, tp, smp::topo::Placement::parse(letters));
+      for (int r = 0; r < n; ++r)
+        for (Group g : {Group::World, Group::PP, Group::TP, Group::DP, Group::RDP, Group::MP})
+          ASSERT_EQ(group_rank_of(l, g, l.coord(r)), l.group_rank(g, r))
+              << letters << " n=" << n << " pp=" << pp << " tp=" << tp << " rank " << r << " group " << group_name(g);
+    }
+}
+
+// A million ranks: the plan is built (linear) and its rows are right,
+// checked against the digit reference at spread-out ranks.
+TEST(Plan, MillionRanks) {
+  Options o = opts(1 << 20);
+  o.pp = 16;
+  o.tp = 8;
+  o.placement = "TPD";
+  const Plan p = make_plan(o, {}, host(2));
+  ASSERT_EQ(p.rows.size(), size_t{1} << 20);
+  const smp::topo::Layout l(1 << 20, 16, 8, smp::topo::Placement::parse("TPD"));
+  for (int r = 0; r < (1 << 20); r += 4099) {
+    const auto want = ref_coord(r, 1 << 20, 16, 8, "TPD");
+    ASSERT_EQ(p.rows[static_cast<size_t>(r)].coord, want) << r;
+    ASSERT_EQ(p.rows[static_cast<size_t>(r)].dp_rank, l.group_rank(smp::topo::Group::DP, r)) << r;
+    ASSERT_EQ(p.rows[static_cast<size_t>(r)].local_rank, r);
+  }
+  const std::string table = format_table(p);
+  EXPECT_EQ(static_cast<size_t>(std::count(table.begin(), table.end(), '\n')), (size_t{1} << 20) + 2);
+}
+
 TEST(Hosts, ParsesOpenMpiSyntax) {
   auto h = parse_hosts("a:2,b,c.example.com:16");
   ASSERT_EQ(h.size(), 3u);
@@ -245,6 +295,17 @@ TEST(Hosts, ReadsHostfiles) {
   EXPECT_THROW(read_hostfile(path), UsageError);
   std::ofstream(path) << "# nothing\n";
   EXPECT_THROW(read_hostfile(path), UsageError);
+  {  // larger than the bound: refused, not read whole
+    std::ofstream big(path);
+    for (int i = 0; i < 80000; ++i) big << "node" << i << " slots=1\n";
+  }
+  EXPECT_THROW(read_hostfile(path), UsageError);
+  try {
+    read_hostfile("/dev/zero");  // endless: read up to the bound only
+    FAIL();
+  } catch (const UsageError &e) {
+    EXPECT_NE(std::string(e.what()).find("larger than"), std::string::npos) << e.what();
+  }
   std::remove(path);
   try {
     read_hostfile(path);

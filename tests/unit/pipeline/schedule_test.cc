@@ -4,6 +4,8 @@
 // something).
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include <string>
 #include <vector>
 
@@ -125,6 +127,33 @@ TEST(Schedule, InvalidParameters) {
   EXPECT_THROW(build_schedule(params(ScheduleKind::Simple, 2, 2), 2), smp::Error);
   EXPECT_THROW(parse_schedule_kind("zigzag"), smp::Error);
   EXPECT_EQ(parse_schedule_kind("1f1b"), ScheduleKind::Interleaved);
+}
+
+// Products of huge parameters: InvalidArgument naming them, before any
+// allocation, never an int overflow (2^31 microbatch-chunks used to give an
+// empty schedule and success).
+TEST(Schedule, HugeParametersAreInvalid) {
+  auto message = [](const std::function<void()> &f) {
+    try {
+      f();
+    } catch (const smp::Error &e) {
+      EXPECT_EQ(e.status(), smp::Status::InvalidArgument) << e.what();
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  const int big = 1 << 16;
+  EXPECT_NE(message([&] { validate(params(ScheduleKind::Virtual, 2, big, big)); }).find("microbatches x chunks"),
+            std::string::npos);
+  EXPECT_NE(message([&] { build_schedule(params(ScheduleKind::Simple, 2, 2147483647, 2), 0); })
+                .find("= 4294967294 is above"),
+            std::string::npos);
+  EXPECT_NE(message([&] { validate(params(ScheduleKind::Simple, 2147483647, 1, 2)); }).find("pp x chunks"),
+            std::string::npos);
+  EXPECT_NE(message([&] { build_all(params(ScheduleKind::Interleaved, 1 << 12, 1 << 12)); }).find("every stage"),
+            std::string::npos);
+  // At the bounds themselves, one stage's schedule builds.
+  EXPECT_EQ(compute_order(params(ScheduleKind::Simple, 1, 1 << 20), 0).size(), size_t{2} << 20);
 }
 
 // The checker must reject broken schedules; otherwise the sweeps prove nothing.
