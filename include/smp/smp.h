@@ -278,8 +278,9 @@ SMP_API smp_status_t smp_pipeline_schedule(smp_schedule_t kind, int pp, int stag
  * for each (microbatch, chunk) of its schedule; virtual stage c*pp + s is
  * chunk c of stage s. Tensors pass in ownership: the callee owns input /
  * grad_output whatever it returns (free with t->deleter(t); it may keep an
- * input until its backward); the executor owns *output / *grad_input, frees
- * them with their deleter once sent, and keeps them untouched until then.
+ * input until its backward, or after a failed step until it sees the
+ * failure); the executor owns *output / *grad_input, keeps them untouched
+ * until sent and then frees them with their deleter.
  * forward: input is NULL on virtual stage 0 (read your own data); *output
  * goes to the next virtual stage, and may stay NULL on the last one (the
  * loss lives there). backward: grad_output is NULL on the last virtual
@@ -306,10 +307,12 @@ typedef struct smp_stage_fns {
  * smp_pipeline_schedule lists it, pp = the size of group, stage = this
  * rank in it), calling fns and moving tensors between the stages of group
  * (tags 0 and 1 of smp_send_tensor's space; nothing else may use them
- * meanwhile). Collective over group. A callback's failure does not strand
- * the other stages: every stage finishes the step without calling its
- * callbacks further, then the failing stage returns the callback's status
- * and message, every other one SMP_ERR_PEER_FAILED with that message. */
+ * meanwhile). Collective over group. A failed callback strands no stage:
+ * its stage stops calling fns, the others stop as the failure reaches them,
+ * every stage still completes the step's messages; then the failing stage
+ * returns the callback's status, every other one SMP_ERR_PEER_FAILED, all
+ * with its message ("pipeline stage S: forward of microbatch M, chunk C:
+ * ..."). */
 SMP_API smp_status_t smp_pipeline_run_step(smp_schedule_t kind, int microbatches, int chunks,
                                            int active_microbatches, smp_group_t group,
                                            const smp_stage_fns_t *fns);
