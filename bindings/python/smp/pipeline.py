@@ -46,6 +46,12 @@ def schedule(name, stage, stages, microbatches, chunks=1, active_microbatches=0)
                                       int(microbatches), int(chunks), int(active_microbatches))
 
 
+def _what(value):
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)}"
+    return f"a {type(value).__name__}"
+
+
 class PipelineRunner:
     """chunks: this stage's modules, in local chunk order. Virtual stage 0's
     module is called as chunk(inputs[m]); the last one's as
@@ -105,10 +111,17 @@ class PipelineRunner:
             x = inputs[m] if g == 0 else self._tensor(received).requires_grad_()
             if g == last:
                 out = self.chunks[c](x, targets[m])
+                if not isinstance(out, torch.Tensor) or out.numel() != 1:
+                    raise TypeError(f"PipelineRunner: chunk {c} (the last virtual stage) returned "
+                                    f"{_what(out)}; it must return the microbatch's loss, a "
+                                    "one-element tensor")
                 losses[m] = out.detach().item()
                 y = None
             else:
                 out = self.chunks[c](x)
+                if not isinstance(out, torch.Tensor):
+                    raise TypeError(f"PipelineRunner: chunk {c} (virtual stage {g}) returned "
+                                    f"{_what(out)}; a chunk passes one tensor to the next")
                 y = out.detach().contiguous()
             saved[(c, m)] = (x, out)
             compute[0] += time.perf_counter() - t0
