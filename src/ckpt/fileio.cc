@@ -199,7 +199,12 @@ void write_file_atomic(const std::string &path, const std::string &data) {
     throw;
   }
   close_fd(fd, tmp);
-  rename_path(tmp, path);
+  try {
+    rename_path(tmp, path);
+  } catch (...) {
+    ::unlink(tmp.c_str());
+    throw;
+  }
   fsync_dir(dir_name(path));
 }
 

@@ -121,18 +121,18 @@ std::string Checkpoint::save(Exchange &ex, const std::string &root, const SaveOp
       err = std::current_exception();
     }
   }
-  agree(ex, err);
-  ex.broadcast(&seq, sizeof seq, 0);
-  const std::string tmp = io::join(root, store::tmp_name_of(seq));
   // From here a failure anywhere fails every rank through agree(), which
-  // every rank reaches only once it has stopped writing; rank 0 then
-  // removes the temporary folder, so a failed save holds no disk.
+  // every rank reaches only once it has stopped writing; rank 0 (which
+  // chose seq, so knows the folder) then removes the temporary folder, so
+  // a failed save holds no disk.
   try {
+    agree(ex, err);
+    ex.broadcast(&seq, sizeof seq, 0);
     return write_and_commit(ex, root, seq, table, opt);
   } catch (...) {
-    if (me == 0) {
+    if (me == 0 && seq > 0) {
       try {
-        io::remove_tree(tmp);
+        io::remove_tree(io::join(root, store::tmp_name_of(seq)));
       } catch (...) {  // the save's own error is the one to report
       }
     }

@@ -296,3 +296,112 @@ TEST(Checkpoint, ResumesExactly) {
   EXPECT_EQ(resumed.rng(), straight.rng());
   EXPECT_EQ(resumed.lr, straight.lr);
 }
+
+namespace {
+
+// SelfExchange that fails its fail_at-th gatherv (an I/O error, as a
+// dying network or disk would surface inside a save).
+class FailingExchange final : public Exchange {
+ public:
+  explicit FailingExchange(int fail_at) : fail_at_(fail_at) {}
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  void gatherv(const void *send, size_t n, void *recv, const size_t *counts, int root) override {
+    if (++calls_ == fail_at_) throw Error(Status::IO, "injected failure");
+    inner_.gatherv(send, n, recv, counts, root);
+  }
+  void broadcast(void *, size_t, int) override {}
+  void barrier() override {}
+
+ private:
+  SelfExchange inner_;
+  int fail_at_, calls_ = 0;
+};
+
+std::vector<std::string> tmp_entries(const std::string &root) {
+  std::vector<std::string> out;
+  for (const auto &n : io::list_dir(root))
+    if (n.compare(0, 5, ".tmp-") == 0 || n.compare(0, 5, ".del-") == 0 || n == "latest.tmp") out.push_back(n);
+  return out;
+}
+
+}  // namespace
+
+// A save that fails at any of its collectives leaves no temporary folder
+// behind, and the previous checkpoint stays the one a load picks.
+TEST(Checkpoint, FailedSaveLeavesNothingBehind) {
+  TmpDir root;
+  SelfExchange ex;
+  Model m;
+  Checkpoint c;
+  m.add_to(c);
+  c.set_user("v", "first");
+  c.save(ex, root.path(), {});
+  c.set_user("v", "second");
+  int failures = 0, before_commit = 0;
+  for (int k = 1; k < 64; ++k) {
+    FailingExchange bad(k);
+    try {
+      c.save(bad, root.path(), {});
+      break;  // k is past the save's last collective
+    } catch (const Error &e) {
+      ++failures;
+      EXPECT_EQ(e.status(), Status::IO) << e.what();
+    }
+    EXPECT_EQ(tmp_entries(root.path()), std::vector<std::string>{}) << "failure at collective " << k;
+    // Before the commit the previous checkpoint stays current; a failure
+    // after it (the last agreement) cannot undo a complete checkpoint, and
+    // then the new one is current, whole. Either way load and `latest`
+    // agree with complete().
+    const auto all = store::complete(root.path());
+    Checkpoint l;
+    l.load(ex, root.path(), {});
+    std::string v;
+    ASSERT_TRUE(l.user("v", 0, &v));
+    EXPECT_EQ(v, all.size() == 1 ? "first" : "second") << k;
+    EXPECT_EQ(ckpt_test::slurp(root / "latest"), store::name_of(all.back()) + "\n") << k;
+    if (all.size() == 1) ++before_commit;
+  }
+  EXPECT_GT(before_commit, 3);
+  EXPECT_GT(failures, before_commit);
+}
+
+// Writing `latest` fails (here: a folder is in its way): the save fails on
+// every rank and its checkpoint is taken back, so `latest` and a load agree
+// on the previous one. A lagging `latest` is repaired by the next save.
+TEST(Checkpoint, LatestNeverDisagreesWithWhatLoadPicks) {
+  TmpDir root;
+  SelfExchange ex;
+  Model m;
+  Checkpoint c;
+  m.add_to(c);
+  c.set_user("v", "first");
+  c.save(ex, root.path(), {});
+  io::remove_tree(root / "latest");
+  io::make_dirs(root / "latest/in-the-way");
+  c.set_user("v", "second");
+  EXPECT_NE(status_of([&] { c.save(ex, root.path(), {}); }), Status::Success);
+  EXPECT_EQ(store::complete(root.path()), std::vector<uint64_t>{1});
+  EXPECT_EQ(tmp_entries(root.path()), std::vector<std::string>{});
+  io::remove_tree(root / "latest");
+  ckpt_test::spit(root / "latest", store::name_of(0) + "\n");  // stale
+  store::clean_leftovers(root.path());
+  EXPECT_EQ(ckpt_test::slurp(root / "latest"), store::name_of(1) + "\n");
+  const std::string dir = c.save(ex, root.path(), {});
+  EXPECT_EQ(ckpt_test::slurp(root / "latest"), dir.substr(dir.rfind('/') + 1) + "\n");
+  EXPECT_EQ(store::resolve(root.path()), dir);
+}
+
+// Registration refuses a tensor whose byte size overflows, at once (not at
+// the first save), and oversized user content.
+TEST(Checkpoint, OversizedRegistrationsAreInvalid) {
+  Checkpoint c;
+  uint32_t x = 0;
+  const uint64_t big = uint64_t{1} << 62;
+  EXPECT_EQ(status_of([&] {
+              c.add("huge", Kind::Model, DType::F32, Piece::box({big}, {0}, {1}, "h"), &x, false);
+            }),
+            Status::InvalidArgument);
+  EXPECT_EQ(status_of([&] { c.set_user("k", std::string(size_t{1} << 10, 'x')); }), Status::Success);
+  EXPECT_LE(kMaxUserBytes, uint64_t{1} << 30);
+}
