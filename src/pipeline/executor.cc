@@ -112,11 +112,12 @@ void Step::compute(const Op &op) {
   if (op.kind == OpKind::Forward) {
     ManagedTensor in;
     if (vs > 0) in = take(inputs_, key, "input activation");
-    const bool needed = vs < last_vs_;
-    ManagedTensor out = healthy() ? call("forward", key, needed ? vs + 1 : -1, needed && pp_ > 1, [&] {
-      return fns_.forward(op.microbatch, op.chunk, std::move(in));
-    }) : marker();
-    if (vs < last_vs_) {
+    const bool on = vs < last_vs_;  // the output goes on to virtual stage vs + 1
+    ManagedTensor out = marker();
+    if (healthy())
+      out = call("forward", key, on ? vs + 1 : -1, on && pp_ > 1,
+                 [&] { return fns_.forward(op.microbatch, op.chunk, std::move(in)); });
+    if (on) {
       if (pp_ == 1)  // the next chunk lives here too
         inputs_[Key{op.microbatch, op.chunk + 1}] = std::move(out);
       else
@@ -126,11 +127,12 @@ void Step::compute(const Op &op) {
   }
   ManagedTensor g;
   if (vs < last_vs_) g = take(grads_, key, "output gradient");
-  const bool needed = vs > 0;
-  ManagedTensor gin = healthy() ? call("backward", key, needed ? vs - 1 : -1, needed && pp_ > 1, [&] {
-    return fns_.backward(op.microbatch, op.chunk, std::move(g));
-  }) : marker();
-  if (vs > 0) {
+  const bool on = vs > 0;  // the input gradient goes back to virtual stage vs - 1
+  ManagedTensor gin = marker();
+  if (healthy())
+    gin = call("backward", key, on ? vs - 1 : -1, on && pp_ > 1,
+               [&] { return fns_.backward(op.microbatch, op.chunk, std::move(g)); });
+  if (on) {
     if (pp_ == 1)
       grads_[Key{op.microbatch, op.chunk - 1}] = std::move(gin);
     else
@@ -150,8 +152,10 @@ size_t Step::exchange_batch(const std::vector<Op> &ops, size_t i) {
     const Key k{c.microbatch, c.chunk};
     if (c.kind == OpKind::SendActivation || c.kind == OpKind::SendGradient) {
       const bool act = c.kind == OpKind::SendActivation;
-      in_flight_.push_back(take(act ? out_act_ : out_grad_, k, act ? "activation to send" : "gradient to send"));
-      sends.push_back(SendSpec{&in_flight_.back()->dl_tensor, c.peer, act ? kActivationTag : kGradientTag});
+      in_flight_.push_back(
+          take(act ? out_act_ : out_grad_, k, act ? "activation to send" : "gradient to send"));
+      sends.push_back(
+          SendSpec{&in_flight_.back()->dl_tensor, c.peer, act ? kActivationTag : kGradientTag});
     } else {
       RecvSpec r;
       r.peer = c.peer;
@@ -168,12 +172,12 @@ size_t Step::exchange_batch(const std::vector<Op> &ops, size_t i) {
     if (is_marker(got.dtype())) {
       poisoned_ = true;
     } else if (expect_ != nullptr && healthy() && !same_spec(got, *expect_)) {
+      const auto ndim = [](const std::vector<int64_t> &v) { return static_cast<int>(v.size()); };
       fail_here(Status::PeerFailed,
                 where(act ? "the activation" : "the gradient", Key{c.microbatch, c.chunk}) +
                     " from stage " + std::to_string(c.peer) + " is " +
-                    describe_tensor(got.dtype(), got.shape().data(), static_cast<int>(got.shape().size())) +
-                    ", but " +
-                    describe_tensor(expect_->dtype, expect_->shape.data(), static_cast<int>(expect_->shape.size())) +
+                    describe_tensor(got.dtype(), got.shape().data(), ndim(got.shape())) + ", but " +
+                    describe_tensor(expect_->dtype, expect_->shape.data(), ndim(expect_->shape)) +
                     " was expected");
     }
     (act ? inputs_ : grads_)[Key{c.microbatch, c.chunk}] = to_managed(std::move(got));
@@ -189,7 +193,8 @@ void Step::agree() {
     int first = pp_;
     comm_.allreduce(&mine, &first, 1, DType::I32, comm::ReduceOp::Min);
     if (first == pp_) {
-      if (poisoned_) fail(Status::Internal, "pipeline executor: a failure marker arrived, but no stage failed");
+      if (poisoned_)
+        fail(Status::Internal, "pipeline executor: a failure marker arrived, but no stage failed");
       return;
     }
     if (!failed_) {
