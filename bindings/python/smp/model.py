@@ -22,6 +22,7 @@ from ._errors import SmpError
 from . import partitioning as _partition
 from .grad_sync import GradSync
 from .pytree import map_tensors
+from .remote import resolve
 from .server import Server
 from .tensor_parallel import shard_dim
 
@@ -103,7 +104,7 @@ class DistributedModel(torch.nn.Module):
             raise SmpError(_INVALID, "the model was called outside an smp.step function: "
                                      "decorate the function that runs it with @smp.step")
         return map_tensors(lambda t: _Sentinel.apply(self._server, t) if t.requires_grad else t,
-                           self.module(*args, **kwargs))
+                           resolve(self.module(*args, **kwargs)))
 
     def backward(self, loss):
         """Replaces loss.backward() inside an smp.step function."""

@@ -43,6 +43,17 @@ def unflatten(spec, leaves):
     return spec
 
 
+def leaf_count(spec):
+    """How many tensors a flattened structure holds."""
+    if isinstance(spec, _Leaf):
+        return 1
+    if isinstance(spec, (list, tuple)):
+        return sum(leaf_count(o) for o in spec)
+    if isinstance(spec, dict):
+        return sum(leaf_count(o) for o in spec.values())
+    return 0
+
+
 def map_tensors(fn, obj):
     """obj with every tensor t replaced by fn(t)."""
     leaves = []

@@ -40,11 +40,12 @@ import torch
 
 import smp
 from ._errors import SmpError
-from .pytree import flatten, unflatten
+from .pytree import _Leaf, flatten, unflatten
+from .remote import Caller, resolve
 
 CTRL_TAG = 40000  # raw point-to-point; the tensor transport uses MPI tags 0..32767
 DATA_TAG = 16383  # tensor transport tag of every payload
-FWD_REQ, FWD_REP, BWD_REQ, BWD_REP, ERR_REP, FIN = range(6)
+FWD_REQ, FWD_REP, BWD_REQ, BWD_REP, ERR_REP, FIN, FETCH = range(7)
 # Decisions tp rank 0 of a stage sends the other ranks of its TP group
 # (int64[4]: what, then its key), so they run tasks in its order.
 RUN, START, ABORT, END = range(1, 5)
@@ -63,8 +64,13 @@ class _Abort(Exception):
 class Task:
     """A thread that runs only while it holds the rank's baton."""
 
-    def __init__(self, server, fn, name, mb=-1):
+    def __init__(self, server, fn, name, mb=-1, ident=None):
         self.server, self.fn, self.name, self.mb = server, fn, name, mb
+        # Two ints naming the task alike on every rank of a TP group.
+        self.ident = ident if ident is not None else (-1, mb)
+        self.unanswered = 0         # calls it made that did not wait, unanswered yet
+        self.settling = False       # parked until they are (Caller.settle)
+        self.call_error = None      # the first of them to fail: (status, message)
         self.wake = threading.Event()
         self.value = None
         self.result = None
@@ -104,38 +110,27 @@ def _priority(task):
     return (0 if task.in_backward else (1 if not task.started else 2), task.mb)
 
 
-class _RemoteCall(torch.autograd.Function):
-    """A module call served by another stage. Inputs: the server, the
-    owner, the module's name, the arguments' structure, an anchor that
-    requires grad (so the outputs do whenever grad is on, even for integer
-    inputs: the owner's parameters need their gradients), then the tensor
-    leaves. Outputs: a token, then the result's tensor leaves."""
+class _Entry:
+    """A call this stage served (owner side): the tensors it got as data
+    (`leaves`), its outputs, kept in this rank's autograd graph for later
+    calls that pass them by reference and for its backward, and the
+    entries whose outputs it took (`parents`). `pending`: backward passes
+    still to come through it (one per answered call or fetch of it or of a
+    call after it in its chain); at zero it is dropped."""
 
-    @staticmethod
-    def forward(ctx, server, owner, name, spec, grad_enabled, anchor, *leaves):
-        wants = [t.requires_grad for t in leaves]
-        meta = {"name": name, "spec": spec, "grad": wants, "grad_enabled": grad_enabled}
-        cid, rmeta, outs = server.call(owner, FWD_REQ, meta, list(leaves))
-        ctx.server, ctx.owner, ctx.cid = server, owner, cid
-        server._out_spec = rmeta["spec"]
-        ctx.mark_non_differentiable(*[o for o, g in zip(outs, rmeta["grad"]) if not g])
-        ctx.set_materialize_grads(False)
-        return (anchor.detach().clone(),) + tuple(outs)
+    __slots__ = ("leaves", "outs", "spec", "parents", "pending", "done", "error", "waiters")
 
-    @staticmethod
-    def backward(ctx, _token, *grads):
-        server = ctx.server
-        server.require_model_backward()
-        mask = [g is not None for g in grads]
-        _, rmeta, gin = server.call(ctx.owner, BWD_REQ, {"mask": mask},
-                                    [g.contiguous() for g in grads if g is not None],
-                                    cid=ctx.cid)
-        it = iter(gin)
-        out = [next(it) if has else None for has in rmeta["has"]]
-        return (None,) * 6 + tuple(out)
+    def __init__(self):
+        self.leaves, self.outs, self.spec, self.parents = [], [], None, []
+        self.pending = 0
+        self.done = False
+        self.error = None
+        self.waiters = []
 
 
 class Server:
+    FWD_REQ, BWD_REQ, FETCH = FWD_REQ, BWD_REQ, FETCH
+
     def __init__(self, forwards, device):
         self.group = smp.PP_GROUP
         self.me, self.n = smp.pp_rank(), smp.pp_size()
@@ -151,7 +146,7 @@ class Server:
         self.timeout = float(os.environ.get("SMP_TIMEOUT", "0") or 0)
         self._main_wake = threading.Event()
         self.current = None         # the task holding the baton
-        self._out_spec = None
+        self.caller = Caller(self)  # the calls this rank makes
         self.tasks = []
         self.n_mb = 1               # this step's microbatches, and its schedule
         self.schedule = "interleaved"
@@ -165,7 +160,7 @@ class Server:
         self.decision_req = None
         self.ended = self.tp_n == 1 or self.tp_me == 0
         self.waiting = {}           # (peer, cid) -> task awaiting that reply
-        self.saved = {}             # (peer, cid) -> (leaves, wants, outputs, microbatch)
+        self.entries = {}           # (peer, cid) -> _Entry: the calls served this step
         self.sends = []             # payloads in flight: (requests, tensors)
         self.gated = []             # leader, simple: tasks held at their backward
         self.backward_busy = False  # GPU: a backward pass is running (_one_backward)
@@ -182,6 +177,7 @@ class Server:
         self.unwinding = False
         self.did_backward = False
         self.fin_sent = False       # this rank's FIN went out
+        self.caller.reset()
         self.end_sent = False       # TP rank 0: END went to the followers
         self.fwd_done = 0           # leader: microbatches past their forward
         self.unstarted = []         # leader: microbatches not started yet
@@ -300,22 +296,31 @@ class Server:
         if self.aborted is not None:
             return  # the step is over: late requests and replies are dropped
         key = (peer, cid, kind)
+        ident = (peer * 16 + kind, cid)
         if kind == FWD_REQ:
             self.seen.add(mb)
+            self.entries[(peer, cid)] = _Entry()
             self._spawn(lambda: self._serve_forward(peer, cid, meta, tensors), "forward", mb,
-                        key)
+                        key, ident)
+        elif kind == FETCH:
+            self._spawn(lambda: self._serve_fetch(peer, cid, meta), "fetch", mb, key, ident)
         elif kind == BWD_REQ:
             t = self._spawn(lambda: self._serve_backward(peer, cid, meta, tensors), "backward",
-                            mb, key)
+                            mb, key, ident)
             t.in_backward = True
+        elif (peer, cid) in self.caller.unanswered:
+            error = (meta["status"], meta["message"]) if kind == ERR_REP else None
+            task = self.caller.answered(peer, cid, error)
+            if task is not None:
+                self.ready.append((task, None, (-5,) + task.ident))
         else:
             task = self.waiting.pop((peer, cid), None)
             if task is not None:
                 self.ready.append((task, (kind, meta, tensors), key))
 
     # ---- tasks ----
-    def _spawn(self, fn, name, mb=-1, key=None):
-        t = Task(self, fn, name, mb)
+    def _spawn(self, fn, name, mb, key, ident):
+        t = Task(self, fn, name, mb, ident)
         self.live.add(t)
         self.ready.append((t, None, key))
         return t
@@ -364,18 +369,25 @@ class Server:
             return False
         return True
 
-    def call(self, peer, kind, meta, tensors, cid=None):
+    def next_cid(self):
+        self.cid += 1
+        return self.cid
+
+    def send_call(self, peer, cid, meta, tensors):
+        """A forward request whose reply the calling task does not wait for."""
+        self._send(peer, FWD_REQ, cid, meta, tensors, self.current.mb)
+
+    def call(self, peer, kind, meta, tensors, cid):
         """From a task: request `kind` of `peer` and park until it replies;
         returns (cid, reply meta, reply tensors)."""
         task = self.current
         if task is None:
             raise SmpError(_INVALID, "a module of another pipeline stage was called outside "
                                      "an smp.step")
-        if self.unwinding:
+        if self.unwinding or self.aborted is not None:
             raise _Abort()
-        if cid is None:
-            self.cid += 1
-            cid = self.cid
+        if task.call_error is not None:
+            raise SmpError(*task.call_error)
         self._send(peer, kind, cid, meta, tensors, task.mb)
         self.waiting[(peer, cid)] = task
         rkind, rmeta, rtensors = task.park()
@@ -396,32 +408,113 @@ class Server:
             kind, meta, tensors = ERR_REP, {"status": status, "message": msg}, []
         self._send(peer, kind, cid, meta, tensors, self.current.mb)
 
+    def _entry(self, peer, cid):
+        """From a task: the entry of call (peer, cid) once it has run."""
+        ent = self.entries.get((peer, cid))
+        if ent is None:
+            raise SmpError(_INVALID, f"pipeline stage {self.me}: stage {peer} referred to a "
+                                     f"call this stage did not serve (cid {cid})")
+        while not ent.done:
+            ent.waiters.append(self.current)
+            self.current.park()
+        if ent.error is not None:
+            raise SmpError(*ent.error)
+        return ent
+
+    def _closure(self, peer, cid):
+        """Keys of entry (peer, cid) and of every entry behind it."""
+        out, stack = set(), [(peer, cid)]
+        while stack:
+            k = stack.pop()
+            if k not in out and k in self.entries:
+                out.add(k)
+                stack.extend(self.entries[k].parents)
+        return out
+
+    def _root(self, peer, cid):
+        """A backward pass will start at entry (peer, cid)'s outputs."""
+        if any(o.requires_grad for o in self.entries[(peer, cid)].outs):
+            for k in self._closure(peer, cid):
+                self.entries[k].pending += 1
+
     def _serve_forward(self, peer, cid, meta, tensors):
-        def run():
+        ent = self.entries[(peer, cid)]
+
+        def forward():
             leaves = [t.requires_grad_() if w else t for t, w in zip(tensors, meta["grad"])]
-            args, kwargs = unflatten(meta["spec"], leaves)
+            ent.leaves = leaves
+            flat = []
+            for where in meta["where"]:
+                if where[0] == "d":
+                    flat.append(leaves[where[1]])
+                else:  # an output of an earlier call, kept here
+                    flat.append(self._entry(peer, where[1]).outs[where[2]])
+                    ent.parents.append((peer, where[1]))
+            args, kwargs = unflatten(meta["spec"], flat)
             with torch.set_grad_enabled(meta["grad_enabled"]), \
                     smp.timeline("forward " + meta["name"], self.current.mb):
-                out = self.forwards[meta["name"]](*args, **kwargs)
-            outs = []
-            spec = flatten(out, outs)
-            grads = [o.requires_grad for o in outs]
-            if any(grads):
-                self.saved[(peer, cid)] = (leaves, meta["grad"], outs, self.current.mb)
-            return FWD_REP, {"spec": spec, "grad": grads}, outs
+                out = resolve(self.forwards[meta["name"]](*args, **kwargs))
+            ent.spec = flatten(out, ent.outs)
+            expect = meta.get("expect")
+            if expect is not None and pickle.dumps(ent.spec) != expect:
+                raise SmpError(_INVALID, f"module '{meta['name']}' returned "
+                                         f"{_describe_spec(ent.spec)} where its earlier calls "
+                                         f"returned {_describe_spec(pickle.loads(expect))}; "
+                                         "smp hands out such a call's outputs before they "
+                                         "exist (SMP_SERVER_ASYNC=0 makes every call wait)")
+            self.caller.settle(self.current)
+
+        def run():
+            try:
+                forward()
+            except BaseException as e:
+                ent.error = ((e.status, e.message) if isinstance(e, SmpError)
+                             else (_PEER_FAILED, f"{type(e).__name__}: {e}"))
+                raise
+            finally:
+                ent.done = True
+                for w in ent.waiters:
+                    self.ready.append((w, None, (-4,) + w.ident))
+                ent.waiters = []
+            if "expect" in meta:
+                return FWD_REP, {}, []  # the caller holds remote tensors
+            self._root(peer, cid)
+            return FWD_REP, {"spec": ent.spec, "grad": [o.requires_grad for o in ent.outs]}, \
+                ent.outs
+        self._reply(peer, cid, run)
+
+    def _serve_fetch(self, peer, cid, meta):
+        def run():
+            ent = self._entry(peer, meta["ref"])
+            self._root(peer, meta["ref"])
+            return FWD_REP, {"spec": ent.spec, "grad": [o.requires_grad for o in ent.outs]}, \
+                ent.outs
         self._reply(peer, cid, run)
 
     def _serve_backward(self, peer, cid, meta, tensors):
         def run():
-            leaves, wants, outs, _ = self.saved.pop((peer, cid))
+            ent = self.entries[(peer, meta["root"])]
+            chain = self._closure(peer, meta["root"])
+            for k in chain:
+                self.entries[k].pending -= 1
+            # Another backward pass will come through part of this chain.
+            retain = any(self.entries[k].pending > 0 for k in chain)
             grads = iter(tensors)
-            pairs = [(o, next(grads)) for o, has in zip(outs, meta["mask"]) if has]
+            pairs = [(o, next(grads)) for o, has in zip(ent.outs, meta["mask"]) if has]
             pairs = [(o, g) for o, g in pairs if o.requires_grad]
             if pairs:
                 with self._one_backward(), smp.timeline("backward", self.current.mb):
                     self._backward_pass([o for o, _ in pairs])
-                    torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
-            gin = [t.grad if w else None for t, w in zip(leaves, wants)]
+                    torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs],
+                                            retain_graph=retain)
+            gin = []
+            for c, i in meta["leaves"]:
+                leaf = self.entries[(peer, c)].leaves[i]
+                gin.append(leaf.grad)
+                leaf.grad = None  # another pass through it reports its own
+            for k in chain:
+                if self.entries[k].pending <= 0:
+                    del self.entries[k]
             return BWD_REP, {"has": [g is not None for g in gin]}, [g for g in gin if g is not None]
         self.did_backward = True
         self._reply(peer, cid, run)
@@ -440,7 +533,8 @@ class Server:
             return False
         if self.me == 0:
             return not self.unstarted
-        return len(self.seen) == self.n_mb and not self.saved
+        return len(self.seen) == self.n_mb and not any(e.pending > 0
+                                                       for e in self.entries.values())
 
     def _backward_pass(self, roots):
         """A backward pass of the running task starts from `roots`."""
@@ -507,11 +601,10 @@ class Server:
                                      "pass across the pipeline stages)")
 
     def remote_forward(self, owner, name, args, kwargs):
-        leaves = []
-        spec = flatten((args, kwargs), leaves)
-        outs = _RemoteCall.apply(self, owner, name, spec, torch.is_grad_enabled(), self.anchor,
-                                 *leaves)
-        return unflatten(self._out_spec, list(outs[1:]))
+        return self.caller.call(owner, name, args, kwargs)
+
+    def fetch(self, record):
+        return self.caller.fetch(record)
 
     # ---- the step ----
     def run(self, n_microbatches, microbatches=(), schedule="interleaved", active=None):
@@ -540,7 +633,7 @@ class Server:
                 if (leader and unstarted and in_flight < cap and self.aborted is None
                         and self._may_start()):
                     self._decide(START, (len(tasks), 0, 0))
-                    t = Task(self, unstarted.pop(0), "microbatch", len(tasks))
+                    t = Task(self, self._settled(unstarted.pop(0)), "microbatch", len(tasks))
                     self.live.add(t)
                     tasks.append(t)
                     self._resume(t, None)
@@ -563,17 +656,27 @@ class Server:
             self._reap()
             if self.sends:
                 time.sleep(1e-4)
-        self.saved.clear()
+        self.entries.clear()
         outs = [t.result for t in tasks] if leader else None
         if any(t.error is not None for t in tasks) and self.aborted is None:
             self.aborted = self._describe(next(t.error for t in tasks if t.error is not None))
         return outs, self.aborted
+
+    def _settled(self, fn):
+        """A microbatch: its function, then every call it made answered."""
+        def run():
+            result = fn()
+            self.caller.settle(self.current)
+            return result
+        return run
 
     def _after(self, task, tasks):
         if task.done and task in tasks and task.error is not None:
             self._finish(abort=self._describe(task.error))
         if task.done and task in tasks and not task.backward_called:
             self._forward_done()
+        if self.aborted is not None and not self.unwinding:
+            self._unwind()  # the step was abandoned while a task ran
 
     def _ended(self):
         """TP rank 0 ends its followers' decision stream with END; a
@@ -594,7 +697,8 @@ class Server:
             self.aborted = abort
         if abort is not None:
             self._decide(ABORT)
-            self._unwind()
+            if self.current is None:  # a task that learns it (maybe_yield) runs on
+                self._unwind()
         if not self.fin_sent:
             self.fin_sent = True
             flag = 0 if self.aborted is None else 1
@@ -648,3 +752,14 @@ class Server:
                 torch.autograd.backward(root)
         finally:
             task.in_backward = False
+
+
+def _describe_spec(spec):
+    """An output structure in words: "a tensor", "tuple(a tensor, None)"."""
+    if spec is None:
+        return "None"
+    if isinstance(spec, (list, tuple)):
+        return f"{type(spec).__name__}({', '.join(_describe_spec(s) for s in spec)})"
+    if isinstance(spec, dict):
+        return "dict(" + ", ".join(f"{k}: {_describe_spec(v)}" for k, v in spec.items()) + ")"
+    return "a tensor" if isinstance(spec, _Leaf) else repr(spec)
