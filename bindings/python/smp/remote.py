@@ -231,6 +231,7 @@ class Caller:
         task.unanswered -= 1
         if error is not None:
             record.error = error
+            self.learnt[record.name] = False  # a mismatch, say: wait for it from now on
             task.call_error = task.call_error or error
         return task if task.settling and task.unanswered == 0 else None
 

@@ -171,6 +171,7 @@ class Server:
         self.yields = 0
         self.live = set()
         self.cid = 0
+        self.waits = 0              # replies a task of this rank parked for (a cost measure)
         self.fins = 0
         self.aborted = None         # the first error of the step, in words
         self.aborted_status = None  # and its status, where it was an SmpError
@@ -390,6 +391,7 @@ class Server:
             raise SmpError(*task.call_error)
         self._send(peer, kind, cid, meta, tensors, task.mb)
         self.waiting[(peer, cid)] = task
+        self.waits += 1
         rkind, rmeta, rtensors = task.park()
         if rkind == ERR_REP:
             raise SmpError(rmeta["status"], rmeta["message"])
