@@ -20,7 +20,16 @@ allreduce at the end of a step) for comparison.
 The timeline's own cost: --overhead-config runs a second time per round
 with the timeline off, and its tokens/s on and off are compared.
 
+--executor measures something else: the hand-split GPT
+(examples/train_gpt_hand_split.py, whose PipelineRunner runs on the
+runtime's executor through smp_pipeline_run_step) against the same script
+with the Python op-list walker PipelineRunner had before
+(bench/train/legacy_walker.py), at EXECUTOR_CONFIGS, both interleaved in
+every round, the timeline off; tokens/s medians over rounds and their
+ratio.
+
     PYTHONPATH=build/bindings/python /usr/bin/python3 bench/train/bench_train.py
+    PYTHONPATH=build/bindings/python /usr/bin/python3 bench/train/bench_train.py --executor
 """
 import argparse
 import json
@@ -34,10 +43,20 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLE = os.path.join(HERE, "..", "..", "examples", "train_gpt.py")
 CONFIGS = [(1, 1, 1), (1, 1, 2), (2, 1, 1), (1, 2, 1)]
+HAND_SPLIT = os.path.join(HERE, "..", "..", "examples", "train_gpt_hand_split.py")
+LEGACY = os.path.join(HERE, "legacy_walker.py")
+# --executor: (name, (pp, tp, rdp), train_gpt_hand_split.py arguments)
+EXECUTOR_CONFIGS = [
+    ("1F1B", (2, 1, 1), ["--schedule", "interleaved"]),
+    ("virtual x2", (2, 1, 1), ["--schedule", "virtual", "--chunks", "2"]),
+    ("GPipe", (2, 1, 1), ["--schedule", "simple"]),
+    ("1F1B, rdp 2", (2, 1, 2), ["--schedule", "interleaved"]),
+    ("one stage, virtual x2", (1, 1, 1), ["--schedule", "virtual", "--chunks", "2"]),
+]
 
 
-def run(cfg, steps, extra, tmp, timeline):
-    """One training run: train_gpt.py's result (rank 0) and, with the
+def run(cfg, steps, extra, tmp, timeline, script=EXAMPLE):
+    """One training run: the script's result (rank 0) and, with the
     timeline on, the trace's events."""
     pp, tp, rdp = cfg
     out = os.path.join(tmp, "r.json")
@@ -45,7 +64,7 @@ def run(cfg, steps, extra, tmp, timeline):
     for f in (out, trace):
         if os.path.exists(f):
             os.remove(f)
-    base = [sys.executable, EXAMPLE, "--steps", str(steps), "--quiet", "--losses-out", out] + extra
+    base = [sys.executable, script, "--steps", str(steps), "--quiet", "--losses-out", out] + extra
     env = dict(os.environ)
     env.pop("SMP_TIMELINE", None)
     if timeline:
@@ -103,14 +122,38 @@ def runtime_shares(events):
     return shares
 
 
+def executor(a):
+    """The hand-split GPT on the runtime's executor against the Python walker."""
+    tok = {(name, v): [] for name, _, _ in EXECUTOR_CONFIGS for v in ("executor", "walker")}
+    with tempfile.TemporaryDirectory() as tmp:
+        for rep in range(a.reps):
+            for name, cfg, args in EXECUTOR_CONFIGS:
+                for v, script in (("executor", HAND_SPLIT), ("walker", LEGACY)):
+                    r = run(cfg, a.steps, args + a.extra, tmp, timeline=False, script=script)
+                    tok[(name, v)].append(r["tokens_per_s"])
+            print(f"round {rep + 1}/{a.reps} done", file=sys.stderr, flush=True)
+    med = statistics.median
+    print("| schedule | (pp,tp,rdp) | executor tokens/s | Python walker tokens/s "
+          "| executor / walker |")
+    print("|---|---|---|---|---|")
+    for name, cfg, _ in EXECUTOR_CONFIGS:
+        e, w = med(tok[(name, "executor")]), med(tok[(name, "walker")])
+        print(f"| {name} | ({cfg[0]},{cfg[1]},{cfg[2]}) | {e:.0f} | {w:.0f} | {e / w:.3f}x |")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=12)
     p.add_argument("--reps", type=int, default=2)
     p.add_argument("--overhead-config", default="1,1,2",
                    help="pp,tp,rdp run also with the timeline off (its cost)")
+    p.add_argument("--executor", action="store_true",
+                   help="the hand-split GPT on the runtime's executor vs the Python walker")
     p.add_argument("extra", nargs="*", help="more train_gpt.py arguments")
     a = p.parse_args()
+    if a.executor:
+        executor(a)
+        return
     over = tuple(int(x) for x in a.overhead_config.split(","))
     if over not in CONFIGS:
         p.error(f"--overhead-config {a.overhead_config} is not one of {CONFIGS}")

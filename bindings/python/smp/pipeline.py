@@ -46,6 +46,14 @@ def schedule(name, stage, stages, microbatches, chunks=1, active_microbatches=0)
                                       int(microbatches), int(chunks), int(active_microbatches))
 
 
+def _hand_over(t):
+    """t as the executor takes it: a DLPack capsule (torch's own C
+    conversion for host memory, cheaper than the __dlpack__ protocol; CUDA
+    memory through __dlpack__(stream=1), which orders the current stream's
+    work before the legacy default stream the transport copies on)."""
+    return t.__dlpack__(stream=1) if t.is_cuda else torch.utils.dlpack.to_dlpack(t)
+
+
 def _what(value):
     if isinstance(value, torch.Tensor):
         return f"a tensor of shape {tuple(value.shape)}"
@@ -125,7 +133,7 @@ class PipelineRunner:
                 y = out.detach().contiguous()
             saved[(c, m)] = (x, out)
             compute[0] += time.perf_counter() - t0
-            return y
+            return None if y is None else _hand_over(y)
 
         def backward(m, c, received):
             t0 = time.perf_counter()
@@ -137,7 +145,7 @@ class PipelineRunner:
                 torch.autograd.backward(out / M)
             else:
                 torch.autograd.backward(out, self._tensor(received))
-            gx = x.grad.contiguous() if g > 0 else None
+            gx = _hand_over(x.grad.contiguous()) if g > 0 else None
             compute[0] += time.perf_counter() - t0
             return gx
 
