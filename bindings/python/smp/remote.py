@@ -54,9 +54,10 @@ class CallRecord:
     `value`: the output leaves once fetched (or replied)."""
 
     __slots__ = ("owner", "cid", "name", "sent", "parents", "grad_enabled", "spec", "value",
-                 "error", "__weakref__")
+                 "error", "step")
 
-    def __init__(self, owner, cid, name, sent, parents, grad_enabled, spec=None):
+    def __init__(self, step, owner, cid, name, sent, parents, grad_enabled, spec=None):
+        self.step = step  # call ids restart every step
         self.owner, self.cid, self.name = owner, cid, name
         self.sent, self.parents = sent, parents
         self.grad_enabled = grad_enabled
@@ -157,9 +158,11 @@ class Caller:
     def __init__(self, server):
         self.server = server
         self.learnt = {}   # module name -> pickled output structure, or False
+        self.step = 0
         self.reset()
 
     def reset(self):
+        self.step += 1
         self.unanswered = {}  # (owner, cid) -> (task, record) of a call that did not wait
 
     def call(self, owner, name, args, kwargs):
@@ -169,7 +172,7 @@ class Caller:
         sent, parents, where = [], [], []
         for t in leaves:
             if (isinstance(t, RemoteTensor) and t._smp_record.owner == owner
-                    and t._smp_record.value is None):
+                    and t._smp_record.value is None and t._smp_record.step == self.step):
                 parents.append(t._smp_record)
                 where.append(("r", t._smp_record.cid, t._smp_leaf))
             else:
@@ -186,14 +189,14 @@ class Caller:
         if expect:
             cid = s.next_cid()
             meta["expect"] = expect
-            record = CallRecord(owner, cid, name, sent, parents, grad,
+            record = CallRecord(self.step, owner, cid, name, sent, parents, grad,
                                 spec=pickle.loads(expect))
             s.send_call(owner, cid, meta, sent)
             self.unanswered[(owner, cid)] = (task, record)
             task.unanswered += 1
             return unflatten(record.spec, [RemoteTensor(s, record, i)
                                            for i in range(leaf_count(record.spec))])
-        record = CallRecord(owner, None, name, sent, parents, grad)
+        record = CallRecord(self.step, owner, None, name, sent, parents, grad)
         record.cid = s.next_cid()
         outs = RemoteCall.apply(s, record, s.FWD_REQ, meta, sent, s.anchor,
                                 *[t for _, _, t in record.chain()])
@@ -213,6 +216,10 @@ class Caller:
         """The output leaves of a call that did not wait (fetched once)."""
         if record.value is None:
             s = self.server
+            if record.step != self.step:
+                raise SmpError(_INVALID, f"an output of module '{record.name}' kept from an "
+                                         "earlier smp.step was used: it was never fetched "
+                                         "there, and its stage has dropped it")
             if record.error is not None:
                 raise SmpError(*record.error)
             with torch.set_grad_enabled(record.grad_enabled):

@@ -13,7 +13,9 @@ every module pinned with smp.partition so that the stages are known):
    graph: weights equal one process's;
 3. a module whose output changes structure after it was learnt: that step
    fails on every rank with an SmpError naming the module; the next steps
-   run (the call now waits) and equal one process's.
+   run (the call now waits) and equal one process's;
+4. a remote tensor kept (never fetched) from an earlier step and used:
+   an SmpError on every rank, not another call's data.
 
     mpirun -np 3 python3 remote_calls_check.py chain|skip|flip
 """
@@ -58,6 +60,9 @@ class Chain(nn.Module):
         h = torch.tanh(self.a(x))
         for b in self.blocks:
             h = b(h)
+        if getattr(self, "use_kept", False):
+            h = h + self.kept.sum()   # last step's, never fetched: an error
+        self.kept = h                 # passed on to the head by reference
         return self.head(h)
 
 
@@ -108,6 +113,13 @@ class Flipping(nn.Module):
         return self.head(torch.tanh(y))
 
 
+@smp.step
+def train_step(model, x, y):
+    loss = nn.functional.cross_entropy(model(x), y)
+    model.backward(loss)
+    return loss
+
+
 def close(a, b, tol=1e-5):
     return torch.allclose(a, b, rtol=tol, atol=tol)
 
@@ -134,12 +146,6 @@ def run(name, build, steps, flip_at=None):
     opt = smp.DistributedOptimizer(torch.optim.SGD(model.parameters(), lr=0.1))
     ropt = torch.optim.SGD(ref.parameters(), lr=0.1)
 
-    @smp.step
-    def train_step(model, x, y):
-        loss = nn.functional.cross_entropy(model(x), y)
-        model.backward(loss)
-        return loss
-
     waits, losses_ok, failed_at = [], True, None
     for step in range(steps):
         if flip_at is not None and step == flip_at:
@@ -157,7 +163,7 @@ def run(name, build, steps, flip_at=None):
     sd = model.state_dict()
     check(f"{name}: losses and weights equal one process's",
           losses_ok and all(close(sd[k], v) for k, v in ref.state_dict().items()))
-    return waits, failed_at
+    return waits, failed_at, model
 
 
 def main():
@@ -166,7 +172,7 @@ def main():
     smp.init({"microbatches": M, "auto_partition": False, "default_partition": 0})
     pp = smp.pp_size()
     if case == "chain":
-        waits, _ = run("chain", Chain, 4)
+        waits, _, model = run("chain", Chain, 4)
         calls = 5                  # blocks 2..5 and the head live elsewhere
         runs = pp - 1              # runs of consecutive calls to one stage
         want = (runs if ASYNC else calls) * 2 * M
@@ -174,10 +180,18 @@ def main():
             check(f"chain: after the first step the root waits {want} times "
                   f"({'once per run of calls to one stage' if ASYNC else 'for every call'}"
                   f", both ways); waited {waits}", all(w == want for w in waits[1:]))
+        model.module.use_kept = True
+        try:
+            train_step(model, *batch(0))
+            error = None
+        except smp.SmpError as e:
+            error = e.message
+        check(f"chain: a remote tensor kept from an earlier step is refused ({error})",
+              error is not None and "earlier smp.step" in error)
     elif case == "skip":
         run("skip", Skip, 3)
     else:
-        _, failed_at = run("structure change", Flipping, 4, flip_at=2)
+        _, failed_at, _ = run("structure change", Flipping, 4, flip_at=2)
         if ASYNC:
             check(f"structure change: step 2 fails naming the module ({failed_at})",
                   failed_at is not None and failed_at[0] == 2 and "'flip'" in failed_at[1])
