@@ -7,7 +7,12 @@ numbers and tensors, gradient-carrying or not) travel to the owner, which
 runs the module's own forward and replies with its outputs. The call is an
 autograd Function on the caller's side, so the backward pass retraces the
 same hops: the caller sends the output gradients, the owner runs the
-backward of what it saved and replies with the input gradients. Any Python
+backward of what it saved and replies with the input gradients. A call
+whose output structure the caller has learnt need not wait at all: it
+returns remote tensors (smp/remote.py) that stay on the owner, go to later
+calls there by reference and are fetched (FETCH) where used, so the owner
+keeps every call it served (an _Entry) until the backward passes through
+it are done. Any Python
 in a forward (data-dependent branches, a module called twice, skip
 connections, parameters used in a parent's own forward) runs where that
 module lives, unchanged.
@@ -49,7 +54,7 @@ FWD_REQ, FWD_REP, BWD_REQ, BWD_REP, ERR_REP, FIN, FETCH = range(7)
 # Decisions tp rank 0 of a stage sends the other ranks of its TP group
 # (int64[4]: what, then its key), so they run tasks in its order.
 RUN, START, ABORT, END = range(1, 5)
-_INVALID, _TIMEOUT, _PEER_FAILED = -1, -5, -6
+_INVALID, _TIMEOUT, _PEER_FAILED, _INTERNAL = -1, -5, -6, -9
 # Waiting for a message: polls, then sleeps growing by a step to a cap.
 _SPINS = int(os.environ.get("SMP_SERVER_SPINS", "64"))
 _SLEEP_STEP = float(os.environ.get("SMP_SERVER_SLEEP_STEP", "2e-6"))
@@ -178,10 +183,10 @@ class Server:
         self.unwinding = False
         self.did_backward = False
         self.fin_sent = False       # this rank's FIN went out
-        self.caller.reset()
         self.end_sent = False       # TP rank 0: END went to the followers
         self.fwd_done = 0           # leader: microbatches past their forward
         self.unstarted = []         # leader: microbatches not started yet
+        self.caller.reset()
 
     # ---- messages ----
     def _send(self, peer, kind, cid, meta, tensors, mb=-1):
@@ -414,8 +419,8 @@ class Server:
         """From a task: the entry of call (peer, cid) once it has run."""
         ent = self.entries.get((peer, cid))
         if ent is None:
-            raise SmpError(_INVALID, f"pipeline stage {self.me}: stage {peer} referred to a "
-                                     f"call this stage did not serve (cid {cid})")
+            raise SmpError(_INTERNAL, f"pipeline stage {self.me}: stage {peer} referred to a "
+                                      f"call this stage did not serve (cid {cid})")
         while not ent.done:
             ent.waiters.append(self.current)
             self.current.park()
