@@ -49,7 +49,7 @@ std::string describe_call(const CallDesc &d) {
 static bool same_call(const CallDesc &a, const CallDesc &b) {
   const bool counts_matter = a.kind != static_cast<int64_t>(CollKind::Gatherv);
   return a.kind == b.kind && a.dtype == b.dtype && a.op == b.op && a.root == b.root &&
-         a.memory == b.memory && (!counts_matter || a.count == b.count);
+         a.memory == b.memory && a.members == b.members && (!counts_matter || a.count == b.count);
 }
 
 std::string compare_calls(const std::vector<CallDesc> &calls, const char *group_name) {
@@ -58,10 +58,47 @@ std::string compare_calls(const std::vector<CallDesc> &calls, const char *group_
   for (size_t r = 1; r < calls.size(); ++r) {
     if (same_call(calls[0], calls[r])) continue;
     diff += ", rank " + std::to_string(r) + " called " + describe_call(calls[r]);
+    if (calls[r].members != calls[0].members)
+      diff += std::string(" on a ") + group_name +
+              " of other members (the ranks' SMP_PP_SIZE / SMP_TP_SIZE / SMP_PLACEMENT differ)";
   }
   if (diff.empty()) return "";
   return std::string("SMP_CHECK: collective mismatch on ") + group_name + ": rank 0 called " +
          describe_call(calls[0]) + diff;
+}
+
+int64_t members_hash(const std::vector<int> &members) {
+  // FNV-1a over the ranks and the count: cheap, and a collision only hides
+  // a disagreement that init's communicator split would trip over anyway.
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&h](uint64_t v) {
+    for (int i = 0; i < 8; ++i) {
+      h ^= (v >> (8 * i)) & 0xff;
+      h *= 1099511628211ull;
+    }
+  };
+  mix(members.size());
+  for (int m : members) mix(static_cast<uint64_t>(static_cast<uint32_t>(m)));
+  return static_cast<int64_t>(h & 0x7fffffffffffffffull);
+}
+
+std::string describe_group(const char *group_name, const std::vector<int> &members) {
+  std::string s = std::string(group_name) + " [";
+  const size_t shown = members.size() <= 8 ? members.size() : 6;
+  for (size_t i = 0; i < shown; ++i) s += (i ? ", " : "") + std::to_string(members[i]);
+  if (shown < members.size())
+    s += ", ..., " + std::to_string(members.back()) + "] (" + std::to_string(members.size()) + " ranks)";
+  else
+    s += "]";
+  return s;
+}
+
+std::string group_mismatch_message(int rank_a, const CallDesc &call_a, const std::string &group_a,
+                                   int rank_b, const CallDesc &call_b, const std::string &group_b) {
+  if (rank_b < rank_a) return group_mismatch_message(rank_b, call_b, group_b, rank_a, call_a, group_a);
+  return "SMP_CHECK: group mismatch: rank " + std::to_string(rank_a) + " called " + describe_call(call_a) +
+         " on " + group_a + " while rank " + std::to_string(rank_b) + " called " + describe_call(call_b) +
+         " on " + group_b + " (world ranks)";
 }
 
 }  // namespace smp::comm

@@ -5,6 +5,12 @@
 // different backends and communicators) becomes the same error on every
 // rank instead of a hang or silently corrupted memory. The comparison is
 // pure and unit-tested here.
+//
+// Blocking collectives also compare the group each rank named: their
+// descriptors travel on a world-level channel (comm/call_checker.h), since
+// an exchange on the group's own communicator cannot complete when a member
+// named another group. Non-blocking ones keep the allgather above (their
+// worker thread runs only that group's calls).
 #pragma once
 
 #include <cstdint>
@@ -30,8 +36,9 @@ struct CallDesc {
   int64_t count = 0;  // the count argument (gatherv: this rank's sendcount)
   int64_t root = -1;  // -1 for none
   int64_t memory = 0; // 0: host memory, 1: CUDA memory
+  int64_t members = 0;  // members_hash of the group as this rank sees it
 };
-inline constexpr int kCallDescWords = 6;
+inline constexpr int kCallDescWords = 7;
 
 // "" when all descriptors agree; otherwise one message saying which ranks
 // differ from rank 0 and in what, e.g. "SMP_CHECK: collective mismatch on
@@ -42,5 +49,21 @@ std::string compare_calls(const std::vector<CallDesc> &calls, const char *group_
 
 // Text of one call, e.g. "broadcast(dtype=I32, count=4, root=1)".
 std::string describe_call(const CallDesc &d);
+
+// A group's member list (world ranks) as one word; equal lists, equal
+// hashes. Ranks whose layouts disagree (SMP_PP_SIZE, SMP_TP_SIZE,
+// SMP_PLACEMENT) see different members under one group name.
+int64_t members_hash(const std::vector<int> &members);
+
+// A group and its world ranks, e.g. "TP_GROUP [2, 3]" (at most 8 listed,
+// then "... (N ranks)").
+std::string describe_group(const char *group_name, const std::vector<int> &members);
+
+// The message every rank involved in a group mismatch reports: world rank
+// a called call_a on group_a (describe_group text), world rank b called
+// call_b on group_b. Ordered by rank, so both sides and every notified
+// rank print the same text.
+std::string group_mismatch_message(int rank_a, const CallDesc &call_a, const std::string &group_a,
+                                   int rank_b, const CallDesc &call_b, const std::string &group_b);
 
 }  // namespace smp::comm

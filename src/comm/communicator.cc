@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "comm/async_worker.h"
+#include "comm/call_checker.h"
 #include "comm/check.h"
 #include "comm/validate.h"
 #include "comm/watchdog.h"
@@ -50,7 +51,8 @@ CallDesc desc(CollKind k, int dtype, int op, size_t count, int root) {
 Communicator::Communicator(topo::Group group, std::vector<int> members, int rank,
                            CommSettings settings, std::unique_ptr<Backend> host,
                            std::unique_ptr<Backend> host_async)
-    : group_(group), members_(std::move(members)), rank_(rank), settings_(settings),
+    : group_(group), members_(std::move(members)), members_hash_(members_hash(members_)), rank_(rank),
+      settings_(settings),
       host_(std::move(host)), host_async_(std::move(host_async)) {}
 
 Communicator::~Communicator() = default;
@@ -81,12 +83,21 @@ AsyncWorker &Communicator::worker() {
 void Communicator::verify(Backend &call_backend, const CallDesc &mine, const size_t *recvcounts) {
   // The descriptors are host memory: a device call checks over its host twin.
   const bool device = &call_backend == device_.get() || &call_backend == device_async_.get();
+  const bool async = &call_backend == host_async_.get() || &call_backend == device_async_.get();
   Backend &b = &call_backend == device_.get() ? *host_
              : &call_backend == device_async_.get() ? *host_async_ : call_backend;
   CallDesc me = mine;
   me.memory = device ? 1 : 0;
+  me.members = members_hash_;
   std::vector<CallDesc> all(static_cast<size_t>(size()));
-  b.allgather(&me, all.data(), kCallDescWords, DType::I64, nullptr);
+  // Blocking calls go through the world-level checker, which also catches
+  // a member that named another group (call_checker.h). A non-blocking
+  // call runs on this group's worker thread, which only ever runs this
+  // group's calls, so its group's own allgather is enough.
+  if (!async && settings_.checker)
+    all = settings_.checker->exchange(group_, members_, rank_, me);
+  else
+    b.allgather(&me, all.data(), kCallDescWords, DType::I64, nullptr);
   const std::string msg = compare_calls(all, group_name());
   if (!msg.empty()) fail(Status::PeerFailed, msg);
   if (mine.kind != static_cast<int64_t>(CollKind::Gatherv)) return;

@@ -36,12 +36,15 @@
 namespace smp::comm {
 
 class AsyncWorker;  // comm/async_worker.h
+class CallChecker;  // comm/call_checker.h
 struct CallDesc;   // comm/check.h
 
 // What a communicator needs to know about the world it lives in.
 struct CommSettings {
   int world_rank = 0;
   bool check = false;      // SMP_CHECK: verify collective arguments across the group
+  CallChecker *checker = nullptr;  // with check: compares blocking collectives world-wide
+                                   // (outlives the communicators); null: over the group
   int max_tag = 32767;     // largest valid tag (MPI_TAG_UB)
   bool async_thread = true;  // MPI_THREAD_MULTIPLE: run non-blocking collectives on a
                              // worker thread (else they run at issue)
@@ -111,6 +114,7 @@ class Communicator {
 
   topo::Group group_;
   std::vector<int> members_;
+  int64_t members_hash_;  // members_hash(members_), sent with every checked call
   int rank_;
   CommSettings settings_;
   std::unique_ptr<Backend> host_, host_async_;

@@ -9,7 +9,9 @@
 #include <mutex>
 #include <stdexcept>
 
+#include "comm/call_checker.h"
 #include "comm/mpi/mpi_backend.h"
+#include "comm/mpi/mpi_call_checker.h"
 #include "comm/mpi/mpi_request.h"
 #include "comm/mpi/mpi_util.h"
 #include "comm/watchdog.h"
@@ -159,6 +161,10 @@ Context &Context::init(const Options &o) {
   settings.check = check == 1;
   settings.max_tag = flag && tag_ub ? *tag_ub : 32767;
   settings.async_thread = provided == MPI_THREAD_MULTIPLE;
+  if (check == 1) {
+    ctx->checker_ = std::make_unique<mpi::MpiCallChecker>(*layout, world_rank);
+    settings.checker = ctx->checker_.get();
+  }
 
 #if SMP_HAVE_CUDA
   // CUDA memory backends where any rank has a GPU (agreed, as creating them
@@ -219,6 +225,7 @@ Context::Context(topo::Layout layout, int world_rank, double timeout, bool check
 
 Context::~Context() {
   for (auto &g : groups_) g.reset();
+  checker_.reset();
   watchdog_.reset();
 }
 

@@ -63,6 +63,7 @@ class Context {
   bool check_;
   bool own_mpi_;  // finalize MPI at the end: init() started it
   std::unique_ptr<Watchdog> watchdog_;
+  std::unique_ptr<CallChecker> checker_;  // SMP_CHECK only; outlives groups_
   std::array<std::unique_ptr<Communicator>, topo::kAllGroups.size()> groups_;
 };
 
