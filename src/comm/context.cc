@@ -201,7 +201,14 @@ Context &Context::init(const Options &o) {
     if (device) ctx->groups_[static_cast<size_t>(g)]->set_device_backends(std::move(device), std::move(device_async));
 #endif
   }
-  ctx->watchdog_ = std::make_unique<Watchdog>(timeout, world_rank);
+  // The watchdog's control channel: its thread asks and answers which
+  // operation each rank waits in, which needs MPI_THREAD_MULTIPLE.
+  MPI_Comm control = MPI_COMM_NULL;
+  if (timeout > 0 && provided == MPI_THREAD_MULTIPLE) {
+    mpi::check_mpi(MPI_Comm_dup(MPI_COMM_WORLD, &control), "smp_init: MPI_Comm_dup (watchdog)");
+    MPI_Comm_set_errhandler(control, MPI_ERRORS_RETURN);
+  }
+  ctx->watchdog_ = std::make_unique<Watchdog>(timeout, world_rank, *layout, control);
   g_context.store(ctx.get(), std::memory_order_release);
   return *ctx.release();
 }

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <deque>
 #include <unordered_map>
+#include <vector>
 
 namespace smp::comm {
 
@@ -37,15 +38,113 @@ Slot *my_slot() {
 
 }  // namespace
 
-std::string timeout_message(int world_rank, const OpInfo &info, double waited, double timeout) {
+std::string timeout_message(int world_rank, const OpInfo &info, double waited, double timeout,
+                            const std::string &missing) {
   auto field = [](int v) { return v < 0 ? std::string("-") : std::to_string(v); };
   char buf[512];
   std::snprintf(buf, sizeof buf,
                 "smp: rank %d: %s on %s (peer %s, root %s, tag %s, count %zu) has waited %.1f s, "
-                "longer than SMP_TIMEOUT=%g s; aborting the job",
+                "longer than SMP_TIMEOUT=%g s; ",
                 world_rank, info.op, topo::group_name(info.group), field(info.peer).c_str(),
                 field(info.root).c_str(), field(info.tag).c_str(), info.count, waited, timeout);
-  return buf;
+  return buf + (missing.empty() ? "" : missing + "; ") + "aborting the job";
+}
+
+namespace {
+
+constexpr int kTagQuery = 1, kTagReply = 2;
+
+// What a rank waits in, as its watchdog answers a query.
+struct Reply {
+  int32_t pending_on[topo::kAllGroups.size()] = {};  // operations pending per group
+  char what[96] = {};                                  // the first, in words
+};
+
+}  // namespace
+
+void Watchdog::serve_queries() {
+  for (;;) {
+    int flag = 0;
+    MPI_Status st;
+    if (MPI_Iprobe(MPI_ANY_SOURCE, kTagQuery, control_, &flag, &st) != MPI_SUCCESS || !flag) return;
+    int dummy = 0;
+    MPI_Recv(&dummy, 1, MPI_INT, st.MPI_SOURCE, kTagQuery, control_, MPI_STATUS_IGNORE);
+    Reply r;
+    {
+      std::lock_guard<std::mutex> lock(g_slots_mu);
+      for (const Slot &s : g_slots) {
+        if ((s.seq.load(std::memory_order_acquire) & 1) == 0) continue;
+        const int g = s.group.load(std::memory_order_relaxed);
+        if (g < 0 || g >= static_cast<int>(topo::kAllGroups.size())) continue;
+        if (r.pending_on[g]++ == 0 && r.what[0] == 0)
+          std::snprintf(r.what, sizeof r.what, "%s on %s", s.op.load(std::memory_order_relaxed),
+                        topo::group_name(static_cast<topo::Group>(g)));
+      }
+    }
+    MPI_Send(&r, sizeof r, MPI_BYTE, st.MPI_SOURCE, kTagReply, control_);
+  }
+}
+
+// "not arrived: rank 2 (waiting in no smp operation), ..." for a
+// collective; for a point-to-point operation what the peer is doing.
+std::string Watchdog::ask_members(const OpInfo &info) {
+  if (control_ == MPI_COMM_NULL) return "";
+  const std::vector<int> members = layout_.group_members(info.group, world_rank_);
+  std::vector<int> ask;
+  if (info.peer >= 0 && static_cast<size_t>(info.peer) < members.size())
+    ask.push_back(members[static_cast<size_t>(info.peer)]);
+  else
+    for (int m : members)
+      if (m != world_rank_) ask.push_back(m);
+  std::vector<MPI_Request> reqs(ask.size(), MPI_REQUEST_NULL);
+  int dummy = 0;
+  for (size_t i = 0; i < ask.size(); ++i)
+    MPI_Isend(&dummy, 1, MPI_INT, ask[i], kTagQuery, control_, &reqs[i]);
+  std::unordered_map<int, Reply> replies;
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(1000);
+  while (replies.size() < ask.size() && Clock::now() < deadline) {
+    serve_queries();  // others may be asking this rank at the same time
+    int flag = 0;
+    MPI_Status st;
+    MPI_Iprobe(MPI_ANY_SOURCE, kTagReply, control_, &flag, &st);
+    if (!flag) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      continue;
+    }
+    Reply r;
+    MPI_Recv(&r, sizeof r, MPI_BYTE, st.MPI_SOURCE, kTagReply, control_, MPI_STATUS_IGNORE);
+    r.what[sizeof r.what - 1] = 0;
+    replies[st.MPI_SOURCE] = r;
+  }
+  for (MPI_Request &q : reqs)
+    if (q != MPI_REQUEST_NULL) MPI_Request_free(&q);
+  auto state = [&](int m) {
+    auto it = replies.find(m);
+    if (it == replies.end()) return std::string("no answer: stuck outside smp or dead");
+    return it->second.what[0] ? "waiting in " + std::string(it->second.what) : std::string("in no smp operation");
+  };
+  if (info.peer >= 0 && !ask.empty())
+    return "peer is rank " + std::to_string(ask[0]) + " (" + state(ask[0]) + ")";
+  std::string missing;
+  for (int m : ask) {
+    auto it = replies.find(m);
+    if (it != replies.end() && it->second.pending_on[static_cast<int>(info.group)] > 0) continue;  // arrived
+    missing += (missing.empty() ? "" : ", ") + ("rank " + std::to_string(m)) + " (" + state(m) + ")";
+  }
+  return missing.empty() ? "every member is in an operation on " + std::string(topo::group_name(info.group))
+                         : "not arrived: " + missing;
+}
+
+// Keep answering for a moment, so that every rank waiting on this one
+// hears what it waits in and prints its own line; then end the job.
+void Watchdog::abort_after_grace() {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(1500);
+  while (control_ != MPI_COMM_NULL && std::chrono::steady_clock::now() < end) {
+    serve_queries();
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  MPI_Abort(MPI_COMM_WORLD, 1);
 }
 
 OpScope::OpScope(const OpInfo &info) {
@@ -66,8 +165,8 @@ OpScope::~OpScope() {
   slot_->seq.store(slot_->seq.load(std::memory_order_relaxed) + 1, std::memory_order_release);
 }
 
-Watchdog::Watchdog(double timeout_seconds, int world_rank)
-    : timeout_(timeout_seconds), world_rank_(world_rank) {
+Watchdog::Watchdog(double timeout_seconds, int world_rank, const topo::Layout &layout, MPI_Comm control)
+    : timeout_(timeout_seconds), world_rank_(world_rank), layout_(layout), control_(control) {
   if (timeout_ <= 0) return;
   g_enabled.store(true);
   thread_ = std::thread([this] { run(); });
@@ -82,6 +181,7 @@ Watchdog::~Watchdog() {
   cv_.notify_all();
   thread_.join();
   g_enabled.store(false);
+  if (control_ != MPI_COMM_NULL) MPI_Comm_free(&control_);
 }
 
 void Watchdog::run() {
@@ -92,8 +192,12 @@ void Watchdog::run() {
   std::unordered_map<const Slot *, Seen> seen;
   std::unique_lock<std::mutex> lock(mu_);
   while (!cv_.wait_for(lock, period, [this] { return stop_; })) {
+    if (control_ != MPI_COMM_NULL) serve_queries();
     const auto now = Clock::now();
-    std::lock_guard<std::mutex> slots_lock(g_slots_mu);
+    bool fired = false;
+    OpInfo info;
+    double waited = 0;
+    std::unique_lock<std::mutex> slots_lock(g_slots_mu);
     for (const Slot &s : g_slots) {
       const uint64_t seq = s.seq.load(std::memory_order_acquire);
       if ((seq & 1) == 0) continue;  // idle
@@ -102,9 +206,8 @@ void Watchdog::run() {
         seen[&s] = {seq, now};
         continue;
       }
-      const double waited = std::chrono::duration<double>(now - it->second.since).count();
+      waited = std::chrono::duration<double>(now - it->second.since).count();
       if (waited < timeout_) continue;
-      OpInfo info;
       info.op = s.op.load(std::memory_order_relaxed);
       info.group = static_cast<topo::Group>(s.group.load(std::memory_order_relaxed));
       info.peer = s.peer.load(std::memory_order_relaxed);
@@ -114,10 +217,15 @@ void Watchdog::run() {
       // Still the same operation? (the fields were written before seq)
       std::atomic_thread_fence(std::memory_order_acquire);
       if (s.seq.load(std::memory_order_acquire) != seq) continue;
-      std::fprintf(stderr, "%s\n", timeout_message(world_rank_, info, waited, timeout_).c_str());
-      std::fflush(stderr);
-      MPI_Abort(MPI_COMM_WORLD, 1);
+      fired = true;
+      break;
     }
+    slots_lock.unlock();
+    if (!fired) continue;
+    const std::string missing = ask_members(info);
+    std::fprintf(stderr, "%s\n", timeout_message(world_rank_, info, waited, timeout_, missing).c_str());
+    std::fflush(stderr);
+    abort_after_grace();
   }
 }
 

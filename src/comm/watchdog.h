@@ -6,6 +6,15 @@
 // the rank print one line (world rank, operation, group, peer/root, tag,
 // count, seconds waited) and abort the whole job with MPI_Abort, so that no
 // rank of it is left hanging.
+//
+// Which members have not arrived: every watchdog thread answers queries on
+// a control channel (a duplicate of MPI_COMM_WORLD, polled once a period,
+// so it costs nothing per operation) with what its rank is waiting in. A
+// rank whose timeout fires asks the members of the group it waits on (or
+// its peer) and names those not waiting in an operation on that group,
+// and what they are doing instead, or that they do not answer. It then
+// keeps answering for a moment before aborting, so that every waiting
+// rank can print its own line.
 #pragma once
 
 #include <atomic>
@@ -15,6 +24,8 @@
 #include <mutex>
 #include <string>
 #include <thread>
+
+#include <mpi.h>
 
 #include "topo/layout.h"
 
@@ -32,22 +43,31 @@ struct OpInfo {
 };
 
 // The one line the watchdog prints (without the newline). Pure, for tests.
+// missing: what the query found ("not arrived: rank 2 (...)"), "" for none.
 std::string timeout_message(int world_rank, const OpInfo &info, double waited_seconds,
-                            double timeout_seconds);
+                            double timeout_seconds, const std::string &missing = "");
 
 class Watchdog {
  public:
   // timeout_seconds <= 0: nothing is watched (OpScope costs one load).
-  Watchdog(double timeout_seconds, int world_rank);
+  // layout: to find a group's members; control: a duplicate of
+  // MPI_COMM_WORLD this object frees, MPI_COMM_NULL without
+  // MPI_THREAD_MULTIPLE (then nobody is asked).
+  Watchdog(double timeout_seconds, int world_rank, const topo::Layout &layout, MPI_Comm control);
   ~Watchdog();
   Watchdog(const Watchdog &) = delete;
   Watchdog &operator=(const Watchdog &) = delete;
 
  private:
   void run();
+  void serve_queries();  // answer what this rank waits in
+  std::string ask_members(const OpInfo &info);
+  void abort_after_grace();
 
   double timeout_;
   int world_rank_;
+  topo::Layout layout_;
+  MPI_Comm control_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
