@@ -2,7 +2,8 @@
 """The front end against the hand-split pipeline, side by side in one run:
 
 1. tokens/s of examples/train_gpt.py (the plain GPT in smp.DistributedModel,
-   partitioned automatically, run by the execution server) against
+   partitioned automatically, run by the execution server; also with
+   SMP_SERVER_ASYNC=0, every remote call waiting for its reply) against
    examples/train_gpt_hand_split.py (today's hand-cut stages on the
    PipelineRunner) at (pp, tp, rdp) = (2,1,1), (1,1,2), (2,2,2);
 2. the front end's first step (trace + partition + the step) against its
@@ -31,7 +32,7 @@ FRONT = os.path.join(EXAMPLES, "train_gpt.py")
 HAND = os.path.join(EXAMPLES, "train_gpt_hand_split.py")
 
 
-def run(script, cfg, args, extra, tmp):
+def run(script, cfg, args, extra, tmp, env=()):
     pp, tp, rdp = cfg
     out = os.path.join(tmp, "r.json")
     if os.path.exists(out):
@@ -41,7 +42,7 @@ def run(script, cfg, args, extra, tmp):
             "--batch", str(args.batch), "--microbatches", str(args.microbatches)] + extra
     cmd = [shutil.which("mpirun"), "--allow-run-as-root", "--oversubscribe",
            "-np", str(pp * tp * rdp), "-x", f"SMP_PP_SIZE={pp}", "-x", f"SMP_TP_SIZE={tp}",
-           "-x", "PYTHONPATH", "-x", "OMP_NUM_THREADS=1"] + base
+           "-x", "PYTHONPATH", "-x", "OMP_NUM_THREADS=1"] + [a for e in env for a in ("-x", e)] + base
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, timeout=900)
     with open(out) as f:
         return json.load(f)
@@ -58,14 +59,16 @@ def main():
     p.add_argument("--microbatches", type=int, default=2)
     p.add_argument("--bucket-mb", type=float, default=1.0)
     args = p.parse_args()
-    tput = {(c, v): [] for c in [(2, 1, 1), (1, 1, 2), (2, 2, 2)] for v in ("front", "hand")}
+    variants = ("front", "wait", "hand")  # wait: the front end with every call waiting
+    tput = {(c, v): [] for c in [(2, 1, 1), (1, 1, 2), (2, 2, 2)] for v in variants}
     first = []
     overlap = {(c, v): [] for c in [(1, 1, 2), (2, 1, 2)] for v in ("on", "off")}
     bucket = ["--bucket-mb", str(args.bucket_mb)]
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.reps):
             for (cfg, v) in tput:
-                r = run(FRONT if v == "front" else HAND, cfg, args, [], tmp)
+                r = run(HAND if v == "hand" else FRONT, cfg, args, [], tmp,
+                        ["SMP_SERVER_ASYNC=0"] if v == "wait" else [])
                 tput[(cfg, v)].append(r["tokens_per_s"])
                 if v == "front" and cfg == (2, 2, 2):
                     first.append(r["first_step_s"] / r["median_step_s"])
@@ -78,11 +81,12 @@ def main():
     print(f"GPT hidden {args.hidden}, {args.layers} layers, seq {args.seq}, batch {args.batch}, "
           f"{args.microbatches} microbatches, {args.steps} steps, {args.reps} rounds "
           "(medians)\n")
-    print("| (pp,tp,rdp) | front end tokens/s | hand-split tokens/s | front / hand |")
-    print("|---|---|---|---|")
+    print("| (pp,tp,rdp) | front end tokens/s | every call waiting | hand-split | "
+          "front / hand | waiting / hand |")
+    print("|---|---|---|---|---|---|")
     for cfg in [(2, 1, 1), (1, 1, 2), (2, 2, 2)]:
-        f, h = med(tput[(cfg, "front")]), med(tput[(cfg, "hand")])
-        print(f"| {cfg} | {f:.0f} | {h:.0f} | {f / h:.2f}x |")
+        f, w, h = (med(tput[(cfg, v)]) for v in variants)
+        print(f"| {cfg} | {f:.0f} | {w:.0f} | {h:.0f} | {f / h:.2f}x | {w / h:.2f}x |")
     print(f"\nFirst step / median step, front end at (2,2,2): {med(first):.2f}x "
           f"(rounds: {', '.join(f'{x:.2f}' for x in first)})\n")
     print(f"| (pp,tp,rdp) | overlapped ms | after backward ms | after / overlapped "
