@@ -26,7 +26,10 @@ runtime's executor through smp_pipeline_run_step) against the same script
 with the Python op-list walker PipelineRunner had before
 (bench/train/legacy_walker.py), at EXECUTOR_CONFIGS, both interleaved in
 every round, the timeline off; tokens/s medians over rounds and their
-ratio.
+ratio. Then, per configuration, one job of bench/train/executor_steps.py,
+which alternates the two step by step on the same model (the pipeline
+step alone, no optimizer): less exposed to the machine's drift between
+jobs.
 
     PYTHONPATH=build/bindings/python /usr/bin/python3 bench/train/bench_train.py
     PYTHONPATH=build/bindings/python /usr/bin/python3 bench/train/bench_train.py --executor
@@ -45,6 +48,7 @@ EXAMPLE = os.path.join(HERE, "..", "..", "examples", "train_gpt.py")
 CONFIGS = [(1, 1, 1), (1, 1, 2), (2, 1, 1), (1, 2, 1)]
 HAND_SPLIT = os.path.join(HERE, "..", "..", "examples", "train_gpt_hand_split.py")
 LEGACY = os.path.join(HERE, "legacy_walker.py")
+STEPS = os.path.join(HERE, "executor_steps.py")
 # --executor: (name, (pp, tp, rdp), train_gpt_hand_split.py arguments)
 EXECUTOR_CONFIGS = [
     ("1F1B", (2, 1, 1), ["--schedule", "interleaved"]),
@@ -133,12 +137,35 @@ def executor(a):
                     tok[(name, v)].append(r["tokens_per_s"])
             print(f"round {rep + 1}/{a.reps} done", file=sys.stderr, flush=True)
     med = statistics.median
+    # The two runs of a round are back to back: their ratio is paired, so
+    # it drifts less with the machine's load than the medians' ratio.
     print("| schedule | (pp,tp,rdp) | executor tokens/s | Python walker tokens/s "
-          "| executor / walker |")
-    print("|---|---|---|---|---|")
+          "| ratio of medians | median of per-round ratios (min-max) |")
+    print("|---|---|---|---|---|---|")
     for name, cfg, _ in EXECUTOR_CONFIGS:
-        e, w = med(tok[(name, "executor")]), med(tok[(name, "walker")])
-        print(f"| {name} | ({cfg[0]},{cfg[1]},{cfg[2]}) | {e:.0f} | {w:.0f} | {e / w:.3f}x |")
+        es, ws = tok[(name, "executor")], tok[(name, "walker")]
+        e, w = med(es), med(ws)
+        paired = [x / y for x, y in zip(es, ws)]
+        print(f"| {name} | ({cfg[0]},{cfg[1]},{cfg[2]}) | {e:.0f} | {w:.0f} | {e / w:.3f}x "
+              f"| {med(paired):.3f}x ({min(paired):.2f}-{max(paired):.2f}) |")
+    print()
+    print(f"Alternating in one job ({a.pairs} pairs of pipeline steps):\n")
+    print("| schedule | (pp,tp,rdp) | executor ms/step | walker ms/step "
+          "| executor / walker throughput (median of paired steps) |")
+    print("|---|---|---|---|---|")
+    for name, cfg, args in EXECUTOR_CONFIGS:
+        pp, tp, rdp = cfg
+        hand = dict(zip(args[::2], args[1::2]))
+        cmd = [sys.executable, STEPS, "--pairs", str(a.pairs), "--schedule", hand["--schedule"],
+               "--chunks", hand.get("--chunks", "1")] + a.extra
+        if cfg != (1, 1, 1):
+            cmd = [shutil.which("mpirun"), "--allow-run-as-root", "--oversubscribe",
+                   "-np", str(pp * tp * rdp), "-x", f"SMP_PP_SIZE={pp}",
+                   "-x", f"SMP_TP_SIZE={tp}"] + cmd
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        r = json.loads(out.strip().splitlines()[-1])
+        print(f"| {name} | ({pp},{tp},{rdp}) | {1e3 * r['executor_s']:.1f} "
+              f"| {1e3 * r['walker_s']:.1f} | {1 / r['paired_time_ratio']:.3f}x |", flush=True)
 
 
 def main():
@@ -149,6 +176,8 @@ def main():
                    help="pp,tp,rdp run also with the timeline off (its cost)")
     p.add_argument("--executor", action="store_true",
                    help="the hand-split GPT on the runtime's executor vs the Python walker")
+    p.add_argument("--pairs", type=int, default=40,
+                   help="--executor: step pairs of the one-job comparison")
     p.add_argument("extra", nargs="*", help="more train_gpt.py arguments")
     a = p.parse_args()
     if a.executor:

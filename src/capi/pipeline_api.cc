@@ -230,6 +230,9 @@ smp_status_t smp_pipeline_run_step(smp_schedule_t kind, int microbatches, int ch
                                        " but fns->recv_shape is NULL");
     }
     const smp_stage_fns_t c = *fns;
+    // call_stage clears smp_last_error() before each callback; a step that
+    // succeeds leaves the thread's last failure as it found it.
+    const std::string last_failure = smp::capi::last_error();
     pl::StageFns sf;
     sf.forward = [&c](int m, int chunk, pl::ManagedTensor in) {
       return call_stage(c.forward, c.user, m, chunk, std::move(in));
@@ -238,6 +241,7 @@ smp_status_t smp_pipeline_run_step(smp_schedule_t kind, int microbatches, int ch
       return call_stage(c.backward, c.user, m, chunk, std::move(g));
     };
     pl::run_step(comm, p, sf, expect ? &*expect : nullptr);
+    smp::capi::set_last_error(last_failure);
   });
 }
 

@@ -244,7 +244,10 @@ static void good_step(smp_group_t group, smp_schedule_t kind, int M, int chunks,
   stage_init(&s, group, chunks, M);
   smp_stage_fns_t f = with ? *with : fns_of(&s);
   f.user = &s;
+  /* A step that succeeds leaves this thread's last failure as it was. */
+  CHECK(smp_stage_error(SMP_ERR_IO, "an earlier failure") == SMP_ERR_IO);
   CHECK(smp_pipeline_run_step(kind, M, chunks, active, group, &f) == SMP_SUCCESS);
+  CHECK(strcmp(smp_last_error(), "an earlier failure") == 0);
   CHECK(g_live == 0);
   CHECK(s.forwards == M * chunks && s.backwards == M * chunks);
   results_t ref;
