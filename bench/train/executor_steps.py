@@ -12,6 +12,8 @@ the order alternating from pair to pair.
     mpirun -np 2 -x SMP_PP_SIZE=2 python3 bench/train/executor_steps.py --schedule interleaved
 
 (bench_train.py --executor runs it for each of its configurations.)
+--linear WIDTH replaces the GPT by one WIDTH x WIDTH linear layer per chunk
+on 8-row microbatches, a step that is almost all per-operation overhead.
 """
 import argparse
 import json
@@ -34,6 +36,17 @@ import legacy_walker  # noqa: E402
 from gpt_model import GPT, GPTConfig, build_chunks, make_batch  # noqa: E402
 
 
+class Linear(torch.nn.Module):
+    def __init__(self, width, last):
+        super().__init__()
+        self.lin = torch.nn.Linear(width, width)
+        self.last = last
+
+    def forward(self, x, y=None):
+        h = self.lin(x)
+        return ((h - y) ** 2).mean() if self.last else h
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--schedule", default="interleaved")
@@ -44,17 +57,26 @@ def main():
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--seq", type=int, default=32)
     p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--linear", type=int, default=0, metavar="WIDTH")
     a = p.parse_args()
     torch.set_num_threads(1)
     smp.init()
-    cfg = GPTConfig(vocab=64, seq=a.seq, hidden=a.hidden, heads=4, layers=a.layers)
+    per_stage = a.chunks if a.schedule == "virtual" else 1
     torch.manual_seed(1234)
-    full = GPT(cfg)
-    chunks = build_chunks(full, a.chunks if a.schedule == "virtual" else 1)
-    del full
+    if a.linear:
+        virtual = smp.pp_size() * per_stage
+        chunks = [Linear(a.linear, c * smp.pp_size() + smp.pp_rank() == virtual - 1)
+                  for c in range(per_stage)]
+        xs = [torch.randn(8, a.linear) for _ in range(a.microbatches)]
+        ys = [torch.randn(8, a.linear) for _ in range(a.microbatches)]
+    else:
+        cfg = GPTConfig(vocab=64, seq=a.seq, hidden=a.hidden, heads=4, layers=a.layers)
+        full = GPT(cfg)
+        chunks = build_chunks(full, per_stage)
+        del full
+        x, y = make_batch(cfg, a.batch, 0, 1234)
+        xs, ys = shard_batch(x).chunk(a.microbatches), shard_batch(y).chunk(a.microbatches)
     runner = PipelineRunner(chunks, schedule=a.schedule)
-    x, y = make_batch(cfg, a.batch, 0, 1234)
-    xs, ys = shard_batch(x).chunk(a.microbatches), shard_batch(y).chunk(a.microbatches)
     variants = {"executor": PipelineRunner.run, "walker": legacy_walker.run}
     times = {v: [] for v in variants}
     for pair in range(a.pairs + 1):  # the first pair warms up
