@@ -196,8 +196,7 @@ class Caller:
             task.unanswered += 1
             return unflatten(record.spec, [RemoteTensor(s, record, i)
                                            for i in range(leaf_count(record.spec))])
-        record = CallRecord(self.step, owner, None, name, sent, parents, grad)
-        record.cid = s.next_cid()
+        record = CallRecord(self.step, owner, s.next_cid(), name, sent, parents, grad)
         outs = RemoteCall.apply(s, record, s.FWD_REQ, meta, sent, s.anchor,
                                 *[t for _, _, t in record.chain()])
         self.learn(name, record.spec)
