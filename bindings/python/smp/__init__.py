@@ -497,19 +497,29 @@ def timeline_end():
 # pipeline x data parallelism. Imported last: it builds on the above.
 
 __all__ += ["DistributedModel", "DistributedOptimizer", "step", "StepOutput", "partition",
-            "config", "save_checkpoint", "resume_from_checkpoint"]
+            "config", "save_checkpoint", "resume_from_checkpoint",
+            "nn", "tensor_parallelism", "set_tensor_parallelism", "tp_register_with_module",
+            "delay_param_initialization", "set_activation_checkpointing"]
 
-_FRONT_END = {"DistributedModel": "model", "DistributedOptimizer": "model", "step": "steps",
+_FRONT_END = {"DistributedModel": "model", "DistributedOptimizer": "optimizer", "step": "steps",
               "StepOutput": "steps", "partition": "partitioning",
-              "save_checkpoint": "checkpointing", "resume_from_checkpoint": "checkpointing"}
+              "save_checkpoint": "checkpointing", "resume_from_checkpoint": "checkpointing",
+              "tensor_parallelism": "tp_registry", "set_tensor_parallelism": "tp_registry",
+              "tp_register_with_module": "tp_registry",
+              "delay_param_initialization": "delayed_init",
+              "set_activation_checkpointing": "activations"}
 
 
 def __getattr__(name):
     # Lazily: the front end needs torch, the rest of smp does not.
+    import importlib
+    if name == "nn":  # smp.nn, the distributed twins of torch.nn's modules
+        value = importlib.import_module(".nn", __name__)
+        globals()[name] = value
+        return value
     where = _FRONT_END.get(name)
     if where is None:
         raise AttributeError(f"module 'smp' has no attribute '{name}'")
-    import importlib
     value = getattr(importlib.import_module("." + where, __name__), name)
     globals()[name] = value
     return value

@@ -40,6 +40,10 @@ class Config:
     prescaled_batch: bool = False
     skip_tracing: bool = False
     activation_loading_horizon: int = 4
+    fp16: bool = False
+    bf16: bool = False
+    offload_activations: bool = False
+    delayed_parameter_initialization: bool = False
 
 
 def _fail(key, why, status=_INVALID):
@@ -125,8 +129,9 @@ def parse(config):
                 _fail(key, f"must be a string, not {v!r}")
         elif key == "activation_loading_horizon":
             c.activation_loading_horizon = _int(key, v)
-        elif key in ("fp16", "bf16", "offload_activations", "delayed_parameter_initialization",
-                     "horovod"):
+        elif key in ("fp16", "bf16", "offload_activations", "delayed_parameter_initialization"):
+            setattr(c, key, _bool(key, v))
+        elif key == "horovod":
             _not_built(key, _bool(key, v), False)
         elif key == "sharded_data_parallel_degree":
             _not_built(key, _int(key, v), 1)
@@ -144,6 +149,8 @@ def parse(config):
         if c.active_microbatches > c.microbatches:
             _fail("active_microbatches", f"{c.active_microbatches} is more than the "
                                          f"{c.microbatches} microbatches")
+    if c.fp16 and c.bf16:
+        _fail("bf16", "fp16 and bf16 are both set; choose one")
     if not c.auto_partition and c.default_partition is None:
         _fail("default_partition", "is required when auto_partition is False")
     return c
