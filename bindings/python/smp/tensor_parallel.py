@@ -94,6 +94,30 @@ def shard_dim(full, dim, parts=1, group=smp.TP_GROUP):
     return torch.cat(out, dim).clone() if len(out) > 1 else out[0].clone()
 
 
+def shard_parameter(full, dim, parts=1, group=smp.TP_GROUP):
+    """A new Parameter holding this TP rank's shard of `full` (see
+    shard_dim), marked sharded with its place in the full tensor. A `full`
+    on the meta device (smp.delay_param_initialization) gives a meta shard
+    that remembers its source, so that materializing it later initializes
+    the full tensor as an eager build would and keeps this rank's slice."""
+    if full.is_meta:
+        shape = list(full.shape)
+        n = smp.size(group)
+        if (shape[dim] // parts) % n or shape[dim] % parts:
+            raise ValueError(f"dimension {dim} of size {shape[dim]} does not divide by "
+                             f"{parts} blocks times the tensor-parallel degree {n}")
+        shape[dim] //= n
+        p = nn.Parameter(torch.empty(shape, dtype=full.dtype, device="meta"),
+                         requires_grad=full.requires_grad)
+        p._smp_source = (full, dim, parts, group)
+    else:
+        p = nn.Parameter(shard_dim(full.detach(), dim, parts, group),
+                         requires_grad=full.requires_grad)
+    _mark_sharded(p)
+    _mark_spec(p, dim, parts, full)
+    return p
+
+
 class ColumnParallelLinear(nn.Module):
     """y_local = x W_local^T + b_local: this rank's share of the output
     features. The input is replicated; its gradient is summed over the group."""
