@@ -95,6 +95,8 @@ class DistributedModel(torch.nn.Module):
         self._sharded = False
         self._optimizers = []
         _active["model"] = self
+        from .loss_scaler import cast_module  # config fp16 / bf16: the module in that dtype
+        cast_module(module)
 
     # ---- what users call ----
     def forward(self, *args, **kwargs):
@@ -113,7 +115,9 @@ class DistributedModel(torch.nn.Module):
         if self._server is None or self._server.current is None:
             raise SmpError(_INVALID, "model.backward(loss) was called outside an smp.step "
                                      "function")
-        self._server.backward(loss, 1.0 / self._server.n_mb if self._average else 1.0)
+        from .loss_scaler import scaled_loss
+        loss, scale = scaled_loss(self, loss)  # the optimizer's loss scale, in float32
+        self._server.backward(loss, scale / self._server.n_mb if self._average else scale)
 
     def partition_map(self):
         """{module name: pp stage} ("" is the whole model); empty until the

@@ -6,7 +6,8 @@ import torch
 
 import smp
 from ._errors import SmpError
-from .model import _active
+from .loss_scaler import make_scaler, model_dtype, unscale_and_check
+from .model import _active, agree
 
 _INVALID, _UNSUPPORTED = -1, -3
 
@@ -33,9 +34,20 @@ def _sharded_settings(opt):
 class DistributedOptimizer:
     """Wraps any torch optimizer built from model.parameters(). Once the
     first step has partitioned the model it holds this stage's parameters
-    only. static_loss_scale / dynamic_loss_scale (fp16) are not built yet."""
+    only.
 
-    def __init__(self, optimizer, static_loss_scale=1.0, dynamic_loss_scale=False, **kwargs):
+    Mixed precision (smp.loss_scaler): with config fp16 / bf16 the torch
+    optimizer updates float32 master copies of the stage's parameters,
+    which step() copies back into the model. static_loss_scale (a number >
+    0; None = 1) or dynamic_loss_scale=True (dynamic_loss_args: init_scale,
+    scale_factor, scale_window, min_scale, delayed_shift,
+    consecutive_hysteresis) scale the loss in model.backward; step() then
+    divides the gradients by the scale and skips the update on every rank
+    when any rank's gradients hold inf or NaN (`overflow` says so after
+    each step, `loss_scale` is the scale the next backward uses)."""
+
+    def __init__(self, optimizer, static_loss_scale=1.0, dynamic_loss_scale=False,
+                 dynamic_loss_args=None, **kwargs):
         model = _active["model"]
         if model is None:
             raise SmpError(_INVALID, "smp.DistributedOptimizer: wrap the model in "
@@ -43,18 +55,33 @@ class DistributedOptimizer:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise SmpError(_INVALID, f"smp.DistributedOptimizer wraps a torch.optim.Optimizer, "
                                      f"not {type(optimizer).__name__}")
-        if static_loss_scale != 1.0 or dynamic_loss_scale or kwargs:
-            raise SmpError(_UNSUPPORTED, "smp.DistributedOptimizer: loss scaling (fp16) is not "
-                                         "built yet")
+        if kwargs:
+            raise SmpError(_INVALID, f"smp.DistributedOptimizer: unknown argument(s) "
+                                     f"{', '.join(sorted(kwargs))}")
+        self.scaler = make_scaler(static_loss_scale, dynamic_loss_scale, dynamic_loss_args)
+        self._dtype = model_dtype()  # the model's 16-bit dtype, or None
+        # Gradients are checked (and the step maybe skipped) with a 16-bit
+        # model or a loss scale; plain float32 training is as before.
+        self._checked = (self._dtype is not None or self.scaler.dynamic
+                         or self.scaler.loss_scale != 1.0)
+        self.overflow = False
         self.optimizer = optimizer
         self.model = model
         self.sharded = None  # smp.optim.ShardedOptimizer with shard_optimizer_state
         self._pending = None  # a checkpoint's state for it, resumed before it was built
+        self._pairs = None  # (model parameter, float32 master or itself) once partitioned
         if smp.config().shard_optimizer_state:
             self._sharded_settings = _sharded_settings(optimizer)
+            if self._checked:
+                self._sharded_settings["check_finite"] = True
         model._optimizers.append(self)
         if model._local is not None:
             self._retarget(model)
+
+    @property
+    def loss_scale(self):
+        """The scale model.backward multiplies the loss by (1.0: none)."""
+        return self.scaler.loss_scale
 
     def _retarget(self, model):
         """Once partitioned: this stage's parameters only (collective with
@@ -73,6 +100,50 @@ class DistributedOptimizer:
             smp._state["before_finalize"].append(self.sharded.close)
             if self._pending is not None:
                 self._import_pending()
+        else:
+            self._make_masters()
+
+    def _make_masters(self):
+        """The torch optimizer's parameters become float32 masters of the
+        16-bit ones (its state, if any, moves over in float32)."""
+        self._pairs = []
+        for g in self.optimizer.param_groups:
+            params = []
+            for p in g["params"]:
+                m = p
+                if p.is_floating_point() and p.dtype != torch.float32 and self._dtype is not None:
+                    m = torch.nn.Parameter(p.detach().to(torch.float32, copy=True),
+                                           requires_grad=p.requires_grad)
+                    st = self.optimizer.state.pop(p, None)
+                    if st is not None:
+                        self.optimizer.state[m] = {
+                            k: (v.float() if torch.is_tensor(v) and v.is_floating_point()
+                                and k != "step" else v) for k, v in st.items()}
+                self._pairs.append((p, m))
+                params.append(m)
+            g["params"] = params
+
+    def master_of(self, p):
+        """The float32 tensor the torch optimizer updates for model
+        parameter p (p itself without a 16-bit master), or None."""
+        for q, m in self._pairs or ():
+            if q is p:
+                return m
+        return None
+
+    def _copy_back(self):
+        with torch.no_grad():
+            for p, m in self._pairs:
+                if m is not p:
+                    p.copy_(m)
+
+    def sync_masters(self):
+        """Re-reads the masters from the model's parameters (after the
+        parameters were loaded or changed outside the optimizer)."""
+        with torch.no_grad():
+            for p, m in self._pairs or ():
+                if m is not p:
+                    m.copy_(p)
 
     def _import_pending(self):
         """A checkpoint resumed before the first step: this rank's shard of
@@ -90,22 +161,75 @@ class DistributedOptimizer:
         self.sharded.set_step(int(step))
 
     def step(self, *args, **kwargs):
-        """With shard_optimizer_state: reduce-scatter the gradients over the
-        stage's replicas, update this rank's shard, allgather."""
+        """Collective over WORLD with a 16-bit model or a loss scale (the
+        inf/NaN check); with shard_optimizer_state: reduce-scatter the
+        gradients over the stage's replicas, update this rank's shard,
+        allgather."""
+        if not self._checked:
+            if self.sharded is not None:
+                return self.sharded.step()
+            return self.optimizer.step(*args, **kwargs)
+        inv = 1.0 / self.scaler.loss_scale
+        result = None
         if self.sharded is not None:
-            return self.sharded.step()
-        return self.optimizer.step(*args, **kwargs)
+            # The sharded optimizer unscales, checks over RDP x MP (= WORLD)
+            # and skips on every rank itself.
+            skipped, _ = self.sharded.step(inv)
+            self.overflow = bool(skipped)
+        else:
+            if self._pairs is None:
+                raise SmpError(_INVALID, "smp.DistributedOptimizer.step: no smp.step has run "
+                                         "yet (mixed precision and loss scaling need the "
+                                         "partitioned model)")
+            bad = unscale_and_check(self._pairs, inv)
+            (flag,) = agree(None, [bad])
+            self.overflow = bool(flag)
+            if not self.overflow:
+                result = self.optimizer.step(*args, **kwargs)
+                self._copy_back()
+        self.scaler.update(self.overflow)
+        return result
 
     def zero_grad(self, *args, **kwargs):
         if self.sharded is not None:
             return self.sharded.zero_grad(*args, **kwargs)
-        return self.optimizer.zero_grad(*args, **kwargs)
+        out = self.optimizer.zero_grad(*args, **kwargs)
+        set_to_none = kwargs.get("set_to_none", args[0] if args else False)
+        for p, m in self._pairs or ():
+            if m is not p and p.grad is not None:
+                if set_to_none:
+                    p.grad = None
+                else:
+                    p.grad.detach_()
+                    p.grad.zero_()
+        return out
 
     def state_dict(self):
-        return self.optimizer.state_dict()
+        """The torch optimizer's state_dict (over the masters, with a
+        16-bit model), plus "loss_scaler" and, with masters,
+        "fp32_masters" (this stage's, in parameter order)."""
+        sd = self.optimizer.state_dict()
+        sd["loss_scaler"] = self.scaler.state_dict()
+        if self._pairs is not None and any(m is not p for p, m in self._pairs):
+            sd["fp32_masters"] = [m.detach().clone() for _, m in self._pairs]
+        return sd
 
     def load_state_dict(self, state):
-        return self.optimizer.load_state_dict(state)
+        state = dict(state)
+        scaler = state.pop("loss_scaler", None)
+        masters = state.pop("fp32_masters", None)
+        out = self.optimizer.load_state_dict(state)
+        if scaler is not None:
+            self.scaler.load_state_dict(scaler)
+        if masters is not None and self._pairs is not None:
+            if len(masters) != len(self._pairs):
+                raise SmpError(_INVALID, f"load_state_dict: {len(masters)} fp32 masters for "
+                                         f"{len(self._pairs)} parameters")
+            with torch.no_grad():
+                for (_, m), t in zip(self._pairs, masters):
+                    m.copy_(t)
+            self._copy_back()
+        return out
 
     def __getattr__(self, name):
         if name == "optimizer":
