@@ -41,11 +41,14 @@ Layout::Layout(int size, int pp, int tp, Placement placement)
   if (size < 1) throw std::invalid_argument("the number of ranks must be at least 1 (got " + std::to_string(size) + ")");
   if (pp < 1) throw std::invalid_argument("the pipeline-parallel degree must be at least 1 (got " + std::to_string(pp) + ")");
   if (tp < 1) throw std::invalid_argument("the tensor-parallel degree must be at least 1 (got " + std::to_string(tp) + ")");
-  if (size % (pp * tp) != 0)
+  // In 64 bits: pp * tp of two ints overflows an int (SMP_PP_SIZE=2^31-1
+  // with tp=2 wrapped to -2, or to 0 and a division by zero).
+  const long long mp = static_cast<long long>(pp) * tp;
+  if (size % mp != 0)
     throw std::invalid_argument(std::to_string(size) + " ranks cannot be split into pp=" + std::to_string(pp) +
                                 " x tp=" + std::to_string(tp) + "; use a rank count that is a multiple of " +
-                                std::to_string(pp * tp));
-  rdp_ = size / (pp * tp);
+                                std::to_string(mp));
+  rdp_ = static_cast<int>(size / mp);
 }
 
 static int extent(const Layout &l, char axis) {

@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -37,8 +38,22 @@ class Checkpoint {
       raise_error(SMP_ERR_INVALID_ARGUMENT,
                   "checkpoint: '" + name + "': global_shape, offsets and local_shape differ in length");
     }
+    // Checked: a wrapped product (2^32 x 2^32 is 0) would pass the element
+    // count check below with a tensor of the wrong size.
     size_t box = 1;
-    for (size_t x : local_shape) box *= x;
+    bool zero = false, overflow = false;
+    for (size_t x : local_shape) {
+      if (x == 0) zero = true;
+      else if (box > SIZE_MAX / x) overflow = true;
+      else box *= x;
+    }
+    if (zero) box = 0;
+    if (overflow && !zero) {
+      std::string dims;
+      for (size_t x : local_shape) dims += (dims.empty() ? "" : ", ") + std::to_string(x);
+      raise_error(SMP_ERR_INVALID_ARGUMENT, "checkpoint: '" + name + "': local_shape [" + dims +
+                                                "] has more elements than a size_t can count (2^64 - 1)");
+    }
     const size_t expect = range_count > 0 ? range_count : box;
     if (v.count != expect) {
       raise_error(SMP_ERR_INVALID_ARGUMENT, "checkpoint: '" + name + "': tensor has " +

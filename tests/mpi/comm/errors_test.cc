@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "smp/smp.h"
@@ -79,6 +80,35 @@ TEST(Lifecycle, LayoutThatDoesNotDivideTheWorldIsRefused) {
   smp_config_t c = SMP_CONFIG_INIT;
   c.pp_size = 7;
   EXPECT_ERR(smp_init(&c), SMP_ERR_INVALID_ARGUMENT, "pp=7");
+}
+
+// pp * tp past INT_MAX, from the environment smp_init(NULL) reads and from
+// a config: one line naming both degrees, never a wrapped product that
+// happens to divide the world (2^31-1 x 2 was -2) or a division by zero
+// (65536 x 65536 was 0, SIGFPE).
+TEST(Lifecycle, DegreesWhoseProductOverflowsAreRefused) {
+  auto saved = [](const char *name) {
+    const char *v = std::getenv(name);
+    return std::make_pair(v != nullptr, std::string(v ? v : ""));
+  };
+  const auto pp_env = saved("SMP_PP_SIZE"), tp_env = saved("SMP_TP_SIZE");
+  for (auto [pp, tp] : {std::pair{"2147483647", "2"}, std::pair{"2", "2147483647"},
+                        std::pair{"65536", "65536"}, std::pair{"2147483647", "2147483647"}}) {
+    setenv("SMP_PP_SIZE", pp, 1);
+    setenv("SMP_TP_SIZE", tp, 1);
+    EXPECT_ERR(smp_init(nullptr), SMP_ERR_INVALID_ARGUMENT, (std::string("pp=") + pp + " x tp=" + tp).c_str());
+    EXPECT_EQ(std::strchr(smp_last_error(), '\n'), nullptr) << smp_last_error();
+    const std::string product = std::to_string(std::stoll(pp) * std::stoll(tp));
+    EXPECT_NE(std::strstr(smp_last_error(), product.c_str()), nullptr) << smp_last_error();
+  }
+  for (auto &[name, v] : {std::pair{"SMP_PP_SIZE", pp_env}, std::pair{"SMP_TP_SIZE", tp_env}}) {
+    if (v.first) setenv(name, v.second.c_str(), 1);
+    else unsetenv(name);
+  }
+  smp_config_t c = SMP_CONFIG_INIT;
+  c.pp_size = 2147483647;
+  c.tp_size = 2;
+  EXPECT_ERR(smp_init(&c), SMP_ERR_INVALID_ARGUMENT, "pp=2147483647 x tp=2");
 }
 
 TEST(Lifecycle, InitTwiceIsAnError) {

@@ -9,6 +9,7 @@
 #include <map>
 #include <set>
 #include <stdexcept>
+#include <tuple>
 
 using smp::topo::Coord;
 using smp::topo::Group;
@@ -72,6 +73,23 @@ TEST(Layout, RejectsBadDegrees) {
   } catch (const std::invalid_argument &e) {
     EXPECT_NE(std::string(e.what()).find("multiple of 4"), std::string::npos) << e.what();
   }
+}
+
+// pp * tp past INT_MAX: refused with the product in words, never wrapped
+// (2^31-1 x 2 was -2, which divides 2) nor divided by (65536 x 65536 was 0).
+TEST(Layout, RejectsDegreesWhoseProductOverflows) {
+  const int big = 2147483647;
+  for (auto [size, pp, tp] : {std::tuple{2, big, 2}, std::tuple{2, 2, big}, std::tuple{4, 65536, 65536},
+                              std::tuple{big, big, big}, std::tuple{1, 46341, 46341}}) {
+    try {
+      Layout l(size, pp, tp);
+      ADD_FAILURE() << size << " ranks, pp " << pp << " tp " << tp << " accepted, rdp " << l.rdp_size();
+    } catch (const std::invalid_argument &e) {
+      const std::string want = "multiple of " + std::to_string(static_cast<long long>(pp) * tp);
+      EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(Layout(big, big, 1).rdp_size(), 1);  // the largest product that fits still works
 }
 
 // DESIGN.md's worked example: 8 ranks, pp=2.
