@@ -255,3 +255,46 @@ def vocab_parallel_cross_entropy(logits, targets, vocab_start, group=smp.TP_GROU
     loss = _VocabParallelCrossEntropy.apply(
         logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), vocab_start, group)
     return loss.view(shape)
+
+
+# ---- for smp.nn (appended; the names above are unchanged) ----
+
+class _GatherFromTP(torch.autograd.Function):
+    """Every rank's slice concatenated along `dim` forward; backward keeps
+    this rank's slice of the (replicated) gradient."""
+
+    @staticmethod
+    def forward(ctx, x, dim, group):
+        ctx.dim, ctx.group = dim, group
+        n = smp.size(group)
+        buf = torch.empty((n,) + tuple(x.shape), dtype=x.dtype, device=x.device)
+        smp.allgather(x.contiguous(), buf, group)
+        return torch.cat(buf.unbind(0), dim)
+
+    @staticmethod
+    def backward(ctx, grad):
+        n, r = smp.size(ctx.group), smp.rank(ctx.group)
+        return grad.chunk(n, ctx.dim)[r].contiguous(), None, None
+
+
+def gather_from_tp(x, dim=-1, group=smp.TP_GROUP):
+    """The full tensor from every TP rank's equal slice along `dim` (rank
+    order), differentiable: the gradient of the result must be the same on
+    every rank of the group (it is when everything downstream is replicated)."""
+    if _tp_size(group) == 1:
+        return x
+    return _GatherFromTP.apply(x, dim % x.dim(), group)
+
+
+def gather_full(local, spec, group=smp.TP_GROUP):
+    """The full tensor from every TP rank's shard, `spec` being a shard's
+    shard_spec (dim, parts, full shape); collective over the group, no
+    autograd. The inverse of shard_dim(full, dim, parts)."""
+    dim, parts = spec[0], spec[1]
+    n = smp.size(group)
+    if n == 1:
+        return local.detach().clone()
+    buf = torch.empty((n,) + tuple(local.shape), dtype=local.dtype, device=local.device)
+    smp.allgather(local.detach().contiguous(), buf, group)
+    blocks = [b.chunk(parts, dim) for b in buf.unbind(0)]
+    return torch.cat([torch.cat([b[q] for b in blocks], dim) for q in range(parts)], dim)
