@@ -69,14 +69,23 @@ def _register(ck, model, dopt, load):
     states = _states_of(opt)
     optimized = {id(p) for g in opt.param_groups for p in g["params"]}
     for name, p in named:
-        if id(p) not in optimized:
+        # Mixed precision (fp16 / bf16): torch's optimizer updates a float32
+        # master of p (smp.loss_scaler), stored as `<name>.master` as the
+        # sharded optimizer stores its own.
+        master = dopt._checkpoint_master(p, load)
+        q = dopt.master_of(p)
+        q = p if q is None else q
+        if id(q) not in optimized:
             continue
-        st = opt.state[p]
+        if master is not None:
+            ck.add(f"{name}.master", master, like=p, flags=flags_of(p) | OPTIMIZER)
+        st = opt.state[q]
         for s in states:
             if s not in st:
                 if not load:
                     continue  # not made yet (no step): nothing to save
-                st[s] = torch.zeros_like(p, memory_format=torch.contiguous_format)
+                st[s] = torch.zeros_like(q, memory_format=torch.contiguous_format,
+                                         dtype=None if master is None else torch.float32)
             ck.add(f"{name}.{s}", st[s], like=p, flags=flags_of(p) | OPTIMIZER)
         if load and "step" not in st and states and states[0] == "exp_avg":
             st["step"] = torch.tensor(0.0)
@@ -93,6 +102,8 @@ def save_checkpoint(path, tag, partial=True, model=None, optimizer=None, user_co
         _register(ck, model, optimizer, load=False)
         ck._ck.set_user("user_content", pickle.dumps(user_content))
         ck._ck.set_user("optimizer_step", pickle.dumps(_step_of(optimizer)))
+        if optimizer is not None:
+            ck._ck.set_user("loss_scaler", pickle.dumps(optimizer.scaler.state_dict()))
         where = ck.save(os.path.join(str(path), str(tag)), sharded=bool(partial))
     finally:
         ck.close()
@@ -145,8 +156,14 @@ def resume_from_checkpoint(path, tag=None, partial=True, load_optimizer=True, mo
         ck.load(where)
         user = pickle.loads(ck._ck.get_user("user_content", -1))
         step = pickle.loads(ck._ck.get_user("optimizer_step", -1))
+        try:
+            scaler = pickle.loads(ck._ck.get_user("loss_scaler", -1))
+        except SmpError:  # saved without an optimizer, or before loss scaling existed
+            scaler = None
     finally:
         ck.close()
+    if dopt is not None and scaler is not None:
+        dopt._resume_scaler(scaler)
     if dopt is not None and step is not None:
         if deferred:
             dopt._pending = (moments, step)
@@ -168,6 +185,8 @@ def _register_deferred(ck, model, dopt):
     kind = dopt._sharded_settings
     states = (("exp_avg", "exp_avg_sq") if kind["kind"] == "adamw"
               else (("momentum_buffer",) if kind["momentum"] else ()))
+    if dopt._dtype is not None:
+        states += ("master",)  # a 16-bit model's float32 masters (as _ShardedState stores them)
     for name, p in model.module.named_parameters():
         for s in states:
             t = torch.zeros(p.shape, dtype=torch.float32)

@@ -13,6 +13,7 @@ replica used keeps no gradient, as in a single process.
 """
 
 import collections
+import functools
 import pickle
 
 import torch
@@ -20,6 +21,7 @@ import torch
 import smp
 from ._errors import SmpError
 from . import partitioning as _partition
+from .delayed_init import end_until_wrapped, is_unallocated, materialize, zeros_while_running
 from .grad_sync import GradSync
 from .pytree import map_tensors
 from .remote import resolve
@@ -80,6 +82,7 @@ class DistributedModel(torch.nn.Module):
         if _active["model"] is not None:
             raise SmpError(_INVALID, "smp.DistributedModel: a model is already wrapped; smp "
                                      "trains one DistributedModel per program")
+        end_until_wrapped()  # config delayed_parameter_initialization: the build is over
         super().__init__()
         self.module = module
         self._average = bool(average_grads_across_microbatches)
@@ -225,9 +228,22 @@ class DistributedModel(torch.nn.Module):
         buffers = [(b, b.detach().clone()) for b in self.module.buffers()]
         rng = torch.get_rng_state()
         cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+        unallocated = is_unallocated(self.module)
         self._tracing = True
         try:
-            _partition.trace(nodes, trace)
+            if not unallocated:
+                _partition.trace(nodes, trace)
+            else:
+                # On the meta device: shapes flow, nothing is allocated, and
+                # a module's cost is its parameter count. A forward that
+                # needs values (it branches on its input) is traced on the
+                # real input instead, each module given zeros while it runs.
+                meta = functools.partial(map_tensors, lambda t: t.to("meta"))
+                try:
+                    _partition.trace(nodes, functools.partial(trace, meta))
+                except (NotImplementedError, RuntimeError):
+                    with zeros_while_running(self.module):
+                        _partition.trace(nodes, trace)
         finally:
             self._tracing = False
             with torch.no_grad():
@@ -236,7 +252,11 @@ class DistributedModel(torch.nn.Module):
             torch.set_rng_state(rng)
             if cuda_rng is not None:
                 torch.cuda.set_rng_state_all(cuda_rng)
-        if not self._trace_times:
+        if unallocated:
+            for n in nodes.values():
+                n.self_time = (1.0 + sum(p.numel() for p in n.module.parameters(recurse=False))
+                               if n.order is not None else 0.0)
+        elif not self._trace_times:
             for n in nodes.values():
                 n.self_time = 1.0 if n.order is not None else 0.0
 
@@ -255,6 +275,12 @@ class DistributedModel(torch.nn.Module):
             spec = getattr(t, "shard_spec", None) if smp.tp_size() > 1 else None
             shape = tuple(spec[2]) if spec is not None else tuple(t.shape)
             self._entries[k] = (plan[k.rpartition(".")[0]], shape, t.dtype, spec)
+        if is_unallocated(self.module):  # smp.delay_param_initialization
+            self._materialize(local_modules)
+            self._local = {id(p) for m in local_modules for p in m._parameters.values()
+                           if p is not None}
+            local_buffers = {id(b) for m in local_modules for b in m._buffers.values()
+                             if b is not None}
         params = [p for m in local_modules for p in m._parameters.values() if p is not None]
         self._device = params[0].device if params else torch.device("cpu")
         # Free what other stages own.
@@ -285,6 +311,20 @@ class DistributedModel(torch.nn.Module):
                          smp.RDP_GROUP, self._bucket_bytes, self._overlap, check)]
             self._server.final_listeners = [s.begin_final for s in self._syncs]
             self._server.pass_listeners = [s.begin_pass for s in self._syncs]
+
+    def _materialize(self, local_modules):
+        """Each rank allocates and initializes only its own stage's tensors
+        (its TP shards of them), with an eager build's values."""
+        own = {id(t) for m in local_modules
+               for t in list(m._parameters.values()) + list(m._buffers.values())
+               if t is not None}
+        idx = smp.device()
+        device = (torch.device("cuda", idx) if idx >= 0 and torch.cuda.is_available()
+                  else torch.device("cpu"))
+        replaced, self.init_peak_bytes = materialize(self.module, own, device)
+        for opt in self._optimizers:  # built from the unallocated parameters
+            for g in opt.optimizer.param_groups:
+                g["params"] = [replaced.get(id(p), p) for p in g["params"]]
 
     def _router(self, name, own):
         me = smp.pp_rank()

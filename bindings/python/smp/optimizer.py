@@ -70,6 +70,8 @@ class DistributedOptimizer:
         self.sharded = None  # smp.optim.ShardedOptimizer with shard_optimizer_state
         self._pending = None  # a checkpoint's state for it, resumed before it was built
         self._pairs = None  # (model parameter, float32 master or itself) once partitioned
+        self._master_by_id = {}
+        self._loaded_masters = {}  # id(parameter) -> float32 master resumed before the first step
         if smp.config().shard_optimizer_state:
             self._sharded_settings = _sharded_settings(optimizer)
             if self._checked:
@@ -112,7 +114,9 @@ class DistributedOptimizer:
             for p in g["params"]:
                 m = p
                 if p.is_floating_point() and p.dtype != torch.float32 and self._dtype is not None:
-                    m = torch.nn.Parameter(p.detach().to(torch.float32, copy=True),
+                    loaded = self._loaded_masters.pop(id(p), None)
+                    m = torch.nn.Parameter(loaded if loaded is not None
+                                           else p.detach().to(torch.float32, copy=True),
                                            requires_grad=p.requires_grad)
                     st = self.optimizer.state.pop(p, None)
                     if st is not None:
@@ -122,14 +126,35 @@ class DistributedOptimizer:
                 self._pairs.append((p, m))
                 params.append(m)
             g["params"] = params
+        self._master_by_id = {id(p): m for p, m in self._pairs}
 
     def master_of(self, p):
         """The float32 tensor the torch optimizer updates for model
         parameter p (p itself without a 16-bit master), or None."""
-        for q, m in self._pairs or ():
-            if q is p:
-                return m
-        return None
+        return self._master_by_id.get(id(p))
+
+    def _checkpoint_master(self, p, load):
+        """smp checkpoints (non-sharded): the float32 master to store as
+        `<name>.master` for 16-bit parameter p, or None. Before the first
+        step a save stores p in float32 and a load fills a buffer the
+        master then starts from."""
+        if self._dtype is None or not p.is_floating_point() or p.dtype == torch.float32:
+            return None
+        m = self.master_of(p)
+        if m is not None:
+            return None if m is p else m
+        if not load:
+            return p.detach().float()
+        buf = torch.empty(p.shape, dtype=torch.float32)
+        self._loaded_masters[id(p)] = buf
+        return buf
+
+    def _resume_scaler(self, state):
+        """The loss scaler's state from a checkpoint, when it was saved by
+        a scaler of the same kind (static / dynamic); else the configured
+        one stays."""
+        if isinstance(state, dict) and bool(state.get("dynamic")) == self.scaler.dynamic:
+            self.scaler.load_state_dict(state)
 
     def _copy_back(self):
         with torch.no_grad():
@@ -152,8 +177,8 @@ class DistributedOptimizer:
         self._pending = None
         info = self.sharded.info()
         for s in info["states"]:
-            if s == "master":
-                continue  # built from the loaded parameters
+            if s == "master" and not any(k[1] == "master" for k in moments):
+                continue  # built from the loaded parameters (a float32 model)
             buf = torch.zeros(info["shard_elems"], dtype=torch.float32)
             for _, tname, toff, soff, n in info["pieces"]:
                 buf[soff:soff + n] = moments[(tname, s)].reshape(-1)[toff:toff + n]

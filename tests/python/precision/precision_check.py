@@ -138,7 +138,7 @@ def reference(R, dtype, scaler, skip):
     return ref, losses, scales
 
 
-def train(model, opt, dtype, inject_at, log):
+def train(model, opt, dtype, inject_at, log, steps=None):
     """smp training; returns (losses[step] of this replica, scales, fails)."""
     @smp.step
     def train_step(model, x, y):
@@ -148,7 +148,7 @@ def train(model, opt, dtype, inject_at, log):
 
     R, r = smp.rdp_size(), smp.rdp_rank()
     losses, scales, fails = [], [], []
-    for step in range(STEPS):
+    for step in (range(STEPS) if steps is None else steps):
         x, y = batch(step)
         k = GLOBAL_BATCH // R
         x, y = x[r * k:(r + 1) * k].to(dtype), y[r * k:(r + 1) * k]
@@ -294,6 +294,65 @@ def case_growth(log):
     return fails
 
 
+def case_checkpoint(mode, log):
+    """bf16, dynamic scale, SGD with momentum: 4 steps (an inf at step 1),
+    save_checkpoint, 3 more steps; then resume_from_checkpoint into the
+    same model, and into a fresh model before its first step: both must
+    repeat those 3 steps bit for bit (float32 masters, moments and the
+    loss scaler's state restored)."""
+    import shutil
+    import tempfile
+    sharded = mode.endswith("sharded")
+    cfg = {"microbatches": M, "bf16": True}
+    if sharded:
+        cfg["shard_optimizer_state"] = True
+    smp.init(cfg)
+    dtype = torch.bfloat16
+    tmp = smp_model.broadcast_object(tempfile.mkdtemp() if smp.rank() == 0 else None, 0,
+                                     smp.WORLD)
+
+    def make(model):
+        return smp.DistributedOptimizer(make_opt(model.parameters()), dynamic_loss_scale=True,
+                                        dynamic_loss_args={"init_scale": 2.0 ** 16,
+                                                           "scale_window": 3})
+    fails = []
+    model = smp.DistributedModel(build())
+    opt = make(model)
+    _, scales0, f = train(model, opt, dtype, 1, log, steps=range(4))
+    fails += f
+    smp.save_checkpoint(tmp, "a", partial=not sharded, model=model, optimizer=opt)
+    want_scale = opt.loss_scale
+    runs = {}
+    runs["continued"] = train(model, opt, dtype, -1, log, steps=range(4, 7))[:2] + (
+        {k: v.clone() for k, v in model.local_state_dict().items()},)
+    smp.resume_from_checkpoint(tmp, "a")
+    got = opt.loss_scale
+    runs["resumed"] = train(model, opt, dtype, -1, log, steps=range(4, 7))[:2] + (
+        {k: v.clone() for k, v in model.local_state_dict().items()},)
+    model = fresh(build())
+    opt = make(model)
+    smp.resume_from_checkpoint(tmp)
+    got_fresh = opt.loss_scale
+    runs["resumed before the first step"] = train(model, opt, dtype, -1, log,
+                                                  steps=range(4, 7))[:2] + (
+        {k: v.clone() for k, v in model.local_state_dict().items()},)
+    smp.barrier()
+    if smp.rank() == 0:
+        shutil.rmtree(tmp)
+    if got != want_scale or got_fresh != want_scale:
+        fails.append(f"loss scale after resume {got} / {got_fresh}, saved {want_scale}")
+    base = runs.pop("continued")
+    log(f"scales {scales0} then {base[1]}; losses {base[0]}")
+    for name, (losses, scales, state) in runs.items():
+        if losses != base[0] or scales != base[1]:
+            fails.append(f"{name}: losses {losses} scales {scales}, continued "
+                         f"{base[0]} {base[1]}")
+        diff = [k for k in base[2] if not torch.equal(base[2][k], state[k])]
+        if diff:
+            fails.append(f"{name}: parameters differ from the continued run's: {diff[:3]}")
+    return fails
+
+
 def case_bad_args(log):
     smp.init({"microbatches": M})
     fails = []
@@ -368,6 +427,8 @@ def main():
             fails = case_growth(log)
         elif mode == "bad-args":
             fails = case_bad_args(log)
+        elif mode in ("checkpoint", "checkpoint-sharded"):
+            fails = case_checkpoint(mode, log)
         elif mode in ("inf-static", "inf-dynamic", "inf-sharded", "bf16", "bf16-sharded"):
             fails = case_train(mode, log)
         else:
