@@ -142,6 +142,11 @@ def init(config=None, tp_size=0, placement=None, timeout=None, check=None, pp_si
     _config.check_layout(cfg, pp_size_(), tp_size_())
     _state["config"] = cfg
     _install_exit_hooks()
+    if cfg.delayed_parameter_initialization:
+        # From here until smp.DistributedModel wraps the model, tensors are
+        # built unallocated (smp.delay_param_initialization).
+        from .delayed_init import begin_until_wrapped
+        begin_until_wrapped()
     torch = _sys.modules.get("torch")
     d = device()
     if torch is not None and d >= 0 and torch.cuda.is_available() and d < torch.cuda.device_count():
@@ -260,6 +265,13 @@ def _arg(t):
     return t
 
 
+def _is_meta(t):
+    """A tensor on PyTorch's meta device (a model traced before it is
+    allocated, smp.delay_param_initialization): a shape without data, so a
+    collective on it moves nothing and its result keeps its shape."""
+    return getattr(t, "is_meta", False)
+
+
 def _stream(t):
     """The DLPack stream protocol value for a CUDA tensor: PyTorch's current
     stream on the tensor's device (1 = the legacy default stream, which
@@ -276,6 +288,8 @@ def _stream(t):
 @_timed
 def allreduce(tensor, op=SUM, group=WORLD):
     """Reduce `tensor` over `group` in place; returns it."""
+    if _is_meta(tensor):
+        return tensor
     _smp.allreduce(_arg(tensor), int(op), int(group), _stream(tensor))
     return tensor
 
@@ -285,6 +299,8 @@ def reduce_scatter(input, output, op=SUM, group=WORLD):
     """output (n elements) = block `rank(group)` of the reduction of every
     rank's input (size(group) * n elements). In place when output is this
     rank's block of input."""
+    if _is_meta(output):
+        return output
     _smp.reduce_scatter(_arg(input), _arg(output), int(op), int(group), _stream(output))
     return output
 
@@ -293,6 +309,8 @@ def reduce_scatter(input, output, op=SUM, group=WORLD):
 def allgather(input, output, group=WORLD):
     """output (size(group) * n elements) = every rank's input (n elements)
     in rank order. In place when input is this rank's block of output."""
+    if _is_meta(output):
+        return output
     _smp.allgather(_arg(input), _arg(output), int(group), _stream(output))
     return output
 

@@ -98,7 +98,11 @@ def step(fn=None, *, non_split_inputs=None, input_split_axes=None):
             error = e.message if isinstance(e, SmpError) else f"smp.step: {e}"
         agree(error)
         if model._owner is None:
-            model._partition(lambda: fn(*per[0].args, **per[0].kwargs))
+            first = per[0]
+            # convert: the tracer's hook on the inputs (to the meta device
+            # for a model built by smp.delay_param_initialization)
+            model._partition(lambda convert=lambda v: v:
+                             fn(*convert(first.args), **convert(first.kwargs)))
         leader = smp.pp_rank() == 0
         grad = torch.is_grad_enabled()  # tasks run in threads of their own: carry it
 

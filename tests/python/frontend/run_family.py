@@ -259,6 +259,8 @@ def distributed(args):
     M = args.microbatches
     config = {"microbatches": M, "pipeline": args.schedule}
     config.update(json.loads(args.smp_config))
+    if config.get("delayed_parameter_initialization"):
+        args.delayed_init = "config"   # smp.init opens the context; check the same way
     smp.init(config)
     W, me = smp.size(), smp.rank()
     R, r = smp.rdp_size(), smp.rdp_rank()
@@ -277,7 +279,19 @@ def distributed(args):
         return 2
 
     torch.manual_seed(args.seed)
-    module = fam.build(args.seed)
+    if args.delayed_init:
+        if args.delayed_init == "config":
+            module = fam.build(args.seed)
+        else:
+            with smp.delay_param_initialization():
+                module = fam.build(args.seed)
+        unallocated = [n for n, t in list(module.named_parameters()) + list(module.named_buffers())
+                       if not t.is_meta]
+        if unallocated:
+            log(f"FAIL delay_param_initialization allocated {unallocated[:3]}")
+            return 1
+    else:
+        module = fam.build(args.seed)
     model = smp.DistributedModel(module)
     opt = smp.DistributedOptimizer(make_optimizer(args.optimizer, model.parameters()))
 
@@ -313,6 +327,7 @@ def distributed(args):
     smp.allreduce(coords, op=smp.SUM, group=smp.WORLD)
 
     sd = model.state_dict()   # collective: every rank
+    memory_fails = check_allocation(model, log) if args.delayed_init else 0
 
     verdict = 1
     if me == 0:
@@ -321,10 +336,44 @@ def distributed(args):
         except Exception:  # noqa: BLE001 - a failure of the check is a failure
             traceback.print_exc()
             verdict = 1
-    v = torch.tensor([verdict], dtype=torch.int32)
-    smp.broadcast(v, root=0, group=smp.WORLD)
+    # rank 0's verdict, failed by any rank's allocation check
+    v = torch.tensor([(verdict if me == 0 else 0) | memory_fails], dtype=torch.int32)
+    smp.allreduce(v, op=smp.MAX, group=smp.WORLD)
     smp.finalize()
     return int(v.item())
+
+
+def check_allocation(model, log):
+    """Collective. Under smp.delay_param_initialization each rank must hold
+    only its own stage's parameters (its TP shards of them): allocated bytes
+    at most 1.1 x what the plan gives it. Prints the per-rank table against
+    the ideal model bytes / (pp x tp). Returns 1 on failure (this rank)."""
+    import smp
+    allocated = sum(p.numel() * p.element_size() for p in model.module.parameters())
+    own = full = 0
+    for key, (stage, shape, dtype, spec) in model._entries.items():
+        n = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+        full += n
+        if stage == smp.pp_rank():
+            own += n // smp.tp_size() if spec is not None else n
+    # buffers are in the entries too; count parameters only on both sides
+    own_params = sum(p.numel() * p.element_size() for n, p in model.named_parameters())
+    row = torch.tensor([[allocated, own_params, own, full, getattr(model, "init_peak_bytes", 0)]],
+                       dtype=torch.float64)
+    rows = torch.zeros(smp.size(), 5, dtype=torch.float64)
+    rows[smp.rank()] = row[0]
+    smp.allreduce(rows, op=smp.SUM, group=smp.WORLD)
+    ideal = full / (smp.pp_size() * smp.tp_size())
+    log(f"delayed init: {'rank':>4} {'allocated':>10} {'own (plan)':>10} {'ideal':>10} "
+        f"{'replay peak':>11}  (bytes; ideal = model {int(full)} / (pp x tp))")
+    for w in range(smp.size()):
+        a, op, _, _, pk = rows[w].tolist()
+        log(f"delayed init: {w:4d} {int(a):10d} {int(op):10d} {int(ideal):10d} {int(pk):11d}")
+    ok = allocated <= 1.1 * own_params and own_params <= own
+    if not ok:
+        print(f"FAIL rank {smp.rank()}: allocated {allocated} parameter bytes, its own "
+              f"parameters are {own_params} (plan: {own})", flush=True)
+    return 0 if ok else 1
 
 
 def compare(args, fam, R, M, losses, coords, sd, smp_secs, log):
@@ -389,6 +438,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--smp-config", default="{}", metavar="JSON",
                    help="more smp.init keys, merged into {microbatches, pipeline}")
+    p.add_argument("--delayed-init", action="store_true",
+                   help="build the module inside smp.delay_param_initialization()")
     p.add_argument("--reference-only", action="store_true",
                    help="check the families and the reference alone (no smp)")
     args = p.parse_args(argv)
