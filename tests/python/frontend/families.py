@@ -379,6 +379,48 @@ def control_flow_batch(step, n):
     return x, y
 
 
+# ---------------------------------------------------------------- gpt
+
+class TorchGPT(nn.Module):
+    """examples/gpt_model.py's GPT from stock modules only: token and
+    position embeddings, causal pre-norm nn.TransformerEncoderLayers (GELU,
+    dropout 0), a final LayerNorm and a linear head over the vocabulary.
+    Built inside smp.tensor_parallelism() every one of them has an smp.nn
+    twin (the layers' heads and MLP and the head's vocabulary split)."""
+
+    def __init__(self, vocab=32, seq=8, d=32, heads=4, layers=4):
+        super().__init__()
+        self.wte = nn.Embedding(vocab, d)
+        self.wpe = nn.Embedding(seq, d)
+        self.blocks = nn.ModuleList(
+            nn.TransformerEncoderLayer(d, heads, dim_feedforward=4 * d, dropout=0.0,
+                                       activation="gelu", batch_first=True, norm_first=True)
+            for _ in range(layers))
+        self.ln_f = nn.LayerNorm(d)
+        self.lm_head = nn.Linear(d, vocab, bias=False)
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+
+    def forward(self, ids):
+        T = ids.shape[1]
+        causal = torch.triu(torch.full((T, T), float("-inf"), device=ids.device), 1)
+        h = self.wte(ids) + self.wpe(torch.arange(T, device=ids.device))
+        for b in self.blocks:
+            h = b(h, src_mask=causal)
+        return self.lm_head(self.ln_f(h))
+
+
+def gpt_batch(step, n, vocab=32, seq=8):
+    """Counting modulo the vocabulary from a random start with a random
+    stride (gpt_model.make_batch's task): learnable from two tokens."""
+    g = _gen(7, step)
+    start = torch.randint(0, vocab, (n, 1), generator=g)
+    stride = torch.randint(1, 4, (n, 1), generator=g)
+    toks = (start + stride * torch.arange(seq + 1)) % vocab
+    return toks[:, :-1].contiguous(), toks[:, 1:].contiguous()
+
+
 FAMILIES = {
     "mlp": Family(_built(ResidualMLP), mlp_batch, mse),
     "transformer": Family(_built(TransformerClassifier), seq_cls_batch, cross_entropy),
@@ -386,4 +428,5 @@ FAMILIES = {
     "skip_tuple": Family(_built(SkipTuple), skip_tuple_batch, mse),
     "tied": Family(_built(TiedLM), tied_batch, lm_loss),
     "control_flow": Family(_built(ControlFlow), control_flow_batch, mse),
+    "gpt": Family(_built(TorchGPT), gpt_batch, lm_loss),
 }

@@ -32,6 +32,7 @@ loss on a fixed batch must fall over the run, and a state_dict must load
 into a module built from another seed and give the same outputs.
 """
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -280,19 +281,30 @@ def distributed(args):
 
     torch.manual_seed(args.seed)
     if args.delayed_init:
-        if args.delayed_init == "config":
+        with contextlib.ExitStack() as build:
+            if args.tp_modules:
+                build.enter_context(smp.tensor_parallelism())
+            if args.delayed_init != "config":
+                build.enter_context(smp.delay_param_initialization())
             module = fam.build(args.seed)
-        else:
-            with smp.delay_param_initialization():
-                module = fam.build(args.seed)
         unallocated = [n for n, t in list(module.named_parameters()) + list(module.named_buffers())
                        if not t.is_meta]
         if unallocated:
             log(f"FAIL delay_param_initialization allocated {unallocated[:3]}")
             return 1
+    elif args.tp_modules:
+        with smp.tensor_parallelism():
+            module = fam.build(args.seed)
     else:
         module = fam.build(args.seed)
     model = smp.DistributedModel(module)
+    if args.tp_modules and smp.tp_size() > 1:
+        swapped = sorted({type(m).__name__ for m in model.module.modules()
+                          if type(m).__module__ == "smp.nn"})
+        log(f"tensor parallelism: modules swapped for {swapped}")
+        if not swapped:
+            log("FAIL --tp-modules: no module was swapped for its smp.nn twin")
+            return 1
     opt = smp.DistributedOptimizer(make_optimizer(args.optimizer, model.parameters()))
 
     @smp.step
@@ -438,6 +450,9 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--smp-config", default="{}", metavar="JSON",
                    help="more smp.init keys, merged into {microbatches, pipeline}")
+    p.add_argument("--tp-modules", action="store_true",
+                   help="build the module inside smp.tensor_parallelism() (tp from "
+                        "SMP_TP_SIZE): its standard modules become smp.nn's")
     p.add_argument("--delayed-init", action="store_true",
                    help="build the module inside smp.delay_param_initialization()")
     p.add_argument("--reference-only", action="store_true",
