@@ -84,6 +84,8 @@ class DistributedModel(torch.nn.Module):
                                      "trains one DistributedModel per program")
         end_until_wrapped()  # config delayed_parameter_initialization: the build is over
         super().__init__()
+        from .tp_registry import swap_tensor_parallel  # marked modules -> smp.nn's twins
+        module = swap_tensor_parallel(module)
         self.module = module
         self._average = bool(average_grads_across_microbatches)
         self._bucket_bytes = int(bucket_cap_mb * (1 << 20))
