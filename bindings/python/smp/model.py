@@ -20,6 +20,7 @@ import torch
 
 import smp
 from ._errors import SmpError
+from . import activations as _activations
 from . import partitioning as _partition
 from .delayed_init import end_until_wrapped, is_unallocated, materialize, zeros_while_running
 from .grad_sync import GradSync
@@ -329,6 +330,11 @@ class DistributedModel(torch.nn.Module):
                 g["params"] = [replaced.get(id(p), p) for p in g["params"]]
 
     def _router(self, name, own):
+        if not self.__dict__.get("_checked_activations"):
+            # The first module routed: every rank checks the plan against
+            # activation checkpointing and offloading (a collective).
+            self.__dict__["_checked_activations"] = True
+            _activations.after_partition(self)
         me = smp.pp_rank()
         owner = self._owner[name]
         if owner == me:
@@ -336,7 +342,8 @@ class DistributedModel(torch.nn.Module):
                 return own
 
             def local(*args, **kwargs):
-                self._server.maybe_yield()
+                if not _activations.in_region():  # a checkpointed region never yields
+                    self._server.maybe_yield()
                 return own(*args, **kwargs)
             return local
 
