@@ -13,9 +13,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include "cli.h"
+#include "hang_report.h"
 #include "plan.h"
 #include "process.h"
 #include "rank_env.h"
@@ -58,6 +61,24 @@ std::string rank_entry_path() {
   const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
   std::string self = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "smprun";
   return self.substr(0, self.rfind('/') + 1) + "smprun-rank";
+}
+
+// An empty file for the ranks' hang report (hang_report.h), in $TMPDIR or
+// /tmp; "" if none can be made (the job runs without one).
+std::string make_hang_report() {
+  const char *dir = std::getenv("TMPDIR");
+  std::string path = std::string(dir && *dir ? dir : "/tmp") + "/smprun-hang-XXXXXX";
+  const int fd = mkstemp(path.data());
+  if (fd < 0) return "";
+  close(fd);
+  return path;
+}
+
+std::string read_file(const std::string &path) {
+  std::ifstream f(path);
+  std::ostringstream s;
+  s << f.rdbuf();
+  return s.str();
 }
 
 int usage_error(const std::string &what) {
@@ -125,11 +146,18 @@ int main(int argc, char **argv) {
     setenv(kTopologyXmlVar, xml.c_str(), 1);
     setenv(kTopologyHostVar, this_hostname().c_str(), 1);
   }
+  // Ranks whose SMP_TIMEOUT fires write what they wait for here (local
+  // ranks inherit mpirun's environment; srun passes it on too).
+  const std::string report = make_hang_report();
+  if (!report.empty()) setenv(kHangReportVar, report.c_str(), 1);
   ChildOptions copts;
   copts.forward_as = SIGTERM;  // mpirun ends the whole job on SIGTERM
   copts.kill_after_s = 10;
   copts.parent_death_signal = SIGTERM;
   const ChildResult r = run_child(plan.argv, copts);
+  // After mpirun's own lines, the rank(s) that held the job up.
+  const std::string summary = report.empty() || r.shell_status() == 0 ? "" : hang_summary(read_file(report));
+  if (!report.empty()) unlink(report.c_str());
   if (!r.started) {
     std::fprintf(stderr, "smprun: cannot run %s: %s\n", plan.argv[0].c_str(), std::strerror(r.exec_errno));
     return r.shell_status();
@@ -139,5 +167,6 @@ int main(int argc, char **argv) {
     return 128 + r.stop_signal;
   }
   if (r.signaled) std::fprintf(stderr, "smprun: mpirun was killed by %s\n", strsignal(r.code));
+  if (!summary.empty()) std::fprintf(stderr, "%s\n", summary.c_str());
   return r.shell_status();
 }

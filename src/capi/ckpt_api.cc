@@ -179,6 +179,9 @@ smp_status_t smp_ckpt_save(smp_ckpt_t ckpt, const char *dir, smp_ckpt_mode_t mod
     smp::ckpt::SaveOptions opt = h.save;
     opt.sharded = m == SMP_CKPT_SHARDED;
     opt.keep_last = keep_last;
+    smp::comm::CallScope call([&] {
+      return "smp_ckpt_save(" + smp::capi::quoted(dir) + (m == SMP_CKPT_SHARDED ? ", sharded" : ", consolidated") + ")";
+    });
     smp::pipeline::timeline::Scope scope("ckpt_save", world_event());
     h.last_path = h.ck.save(ex, dir, opt);
   });
@@ -188,6 +191,7 @@ smp_status_t smp_ckpt_load(smp_ckpt_t ckpt, const char *path) {
   return guarded([&](smp::comm::Context &ctx) {
     smp_ckpt &h = live(ckpt, "ckpt", "smp_ckpt_load");
     require(path != nullptr && *path != '\0', "smp_ckpt_load: path is NULL or empty");
+    smp::comm::CallScope call([&] { return "smp_ckpt_load(" + smp::capi::quoted(path) + ")"; });
     smp::ckpt::CommExchange ex(ctx.group(smp::topo::Group::World), &ctx.layout());
     smp::pipeline::timeline::Scope scope("ckpt_load", world_event());
     h.last_path = h.ck.load(ex, path, h.load);

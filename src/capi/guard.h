@@ -29,6 +29,7 @@
 
 #include "comm/context.h"
 #include "comm/reduce_op.h"
+#include "comm/watchdog.h"
 #include "common/dtype.h"
 #include "common/error.h"
 #include "pipeline/timeline.h"
@@ -105,6 +106,23 @@ smp_status_t guarded_event(const char *name, const Call &call, F &&fn) noexcept 
   if (!pipeline::timeline::enabled()) return guarded(fn);
   pipeline::timeline::Scope scope(name, event_args(call));
   return guarded(fn);
+}
+
+// For a user call's label (comm::CallScope, the watchdog's line): a group
+// in words, without throwing for one the call will reject ("group 99");
+// and a path in quotes, with control characters as '?'.
+inline std::string group_word(const smp_group_t &g) {
+  int v;
+  std::memcpy(&v, &g, sizeof v);
+  if (v >= 0 && v < static_cast<int>(topo::kAllGroups.size()))
+    return topo::group_name(static_cast<topo::Group>(v));
+  return "group " + std::to_string(v);
+}
+inline std::string quoted(const char *text) {
+  if (text == nullptr) return "NULL";
+  std::string q = "\"";
+  for (const char *c = text; *c; ++c) q += static_cast<unsigned char>(*c) < 0x20 ? '?' : *c;
+  return q + "\"";
 }
 
 // Throws SMP_ERR_INVALID_ARGUMENT with `message` unless ok.

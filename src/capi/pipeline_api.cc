@@ -19,6 +19,7 @@
 #include "pipeline/transport.h"
 
 namespace pl = smp::pipeline;
+using smp::capi::group_word;
 using smp::capi::guarded;
 using smp::capi::guarded_any;
 using smp::capi::require;
@@ -57,6 +58,28 @@ pl::ScheduleParams schedule_params(const char *fn, const smp_schedule_t &kind, i
 const DLTensor &tensor_of(const struct DLManagedTensor *t, const char *fn, const char *name) {
   require(t != nullptr, std::string(fn) + ": " + name + " is NULL");
   return t->dl_tensor;
+}
+
+// "float32[4, 8], " for a send's label; "" for a tensor the call rejects.
+std::string tensor_word(const struct DLManagedTensor *t) {
+  if (t == nullptr || t->dl_tensor.ndim < 0 || t->dl_tensor.ndim > pl::kMaxTensorDims ||
+      (t->dl_tensor.ndim > 0 && t->dl_tensor.shape == nullptr))
+    return "";
+  return pl::describe_tensor(t->dl_tensor.dtype, t->dl_tensor.shape, t->dl_tensor.ndim) + ", ";
+}
+
+// An exchange's label: "smp_exchange_tensors(2 sends (peers 1, 2); 1
+// receive (peer 0); PP_GROUP)", at most 8 peers listed each way.
+std::string exchange_word(const char *fn, const smp_tensor_transfer_t *sends, size_t nsends,
+                          const smp_tensor_transfer_t *recvs, size_t nrecvs, const smp_group_t &group) {
+  auto peers = [](const smp_tensor_transfer_t *list, size_t n, const char *what) {
+    if (n == 0 || list == nullptr) return std::string("no ") + what + "s";
+    std::string out = std::to_string(n) + " " + what + (n == 1 ? "" : "s") + " (peer" + (n == 1 ? " " : "s ");
+    for (size_t i = 0; i < n && i < 8; ++i) out += (i ? ", " : "") + std::to_string(list[i].peer);
+    return out + (n > 8 ? ", ...)" : ")");
+  };
+  return std::string(fn) + "(" + peers(sends, nsends, "send") + "; " + peers(recvs, nrecvs, "receive") + "; " +
+         group_word(group) + ")";
 }
 
 // Both exchange calls; sends are left in `pending` when given. Returns the
@@ -133,6 +156,10 @@ smp_status_t smp_send_tensor(const struct DLManagedTensor *tensor, int peer, smp
                              int tag) {
   return guarded([&](smp::comm::Context &ctx) {
     const DLTensor &t = tensor_of(tensor, "smp_send_tensor", "tensor");
+    smp::comm::CallScope call([&] {
+      return "smp_send_tensor(" + tensor_word(tensor) + "peer " + std::to_string(peer) + ", " + group_word(group) +
+             ", tag " + std::to_string(tag) + ")";
+    });
     pl::send_tensor(ctx.group(to_group(group)), t, peer, tag);
   });
 }
@@ -141,6 +168,10 @@ smp_status_t smp_recv_tensor(struct DLManagedTensor **tensor, int peer, smp_grou
   return guarded([&](smp::comm::Context &ctx) {
     require(tensor != nullptr, "smp_recv_tensor: tensor is NULL");
     *tensor = nullptr;
+    smp::comm::CallScope call([&] {
+      return "smp_recv_tensor(peer " + std::to_string(peer) + ", " + group_word(group) + ", tag " +
+             std::to_string(tag) + ")";
+    });
     pl::OwnedTensor got = pl::recv_tensor(ctx.group(to_group(group)), peer, tag);
     *tensor = got.release_to_dlpack();
   });
@@ -150,6 +181,10 @@ smp_status_t smp_recv_tensor_into(struct DLManagedTensor *tensor, int peer, smp_
                                   int tag) {
   return guarded([&](smp::comm::Context &ctx) {
     require(tensor != nullptr, "smp_recv_tensor_into: tensor is NULL");
+    smp::comm::CallScope call([&] {
+      return "smp_recv_tensor_into(" + tensor_word(tensor) + "peer " + std::to_string(peer) + ", " +
+             group_word(group) + ", tag " + std::to_string(tag) + ")";
+    });
     pl::recv_tensor_into(ctx.group(to_group(group)), tensor->dl_tensor, peer, tag);
   });
 }
@@ -157,6 +192,8 @@ smp_status_t smp_recv_tensor_into(struct DLManagedTensor *tensor, int peer, smp_
 smp_status_t smp_exchange_tensors(const smp_tensor_transfer_t *sends, size_t nsends,
                                   smp_tensor_transfer_t *recvs, size_t nrecvs, smp_group_t group) {
   return guarded([&](smp::comm::Context &ctx) {
+    smp::comm::CallScope call(
+        [&] { return exchange_word("smp_exchange_tensors", sends, nsends, recvs, nrecvs, group); });
     exchange_tensors("smp_exchange_tensors", ctx, sends, nsends, recvs, nrecvs, group, nullptr);
   });
 }
@@ -168,6 +205,7 @@ smp_status_t smp_exchange_tensors_deferred(const smp_tensor_transfer_t *sends, s
     const char *fn = "smp_exchange_tensors_deferred";
     require(sends_done != nullptr, std::string(fn) + ": sends_done is NULL");
     *sends_done = nullptr;
+    smp::comm::CallScope call([&] { return exchange_word(fn, sends, nsends, recvs, nrecvs, group); });
     auto pending = std::make_unique<pl::PendingSends>();
     const long long bytes =
         exchange_tensors(fn, ctx, sends, nsends, recvs, nrecvs, group, pending.get());
@@ -229,6 +267,10 @@ smp_status_t smp_pipeline_run_step(smp_schedule_t kind, int microbatches, int ch
       require(fns->recv_ndim == 0, fn + ": fns->recv_ndim is " + std::to_string(fns->recv_ndim) +
                                        " but fns->recv_shape is NULL");
     }
+    smp::comm::CallScope call([&] {
+      return fn + "(" + pl::schedule_kind_name(p.kind) + ", " + std::to_string(microbatches) + " microbatches, " +
+             std::to_string(chunks) + " chunks, " + group_word(group) + ")";
+    });
     const smp_stage_fns_t c = *fns;
     // call_stage clears smp_last_error() before each callback; a step that
     // succeeds leaves the thread's last failure as it found it.

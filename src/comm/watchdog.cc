@@ -1,10 +1,13 @@
 #include "comm/watchdog.h"
 
+#include <fcntl.h>
 #include <mpi.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <unordered_map>
 #include <vector>
@@ -18,6 +21,11 @@ struct Slot {
   std::atomic<const char *> op{""};
   std::atomic<int> group{0}, peer{-1}, root{-1}, tag{-1};
   std::atomic<uint64_t> count{0};
+  // The user's call (CallScope): depth is the owner thread's alone; the
+  // label is read by the watchdog thread, under call_mu.
+  int call_depth = 0;
+  mutable std::mutex call_mu;
+  std::string call;
 };
 
 namespace {
@@ -39,15 +47,27 @@ Slot *my_slot() {
 }  // namespace
 
 std::string timeout_message(int world_rank, const OpInfo &info, double waited, double timeout,
-                            const std::string &missing) {
+                            const std::string &missing, const std::string &call) {
   auto field = [](int v) { return v < 0 ? std::string("-") : std::to_string(v); };
   char buf[512];
   std::snprintf(buf, sizeof buf,
-                "smp: rank %d: %s on %s (peer %s, root %s, tag %s, count %zu) has waited %.1f s, "
+                "%s on %s (peer %s, root %s, tag %s, count %zu) has waited %.1f s, "
                 "longer than SMP_TIMEOUT=%g s; ",
-                world_rank, info.op, topo::group_name(info.group), field(info.peer).c_str(),
-                field(info.root).c_str(), field(info.tag).c_str(), info.count, waited, timeout);
-  return buf + (missing.empty() ? "" : missing + "; ") + "aborting the job";
+                info.op, topo::group_name(info.group), field(info.peer).c_str(), field(info.root).c_str(),
+                field(info.tag).c_str(), info.count, waited, timeout);
+  return "smp: rank " + std::to_string(world_rank) + ": " + (call.empty() ? "" : call + ": ") + buf +
+         (missing.empty() ? "" : missing + "; ") + "aborting the job";
+}
+
+std::string hang_report_line(int world_rank, const std::string &waits_in, const std::vector<Absent> &absent) {
+  auto clean = [](std::string t) {
+    for (char &c : t)
+      if (c == '\t' || c == '\n' || c == '\r') c = ' ';
+    return t;
+  };
+  std::string line = "smp-hang\t" + std::to_string(world_rank) + "\t" + clean(waits_in);
+  for (const Absent &a : absent) line += "\t" + std::to_string(a.rank) + "\t" + clean(a.state);
+  return line;
 }
 
 namespace {
@@ -57,7 +77,7 @@ constexpr int kTagQuery = 1, kTagReply = 2;
 // What a rank waits in, as its watchdog answers a query.
 struct Reply {
   int32_t pending_on[topo::kAllGroups.size()] = {};  // operations pending per group
-  char what[96] = {};                                  // the first, in words
+  char what[256] = {};                                 // the first, in words
 };
 
 }  // namespace
@@ -76,9 +96,16 @@ void Watchdog::serve_queries() {
         if ((s.seq.load(std::memory_order_acquire) & 1) == 0) continue;
         const int g = s.group.load(std::memory_order_relaxed);
         if (g < 0 || g >= static_cast<int>(topo::kAllGroups.size())) continue;
-        if (r.pending_on[g]++ == 0 && r.what[0] == 0)
-          std::snprintf(r.what, sizeof r.what, "%s on %s", s.op.load(std::memory_order_relaxed),
-                        topo::group_name(static_cast<topo::Group>(g)));
+        if (r.pending_on[g]++ == 0 && r.what[0] == 0) {
+          std::string call;
+          {
+            std::lock_guard<std::mutex> call_lock(s.call_mu);
+            call = s.call;
+          }
+          std::snprintf(r.what, sizeof r.what, "%s on %s%s%s", s.op.load(std::memory_order_relaxed),
+                        topo::group_name(static_cast<topo::Group>(g)), call.empty() ? "" : " in ",
+                        call.c_str());
+        }
       }
     }
     MPI_Send(&r, sizeof r, MPI_BYTE, st.MPI_SOURCE, kTagReply, control_);
@@ -87,7 +114,7 @@ void Watchdog::serve_queries() {
 
 // "not arrived: rank 2 (waiting in no smp operation), ..." for a
 // collective; for a point-to-point operation what the peer is doing.
-std::string Watchdog::ask_members(const OpInfo &info) {
+std::string Watchdog::ask_members(const OpInfo &info, std::vector<Absent> *absent) {
   if (control_ == MPI_COMM_NULL) return "";
   const std::vector<int> members = layout_.group_members(info.group, world_rank_);
   std::vector<int> ask;
@@ -124,16 +151,29 @@ std::string Watchdog::ask_members(const OpInfo &info) {
     if (it == replies.end()) return std::string("no answer: stuck outside smp or dead");
     return it->second.what[0] ? "waiting in " + std::string(it->second.what) : std::string("in no smp operation");
   };
-  if (info.peer >= 0 && !ask.empty())
+  if (info.peer >= 0 && !ask.empty()) {
+    absent->push_back({ask[0], state(ask[0])});
     return "peer is rank " + std::to_string(ask[0]) + " (" + state(ask[0]) + ")";
+  }
   std::string missing;
   for (int m : ask) {
     auto it = replies.find(m);
     if (it != replies.end() && it->second.pending_on[static_cast<int>(info.group)] > 0) continue;  // arrived
+    absent->push_back({m, state(m)});
     missing += (missing.empty() ? "" : ", ") + ("rank " + std::to_string(m)) + " (" + state(m) + ")";
   }
   return missing.empty() ? "every member is in an operation on " + std::string(topo::group_name(info.group))
                          : "not arrived: " + missing;
+}
+
+// One write of one line with O_APPEND: lines of ranks that fire at once
+// do not interleave.
+void Watchdog::append_report(const std::string &line) {
+  const int fd = ::open(report_path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (fd < 0) return;  // the report is a courtesy; the line on stderr stands
+  const std::string text = line + "\n";
+  [[maybe_unused]] const ssize_t n = ::write(fd, text.data(), text.size());
+  ::close(fd);
 }
 
 // Keep answering for a moment, so that every rank waiting on this one
@@ -145,6 +185,27 @@ void Watchdog::abort_after_grace() {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   MPI_Abort(MPI_COMM_WORLD, 1);
+}
+
+bool CallScope::watching() { return g_enabled.load(std::memory_order_relaxed); }
+
+void CallScope::enter(std::string label) {
+  slot_ = my_slot();
+  if (slot_->call_depth++ > 0) return;  // inside another user call: keep it
+  std::lock_guard<std::mutex> lock(slot_->call_mu);
+  slot_->call = std::move(label);
+}
+
+void CallScope::leave() {
+  if (--slot_->call_depth > 0) return;
+  std::lock_guard<std::mutex> lock(slot_->call_mu);
+  slot_->call.clear();
+}
+
+std::string CallScope::current() {
+  Slot *s = my_slot();
+  std::lock_guard<std::mutex> lock(s->call_mu);
+  return s->call;
 }
 
 OpScope::OpScope(const OpInfo &info) {
@@ -168,6 +229,7 @@ OpScope::~OpScope() {
 Watchdog::Watchdog(double timeout_seconds, int world_rank, const topo::Layout &layout, MPI_Comm control)
     : timeout_(timeout_seconds), world_rank_(world_rank), layout_(layout), control_(control) {
   if (timeout_ <= 0) return;
+  if (const char *p = std::getenv("SMP_HANG_REPORT"); p != nullptr && *p != '\0') report_path_ = p;
   g_enabled.store(true);
   thread_ = std::thread([this] { run(); });
 }
@@ -196,6 +258,7 @@ void Watchdog::run() {
     const auto now = Clock::now();
     bool fired = false;
     OpInfo info;
+    std::string call;
     double waited = 0;
     std::unique_lock<std::mutex> slots_lock(g_slots_mu);
     for (const Slot &s : g_slots) {
@@ -217,14 +280,24 @@ void Watchdog::run() {
       // Still the same operation? (the fields were written before seq)
       std::atomic_thread_fence(std::memory_order_acquire);
       if (s.seq.load(std::memory_order_acquire) != seq) continue;
+      {
+        std::lock_guard<std::mutex> call_lock(s.call_mu);
+        call = s.call;
+      }
       fired = true;
       break;
     }
     slots_lock.unlock();
     if (!fired) continue;
-    const std::string missing = ask_members(info);
-    std::fprintf(stderr, "%s\n", timeout_message(world_rank_, info, waited, timeout_, missing).c_str());
+    std::vector<Absent> absent;
+    const std::string missing = ask_members(info, &absent);
+    std::fprintf(stderr, "%s\n", timeout_message(world_rank_, info, waited, timeout_, missing, call).c_str());
     std::fflush(stderr);
+    if (!report_path_.empty()) {
+      const std::string waits_in =
+          (call.empty() ? "" : call + ": ") + info.op + " on " + topo::group_name(info.group);
+      append_report(hang_report_line(world_rank_, waits_in, absent));
+    }
     abort_after_grace();
   }
 }

@@ -15,6 +15,18 @@
 // and what they are doing instead, or that they do not answer. It then
 // keeps answering for a moment before aborting, so that every waiting
 // rank can print its own line.
+//
+// The user's call: a CallScope at a C API entry point (tensor transport,
+// checkpoint save and load) names the call as the user made it, with its
+// arguments ("smp_ckpt_save(\"/ckpt\", sharded)"); the line and the
+// answers to queries name it ahead of the internal operation it waits in
+// (a tensor header's irecv, a checkpoint's gatherv).
+//
+// SMP_HANG_REPORT (smprun sets it): an existing file (none is created: a
+// rank on another host than smprun's has none) to which the rank whose
+// timeout fires appends one line, what it waits in and which ranks have
+// not arrived, before it aborts; smprun reads it to name the stuck rank
+// last.
 #pragma once
 
 #include <atomic>
@@ -24,6 +36,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <mpi.h>
 
@@ -43,9 +56,25 @@ struct OpInfo {
 };
 
 // The one line the watchdog prints (without the newline). Pure, for tests.
-// missing: what the query found ("not arrived: rank 2 (...)"), "" for none.
+// missing: what the query found ("not arrived: rank 2 (...)"), "" for none;
+// call: the user's call (CallScope), "" for none.
 std::string timeout_message(int world_rank, const OpInfo &info, double waited_seconds,
-                            double timeout_seconds, const std::string &missing = "");
+                            double timeout_seconds, const std::string &missing = "",
+                            const std::string &call = "");
+
+// A rank the query found holding the operation up: not in an operation on
+// the group (or, for a point-to-point operation, the peer), and what it
+// does instead ("in no smp operation", "waiting in ...", "no answer: ...").
+struct Absent {
+  int rank = -1;
+  std::string state;
+};
+
+// The line appended to SMP_HANG_REPORT (without the newline): tab-separated
+// "smp-hang", the waiting world rank, what it waits in ("call: op on
+// GROUP"), then a rank and its state per absent rank. Tabs and newlines in
+// the text become spaces. Pure, for tests; launcher/hang_report.h reads it.
+std::string hang_report_line(int world_rank, const std::string &waits_in, const std::vector<Absent> &absent);
 
 class Watchdog {
  public:
@@ -61,17 +90,45 @@ class Watchdog {
  private:
   void run();
   void serve_queries();  // answer what this rank waits in
-  std::string ask_members(const OpInfo &info);
+  std::string ask_members(const OpInfo &info, std::vector<Absent> *absent);
   void abort_after_grace();
+  void append_report(const std::string &line);
 
   double timeout_;
   int world_rank_;
   topo::Layout layout_;
   MPI_Comm control_;
+  std::string report_path_;  // SMP_HANG_REPORT, "" for none
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
   std::thread thread_;
+};
+
+// Names the user's call that the enclosing operations serve (see the top
+// of this file). Nested scopes keep the outermost, the one the user made.
+// describe() (returning std::string) runs only while a watchdog runs: off,
+// a scope costs one load.
+class CallScope {
+ public:
+  template <class Describe>
+  explicit CallScope(Describe &&describe) {
+    if (watching()) enter(describe());
+  }
+  ~CallScope() {
+    if (slot_ != nullptr) leave();
+  }
+  CallScope(const CallScope &) = delete;
+  CallScope &operator=(const CallScope &) = delete;
+
+  // This thread's current user call, "" outside one (for tests).
+  static std::string current();
+
+ private:
+  static bool watching();
+  void enter(std::string label);
+  void leave();
+  struct Slot *slot_ = nullptr;  // null when not watching
 };
 
 // Marks the enclosing blocking operation as pending on this thread.

@@ -168,6 +168,13 @@ def run_env_case(np, pp, tp, placement, flags):
         seen[rank] = got
     check(sorted(seen) == list(range(np)), "ranks seen: %s" % sorted(seen))
     bind = flags[flags.index("--bind") + 1] if "--bind" in flags else "auto"
+    # The hang report file smprun made for the watchdogs: one for all the
+    # ranks, removed when the job ends.
+    reports = {got["env"].pop("SMP_HANG_REPORT", None) for got in seen.values()}
+    check(len(reports) == 1, "SMP_HANG_REPORT differs between ranks: %s" % reports)
+    report = reports.pop()
+    check(report is not None and re.match(r"^/.*/smprun-hang-\w{6}$", report), "SMP_HANG_REPORT=%s" % report)
+    check(not os.path.exists(report), "smprun left its hang report %s behind" % report)
     for rank, got in seen.items():
         env = {k: v for k, v in got["env"].items() if k.startswith("SMP_") or k in
                ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE") or k.startswith("PROBE_")}

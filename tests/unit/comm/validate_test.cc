@@ -73,5 +73,42 @@ TEST(Watchdog, MessageNamesRankOperationGroupPeerTagCountAndWait) {
             "longer than SMP_TIMEOUT=10 s; aborting the job");
 }
 
+// The user's call (CallScope) comes ahead of the internal operation.
+TEST(Watchdog, MessageNamesTheUsersCall) {
+  OpInfo info;
+  info.op = "gatherv";
+  info.root = 0;
+  info.count = 24;
+  EXPECT_EQ(timeout_message(1, info, 2.06, 2, "not arrived: rank 2 (in no smp operation)",
+                            "smp_ckpt_save(\"/tmp/c\", sharded)"),
+            "smp: rank 1: smp_ckpt_save(\"/tmp/c\", sharded): gatherv on WORLD (peer -, root 0, tag -, count 24) "
+            "has waited 2.1 s, longer than SMP_TIMEOUT=2 s; not arrived: rank 2 (in no smp operation); "
+            "aborting the job");
+}
+
+// SMP_HANG_REPORT's line: one line, tab-separated, whatever the text holds.
+TEST(Watchdog, HangReportLine) {
+  EXPECT_EQ(hang_report_line(0, "smp_recv_tensor(peer 2, WORLD, tag 5): irecv (wait) on WORLD",
+                             {{2, "in no smp operation"}}),
+            "smp-hang\t0\tsmp_recv_tensor(peer 2, WORLD, tag 5): irecv (wait) on WORLD\t2\tin no smp operation");
+  EXPECT_EQ(hang_report_line(3, "smp_ckpt_save(\"/a\tb\nc\"): barrier on WORLD", {{1, "x"}, {2, "y\tz"}}),
+            "smp-hang\t3\tsmp_ckpt_save(\"/a b c\"): barrier on WORLD\t1\tx\t2\ty z");
+  EXPECT_EQ(hang_report_line(4, "allreduce on WORLD", {}), "smp-hang\t4\tallreduce on WORLD");
+}
+
+// Outside a watchdog (none runs in this process) a scope costs nothing and
+// its description is never built.
+TEST(Watchdog, CallScopeWithoutAWatchdogDescribesNothing) {
+  bool described = false;
+  {
+    CallScope call([&] {
+      described = true;
+      return std::string("smp_send_tensor(...)");
+    });
+    EXPECT_EQ(CallScope::current(), "");
+  }
+  EXPECT_FALSE(described);
+}
+
 }  // namespace
 }  // namespace smp::comm

@@ -1,0 +1,83 @@
+/* One rank (the last) never joins a call the others make: a checkpoint
+ * save or load, a tensor receive, a tensor exchange; or an allreduce
+ * (never-join), for smprun. For call_hang_test.py. Plain C on the public
+ * header and DLPack.
+ * Usage: call_hang_helper MODE [DIR]
+ *   ckpt-save DIR   the others save a sharded checkpoint under DIR
+ *   ckpt-load DIR   every rank saves one under DIR, then the others load it
+ *   recv-tensor     the others smp_recv_tensor(peer last, WORLD, tag 5)
+ *   exchange        the others exchange a tensor each way with the last
+ *   never-join      the others smp_allreduce on WORLD */
+#include <dlpack/dlpack.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "smp/smp.h"
+
+static float g_data[4];
+static int64_t g_shape[1] = {4};
+
+static DLManagedTensor *host_tensor(void) {
+  static DLManagedTensor m;
+  memset(&m, 0, sizeof m);
+  m.dl_tensor.data = g_data;
+  m.dl_tensor.device.device_type = kDLCPU;
+  m.dl_tensor.ndim = 1;
+  m.dl_tensor.dtype.code = kDLFloat;
+  m.dl_tensor.dtype.bits = 32;
+  m.dl_tensor.dtype.lanes = 1;
+  m.dl_tensor.shape = g_shape;
+  return &m;
+}
+
+static int fail(const char *what, smp_status_t st) {
+  fprintf(stderr, "%s: %s: %s\n", what, smp_status_string(st), smp_last_error());
+  return 3;
+}
+
+int main(int argc, char **argv) {
+  const char *mode = argc > 1 ? argv[1] : "";
+  const char *dir = argc > 2 ? argv[2] : "";
+  int rank = 0, size = 1;
+  smp_status_t st = smp_init(NULL);
+  if (st != SMP_SUCCESS) return fail("smp_init", st);
+  smp_rank(SMP_WORLD, &rank);
+  smp_size(SMP_WORLD, &size);
+  const int last = size - 1, odd = rank == last;
+  if (strncmp(mode, "ckpt-", 5) == 0) {
+    smp_ckpt_t ck = NULL;
+    size_t global = 4 * (size_t)size, off = 4 * (size_t)rank, local = 4;
+    if ((st = smp_ckpt_create(&ck)) != SMP_SUCCESS) return fail("smp_ckpt_create", st);
+    st = smp_ckpt_add_tensor(ck, "w", SMP_FLOAT32, 1, &global, &off, &local, g_data, 0);
+    if (st != SMP_SUCCESS) return fail("smp_ckpt_add_tensor", st);
+    if (strcmp(mode, "ckpt-load") == 0) {
+      if ((st = smp_ckpt_save(ck, dir, SMP_CKPT_SHARDED, 0)) != SMP_SUCCESS) return fail("smp_ckpt_save", st);
+      if (odd) sleep(600); /* never joins the load */
+      st = smp_ckpt_load(ck, dir);
+    } else {
+      if (odd) sleep(600); /* never joins the save */
+      st = smp_ckpt_save(ck, dir, SMP_CKPT_SHARDED, 0);
+    }
+    if (st != SMP_SUCCESS) return fail(mode, st);
+    smp_ckpt_destroy(ck);
+  } else if (strcmp(mode, "recv-tensor") == 0) {
+    if (odd) sleep(600); /* never sends */
+    DLManagedTensor *got = NULL;
+    if ((st = smp_recv_tensor(&got, last, SMP_WORLD, 5)) != SMP_SUCCESS) return fail(mode, st);
+  } else if (strcmp(mode, "exchange") == 0) {
+    if (odd) sleep(600); /* never joins */
+    smp_tensor_transfer_t send = {last, 7, host_tensor()}, recv = {last, 7, NULL};
+    if ((st = smp_exchange_tensors(&send, 1, &recv, 1, SMP_WORLD)) != SMP_SUCCESS) return fail(mode, st);
+  } else if (strcmp(mode, "never-join") == 0) {
+    if (odd) sleep(600);
+    st = smp_allreduce(g_data, g_data, 4, SMP_FLOAT32, SMP_SUM, SMP_WORLD, NULL);
+    if (st != SMP_SUCCESS) return fail(mode, st);
+  } else {
+    fprintf(stderr, "unknown mode '%s'\n", mode);
+    return 2;
+  }
+  smp_finalize();
+  return 0;
+}
