@@ -19,6 +19,8 @@ The global batch is 16, divisible by rdp * microbatches for rdp in {1, 2}
 and microbatches in {2, 4}.
 """
 import collections
+import os
+import sys
 
 import torch
 import torch.nn as nn
@@ -380,35 +382,11 @@ def control_flow_batch(step, n):
 
 
 # ---------------------------------------------------------------- gpt
+# examples/stock_gpt.py (plain torch, no smp): the repo's GPT from stock modules.
 
-class TorchGPT(nn.Module):
-    """examples/gpt_model.py's GPT from stock modules only: token and
-    position embeddings, causal pre-norm nn.TransformerEncoderLayers (GELU,
-    dropout 0), a final LayerNorm and a linear head over the vocabulary.
-    Built inside smp.tensor_parallelism() every one of them has an smp.nn
-    twin (the layers' heads and MLP and the head's vocabulary split)."""
-
-    def __init__(self, vocab=32, seq=8, d=32, heads=4, layers=4):
-        super().__init__()
-        self.wte = nn.Embedding(vocab, d)
-        self.wpe = nn.Embedding(seq, d)
-        self.blocks = nn.ModuleList(
-            nn.TransformerEncoderLayer(d, heads, dim_feedforward=4 * d, dropout=0.0,
-                                       activation="gelu", batch_first=True, norm_first=True)
-            for _ in range(layers))
-        self.ln_f = nn.LayerNorm(d)
-        self.lm_head = nn.Linear(d, vocab, bias=False)
-        for m in self.modules():
-            if isinstance(m, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(m.weight, 0.0, 0.02)
-
-    def forward(self, ids):
-        T = ids.shape[1]
-        causal = torch.triu(torch.full((T, T), float("-inf"), device=ids.device), 1)
-        h = self.wte(ids) + self.wpe(torch.arange(T, device=ids.device))
-        for b in self.blocks:
-            h = b(h, src_mask=causal)
-        return self.lm_head(self.ln_f(h))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..",
+                                "examples"))
+from stock_gpt import StockGPT  # noqa: E402
 
 
 def gpt_batch(step, n, vocab=32, seq=8):
@@ -428,5 +406,6 @@ FAMILIES = {
     "skip_tuple": Family(_built(SkipTuple), skip_tuple_batch, mse),
     "tied": Family(_built(TiedLM), tied_batch, lm_loss),
     "control_flow": Family(_built(ControlFlow), control_flow_batch, mse),
-    "gpt": Family(_built(TorchGPT), gpt_batch, lm_loss),
+    "gpt": Family(_built(StockGPT, vocab=32, seq=8, d=32, heads=4, layers=4), gpt_batch,
+                  lm_loss),
 }
