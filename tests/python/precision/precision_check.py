@@ -17,6 +17,14 @@ Cases (argv[1]):
       masters), dynamic scale, an inf at INF_STEP: equal to a one-process
       bfloat16 reference with float32 masters (rdp 1: the same sums in the
       same order), within BF16_TOLERANCE.
+  fp16, fp16-sharded        config fp16 on the CPU through elementwise ops
+      (torch 1.13 has float16 CPU kernels for those only; the refusal's
+      probe is patched): a first scale of 2**16 overflows float16 for real,
+      and the (loss, overflow, scale) history and the final parameters must
+      equal a one-process float16 reference bit for bit (rdp 1).
+  checkpoint, checkpoint-sharded   bf16: save_checkpoint, then resume into
+      the same model and into a fresh one before its first step; both
+      repeat the continued run bit for bit.
   growth                    the dynamic scale's history with scale_window 3
       (and delayed_shift 2: the first overflow keeps the scale).
   bad-args                  bad arguments: one SmpError on every rank.
@@ -299,7 +307,8 @@ def case_checkpoint(mode, log):
     save_checkpoint, 3 more steps; then resume_from_checkpoint into the
     same model, and into a fresh model before its first step: both must
     repeat those 3 steps bit for bit (float32 masters, moments and the
-    loss scaler's state restored)."""
+    loss scaler's state restored). The fresh model may be partitioned
+    otherwise (the plan uses measured times): whole state_dicts compare."""
     import shutil
     import tempfile
     sharded = mode.endswith("sharded")
@@ -324,18 +333,18 @@ def case_checkpoint(mode, log):
     want_scale = opt.loss_scale
     runs = {}
     runs["continued"] = train(model, opt, dtype, -1, log, steps=range(4, 7))[:2] + (
-        {k: v.clone() for k, v in model.local_state_dict().items()},)
+        model.state_dict(),)
     smp.resume_from_checkpoint(tmp, "a")
     got = opt.loss_scale
     runs["resumed"] = train(model, opt, dtype, -1, log, steps=range(4, 7))[:2] + (
-        {k: v.clone() for k, v in model.local_state_dict().items()},)
+        model.state_dict(),)
     model = fresh(build())
     opt = make(model)
     smp.resume_from_checkpoint(tmp)
     got_fresh = opt.loss_scale
     runs["resumed before the first step"] = train(model, opt, dtype, -1, log,
                                                   steps=range(4, 7))[:2] + (
-        {k: v.clone() for k, v in model.local_state_dict().items()},)
+        model.state_dict(),)
     smp.barrier()
     if smp.rank() == 0:
         shutil.rmtree(tmp)
@@ -350,6 +359,113 @@ def case_checkpoint(mode, log):
         diff = [k for k in base[2] if not torch.equal(base[2][k], state[k])]
         if diff:
             fails.append(f"{name}: parameters differ from the continued run's: {diff[:3]}")
+    return fails
+
+
+class HalfNet(nn.Module):
+    """Only ops torch 1.13 has float16 CPU kernels for (elementwise), so
+    fp16's real overflows run on the CPU."""
+
+    def __init__(self, n=4):
+        super().__init__()
+        self.layers = nn.ModuleList(_Elementwise() for _ in range(n))
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+class _Elementwise(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(1 + 0.3 * torch.randn(WIDTH))
+        self.b = nn.Parameter(0.1 * torch.randn(WIDTH))
+
+    def forward(self, x):
+        h = x * self.w + self.b
+        h = h + 0.5 * h.roll(1, -1)
+        return torch.where(h > 0, h, 0.1 * h)
+
+
+def case_fp16(mode, log):
+    """fp16 on the CPU through elementwise ops (the refusal's probe
+    patched): a first scale of 2**16 overflows float16
+    for real; every rank must skip the same steps and the trajectory must
+    equal a one-process float16 reference with float32 masters and the same
+    scaler (it finds its own overflows), bit for bit."""
+    from smp import loss_scaler
+    loss_scaler._cpu_half_works = lambda: True
+    sharded = mode.endswith("sharded")
+    smp.init({"microbatches": M, "fp16": True, "shard_optimizer_state": sharded})
+    torch.manual_seed(SEED)
+    model = smp.DistributedModel(HalfNet())
+    opt = smp.DistributedOptimizer(make_opt(model.parameters()), dynamic_loss_scale=True,
+                                   dynamic_loss_args={"init_scale": 2.0 ** 16,
+                                                      "scale_window": 3})
+
+    def data(step):
+        x, _ = batch(step)
+        return x.half(), torch.tanh(x).half()
+
+    @smp.step
+    def train_step(model, x, y):
+        loss = ((model(x) - y) ** 2).mean()
+        model.backward(loss)
+        return loss
+    R, r = smp.rdp_size(), smp.rdp_rank()
+    k = GLOBAL_BATCH // R
+    got = []
+    for step in range(STEPS + 3):
+        x, y = data(step)
+        opt.zero_grad()
+        out = train_step(model, x[r * k:(r + 1) * k], y[r * k:(r + 1) * k])
+        opt.step()
+        got.append((out.reduce_mean().item(), opt.overflow, opt.loss_scale))
+    # The reference.
+    torch.manual_seed(SEED)
+    ref = HalfNet().half()
+    params = list(ref.parameters())
+    masters = [p.detach().float().clone().requires_grad_() for p in params]
+    ropt = make_opt(masters)
+    scaler = RefScaler(True, 2.0 ** 16, window=3)
+    want = []
+    for step in range(STEPS + 3):
+        x, y = data(step)
+        for p in params:
+            p.grad = None
+        per = []
+        for rr in range(R):
+            ls = []
+            for xm, ym in zip(torch.chunk(x[rr * k:(rr + 1) * k], M),
+                              torch.chunk(y[rr * k:(rr + 1) * k], M)):
+                loss = ((ref(xm) - ym) ** 2).mean()
+                (loss.float() * (scaler.scale / (R * M))).backward()
+                ls.append(loss.detach())
+            per.append(torch.stack(ls).mean().item())
+        grads = [None if p.grad is None else p.grad.float() / scaler.scale for p in params]
+        overflow = any(g is not None and not bool(torch.isfinite(g).all()) for g in grads)
+        if not overflow:
+            for m, g in zip(masters, grads):
+                m.grad = g
+            ropt.step()
+            with torch.no_grad():
+                for p, m in zip(params, masters):
+                    p.copy_(m)
+        scaler.update(overflow)
+        want.append((per[r], overflow, scaler.scale))
+    log(f"(loss, overflow, scale) per step: {got}")
+    fails = []
+    n_over = sum(o for _, o, _ in want)
+    if not 1 <= n_over < len(want) - 2:
+        fails.append(f"the reference overflowed at {n_over} of {len(want)} steps: the case "
+                     "no longer tests fp16 overflows")
+    if got != want:
+        fails.append(f"(loss, overflow, scale) {got}, the reference's {want}")
+    sd, ref_sd = model.state_dict(), ref.state_dict()
+    diff = [k for k in ref_sd if not torch.equal(sd[k], ref_sd[k])]
+    if diff or any(v.dtype != torch.float16 for v in sd.values()):
+        fails.append(f"state_dict differs from the reference's (or is not float16): {diff[:3]}")
     return fails
 
 
@@ -427,6 +543,8 @@ def main():
             fails = case_growth(log)
         elif mode == "bad-args":
             fails = case_bad_args(log)
+        elif mode in ("fp16", "fp16-sharded"):
+            fails = case_fp16(mode, log)
         elif mode in ("checkpoint", "checkpoint-sharded"):
             fails = case_checkpoint(mode, log)
         elif mode in ("inf-static", "inf-dynamic", "inf-sharded", "bf16", "bf16-sharded"):
