@@ -234,8 +234,8 @@ def unscale_and_check(pairs, inv_scale):
     """pairs: (model parameter, float32 tensor whose .grad the optimizer
     reads: a master, or the parameter itself). Writes grad * inv_scale
     into the second's .grad (in place when they are one tensor); True if
-    any is inf or NaN (this rank only)."""
-    bad = False
+    any is inf or NaN (this rank only; one device sync in all)."""
+    finite = []
     for p, m in pairs:
         g = p.grad
         if g is None:
@@ -253,6 +253,5 @@ def unscale_and_check(pairs, inv_scale):
             out.copy_(g)
             if inv_scale != 1.0:
                 out.mul_(inv_scale)
-        if not bad and not bool(torch.isfinite(out).all()):
-            bad = True
-    return bad
+        finite.append(torch.isfinite(out).all())
+    return bool(finite) and not bool(torch.stack(finite).all())
