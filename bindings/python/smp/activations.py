@@ -245,14 +245,14 @@ def check_plan(root, owner, cfg):
     any_marked = False
     for name, m in root.named_modules():
         d = m.__dict__
-        shown = repr(name) if name else "the model's root module"
+        shown = f"module {name!r}" if name else f"the model's root module ({type(m).__name__})"
         mark = d.get("_smp_ckpt")
         if mark is not None:
             any_marked = True
             mark.name = name or type(m).__name__
             st = sorted(stages.get(name, ()))
             if len(st) > 1:
-                return (f"smp.set_activation_checkpointing: module {shown} spans pipeline "
+                return (f"smp.set_activation_checkpointing: {shown} spans pipeline "
                         f"stages {', '.join(map(str, st))}; a checkpointed module must sit on "
                         "one stage (pin it with smp.partition, or checkpoint its children)")
         seq = d.get("_smp_ckpt_seq")

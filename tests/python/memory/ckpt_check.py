@@ -111,9 +111,9 @@ def run(strategy, schedule, offload=False, horizon=2, steps=2, meter=None):
     # ahead of it: a stage would then draw the microbatches' dropout masks
     # in another order in a run that makes other calls (a checkpointed run
     # of modules is one call). An evaluation step teaches every structure
-    # first.
-    with torch.no_grad():
-        evaluate(model, torch.randn(B, H, generator=g))
+    # first (with gradients enabled, no backward: a first step under
+    # torch.no_grad() cannot set up the gradient buckets when rdp > 1).
+    evaluate(model, torch.randn(B, H, generator=g))
     losses, grads = [], []
     for s in range(steps):
         x, y = torch.randn(B, H, generator=g), torch.randint(0, 5, (B,), generator=g)
@@ -275,9 +275,9 @@ def mode_bad():
              (offload_one_mb, "offload_activations needs microbatches > 1"),
              (late, "call it before the first smp.step")]
     if pp > 1:
-        cases = [(spanning, "module the model's root module spans pipeline stages"),
-                 (spanning_group, "'blocks.0'..'blocks.3' (one group_4 checkpoint of 'blocks') "
-                                  "span pipeline stages")] + cases
+        cases = [(spanning, "the model's root module (Net) spans pipeline stages"),
+                 (spanning_group, "'blocks.0'..'blocks.3' (one group_4 checkpoint of module "
+                                  "'blocks') span pipeline stages")] + cases
     for fn, expect in cases:
         try:
             fn()
