@@ -205,11 +205,12 @@ def swap_tensor_parallel(module):
             rows.add(id(m.weight))
     with dnn.tied_shards(rows) as ties:
         with torch.random.fork_rng(devices=[]):   # constructors draw initial values
-            out = _visit(module, "", {})
+            edits, kept = [], []
+            out = _visit(module, "", {}, edits, kept)
     # A parameter split for a swapped module but still held whole by
     # another (unswapped) one would silently lose its tie.
     split = ties.split_ids()
-    for name, m in out.named_modules():
+    for name, m in kept:
         for pname, p in m._parameters.items():
             if p is not None and id(p) in split:
                 raise SmpError(_INVALID, f"tensor parallelism: module {_name(name)} "
@@ -217,6 +218,10 @@ def swap_tensor_parallel(module):
                                          f"{pname!r} with a distributed module but is not "
                                          "itself distributed: build it inside "
                                          "smp.tensor_parallelism() as well")
+    # Only now, all of it checked, does the model change (an error above
+    # leaves it as it was).
+    for parent, name, new in edits:
+        parent._modules[name] = new
     return out
 
 
@@ -225,7 +230,7 @@ def _enabled(m):
     return bool(mark and mark[0])
 
 
-def _visit(m, qual, memo):
+def _visit(m, qual, memo, edits, kept):
     if id(m) in memo:
         return memo[id(m)]
     mark = m.__dict__.get(_MARK)
@@ -240,12 +245,13 @@ def _visit(m, qual, memo):
                                  f"({type(m).__name__}) has no distributed twin: no module in "
                                  "it has a type registered with smp.tp_register_with_module")
     memo[id(m)] = m
+    kept.append((qual, m))
     for name, child in list(m._modules.items()):
         if child is None:
             continue
-        new = _visit(child, f"{qual}.{name}" if qual else name, memo)
+        new = _visit(child, f"{qual}.{name}" if qual else name, memo, edits, kept)
         if new is not child:
-            m._modules[name] = new
+            edits.append((m, name, new))
     return m
 
 

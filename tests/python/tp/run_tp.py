@@ -26,7 +26,8 @@ nothing):
   tp_tied         the frontend's "tied": an embedding tied to the output
                   Linear (split by vocabulary on both), Linear blocks
 
-With tp > 1, the wrapped model must hold smp.nn modules (the swap ran).
+run_family's --tp-modules is always on: with tp > 1 the wrapped model
+must hold smp.nn modules (the swap ran).
 """
 import os
 import sys
@@ -80,29 +81,10 @@ TP_FAMILIES = {
 }
 
 
-def check_swapped():
-    """With tp > 1, DistributedModel must have swapped smp.nn modules in."""
-    import smp
-    from smp import model as smp_model
-    original = smp_model.DistributedModel.__init__
-
-    def init(self, module, *args, **kwargs):
-        original(self, module, *args, **kwargs)
-        if smp.tp_size() > 1:
-            kinds = sorted({type(m).__name__ for m in self.module.modules()
-                            if type(m).__module__ == "smp.nn"})
-            if not kinds:
-                raise RuntimeError("no module was swapped for its smp.nn twin")
-            if smp.rank() == 0:
-                print(f"run_tp: swapped in {', '.join(kinds)}", flush=True)
-
-    smp_model.DistributedModel.__init__ = init
-
-
 def main(argv):
     families.FAMILIES.update(TP_FAMILIES)
-    if "--reference-only" not in argv:
-        check_swapped()
+    if "--reference-only" not in argv and "--tp-modules" not in argv:
+        argv = argv + ["--tp-modules"]   # run_family then requires smp.nn modules at tp > 1
     return run_family.main(argv)
 
 
