@@ -222,6 +222,10 @@ def swap_tensor_parallel(module):
     # leaves it as it was).
     for parent, name, new in edits:
         parent._modules[name] = new
+    # The recorded constructor arguments have served (they may hold
+    # tensors or whole modules, e.g. TransformerEncoder's layer).
+    for m in out.modules():
+        m.__dict__.pop(_ARGS, None)
     return out
 
 

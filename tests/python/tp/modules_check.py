@@ -607,8 +607,32 @@ def bad_input_cases():
                  "'head'", "weight")
 
 
+def meta_cases():
+    """from_module on a twin on the meta device (delayed initialization):
+    meta shards of the right shapes, nothing allocated, replicated
+    parameters the twin's own."""
+    n = smp.tp_size()
+    case = "from_module on the meta device"
+    counts["cases"] += 1
+    twin = nn.TransformerEncoderLayer(12, 6, 24, dropout=0.0, device="meta")
+    d = smp.nn.DistributedTransformerEncoderLayer.from_module(twin)
+    shapes = {k: tuple(v.shape) for k, v in d.state_dict(keep_vars=True).items()}
+    want = {"self_attn.in_proj_weight": (36 // n, 12), "self_attn.in_proj_bias": (36 // n,),
+            "self_attn.out_proj.weight": (12, 12 // n), "self_attn.out_proj.bias": (12,),
+            "linear1.weight": (24 // n, 12), "linear1.bias": (24 // n,),
+            "linear2.weight": (12, 24 // n), "linear2.bias": (12,)}
+    bad = {k: (shapes.get(k), v) for k, v in want.items() if shapes.get(k) != v}
+    expect_true(case, f"shard shapes (got, want): {bad}", not bad)
+    expect_true(case, "every tensor on the meta device",
+                all(t.is_meta for t in d.state_dict(keep_vars=True).values()))
+    expect_true(case, "replicated parameters are the twin's",
+                d.norm1.weight is twin.norm1.weight and d.linear2.bias is twin.linear2.bias)
+    e = smp.nn.DistributedEmbedding.from_module(nn.Embedding(12, 4, device="meta"))
+    expect_true(case, "embedding shard", e.weight.is_meta and tuple(e.weight.shape) == (12 // n, 4))
+
+
 CASES = {"linear": linear_cases, "embedding": embedding_cases, "mha": mha_cases,
-         "encoder_layer": encoder_layer_cases, "lm_head": lm_head_cases, "swap": swap_cases,
+         "encoder_layer": encoder_layer_cases, "lm_head": lm_head_cases, "meta": meta_cases, "swap": swap_cases,
          "bad_input": bad_input_cases}
 
 
