@@ -73,12 +73,28 @@ def in_region():
 
 
 class _Depth:
+    """Inside a region (its name innermost last) on this thread."""
+
+    def __init__(self, name):
+        self.name = name
+
     def __enter__(self):
         _tls.depth = getattr(_tls, "depth", 0) + 1
+        _tls.names = getattr(_tls, "names", []) + [self.name]
 
     def __exit__(self, *exc):
         _tls.depth -= 1
+        _tls.names = _tls.names[:-1]
         return False
+
+
+def remote_in_region(callee, stage):
+    """The error of a call to another stage from inside a region."""
+    region = _tls.names[0] if getattr(_tls, "names", None) else "?"
+    return (f"checkpointed module {region!r} calls module {callee!r}, which lives on pipeline "
+            f"stage {stage}: a checkpointed module must not call modules of another stage "
+            "(its forward is run again inside the backward pass); place them on one stage or "
+            "checkpoint a smaller module")
 
 
 # ---- marking ----
@@ -353,7 +369,8 @@ class Region:
         meter = _meter[0]
         if meter is not None:
             self.handles = [meter.track(t) for t in self.inputs]
-        with torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack), _Depth():
+        with torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack), \
+                _Depth(self.name):
             out = self.fn(*args, **kwargs)
         if _VERIFY:
             self.digest = _digest(out)
@@ -421,7 +438,8 @@ class Region:
                     _tuc.set_device_states(self.gpu_devices, self.gpu_states)
             with torch.enable_grad(), torch.cuda.amp.autocast(**gpu), \
                     torch.cpu.amp.autocast(**cpu), \
-                    torch.autograd.graph.saved_tensors_hooks(inner_pack, inner_unpack), _Depth():
+                    torch.autograd.graph.saved_tensors_hooks(inner_pack, inner_unpack), \
+                    _Depth(self.name):
                 out = self.fn(*args, **kwargs)
         if self.digest is not None and _digest(out) != self.digest:
             raise SmpError(_INVALID, f"checkpointed module {self.name!r}: its recomputed "

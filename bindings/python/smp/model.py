@@ -348,6 +348,8 @@ class DistributedModel(torch.nn.Module):
             return local
 
         def forward(*args, **kwargs):
+            if _activations.in_region():
+                raise SmpError(_INVALID, _activations.remote_in_region(name, owner))
             return self._server.remote_forward(owner, name, args, kwargs)
         return forward
 

@@ -17,9 +17,10 @@ equal: with dropout on, two training steps (SGD) give bit-identical
   or without checkpointing; this check turns it off to compare bits.
 verify: yielding on, dropout on, SMP_CHECKPOINT_VERIFY=1: every
   recomputation matches its forward (the regions never yield).
-bad: a checkpointed module spanning two stages, offloading without
-  checkpointing, offloading with one microbatch: one SmpError naming the
-  reason on every rank, and the job goes on.
+bad: a checkpointed module spanning two stages (or a run of them), one
+  calling a module of another stage, offloading without checkpointing or
+  with one microbatch, marking after the first step: one SmpError naming
+  the reason on every rank, and the job goes on.
 """
 import os
 import sys
@@ -266,6 +267,34 @@ def mode_bad():
         A.set_activation_checkpointing(net.blocks)
         train(fresh(net), X, Y)
 
+    def calls_other_stage():
+        class Calls(nn.Module):
+            """Calls a module it does not own (the head, on the last stage)."""
+
+            def __init__(self, peer):
+                super().__init__()
+                self.lin = nn.Linear(H, H)
+                self.__dict__["peer"] = peer  # not a submodule
+
+            def forward(self, x):
+                return self.lin(x) + self.peer(x).sum() * 0
+
+        class Net2(nn.Module):
+            def __init__(self):
+                super().__init__()
+                with smp.partition(smp.pp_size() - 1):
+                    self.head = nn.Linear(H, 5)
+                with smp.partition(0):
+                    self.stem = nn.Linear(H, H)
+                    self.calls = Calls(self.head)
+
+            def forward(self, x):
+                return self.head(self.calls(self.stem(x)))
+
+        net = Net2()
+        A.set_activation_checkpointing(net.calls)
+        train(fresh(net), X, Y)
+
     def late():
         model = fresh(Net())
         train(model, X, Y)
@@ -277,7 +306,9 @@ def mode_bad():
     if pp > 1:
         cases = [(spanning, "the model's root module (Net) spans pipeline stages"),
                  (spanning_group, "'blocks.0'..'blocks.3' (one group_4 checkpoint of module "
-                                  "'blocks') span pipeline stages")] + cases
+                                  "'blocks') span pipeline stages"),
+                 (calls_other_stage, "checkpointed module 'calls' calls module 'head', which "
+                                     "lives on pipeline stage")] + cases
     for fn, expect in cases:
         try:
             fn()
