@@ -96,9 +96,15 @@ typedef struct smp_config {
  * from MPI). A program started without any launcher is a world of one.
  * Calling it twice is an error. SMP_TIMEOUT=S: an operation blocked for
  * more than S seconds prints one line (rank, operation, group, peer/root,
- * tag, count) and aborts the whole job. SMP_CHECK=1: every collective
- * first compares its arguments across the group; a mismatch returns
- * SMP_ERR_PEER_FAILED on every rank, naming the ranks and what differs. */
+ * tag, count, the smp call it serves, the ranks that have not arrived)
+ * and aborts the whole job. SMP_CHECK=1: every collective first compares
+ * its arguments across the group; a mismatch returns SMP_ERR_PEER_FAILED
+ * on every rank, naming the ranks and what differs. A blocking collective
+ * also catches a rank that named another group; a non-blocking one
+ * (smp_iallreduce, ...) compares arguments and membership only among the
+ * ranks that issued it on the same group: a rank that issued it on another
+ * group is left to SMP_TIMEOUT, whose line names that rank and the call it
+ * waits in. A group of one compares nothing and sends nothing. */
 SMP_API smp_status_t smp_init(const smp_config_t *config);
 /* Release every group (pending non-blocking collectives complete first);
  * finalize MPI only if smp_init initialized it. Refused with

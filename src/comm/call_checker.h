@@ -22,6 +22,20 @@
 // calls in progress here; a call on H that another thread of this rank has
 // not started yet when the member's H descriptor arrives is reported as a
 // mismatch (the Python front end calls from one thread at a time).
+//
+// Non-blocking collectives are not checked here: each compares its
+// descriptor with its group's members over the group's own communicator
+// (Communicator::verify), so arguments and membership are verified, but a
+// rank that issued the call on another group is not caught. The rule above
+// cannot be applied to them: a rank that issued a non-blocking call on G
+// is free to issue anything, on any group, before it waits, so a member's
+// descriptor for another group proves nothing until both sides block in
+// smp_wait, which this channel does not see. That hang is SMP_TIMEOUT's:
+// its line names the member that has not arrived and the call it waits in
+// (tests/mpi/comm/call_hang_test.py, check-iallreduce-group).
+//
+// A group of one has nothing to compare: Communicator::verify returns at
+// once, without a message or a call number.
 #pragma once
 
 #include <vector>

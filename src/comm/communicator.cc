@@ -81,6 +81,9 @@ AsyncWorker &Communicator::worker() {
 }
 
 void Communicator::verify(Backend &call_backend, const CallDesc &mine, const size_t *recvcounts) {
+  // A group of one: nobody to compare with (gatherv's recvcounts[root] ==
+  // sendcount was checked with the arguments).
+  if (size() == 1) return;
   // The descriptors are host memory: a device call checks over its host twin.
   const bool device = &call_backend == device_.get() || &call_backend == device_async_.get();
   const bool async = &call_backend == host_async_.get() || &call_backend == device_async_.get();

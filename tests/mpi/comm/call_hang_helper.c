@@ -7,7 +7,9 @@
  *   ckpt-load DIR   every rank saves one under DIR, then the others load it
  *   recv-tensor     the others smp_recv_tensor(peer last, WORLD, tag 5)
  *   exchange        the others exchange a tensor each way with the last
- *   never-join      the others smp_allreduce on WORLD */
+ *   never-join      the others smp_allreduce on WORLD
+ *   iallreduce-group  the others smp_iallreduce on WORLD, the last on
+ *                   TP_GROUP (SMP_CHECK does not catch it: call_checker.h) */
 #include <dlpack/dlpack.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +76,11 @@ int main(int argc, char **argv) {
     if (odd) sleep(600);
     st = smp_allreduce(g_data, g_data, 4, SMP_FLOAT32, SMP_SUM, SMP_WORLD, NULL);
     if (st != SMP_SUCCESS) return fail(mode, st);
+  } else if (strcmp(mode, "iallreduce-group") == 0) {
+    smp_request_t r = NULL;
+    st = smp_iallreduce(g_data, g_data, 4, SMP_FLOAT32, SMP_SUM, odd ? SMP_TP_GROUP : SMP_WORLD, NULL, &r);
+    if (st != SMP_SUCCESS) return fail(mode, st);
+    if ((st = smp_wait(r)) != SMP_SUCCESS) return fail(mode, st);
   } else {
     fprintf(stderr, "unknown mode '%s'\n", mode);
     return 2;

@@ -7,6 +7,12 @@ Through smprun (mode smprun-*), the job's last line names the rank that
 never arrived, not the first rank to abort, and the report file smprun
 made is gone afterwards.
 
+check-iallreduce-group: under SMP_CHECK=1 at 4 ranks (tp 2), the last rank
+issues smp_iallreduce on TP_GROUP, the others on WORLD. The check does not
+catch a non-blocking call on another group (src/comm/call_checker.h says
+why); SMP_TIMEOUT ends the job, and each rank waiting on WORLD names rank 3
+and the call it waits in.
+
 Usage: call_hang_test.py MPIRUN SMPRUN HELPER MODE"""
 import os
 import re
@@ -62,6 +68,10 @@ def main():
             os.mkdir(tmpdir)
             env["TMPDIR"] = tmpdir  # where smprun makes its report file
             cmd = [smprun, "-np", str(RANKS), "--timeout", str(TIMEOUT), helper, inner, d]
+        elif mode == "check-iallreduce-group":
+            inner, tmpdir = "iallreduce-group", None
+            env.update(SMP_TIMEOUT=str(TIMEOUT), SMP_CHECK="1", SMP_TP_SIZE="2")
+            cmd = [mpirun, "-np", "4", helper, inner]
         else:
             inner, tmpdir = mode, None
             env["SMP_TIMEOUT"] = str(TIMEOUT)
@@ -91,6 +101,13 @@ def main():
             if os.listdir(tmpdir):
                 print(f"FAIL: {mode}: smprun left {os.listdir(tmpdir)} in its TMPDIR")
                 ok = False
+        elif inner == "iallreduce-group":
+            for r in range(3):
+                want = (rf"^smp: rank {r}: iallreduce on WORLD \(peer -, root -, tag -, count 4\) has waited .*; "
+                        r"not arrived: rank 3 \(waiting in iallreduce on TP_GROUP\); aborting the job$")
+                if not re.search(want, out, re.M):
+                    print(f"FAIL: {mode}: no line of rank {r} matches /{want}/")
+                    ok = False
         else:
             pattern = expected(inner, d)
             for r in range(LAST):

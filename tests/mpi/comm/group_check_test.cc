@@ -136,6 +136,39 @@ TEST(GroupCheck, ArgumentMismatchStillNamed) {
   expect_world_usable();
 }
 
+// A group of one has nothing to compare: every collective on it returns
+// its own data at once, whatever the other ranks do meanwhile (here: a
+// different number of calls with different counts on each rank, and no
+// calls at all on some), and sends nothing that a later checked call on
+// WORLD would trip over.
+TEST(GroupCheck, GroupOfOneComparesNothing) {
+  int ones = 0;
+  for (smp_group_t g : {SMP_TP_GROUP, SMP_PP_GROUP, SMP_DP_GROUP, SMP_RDP_GROUP, SMP_MP_GROUP}) {
+    if (group_size(g) != 1) continue;
+    ++ones;
+    const int n = me() + 1;  // this rank's count and number of rounds
+    std::vector<int32_t> in(static_cast<size_t>(n), me() + 5), out(static_cast<size_t>(n));
+    const size_t counts[1] = {static_cast<size_t>(n)};
+    for (int round = 0; round < 3 * n; ++round) {
+      ASSERT_EQ(smp_allreduce(in.data(), out.data(), n, SMP_INT32, SMP_SUM, g, nullptr), SMP_SUCCESS)
+          << name(g) << ": " << smp_last_error();
+      ASSERT_EQ(smp_reduce_scatter(in.data(), out.data(), n, SMP_INT32, SMP_MAX, g, nullptr), SMP_SUCCESS)
+          << smp_last_error();
+      ASSERT_EQ(smp_allgather(in.data(), out.data(), n, SMP_INT32, g, nullptr), SMP_SUCCESS) << smp_last_error();
+      ASSERT_EQ(smp_broadcast(out.data(), n, SMP_INT32, 0, g, nullptr), SMP_SUCCESS) << smp_last_error();
+      ASSERT_EQ(smp_gatherv(in.data(), n, out.data(), counts, SMP_INT32, 0, g, nullptr), SMP_SUCCESS)
+          << smp_last_error();
+      ASSERT_EQ(smp_barrier(g), SMP_SUCCESS) << smp_last_error();
+      smp_request_t r = nullptr;
+      ASSERT_EQ(smp_iallreduce(in.data(), out.data(), n, SMP_INT32, SMP_SUM, g, nullptr, &r), SMP_SUCCESS);
+      ASSERT_EQ(smp_wait(r), SMP_SUCCESS) << smp_last_error();
+      EXPECT_EQ(out[static_cast<size_t>(n - 1)], me() + 5);
+    }
+  }
+  RecordProperty("groups_of_one", ones);
+  expect_world_usable();
+}
+
 }  // namespace
 
 int main(int argc, char **argv) { return smp::test::run_all_ranks(argc, argv); }
