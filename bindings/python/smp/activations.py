@@ -64,6 +64,8 @@ _GROUP_KW = "_smp_ckpt_group"
 _VERIFY = os.environ.get("SMP_CHECKPOINT_VERIFY", "0") != "0"
 
 _tls = threading.local()  # depth: regions being run or recomputed on this thread
+# Regions run and recomputed by this process (tests, benchmarks).
+counts = {"regions": 0, "recomputed": 0}
 
 
 def in_region():
@@ -354,6 +356,7 @@ class Region:
 
     # -- forward --
     def run(self, args, kwargs):
+        counts["regions"] += 1
         leaves = []
         self.spec = flatten((args, kwargs), leaves)
         self.inputs = [t.detach() for t in leaves]
@@ -445,6 +448,7 @@ class Region:
             raise SmpError(_INVALID, f"checkpointed module {self.name!r}: its recomputed "
                                      "forward differs from its forward (SMP_CHECKPOINT_VERIFY)")
         self.recomputed = True
+        counts["recomputed"] += 1
         self.inputs = self.host = None
         self.handles = []
         self.state = _DONE

@@ -15,6 +15,8 @@ equal: with dropout on, two training steps (SGD) give bit-identical
   another at module calls (SMP_SERVER_YIELD), which can reorder two
   microbatches' dropout draws on a stage from one run to the next, with
   or without checkpointing; this check turns it off to compare bits.
+tp: tensor parallelism (SMP_TP_SIZE): smp.nn's layers checkpointed, the
+  same bits as without.
 verify: yielding on, dropout on, SMP_CHECKPOINT_VERIFY=1: every
   recomputation matches its forward (the regions never yield).
 bad: a checkpointed module spanning two stages (or a run of them), one
@@ -116,6 +118,7 @@ def run(strategy, schedule, offload=False, horizon=2, steps=2, meter=None):
     # torch.no_grad() cannot set up the gradient buckets when rdp > 1).
     evaluate(model, torch.randn(B, H, generator=g))
     losses, grads = [], []
+    before = dict(A.counts)
     for s in range(steps):
         x, y = torch.randn(B, H, generator=g), torch.randint(0, 5, (B,), generator=g)
         torch.manual_seed(1000 + s)  # dropout: the same draws in every run
@@ -127,10 +130,27 @@ def run(strategy, schedule, offload=False, horizon=2, steps=2, meter=None):
         opt.step()
     log = list(A.offloader().log) if offload and A.offloader() is not None else []
     cfg.offload_activations = False
-    return losses, grads, seen, log
+    return losses, grads, seen, log, regions_ran(before, strategy is not None)
+
+
+def regions_ran(before, expected):
+    """Why the step's checkpointing did not happen as expected (None if it
+    did): every region run in training recomputed once, and some ran
+    (somewhere in the world) iff checkpointing is on."""
+    ran = A.counts["regions"] - before["regions"]
+    redone = A.counts["recomputed"] - before["recomputed"]
+    total = torch.tensor([ran], dtype=torch.int64)
+    smp.allreduce(total, smp.SUM, smp.WORLD)
+    if ran != redone:
+        return f"{ran} regions ran, {redone} were recomputed"
+    if (total.item() > 0) != expected:
+        return f"{total.item()} regions ran in the world"
+    return None
 
 
 def same(a, b):
+    if len(b) > 4 and b[4]:
+        return b[4]
     la, ga = a[0], a[1]
     lb, gb = b[0], b[1]
     if not all(torch.equal(x, y) for x, y in zip(la, lb)):
@@ -221,6 +241,62 @@ def mode_equal():
                 failures.append(f"memory: {k} holds {live[k]} bytes, expected {v}")
         if not live["each"] < live["none"] / 2:
             failures.append(f"memory: each holds {live['each']}, none {live['none']}")
+    return failures
+
+
+def mode_tp():
+    """Tensor parallelism (SMP_TP_SIZE > 1): the stock GPT's layers swapped
+    for smp.nn's twins and checkpointed after wrapping ('each' over its
+    nn.ModuleList, and one layer alone), dropout on: bit-identical to no
+    checkpointing (the recomputation repeats the layers' TP collectives)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                    "..", "examples"))
+    from stock_gpt import StockGPT
+    failures = []
+    vocab, seq = 32, 8
+
+    def gpt_run(which):
+        torch.manual_seed(0)
+        with smp.tensor_parallelism():
+            module = StockGPT(vocab=vocab, seq=seq, d=16, heads=4, layers=2 * smp.pp_size(),
+                              dropout=0.2)
+        model = fresh(module)
+        if which == "each":
+            A.set_activation_checkpointing(model.module.blocks)
+        elif which == "one":
+            A.set_activation_checkpointing(model.module.blocks[0])
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+        @smp.step
+        def train(model, ids):
+            logits = model(ids[:, :-1])
+            loss = nn.functional.cross_entropy(logits.reshape(-1, vocab), ids[:, 1:].reshape(-1))
+            model.backward(loss)
+            return loss
+
+        @smp.step
+        def evaluate(model, ids):
+            return model(ids[:, :-1])
+
+        g = torch.Generator().manual_seed(7 + smp.rdp_rank())
+        evaluate(model, torch.randint(0, vocab, (B, seq + 1), generator=g))
+        losses, grads = [], []
+        before = dict(A.counts)
+        for s in range(2):
+            ids = torch.randint(0, vocab, (B, seq + 1), generator=g)
+            torch.manual_seed(500 + s)
+            opt.zero_grad()
+            losses.append(torch.stack(train(model, ids).outputs))
+            grads.append([(n, p.grad.clone()) for n, p in model.named_parameters()
+                          if p.grad is not None])
+            opt.step()
+        return losses, grads, None, None, regions_ran(before, which is not None)
+
+    base = gpt_run(None)
+    for which in ("each", "one"):
+        why = same(base, gpt_run(which))
+        if why:
+            failures.append(f"tp {which}: {why}")
     return failures
 
 
@@ -333,14 +409,15 @@ def main():
     torch.set_num_threads(1)
     smp.init({"microbatches": M})
     K = 2 * max(smp.pp_size(), 2)
-    failures = {"equal": mode_equal, "verify": mode_verify, "bad": mode_bad}[MODE]()
+    failures = {"equal": mode_equal, "verify": mode_verify, "bad": mode_bad,
+                "tp": mode_tp}[MODE]()
     for f in failures:
         print(f"rank {smp.rank()}: FAIL {f}", flush=True)
     verdict = torch.tensor([len(failures)], dtype=torch.int32)
     smp.allreduce(verdict, smp.MAX, smp.WORLD)
     if smp.rank() == 0:
         print(f"{MODE}: {'FAIL' if verdict.item() else 'ok'} (pp {smp.pp_size()}, "
-              f"{smp.size()} ranks)", flush=True)
+              f"tp {smp.tp_size()}, {smp.size()} ranks)", flush=True)
     smp.finalize()
     return 1 if verdict.item() else 0
 
