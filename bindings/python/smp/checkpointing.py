@@ -162,8 +162,8 @@ def resume_from_checkpoint(path, tag=None, partial=True, load_optimizer=True, mo
             scaler = None
     finally:
         ck.close()
-    if dopt is not None and scaler is not None:
-        dopt._resume_scaler(scaler)
+    if dopt is not None:
+        dopt._resumed(scaler)
     if dopt is not None and step is not None:
         if deferred:
             dopt._pending = (moments, step)

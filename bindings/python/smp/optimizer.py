@@ -100,6 +100,7 @@ class DistributedOptimizer:
                                             **self._sharded_settings)
             model._sharded = True
             smp._state["before_finalize"].append(self.sharded.close)
+            self._sharded_versions = [p._version for _, p in self.sharded.named]
             if self._pending is not None:
                 self._import_pending()
         else:
@@ -127,6 +128,19 @@ class DistributedOptimizer:
                 params.append(m)
             g["params"] = params
         self._master_by_id = {id(p): m for p, m in self._pairs}
+        self._note_versions()
+
+    def _note_versions(self):
+        # A 16-bit parameter written outside the optimizer (e.g.
+        # model.load_state_dict) bumps its version: step() then restarts
+        # its master from it instead of writing the stale master back.
+        self._versions = [p._version for p, _ in self._pairs]
+
+    def _adopt_changed(self):
+        with torch.no_grad():
+            for (p, m), v in zip(self._pairs, self._versions):
+                if m is not p and p._version != v:
+                    m.copy_(p)
 
     def master_of(self, p):
         """The float32 tensor the torch optimizer updates for model
@@ -149,26 +163,53 @@ class DistributedOptimizer:
         self._loaded_masters[id(p)] = buf
         return buf
 
-    def _resume_scaler(self, state):
-        """The loss scaler's state from a checkpoint, when it was saved by
-        a scaler of the same kind (static / dynamic); else the configured
-        one stays."""
-        if isinstance(state, dict) and bool(state.get("dynamic")) == self.scaler.dynamic:
-            self.scaler.load_state_dict(state)
+    def _resumed(self, scaler_state):
+        """After smp.resume_from_checkpoint: the loss scaler's state, when
+        a scaler of the same kind (static / dynamic) saved it, else the
+        configured one stays; the parameters' versions noted (the load
+        wrote the masters and the parameters together, and a GPU tensor's
+        copy back bumps its version)."""
+        if (isinstance(scaler_state, dict)
+                and bool(scaler_state.get("dynamic")) == self.scaler.dynamic):
+            self.scaler.load_state_dict(scaler_state)
+        if self._pairs is not None:
+            self._note_versions()
+        if self.sharded is not None:
+            self._sharded_versions = [p._version for _, p in self.sharded.named]
 
     def _copy_back(self):
         with torch.no_grad():
             for p, m in self._pairs:
                 if m is not p:
                     p.copy_(m)
+        self._note_versions()
 
     def sync_masters(self):
-        """Re-reads the masters from the model's parameters (after the
-        parameters were loaded or changed outside the optimizer)."""
+        """Re-reads every master from its parameter (step() does it itself
+        for parameters written in place since the last step; this is for
+        writes that bypass torch, e.g. through a raw pointer)."""
         with torch.no_grad():
             for p, m in self._pairs or ():
                 if m is not p:
                     m.copy_(p)
+        if self._pairs is not None:
+            self._note_versions()
+
+    def _adopt_changed_sharded(self):
+        """The sharded optimizer's float32 masters restart from the
+        parameters when one was written in place since the last step, e.g.
+        by model.load_state_dict (its own writes bypass torch and bump no
+        version)."""
+        versions = [p._version for _, p in self.sharded.named]
+        if self._sharded_versions != versions:
+            info = self.sharded.info()
+            master = self.sharded.export_state("master")
+            for index, _, toff, soff, n in info["pieces"]:
+                p = self.sharded.named[index][1]
+                master[soff:soff + n] = p.detach().reshape(-1)[toff:toff + n].to(
+                    "cpu", torch.float32)
+            self.sharded.import_state("master", master)
+        self._sharded_versions = versions
 
     def _import_pending(self):
         """A checkpoint resumed before the first step: this rank's shard of
@@ -192,6 +233,7 @@ class DistributedOptimizer:
         allgather."""
         if not self._checked:
             if self.sharded is not None:
+                self._adopt_changed_sharded()
                 return self.sharded.step()
             return self.optimizer.step(*args, **kwargs)
         inv = 1.0 / self.scaler.loss_scale
@@ -199,6 +241,7 @@ class DistributedOptimizer:
         if self.sharded is not None:
             # The sharded optimizer unscales, checks over RDP x MP (= WORLD)
             # and skips on every rank itself.
+            self._adopt_changed_sharded()
             skipped, _ = self.sharded.step(inv)
             self.overflow = bool(skipped)
         else:
@@ -206,6 +249,7 @@ class DistributedOptimizer:
                 raise SmpError(_INVALID, "smp.DistributedOptimizer.step: no smp.step has run "
                                          "yet (mixed precision and loss scaling need the "
                                          "partitioned model)")
+            self._adopt_changed()
             bad = unscale_and_check(self._pairs, inv)
             (flag,) = agree(None, [bad])
             self.overflow = bool(flag)

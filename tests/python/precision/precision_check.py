@@ -331,6 +331,7 @@ def case_checkpoint(mode, log):
     fails += f
     smp.save_checkpoint(tmp, "a", partial=not sharded, model=model, optimizer=opt)
     want_scale = opt.loss_scale
+    at_save = model.state_dict()
     runs = {}
     runs["continued"] = train(model, opt, dtype, -1, log, steps=range(4, 7))[:2] + (
         model.state_dict(),)
@@ -345,6 +346,20 @@ def case_checkpoint(mode, log):
     runs["resumed before the first step"] = train(model, opt, dtype, -1, log,
                                                   steps=range(4, 7))[:2] + (
         model.state_dict(),)
+    # model.load_state_dict after training: the next step starts the
+    # masters from the loaded parameters (lr 0: the parameters stay).
+    saved = at_save
+    model.load_state_dict(saved)
+    for g in opt.optimizer.param_groups:
+        g["lr"] = 0.0
+    if opt.sharded is not None:
+        opt.sharded.set_lr(0.0)
+    train(model, opt, dtype, -1, log, steps=range(7, 8))
+    now = model.state_dict()
+    moved = [k for k in saved if not torch.equal(saved[k], now[k])]
+    if moved:
+        fails.append(f"model.load_state_dict then a step at lr 0 moved {moved[:3]} (stale "
+                     "float32 masters written back)")
     smp.barrier()
     if smp.rank() == 0:
         shutil.rmtree(tmp)
