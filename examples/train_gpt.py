@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
 """Train a small GPT with pipeline, tensor and data parallelism at once,
-through smp's front end: the plain GPT module (gpt_model.GPT) wrapped in
+through smp's front end: a plain GPT module wrapped in
 smp.DistributedModel, one @smp.step function, smp.DistributedOptimizer.
+--model stock (what the demo runs) is stock_gpt.StockGPT, stock torch
+modules built inside smp.tensor_parallelism(), so DistributedModel swaps
+in smp.nn's tensor-parallel twins; --delayed-init builds it inside
+smp.delay_param_initialization(). --model hand (the default) is
+gpt_model.GPT with its blocks split by hand.
 
     smprun -np 8 --pp 2 --tp 2 /usr/bin/python3 examples/train_gpt.py --compare
 
@@ -18,6 +23,7 @@ GPUs: each rank on smp.device().
 """
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -25,12 +31,14 @@ import sys
 import time
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import smp  # noqa: E402
 
 from gpt_model import GPT, GPTConfig, make_batch, tensor_parallel  # noqa: E402
+from stock_gpt import StockGPT  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -47,6 +55,14 @@ def parse_args(argv=None):
     p.add_argument("--active-microbatches", type=int, default=0, metavar="N",
                    help="the interleaved schedule's cap on microbatches in flight "
                         "(0 = smp's default, pp + 2)")
+    p.add_argument("--model", choices=["hand", "stock"], default="hand",
+                   help="hand: gpt_model.GPT, its blocks split by hand with "
+                        "smp.tensor_parallel's modules; stock: stock_gpt.StockGPT, stock "
+                        "torch modules built inside smp.tensor_parallelism() (smp.nn's "
+                        "twins swapped in by DistributedModel)")
+    p.add_argument("--delayed-init", action="store_true",
+                   help="build the model inside smp.delay_param_initialization(): each "
+                        "rank allocates only its own stage's (and TP shard's) parameters")
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--heads", type=int, default=4)
@@ -107,26 +123,51 @@ def make_optimizer(params, args):
 def check_topology(args, cfg):
     problems = []
     tp, rdp = smp.tp_size(), smp.rdp_size()
-    if cfg.heads % tp or cfg.vocab % tp:
-        problems.append(f"--heads {cfg.heads} and --vocab {cfg.vocab} must divide by tp {tp}")
+    if cfg.heads % tp or cfg.vocab % tp or cfg.hidden % tp:
+        problems.append(f"--heads {cfg.heads}, --vocab {cfg.vocab} and --hidden {cfg.hidden} "
+                        f"must divide by tp {tp}")
     if args.batch % (rdp * args.microbatches):
         problems.append(f"--batch {args.batch} must divide by rdp*microbatches = "
                         f"{rdp * args.microbatches}")
     return problems
 
 
+def build(args, cfg):
+    """The plain model (what the one-process reference trains)."""
+    if args.model == "stock":
+        return StockGPT(vocab=cfg.vocab, seq=cfg.seq, d=cfg.hidden, heads=cfg.heads,
+                        layers=cfg.layers)
+    return GPT(cfg)
+
+
+def loss_of(args, model, x, y):
+    if args.model == "stock":
+        logits = model(x)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+    return model(x, y)
+
+
 def train_parallel(args, cfg):
     """Returns (first step, losses per step, seconds per step, comm seconds
     per step)."""
     torch.manual_seed(args.seed)
-    model = smp.DistributedModel(tensor_parallel(GPT(cfg)).to(device_of(args)),
-                                 overlapping_allreduce=not args.no_overlap,
+    with contextlib.ExitStack() as building:
+        if args.model == "stock":
+            building.enter_context(smp.tensor_parallelism())
+        if args.delayed_init:
+            building.enter_context(smp.delay_param_initialization())
+        module = build(args, cfg)
+    if args.model == "hand":
+        module = tensor_parallel(module)
+    if not args.delayed_init:  # delayed: DistributedModel allocates on smp.device()
+        module = module.to(device_of(args))
+    model = smp.DistributedModel(module, overlapping_allreduce=not args.no_overlap,
                                  bucket_cap_mb=args.bucket_mb)
     opt = smp.DistributedOptimizer(make_optimizer(model.parameters(), args))
 
     @smp.step
     def train_step(model, x, y):
-        loss = model(x, y)
+        loss = loss_of(args, model, x, y)
         model.backward(loss)
         return loss
 
@@ -189,13 +230,13 @@ def train_reference(args, cfg, steps):
     """The same model and data, one process, plain PyTorch."""
     torch.manual_seed(args.seed)
     device = device_of(args)
-    model = GPT(cfg).to(device)
+    model = build(args, cfg).to(device)
     opt = make_optimizer(model.parameters(), args)
     losses = []
     for step in range(steps):
         x, y = (t.to(device) for t in make_batch(cfg, args.batch, step, args.seed))
         opt.zero_grad(set_to_none=True)
-        loss = model(x, y)
+        loss = loss_of(args, model, x, y)
         loss.backward()
         opt.step()
         losses.append(loss.item())
@@ -220,7 +261,8 @@ def main(argv=None, init_config=smp_config, check=check_topology, train=None):
     if rank == 0:
         print(f"train_gpt: {smp.size()} ranks = pp {smp.pp_size()} x tp {smp.tp_size()} x "
               f"rdp {smp.rdp_size()}, schedule {args.schedule}, {args.microbatches} "
-              f"microbatches, {sum(p.numel() for p in GPT(cfg).parameters())} parameters, "
+              f"microbatches, {sum(p.numel() for p in build(args, cfg).parameters())} "
+              f"parameters ({args.model} model{', delayed init' if args.delayed_init else ''}), "
               f"on {args.device}", flush=True)
     start, losses, times, comms = (train or train_parallel)(args, cfg)
 

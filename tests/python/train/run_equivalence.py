@@ -120,10 +120,12 @@ def main():
         return 1
     # The steps must have changed the model (else equal losses prove
     # little): the untrained model's loss on the last batch differs.
-    from gpt_model import GPT, make_batch
+    from gpt_model import make_batch
     torch.manual_seed(args.seed)
     with torch.no_grad():
-        untrained = GPT(cfg)(*make_batch(cfg, args.batch, args.steps - 1, args.seed)).item()
+        untrained = train_gpt.loss_of(args, train_gpt.build(args, cfg),
+                                      *make_batch(cfg, args.batch, args.steps - 1,
+                                                  args.seed)).item()
     if abs(untrained - full_reference[-1]) <= 1e-4 * abs(untrained):
         print(f"FAIL: training did not change the loss ({untrained} vs {full_reference[-1]})")
         return 1
