@@ -2,9 +2,8 @@
 # The main job: installs what is missing, builds, and trains a small GPT (stock
 # torch modules built inside smp.tensor_parallelism() and unallocated inside
 # smp.delay_param_initialization(), in smp.DistributedModel, partitioned
-# automatically) on
-# 8 ranks through smprun with pipeline x tensor x data parallelism at once
-# (pp=2 x tp=2 x rdp=2). It ends by comparing every step's loss with the
+# automatically) on 8 ranks through smprun with pipeline x tensor x data
+# parallelism at once (pp=2 x tp=2 x rdp=2). It ends by comparing every step's loss with the
 # same model trained in one process, and says where the checkpoint and the
 # timeline (Chrome trace: open in Perfetto) were written.
 set -euo pipefail
