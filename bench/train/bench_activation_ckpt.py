@@ -13,10 +13,10 @@ median step time over --steps timed steps (after --warmup), and per rank
 (the largest over ranks) the peak memory: on a GPU torch's peak allocated
 bytes over the timed steps, on the CPU the process's peak RSS growth from
 after the warm-up steps' first one (allocator slack and all); and the
-activation bytes the first stage held for backward at its peak
-(smp.activations.SavedMemory: saved tensors of the microbatch threads,
-checkpointed regions' inputs and recomputations; other stages' served
-calls are not counted), over one measured step.
+activation bytes rank 0 (the first stage) held for backward at their
+peak over one more step (smp.activations.SavedMemory: what autograd saved
+in the microbatch threads, checkpointed regions' inputs and
+recomputations). The machine may be shared: compare ratios.
 """
 import argparse
 import json
@@ -108,12 +108,12 @@ def rank_main(args):
         if args.warmup <= s < args.warmup + args.steps:
             times.append(dt)
     peak = (torch.cuda.max_memory_allocated(dev) / 2**20) if cuda else (rss_mb() - rss0)
-    stats = torch.tensor([peak, meter.peak / 2**20], dtype=torch.float64)
+    stats = torch.tensor([peak], dtype=torch.float64)
     smp.allreduce(stats, smp.MAX, smp.WORLD)
     if smp.rank() == 0:
         print("RESULT " + json.dumps({
             "median_s": statistics.median(times), "times": times,
-            "peak_mb": float(stats[0]), "act_mb": float(stats[1]), "cuda": cuda,
+            "peak_mb": float(stats[0]), "act_mb": meter.peak / 2**20, "cuda": cuda,
             "layout": [smp.pp_size(), smp.tp_size(), smp.rdp_size()]}), flush=True)
     smp.finalize()
 
@@ -147,7 +147,7 @@ def driver(args):
           f"vocab={args.vocab} batch={args.batch} microbatches={args.microbatches}, "
           f"dropout 0.1, {where}; median of {args.steps} steps after {args.warmup}\n")
     print(f"| pp x tp x rdp | checkpointing | step time (s) | vs off | {mem} (max rank) | "
-          "stage-0 activation MB held for backward (peak) |")
+          "rank-0 activation MB held for backward (peak) |")
     print("|---|---|---|---|---|---|")
     base = {}
     for layout, mode, r in rows:

@@ -456,8 +456,8 @@ class Region:
     # -- offloading (the Offloader calls these) --
     def offload(self, stream):
         if stream is not None:
-            ready = torch.cuda.Event()
-            ready.record()
+            ready = torch.cuda.Event()  # the inputs are ready on the compute stream
+            ready.record(torch.cuda.current_stream(stream.device))
             with torch.cuda.stream(stream):
                 stream.wait_event(ready)
                 host = []
