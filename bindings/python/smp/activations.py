@@ -35,16 +35,21 @@ from another stage: it runs the module's own forward) run it checkpointed.
 Offloading (smp.init({"offload_activations": True, "microbatches": M > 1,
 "activation_loading_horizon": H})). When a region's forward ends in a
 microbatch task of the execution server, the Offloader either keeps its
-inputs (its microbatch is among the next H microbatches whose backward
-passes are due) or copies them to host memory (pinned, on a copy stream,
-asynchronously, on CUDA; a host copy on the CPU, so that the logic runs
-and is tested everywhere) and drops the device copy. When the backward
-pass of a microbatch starts on this rank (the server's pass listeners),
-the regions of the next H microbatches in the schedule's backward order
-are prefetched (a host-to-device copy on the copy stream; the
-recomputation waits on its event). A region whose inputs were not
-prefetched in time loads them when it recomputes. `Offloader.log` records
-what happened, in order, for the tests.
+inputs (its microbatch is in the window: the microbatch whose backward
+pass began last on this rank, or the first due before any, and the H
+after it in the backward order) or copies them to host memory (pinned,
+on a copy stream, asynchronously, on CUDA; a host copy on the CPU, so
+that the logic runs and is tested everywhere) and drops the device copy.
+When a microbatch's backward pass begins on this rank (a server pass
+listener), the window moves and its offloaded regions are prefetched (a
+host-to-device copy on the copy stream; the recomputation waits on its
+event): H microbatches ahead of their backward passes. The backward order
+is the schedule's ('simple': the last microbatch, then the others oldest
+first; 'interleaved': oldest first), or the order the last step with the
+same expectation ran. A region whose inputs were not prefetched in time
+loads them when it recomputes. `Offloader.log` records what happened, in
+order, for the tests. (SageMaker offloads on tp_rank 0 only; here every
+rank offloads its own.)
 """
 
 import os
