@@ -2,6 +2,8 @@
 first step has partitioned the model it holds this stage's parameters only
 (with shard_optimizer_state: smp.optim.ShardedOptimizer over RDP_GROUP)."""
 
+import math
+
 import torch
 
 import smp
@@ -44,7 +46,10 @@ class DistributedOptimizer:
     consecutive_hysteresis) scale the loss in model.backward; step() then
     divides the gradients by the scale and skips the update on every rank
     when any rank's gradients hold inf or NaN (`overflow` says so after
-    each step, `loss_scale` is the scale the next backward uses)."""
+    each step, `loss_scale` is the scale the next backward uses).
+    clip_master_grads(max_norm) clips the unscaled gradients in between.
+    Parameters written in place between steps (model.load_state_dict)
+    restart their masters."""
 
     def __init__(self, optimizer, static_loss_scale=1.0, dynamic_loss_scale=False,
                  dynamic_loss_args=None, **kwargs):
@@ -65,6 +70,7 @@ class DistributedOptimizer:
         self._checked = (self._dtype is not None or self.scaler.dynamic
                          or self.scaler.loss_scale != 1.0)
         self.overflow = False
+        self._prepared = False  # clip_master_grads has unscaled this step's gradients
         self.optimizer = optimizer
         self.model = model
         self.sharded = None  # smp.optim.ShardedOptimizer with shard_optimizer_state
@@ -231,6 +237,7 @@ class DistributedOptimizer:
         inf/NaN check); with shard_optimizer_state: reduce-scatter the
         gradients over the stage's replicas, update this rank's shard,
         allgather."""
+        prepared, self._prepared = self._prepared, False
         if not self._checked:
             if self.sharded is not None:
                 self._adopt_changed_sharded()
@@ -245,23 +252,71 @@ class DistributedOptimizer:
             skipped, _ = self.sharded.step(inv)
             self.overflow = bool(skipped)
         else:
-            if self._pairs is None:
-                raise SmpError(_INVALID, "smp.DistributedOptimizer.step: no smp.step has run "
-                                         "yet (mixed precision and loss scaling need the "
-                                         "partitioned model)")
-            self._adopt_changed()
-            bad = unscale_and_check(self._pairs, inv)
-            (flag,) = agree(None, [bad])
-            self.overflow = bool(flag)
+            if not prepared:
+                self._prepare()
+                self._prepared = False
             if not self.overflow:
                 result = self.optimizer.step(*args, **kwargs)
                 self._copy_back()
         self.scaler.update(self.overflow)
         return result
 
+    def _prepare(self):
+        """Collective over WORLD: the gradients unscaled into the float32
+        masters and the overflow agreed (one MAX allreduce)."""
+        if self._pairs is None:
+            raise SmpError(_INVALID, "smp.DistributedOptimizer: no smp.step has run yet "
+                                     "(mixed precision and loss scaling need the partitioned "
+                                     "model)")
+        self._adopt_changed()
+        bad = unscale_and_check(self._pairs, 1.0 / self.scaler.loss_scale)
+        (flag,) = agree(None, [bad])
+        self.overflow = bool(flag)
+        self._prepared = True
+
+    def clip_master_grads(self, max_norm, norm_type=2):
+        """Between the step function and step() (Megatron / apex
+        FP16_Optimizer's name): clips the unscaled float32 gradients by
+        their global L2 norm over every stage (as
+        torch.nn.utils.clip_grad_norm_ on the whole model) and returns that
+        norm, or -1 when a gradient is inf or NaN (step() then skips).
+        Collective over WORLD."""
+        if self.sharded is not None:
+            raise SmpError(_UNSUPPORTED, "clip_master_grads with shard_optimizer_state is not "
+                                         "supported (the sharded optimizer unscales inside its "
+                                         "step)")
+        if norm_type != 2:
+            raise SmpError(_UNSUPPORTED, f"clip_master_grads: norm_type {norm_type!r}; only the "
+                                         "L2 norm (2) is supported")
+        if not (isinstance(max_norm, (int, float)) and math.isfinite(max_norm) and max_norm > 0):
+            raise SmpError(_INVALID, f"clip_master_grads: max_norm must be a finite number > 0, "
+                                     f"not {max_norm!r}")
+        if not self._prepared:
+            self._prepare()
+        if self.overflow:
+            return -1.0
+        # Data-parallel replicas hold the same (averaged) gradients; a
+        # parameter that tensor parallelism does not split is the same on
+        # every TP rank and counts once.
+        grads = [m.grad for p, m in self._pairs if m.grad is not None
+                 and (smp.tp_rank() == 0 or getattr(p, "tensor_parallel", False))]
+        sq = torch.zeros(1, dtype=torch.float64)
+        for g in grads:
+            sq += g.detach().double().pow(2).sum().cpu()
+        if smp.mp_size() > 1:
+            smp.allreduce(sq, smp.SUM, smp.MP_GROUP)
+        norm = math.sqrt(sq.item())
+        coef = max_norm / (norm + 1e-6)
+        if coef < 1:
+            for p, m in self._pairs:
+                if m.grad is not None:
+                    m.grad.mul_(coef)
+        return norm
+
     def zero_grad(self, *args, **kwargs):
         if self.sharded is not None:
             return self.sharded.zero_grad(*args, **kwargs)
+        self._prepared = False
         out = self.optimizer.zero_grad(*args, **kwargs)
         set_to_none = kwargs.get("set_to_none", args[0] if args else False)
         for p, m in self._pairs or ():

@@ -25,6 +25,8 @@ Cases (argv[1]):
   checkpoint, checkpoint-sharded   bf16: save_checkpoint, then resume into
       the same model and into a fresh one before its first step; both
       repeat the continued run bit for bit.
+  clip                      clip_master_grads every step against
+      torch.nn.utils.clip_grad_norm_ on the reference (-1 at the inf).
   growth                    the dynamic scale's history with scale_window 3
       (and delayed_shift 2: the first overflow keeps the scale).
   bad-args                  bad arguments: one SmpError on every rank.
@@ -105,7 +107,7 @@ class RefScaler:
         self.it += 1
 
 
-def reference(R, dtype, scaler, skip):
+def reference(R, dtype, scaler, skip, clip=None, norms=None):
     """One process: R replicas x M microbatches per step, the loss scaled
     as model.backward scales it, the step skipped at `skip` (and the scale
     updated as smp does). dtype bfloat16: a bf16 model over float32 masters.
@@ -137,16 +139,20 @@ def reference(R, dtype, scaler, skip):
         if not overflow:
             for p, m in zip(params, masters):
                 m.grad = None if p.grad is None else p.grad.float() * (1.0 / scale)
+            if clip is not None:
+                norms.append(torch.nn.utils.clip_grad_norm_(masters, clip).item())
             opt.step()
             with torch.no_grad():
                 for p, m in zip(params, masters):
                     p.copy_(m)
+        if clip is not None and overflow:
+            norms.append(-1.0)
         scaler.update(overflow)
         scales.append(scaler.scale)
     return ref, losses, scales
 
 
-def train(model, opt, dtype, inject_at, log, steps=None):
+def train(model, opt, dtype, inject_at, log, steps=None, clip=None, norms=None):
     """smp training; returns (losses[step] of this replica, scales, fails)."""
     @smp.step
     def train_step(model, x, y):
@@ -171,6 +177,8 @@ def train(model, opt, dtype, inject_at, log, steps=None):
         if hook is not None:
             hook.remove()
         before = {k: v.clone() for k, v in model.local_state_dict().items()}
+        if clip is not None:
+            norms.append(opt.clip_master_grads(clip))
         opt.step()
         after = model.local_state_dict()
         if step == inject_at:
@@ -484,6 +492,39 @@ def case_fp16(mode, log):
     return fails
 
 
+def case_clip(log):
+    """clip_master_grads(0.05) every step (clipping active), fp32 model,
+    dynamic scale, an inf at INF_STEP (the norm is -1 and the step skipped):
+    the norms, losses and parameters of torch.nn.utils.clip_grad_norm_ on
+    a one-process reference, within 1e-5."""
+    smp.init({"microbatches": M})
+    model = smp.DistributedModel(build())
+    opt = smp.DistributedOptimizer(make_opt(model.parameters()), dynamic_loss_scale=True,
+                                   dynamic_loss_args={"init_scale": 2.0 ** 16,
+                                                      "scale_window": 3})
+    norms, ref_norms, fails = [], [], []
+    losses, scales, fails = train(model, opt, torch.float32, INF_STEP, log, clip=0.05,
+                                  norms=norms)
+    ref, ref_losses, ref_scales = reference(smp.rdp_size(), torch.float32,
+                                            RefScaler(True, 2.0 ** 16, window=3), INF_STEP,
+                                            clip=0.05, norms=ref_norms)
+    r = smp.rdp_rank()
+    log(f"norms {norms}")
+    if norms[INF_STEP] != -1.0 or min(n for n in ref_norms if n > 0) <= 0.05:
+        fails.append(f"norms {norms}: want -1 at step {INF_STEP} and clipping everywhere else")
+    worst = max([rel(a, b) for a, b in zip(norms, ref_norms)] +
+                [rel(a, b[r]) for a, b in zip(losses, ref_losses)])
+    if not worst <= TOLERANCE or scales != ref_scales:
+        fails.append(f"norms {norms} losses {losses} scales {scales}; the reference's "
+                     f"{ref_norms} {[b[r] for b in ref_losses]} {ref_scales}")
+    sd, ref_sd = model.state_dict(), ref.state_dict()
+    worst_sd = max(tensor_rel(sd[k], ref_sd[k]) for k in ref_sd)
+    log(f"worst relative difference: norms and losses {worst:.2e}, state_dict {worst_sd:.2e}")
+    if not worst_sd <= TOLERANCE:
+        fails.append(f"state_dict differs from the reference by {worst_sd:.3e}")
+    return fails
+
+
 def case_bad_args(log):
     smp.init({"microbatches": M})
     fails = []
@@ -543,6 +584,13 @@ def case_bad_args(log):
     opt = smp.DistributedOptimizer(make_opt(model.parameters()), static_loss_scale=4.0)
     losses, _, f = train(model, opt, torch.float32, -1, log)
     fails += f
+    try:
+        opt.clip_master_grads(-1.0)
+        fails.append("clip_master_grads(-1.0): no error")
+    except smp.SmpError as e:
+        log(f"clip_master_grads(-1.0): {e}")
+        if "\n" in str(e) or "max_norm" not in str(e):
+            fails.append(f"clip_master_grads(-1.0): message {str(e)!r}")
     if not all(math.isfinite(v) for v in losses):
         fails.append(f"training after the bad arguments: losses {losses}")
     return fails
@@ -558,6 +606,8 @@ def main():
             fails = case_growth(log)
         elif mode == "bad-args":
             fails = case_bad_args(log)
+        elif mode == "clip":
+            fails = case_clip(log)
         elif mode in ("fp16", "fp16-sharded"):
             fails = case_fp16(mode, log)
         elif mode in ("checkpoint", "checkpoint-sharded"):
