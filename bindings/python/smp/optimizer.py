@@ -91,6 +91,12 @@ class DistributedOptimizer:
         """The scale model.backward multiplies the loss by (1.0: none)."""
         return self.scaler.loss_scale
 
+    @property
+    def loss_scaler(self):
+        """The scaler (smp.loss_scaler.LossScaler or DynamicLossScaler), as
+        Megatron's FP16_Optimizer names it."""
+        return self.scaler
+
     def _retarget(self, model):
         """Once partitioned: this stage's parameters only (collective with
         shard_optimizer_state: the sharded optimizer is built here)."""
