@@ -43,7 +43,7 @@ def rank_main(args):
     from stock_gpt import StockGPT
 
     torch.set_num_threads(1)
-    smp.init({"microbatches": args.microbatches, "pipeline": "interleaved",
+    smp.init({"microbatches": args.microbatches, "pipeline": args.pipeline,
               "offload_activations": args.mode == "offload",
               "activation_loading_horizon": args.horizon})
     cuda = torch.cuda.is_available()
@@ -128,7 +128,7 @@ def driver(args):
                    "-x", "PYTHONPATH", "-x", "LD_LIBRARY_PATH", "-x", "OMP_NUM_THREADS=1",
                    sys.executable, os.path.abspath(__file__), "--rank", "--mode", mode]
             for k in ("layers", "hidden", "heads", "seq", "vocab", "batch", "microbatches",
-                      "steps", "warmup", "horizon"):
+                      "steps", "warmup", "horizon", "pipeline"):
                 cmd += [f"--{k}", str(getattr(args, k))]
             env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1",
                        OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
@@ -144,7 +144,8 @@ def driver(args):
     where = "GPU" if any(r and r["cuda"] for _, _, r in rows) else "CPU"
     mem = "peak allocated MB" if where == "GPU" else "peak RSS growth MB"
     print(f"\nStockGPT layers={args.layers} d={args.hidden} heads={args.heads} seq={args.seq} "
-          f"vocab={args.vocab} batch={args.batch} microbatches={args.microbatches}, "
+          f"vocab={args.vocab} batch={args.batch} microbatches={args.microbatches} "
+          f"pipeline={args.pipeline}, "
           f"dropout 0.1, {where}; median of {args.steps} steps after {args.warmup}\n")
     print(f"| pp x tp x rdp | checkpointing | step time (s) | vs off | {mem} (max rank) | "
           "rank-0 activation MB held for backward (peak) |")
@@ -177,6 +178,9 @@ def main():
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--microbatches", type=int, default=4)
     p.add_argument("--horizon", type=int, default=1)
+    p.add_argument("--pipeline", default="interleaved", choices=["interleaved", "simple"],
+                   help="the schedule ('interleaved' at pp 1 runs each backward right after "
+                        "its forward: nothing to offload)")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     args = p.parse_args()
