@@ -51,6 +51,11 @@ smp_status_t smp_wait(smp_request_t request) {
     smp::capi::require(request != nullptr, "smp_wait: request is NULL");
     std::unique_ptr<smp_request> owned(request);  // freed also on failure
     smp::pipeline::timeline::Scope scope("wait", owned->event);
+    // A request posted inside a labelled call (the deferred sends of
+    // smp_exchange_tensors_deferred) names it while it is waited for.
+    smp::comm::CallScope call([&] {
+      return owned->call.empty() ? std::string() : "smp_wait(request of " + owned->call + ")";
+    });
     owned->req->wait();
   });
 }

@@ -214,7 +214,7 @@ smp_status_t smp_exchange_tensors_deferred(const smp_tensor_transfer_t *sends, s
       event.bytes = bytes;
       event.group = smp::topo::group_name(to_group(group));
     }
-    *sends_done = new smp_request{std::move(pending), event};
+    *sends_done = new smp_request{std::move(pending), event, smp::comm::CallScope::current()};
   });
 }
 

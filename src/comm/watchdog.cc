@@ -203,6 +203,7 @@ void CallScope::leave() {
 }
 
 std::string CallScope::current() {
+  if (!watching()) return "";
   Slot *s = my_slot();
   std::lock_guard<std::mutex> lock(s->call_mu);
   return s->call;

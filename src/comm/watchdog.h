@@ -121,11 +121,12 @@ class CallScope {
   CallScope(const CallScope &) = delete;
   CallScope &operator=(const CallScope &) = delete;
 
-  // This thread's current user call, "" outside one (for tests).
+  // This thread's current user call, "" outside one or while no watchdog
+  // runs: a request keeps its posting call's, for the smp_wait that ends it.
   static std::string current();
+  static bool watching();
 
  private:
-  static bool watching();
   void enter(std::string label);
   void leave();
   struct Slot *slot_ = nullptr;  // null when not watching

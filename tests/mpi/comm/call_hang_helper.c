@@ -7,6 +7,9 @@
  *   ckpt-load DIR   every rank saves one under DIR, then the others load it
  *   recv-tensor     the others smp_recv_tensor(peer last, WORLD, tag 5)
  *   exchange        the others exchange a tensor each way with the last
+ *   exchange-deferred  the others send the last 1 MiB (too large to go
+ *                   before it is received) with smp_exchange_tensors_deferred
+ *                   and smp_wait the sends
  *   never-join      the others smp_allreduce on WORLD
  *   iallreduce-group  the others smp_iallreduce on WORLD, the last on
  *                   TP_GROUP (SMP_CHECK does not catch it: call_checker.h) */
@@ -20,17 +23,19 @@
 
 static float g_data[4];
 static int64_t g_shape[1] = {4};
+static float g_big[1 << 18];
+static int64_t g_big_shape[1] = {1 << 18};
 
-static DLManagedTensor *host_tensor(void) {
+static DLManagedTensor *host_tensor(int big) {
   static DLManagedTensor m;
   memset(&m, 0, sizeof m);
-  m.dl_tensor.data = g_data;
+  m.dl_tensor.data = big ? g_big : g_data;
   m.dl_tensor.device.device_type = kDLCPU;
   m.dl_tensor.ndim = 1;
   m.dl_tensor.dtype.code = kDLFloat;
   m.dl_tensor.dtype.bits = 32;
   m.dl_tensor.dtype.lanes = 1;
-  m.dl_tensor.shape = g_shape;
+  m.dl_tensor.shape = big ? g_big_shape : g_shape;
   return &m;
 }
 
@@ -70,8 +75,15 @@ int main(int argc, char **argv) {
     if ((st = smp_recv_tensor(&got, last, SMP_WORLD, 5)) != SMP_SUCCESS) return fail(mode, st);
   } else if (strcmp(mode, "exchange") == 0) {
     if (odd) sleep(600); /* never joins */
-    smp_tensor_transfer_t send = {last, 7, host_tensor()}, recv = {last, 7, NULL};
+    smp_tensor_transfer_t send = {last, 7, host_tensor(0)}, recv = {last, 7, NULL};
     if ((st = smp_exchange_tensors(&send, 1, &recv, 1, SMP_WORLD)) != SMP_SUCCESS) return fail(mode, st);
+  } else if (strcmp(mode, "exchange-deferred") == 0) {
+    if (odd) sleep(600); /* never receives */
+    smp_tensor_transfer_t send = {last, 9, host_tensor(1)};
+    smp_request_t sends_done = NULL;
+    st = smp_exchange_tensors_deferred(&send, 1, NULL, 0, SMP_WORLD, &sends_done);
+    if (st != SMP_SUCCESS) return fail(mode, st);
+    if ((st = smp_wait(sends_done)) != SMP_SUCCESS) return fail(mode, st);
   } else if (strcmp(mode, "never-join") == 0) {
     if (odd) sleep(600);
     st = smp_allreduce(g_data, g_data, 4, SMP_FLOAT32, SMP_SUM, SMP_WORLD, NULL);
