@@ -1,6 +1,7 @@
 // The C API of the sharded optimizer (smp.h, "Sharded optimizer"): argument
 // checks and enum conversions here, the work in smp::optim::ShardedOptimizer.
 #include <cmath>
+#include <cstdio>
 #include <cstddef>
 #include <memory>
 #include <mutex>
@@ -165,6 +166,9 @@ smp_status_t smp_optimizer_create(const smp_optimizer_config_t *config,
     smp::pipeline::timeline::Args event;
     event.group = group->group_name();
     smp::pipeline::timeline::Scope scope("optimizer_create", event);  // collective checks, layout
+    smp::comm::CallScope call([&] {
+      return "smp_optimizer_create(" + std::to_string(count) + " tensors, " + group->group_name() + ")";
+    });
     auto h = std::make_unique<smp_optimizer>();
     h->context = &ctx;
     h->group_name = group->group_name();
@@ -194,6 +198,11 @@ smp_status_t smp_optimizer_step(smp_optimizer_t optimizer, double grad_scale, in
     require(std::isfinite(grad_scale) && grad_scale > 0,
             "smp_optimizer_step: grad_scale must be finite and > 0 (1.0 = no scaling)");
     smp::pipeline::timeline::Scope scope("optimizer_step", event_args(*optimizer));
+    smp::comm::CallScope call([&] {
+      char scale[32];
+      std::snprintf(scale, sizeof scale, "%g", grad_scale);
+      return "smp_optimizer_step(grad_scale " + std::string(scale) + ", " + optimizer->group_name + ")";
+    });
     const smp::optim::StepResult r = o.step(grad_scale);
     if (skipped) *skipped = r.skipped ? 1 : 0;
     if (grad_norm) *grad_norm = r.grad_norm;
@@ -210,6 +219,7 @@ smp_status_t smp_optimizer_gather_params(smp_optimizer_t optimizer) {
   return guarded([&](smp::comm::Context &ctx) {
     auto &o = live(optimizer, ctx, "smp_optimizer_gather_params");
     smp::pipeline::timeline::Scope scope("optimizer_gather_params", event_args(*optimizer));
+    smp::comm::CallScope call([&] { return std::string("smp_optimizer_gather_params(") + optimizer->group_name + ")"; });
     o.gather_params();
   });
 }

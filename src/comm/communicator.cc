@@ -288,12 +288,15 @@ RequestPtr Communicator::irecv(void *buf, size_t count, DType dtype, int peer, i
                                           op_info("irecv (wait)", group_, peer, -1, tag, count));
 }
 
+// Non-blocking collectives run on the group's worker thread: they take the
+// user's call that issued them (CallScope) along, for the watchdog's line.
 RequestPtr Communicator::iallreduce(const void *sendbuf, void *recvbuf, size_t count, DType dtype,
                                     ReduceOp op, void *stream) {
   const char *what = "iallreduce";
   check_allreduce(what, sendbuf, recvbuf, count, dtype, op);
   Backend &b = backend_for(what, sendbuf, recvbuf, true);
-  return worker().submit([=, &b] {
+  return worker().submit([=, &b, call = CallScope::current()] {
+    CallScope user([&] { return call; });
     OpScope scope(op_info(what, group_, -1, -1, -1, count));
     if (settings_.check)
       verify(b, desc(CollKind::Iallreduce, static_cast<int>(dtype), static_cast<int>(op), count, -1));
@@ -306,7 +309,8 @@ RequestPtr Communicator::ireduce_scatter(const void *sendbuf, void *recvbuf, siz
   const char *what = "ireduce_scatter";
   check_reduce_scatter(what, sendbuf, recvbuf, recvcount, dtype, op);
   Backend &b = backend_for(what, sendbuf, recvbuf, true);
-  return worker().submit([=, &b] {
+  return worker().submit([=, &b, call = CallScope::current()] {
+    CallScope user([&] { return call; });
     OpScope scope(op_info(what, group_, -1, -1, -1, recvcount));
     if (settings_.check)
       verify(b, desc(CollKind::IreduceScatter, static_cast<int>(dtype), static_cast<int>(op), recvcount, -1));
@@ -319,7 +323,8 @@ RequestPtr Communicator::iallgather(const void *sendbuf, void *recvbuf, size_t s
   const char *what = "iallgather";
   check_allgather(what, sendbuf, recvbuf, sendcount, dtype);
   Backend &b = backend_for(what, sendbuf, recvbuf, true);
-  return worker().submit([=, &b] {
+  return worker().submit([=, &b, call = CallScope::current()] {
+    CallScope user([&] { return call; });
     OpScope scope(op_info(what, group_, -1, -1, -1, sendcount));
     if (settings_.check) verify(b, desc(CollKind::Iallgather, static_cast<int>(dtype), -1, sendcount, -1));
     b.allgather(sendbuf, recvbuf, sendcount, dtype, stream);

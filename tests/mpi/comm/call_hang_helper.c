@@ -10,6 +10,8 @@
  *   exchange-deferred  the others send the last 1 MiB (too large to go
  *                   before it is received) with smp_exchange_tensors_deferred
  *                   and smp_wait the sends
+ *   optimizer-step  every rank creates a sharded optimizer (DP_GROUP),
+ *                   the others step it
  *   never-join      the others smp_allreduce on WORLD
  *   iallreduce-group  the others smp_iallreduce on WORLD, the last on
  *                   TP_GROUP (SMP_CHECK does not catch it: call_checker.h) */
@@ -84,6 +86,14 @@ int main(int argc, char **argv) {
     st = smp_exchange_tensors_deferred(&send, 1, NULL, 0, SMP_WORLD, &sends_done);
     if (st != SMP_SUCCESS) return fail(mode, st);
     if ((st = smp_wait(sends_done)) != SMP_SUCCESS) return fail(mode, st);
+  } else if (strcmp(mode, "optimizer-step") == 0) {
+    smp_optimizer_config_t cfg = SMP_OPTIMIZER_CONFIG_INIT;
+    smp_optimizer_tensor_t t = {"w", 1 << 12, SMP_FLOAT32, g_big, g_big + (1 << 12), 0};
+    smp_optimizer_t opt = NULL;
+    if ((st = smp_optimizer_create(&cfg, &t, 1, &opt)) != SMP_SUCCESS) return fail("smp_optimizer_create", st);
+    if (odd) sleep(600); /* never steps */
+    if ((st = smp_optimizer_step(opt, 1.0, NULL, NULL)) != SMP_SUCCESS) return fail(mode, st);
+    smp_optimizer_destroy(opt);
   } else if (strcmp(mode, "never-join") == 0) {
     if (odd) sleep(600);
     st = smp_allreduce(g_data, g_data, 4, SMP_FLOAT32, SMP_SUM, SMP_WORLD, NULL);

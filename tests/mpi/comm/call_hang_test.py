@@ -39,6 +39,10 @@ def expected(mode, d):
         "recv-tensor": rf"^smp: rank {{r}}: smp_recv_tensor\(peer {LAST}, WORLD, tag 5\): {op} .*; {peer}",
         "exchange": rf"^smp: rank {{r}}: smp_exchange_tensors\(1 send \(peer {LAST}\); 1 receive \(peer {LAST}\); "
                     rf"WORLD\): {op} .*; {peer}",
+        # A non-blocking collective inside the call, on the group's worker
+        # thread, names it too.
+        "optimizer-step": rf"^smp: rank {{r}}: smp_optimizer_step\(grad_scale 1, DP_GROUP\): "
+                          rf"{op.replace('WORLD', 'DP_GROUP')} .*; {absent}",
         # The sends' smp_wait names the call that posted them.
         "exchange-deferred": rf"^smp: rank {{r}}: smp_wait\(request of smp_exchange_tensors_deferred\(1 send "
                              rf"\(peer {LAST}\); no receives; WORLD\)\): isend \(wait\) on WORLD .*; {peer}",
