@@ -38,12 +38,16 @@ type anywhere in its subtree. Unregistered modules built inside the
 context (LayerNorm, Dropout, containers) stay replicated.
 
 Hooks the twin carried (register_forward_hook etc.) do not move to the
-distributed module; attributes named _smp_* (pins of smp.partition and the
-like) do, module by module under the same names.
+distributed module; smp's own state does, module by module under the same
+names: attributes named _smp_* (pins of smp.partition, activation
+checkpointing marks) and an instance forward that
+smp.set_activation_checkpointing bound to the twin (bound again to the
+distributed module, whose own forward then runs inside).
 """
 
 import collections
 import sys
+import types
 
 import torch
 import torch.nn as nn
@@ -328,13 +332,23 @@ def _wrap_forward(dist, forward_hook, return_hook):
 
 
 def _carry_attributes(twin, dist):
-    """smp's own per-module attributes (_smp_*: partition pins, ...) from
-    each twin module to the distributed module of the same name."""
+    """smp's own per-module state from each twin module to the distributed
+    module of the same name: attributes named _smp_* (partition pins,
+    activation checkpointing marks, ...), and an instance forward that
+    such a feature bound to the twin (smp.set_activation_checkpointing),
+    bound again to the distributed module with that module's own forward
+    inside."""
     theirs = dict(twin.named_modules())
     for name, m in dist.named_modules():
         t = theirs.get(name)
         if t is None or t is m:
             continue
-        for k, v in t.__dict__.items():
-            if k.startswith("_smp_") and k not in (_MARK, _ARGS) and k not in m.__dict__:
-                m.__dict__[k] = v
+        td, md = t.__dict__, m.__dict__
+        for k, v in td.items():
+            if k.startswith("_smp_") and k not in (_MARK, _ARGS, "_smp_inner") and k not in md:
+                md[k] = v
+        f = td.get("forward")
+        if isinstance(f, types.MethodType) and f.__self__ is t:
+            if "forward" in md:
+                md["_smp_inner"] = md["forward"]
+            md["forward"] = types.MethodType(f.__func__, m)

@@ -23,6 +23,8 @@ nothing):
                   nn.TransformerEncoder (6 layers, post-norm, seq-first,
                   causal src_mask, gelu, dropout 0), LayerNorm, a Linear
                   head over the vocabulary
+  tp_lm_ckpt      tp_lm with its encoder layers checkpointed
+                  (smp.set_activation_checkpointing before the swap)
   tp_tied         the frontend's "tied": an embedding tied to the output
                   Linear (split by vocabulary on both), Linear blocks
 
@@ -71,11 +73,30 @@ def in_tp(build):
     return b
 
 
+def with_checkpointing(build):
+    """build(seed), its encoder layers under smp.set_activation_checkpointing
+    (set before DistributedModel swaps them: the marks move to smp.nn's
+    layers) the first time in a process (the module smp trains); plain after
+    (the references)."""
+    first = [True]
+
+    def b(seed):
+        import smp
+        m = build(seed)
+        if first[0]:
+            first[0] = False
+            smp.set_activation_checkpointing(m.encoder.layers)
+        return m
+    return b
+
+
 TP_FAMILIES = {
     "tp_transformer": families.Family(in_tp(families.FAMILIES["transformer"].build),
                                       families.seq_cls_batch, families.cross_entropy),
     "tp_lm": families.Family(in_tp(families._built(TPLM)), families.tied_batch,
                              families.lm_loss),
+    "tp_lm_ckpt": families.Family(with_checkpointing(in_tp(families._built(TPLM))),
+                                  families.tied_batch, families.lm_loss),
     "tp_tied": families.Family(in_tp(families.FAMILIES["tied"].build), families.tied_batch,
                                families.lm_loss),
 }
