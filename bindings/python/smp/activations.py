@@ -225,6 +225,11 @@ def _forward(self, *args, **kwargs):
     return _inner(self)(*args, **kwargs)
 
 
+# Pickled, a bound method is getattr(its object, its name): unpickled, a
+# marked module gets its class's forward back (and is no longer marked).
+_forward.__name__ = "forward"
+
+
 def _run_group(child, group, args, kwargs):
     """Children [first, end) of the Sequential whose first child is
     `child`, as one region (on the stage they live on)."""
