@@ -73,7 +73,9 @@ def _value(x):
 
 # ---- shards shared between modules (tied parameters) while swapping ----
 
-_ties = [None]  # {id(full parameter): (full, dim, parts, shard, owner)} during a swap
+# During a swap: {"shards": {id(full parameter): (full, dim, parts, shard,
+# owner)}, "rows": ids of full parameters to split by rows}.
+_ties = [None]
 
 
 class tied_shards:
