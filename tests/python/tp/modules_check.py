@@ -544,6 +544,41 @@ def swap_cases():
     expect_true("swap enabled=False", "a module built with enabled=False stays",
                 type(swap_tensor_parallel(keep)) is nn.Linear)
 
+    # tp_config reaches from_module: DistributedLinear's split.
+    with torch.random.fork_rng(devices=[]), smp.tensor_parallelism(split="output"):
+        torch.manual_seed(68)
+        lin = nn.Sequential(nn.Linear(12, 6))
+    ref = copy.deepcopy(lin)
+    out = swap_tensor_parallel(lin)
+    expect_true("tp_config", "split='output' reached DistributedLinear",
+                getattr(out[0], "split", None) == "output")
+    compare_pair("tp_config split=output", ref, out, [randn(3, 12, seed=66)], lambda m, x: m(x))
+    with smp.tensor_parallelism(bogus=1):
+        m = nn.Sequential(nn.Identity(), nn.MultiheadAttention(12, 6))
+    expect_error("unknown tp_config", lambda: swap_tensor_parallel(m), "'1'", "bogus")
+
+    # A user's registration with from_module (a subclass's twin).
+    class Scaled(nn.Linear):
+        pass
+
+    class DistScaled(smp.nn.DistributedLinear):
+        @classmethod
+        def from_module(cls, twin, **cfg):
+            m = super().from_module(twin, split="output", **cfg)
+            m.user_built = True
+            return m
+
+    smp.tp_register_with_module(Scaled, DistScaled)
+    with torch.random.fork_rng(devices=[]), smp.tensor_parallelism():
+        torch.manual_seed(69)
+        sm = nn.Sequential(Scaled(12, 6))
+    ref = copy.deepcopy(sm)
+    out = swap_tensor_parallel(sm)
+    expect_true("tp_register_with_module (from_module)", "the user's from_module built it",
+                type(out[0]) is DistScaled and getattr(out[0], "user_built", False))
+    compare_pair("tp_register_with_module (from_module)", ref, out, [randn(3, 12, seed=67)],
+                 lambda m, x: m(x))
+
     # A user's registration without from_module: recorded arguments, hooks.
     case = "tp_register_with_module(Gate, DistGate, hooks)"
     smp.tp_register_with_module(
