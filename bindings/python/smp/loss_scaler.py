@@ -16,10 +16,14 @@ step. The dynamic scaler then shrinks the scale, and grows it after
 scale_window steps without overflow (apex / DeepSpeed's DynamicLossScaler,
 hysteresis included).
 
-fp16 on the CPU: torch before 2.x has no float16 CPU kernels for matmul,
-softmax or most activations, so fp16 with a CPU model is refused when
-DistributedModel is built (bf16 computes on the CPU; a CUDA model may use
-either).
+The dynamic scale never goes below min_scale; at min_scale overflowing
+steps keep being skipped (apex's behaviour; DeepSpeed raises instead).
+Inputs are the user's to cast (x.to(torch.bfloat16)), as with any module.
+
+fp16 on the CPU: torch 1.13 has no float16 CPU kernels for matmul,
+softmax or most activations, so where a probe finds them missing fp16 with
+a CPU model is refused (SmpError UNSUPPORTED) when DistributedModel is
+built; bf16 computes on the CPU, and a CUDA model may use either.
 """
 
 import math
