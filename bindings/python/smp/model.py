@@ -25,7 +25,7 @@ from . import partitioning as _partition
 from .delayed_init import end_until_wrapped, is_unallocated, materialize, zeros_while_running
 from .grad_sync import GradSync
 from .pytree import map_tensors
-from .remote import resolve
+from .remote import resolve, resolve_function_inputs
 from .server import Server
 from .tensor_parallel import shard_dim
 
@@ -302,6 +302,8 @@ class DistributedModel(torch.nn.Module):
             forwards[name] = m.forward
             m.forward = self._router(name, m.forward)
         self._server = Server(forwards, self._device)
+        if smp.pp_size() > 1:
+            resolve_function_inputs()
         for opt in self._optimizers:
             opt._retarget(self)
         if not self._sharded:

@@ -119,6 +119,26 @@ def resolve(obj):
     return obj
 
 
+_FUNCTION_APPLY = torch._C._FunctionBase.__dict__["apply"]
+
+
+def _apply_resolved(cls, *args, **kwargs):
+    # A custom autograd.Function does not go through __torch_function__: a
+    # remote tensor handed to it would enter its forward as a placeholder
+    # and its backward would end there, cutting the gradient to the stage
+    # that owns the value. Its value goes in instead.
+    if any(isinstance(a, RemoteTensor) for a in args):
+        args = tuple(a.smp_value() if isinstance(a, RemoteTensor) else a for a in args)
+    return _FUNCTION_APPLY.__get__(None, cls)(*args, **kwargs)
+
+
+def resolve_function_inputs():
+    """Makes every torch.autograd.Function.apply take remote tensors'
+    values (installed once, when a model spans several stages)."""
+    if not isinstance(torch.autograd.Function.__dict__.get("apply"), classmethod):
+        torch.autograd.Function.apply = classmethod(_apply_resolved)
+
+
 class RemoteCall(torch.autograd.Function):
     """A call answered with its outputs (or a fetch of an earlier call's).
     Inputs: the server, the record, what to send (kind, meta, tensors), an

@@ -15,9 +15,11 @@ every module pinned with smp.partition so that the stages are known):
    fails on every rank with an SmpError naming the module; the next steps
    run (the call now waits) and equal one process's;
 4. a remote tensor kept (never fetched) from an earlier step and used:
-   an SmpError on every rank, not another call's data.
+   an SmpError on every rank, not another call's data;
+5. a remote tensor handed to a user's torch.autograd.Function (which
+   bypasses __torch_function__): the gradient still flows to its stage.
 
-    mpirun -np 3 python3 remote_calls_check.py chain|skip|flip
+    mpirun -np 3 python3 remote_calls_check.py chain|skip|flip|function
 """
 import os
 import sys
@@ -113,6 +115,40 @@ class Flipping(nn.Module):
         return self.head(torch.tanh(y))
 
 
+class _Double(torch.autograd.Function):
+    """A user's autograd.Function (not a torch op: no __torch_function__)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 2
+
+
+class Doubler(nn.Module):
+    def forward(self, x):
+        return _Double.apply(x)
+
+
+class FunctionOnRemote(nn.Module):
+    """A remote tensor handed to a user's autograd.Function on the caller's
+    stage: the gradient must still reach the stage that made it."""
+
+    def __init__(self, pp):
+        super().__init__()
+        with smp.partition(0):
+            self.a = nn.Linear(6, 8)
+            self.twice = Doubler()
+            self.head = nn.Linear(8, 3)
+        with smp.partition(pp - 1):
+            self.b = nn.Linear(8, 8)
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.twice(self.b(torch.tanh(self.a(x))))))
+
+
 @smp.step
 def train_step(model, x, y):
     loss = nn.functional.cross_entropy(model(x), y)
@@ -190,6 +226,8 @@ def main():
               error is not None and "earlier smp.step" in error)
     elif case == "skip":
         run("skip", Skip, 3)
+    elif case == "function":
+        run("autograd.Function on a remote tensor", FunctionOnRemote, 3)
     else:
         _, failed_at, _ = run("structure change", Flipping, 4, flip_at=2)
         if ASYNC:
