@@ -141,9 +141,15 @@ class DistributedModel(torch.nn.Module):
 
     def state_dict(self, *args, **kwargs):
         """The whole model under the original names, on every rank
-        (collective over PP_GROUP once partitioned)."""
+        (collective over PP_GROUP once partitioned; over TP_GROUP before)."""
         if self._entries is None:
-            return self.module.state_dict(*args, **kwargs)
+            out = self.module.state_dict(*args, **kwargs)
+            if smp.tp_size() > 1 and not args and not kwargs:  # gather the TP shards
+                for k, t in self.module.state_dict(keep_vars=True).items():
+                    spec = getattr(t, "shard_spec", None)
+                    if spec is not None and not t.is_meta:
+                        out[k] = _gather_tp(t.detach(), spec)
+            return out
         local = self.module.state_dict(keep_vars=True)
         me = smp.pp_rank()
         out = collections.OrderedDict()
@@ -172,6 +178,13 @@ class DistributedModel(torch.nn.Module):
     def load_state_dict(self, state_dict, strict=True):
         """A full state_dict (original names); each rank takes its own tensors."""
         if self._entries is None:
+            if smp.tp_size() > 1:  # this rank's TP shard of the full tensors
+                mine = self.module.state_dict(keep_vars=True)
+                state_dict = collections.OrderedDict(
+                    (k, shard_dim(v, mine[k].shard_spec[0], mine[k].shard_spec[1])
+                     if k in mine and getattr(mine[k], "shard_spec", None) is not None
+                     and tuple(v.shape) == tuple(mine[k].shard_spec[2]) else v)
+                    for k, v in state_dict.items())
             return self.module.load_state_dict(state_dict, strict)
         keys = set(self._entries)
         missing = sorted(keys - set(state_dict))

@@ -305,6 +305,15 @@ def distributed(args):
         if not swapped:
             log("FAIL --tp-modules: no module was swapped for its smp.nn twin")
             return 1
+        if not args.delayed_init:
+            # Before the first step: the full state_dict (gathered over TP) is
+            # the plain module's, and loads back.
+            before, plain = model.state_dict(), fam.build(args.seed).state_dict()
+            if list(before) != list(plain) or not all(torch.equal(before[k], plain[k])
+                                                      for k in plain):
+                log("FAIL state_dict() before the first step is not the plain module's")
+                return 1
+            model.load_state_dict(before)
     opt = smp.DistributedOptimizer(make_optimizer(args.optimizer, model.parameters()))
 
     @smp.step
