@@ -11,8 +11,9 @@ the layers for smp.nn's twins; --layouts 1x1x1,2x1x1 without it).
 runs one mpirun job per (layout, mode) and prints a markdown table: the
 median step time over --steps timed steps (after --warmup), and per rank
 (the largest over ranks) the peak memory: on a GPU torch's peak allocated
-bytes over the timed steps, on the CPU the process's peak RSS growth from
-after the warm-up steps' first one (allocator slack and all); and the
+bytes over the timed steps, on the CPU the process's peak RSS growth over
+all steps from before the first (partitioning, optimizer state and
+allocator slack included: the same in every mode); and the
 activation bytes rank 0 (the first stage) held for backward at their
 peak over one more step (smp.activations.SavedMemory: what autograd saved
 in the microbatch threads, checkpointed regions' inputs and
@@ -82,7 +83,9 @@ def rank_main(args):
 
     g = torch.Generator().manual_seed(smp.rdp_rank())
     times = []
-    rss0 = None
+    w = torch.nn.Linear(64, 64)  # torch's first operations allocate buffers of their own
+    w(torch.rand(8, 64)).sum().backward()
+    rss0 = rss_mb()  # the model and optimizer built, no step yet
     for s in range(args.warmup + args.steps + 1):
         ids = torch.randint(0, args.vocab, (args.batch, args.seq + 1), generator=g)
         if cuda:
@@ -103,8 +106,6 @@ def rank_main(args):
             torch.cuda.synchronize(dev)
         smp.barrier()
         dt = time.perf_counter() - t0
-        if s == 0:
-            rss0 = rss_mb()  # after the first step: partitioning, buffers, optimizer state
         if args.warmup <= s < args.warmup + args.steps:
             times.append(dt)
     peak = (torch.cuda.max_memory_allocated(dev) / 2**20) if cuda else (rss_mb() - rss0)
