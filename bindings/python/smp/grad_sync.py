@@ -50,7 +50,9 @@ class GradSync:
             for p in self.params:
                 # The AccumulateGrad node of p (Horovod's way to hook after
                 # accumulation); kept, or autograd would make a new one.
-                acc = p.expand_as(p).grad_fn.next_functions[0][0]
+                # (Grad mode on: the first step may run under no_grad.)
+                with torch.enable_grad():
+                    acc = p.expand_as(p).grad_fn.next_functions[0][0]
                 acc.register_hook(self._hook(p))
                 self._accumulators.append(acc)
 
