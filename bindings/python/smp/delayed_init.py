@@ -47,8 +47,6 @@ _OVERWRITES = {
 # Full aliases: the same values under another Python object.
 _ALIASES = {"detach", "detach_"}
 
-_active = []  # the Record being built, innermost last
-
 
 def _name(func):
     return getattr(func, "__name__", "")
@@ -309,7 +307,6 @@ def delay_param_initialization(enabled=True):
             patched.append((owner, fname, original))
             setattr(owner, fname,
                     lambda *a, _f=original: record.call_rng(_f, a))
-    _active.append(record)
     ok = False
     try:
         with _Mode(record):
@@ -319,12 +316,10 @@ def delay_param_initialization(enabled=True):
         torch.nn.Parameter.__new__ = original_new
         for owner, fname, original in patched:
             setattr(owner, fname, original)
-        _active.pop()
         _records.append(record)
         if ok:
             # Leave the random generators where an eager build leaves them.
             record.replay()
-            record.end_rng = torch.get_rng_state()
 
 
 _records = []
