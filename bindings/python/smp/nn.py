@@ -61,16 +61,6 @@ def _tp():
     return smp.tp_size(), smp.tp_rank()
 
 
-def _value(x):
-    """x itself, or the value of a pipeline placeholder (smp.remote's
-    RemoteTensor, an output still on another stage). A placeholder fetches
-    itself inside any torch function, but inside an autograd.Function's
-    forward (copy_to_tp and the like) that would cut the gradient's path to
-    the other stage: fetch it here, where autograd records it."""
-    from .remote import RemoteTensor
-    return x.smp_value() if isinstance(x, RemoteTensor) else x
-
-
 # ---- shards shared between modules (tied parameters) while swapping ----
 
 # During a swap: {"shards": {id(full parameter): (full, dim, parts, shard,
@@ -188,7 +178,7 @@ class _ColumnLinear(nn.Module):
             self.register_parameter("bias", None)
 
     def forward(self, x):
-        return F.linear(copy_to_tp(_value(x)), self.weight, self.bias)
+        return F.linear(copy_to_tp(x), self.weight, self.bias)
 
 
 class _RowLinear(nn.Module):
@@ -202,7 +192,7 @@ class _RowLinear(nn.Module):
         self.register_parameter("bias", twin.bias)
 
     def forward(self, x):
-        y = reduce_from_tp(F.linear(_value(x), self.weight))
+        y = reduce_from_tp(F.linear(x, self.weight))
         return y + self.bias if self.bias is not None else y
 
 
@@ -254,7 +244,6 @@ class DistributedLinear(_FromModule, nn.Module):
                 "bias", _shard(twin.bias, 0, 1, owner) if twin.bias is not None else None)
 
     def forward(self, input):
-        input = _value(input)
         if self.split == "input":
             x = copy_to_tp(input).narrow(-1, self._start, self._width)
             y = reduce_from_tp(F.linear(x, self.weight))
@@ -308,7 +297,6 @@ class DistributedEmbedding(_FromModule, nn.Module):
         self.weight = _shard(twin.weight, 0, 1, f"a {type(self).__name__}")
 
     def forward(self, input):
-        input = _value(input)
         outside = (input < self.vocab_start) | (input >= self.vocab_end)
         local = (input - self.vocab_start).masked_fill(outside, 0)
         pad = self.padding_idx
@@ -399,8 +387,6 @@ class DistributedMultiheadAttention(_FromModule, nn.Module):
 
     def forward(self, query, key, value, key_padding_mask=None, need_weights=True,
                 attn_mask=None, average_attn_weights=True):
-        query, key, value = _distinct(_value, query, key, value)
-        key_padding_mask, attn_mask = _value(key_padding_mask), _value(attn_mask)
         is_batched = query.dim() == 3
         if is_batched and self.batch_first:
             query, key, value = _distinct(lambda t: t.transpose(1, 0), query, key, value)
@@ -652,7 +638,7 @@ class DistributedTransformerLMHead(nn.Module):
             self.register_parameter("bias", None)
 
     def forward(self, hidden, targets=None, reduction="mean", ignore_index=-100):
-        logits = F.linear(copy_to_tp(_value(hidden)), self.weight, self.bias)
+        logits = F.linear(copy_to_tp(hidden), self.weight, self.bias)
         if targets is None:
             return gather_from_tp(logits, -1)
         if reduction not in ("none", "sum", "mean"):

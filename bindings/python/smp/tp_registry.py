@@ -297,8 +297,7 @@ def _build(twin, reg, qual, cfg):
     except Exception as e:  # noqa: BLE001 - the user's class or hooks failed
         raise SmpError(_INVALID, f"{where}: building {dist_cls.__name__} failed: "
                                  f"{type(e).__name__}: {e}") from None
-    if reg.forward_hook is not None or reg.return_hook is not None or \
-            type(dist).__module__ != dnn.__name__:
+    if reg.forward_hook is not None or reg.return_hook is not None:
         _wrap_forward(dist, reg.forward_hook, reg.return_hook)
     _carry_attributes(twin, dist)
     return dist
@@ -315,14 +314,11 @@ def _load_full(dist, full):
 
 
 def _wrap_forward(dist, forward_hook, return_hook):
-    # A user's class gets its inputs fetched from other pipeline stages
-    # first (see smp.nn._value: its own autograd Functions would cut the
-    # gradient's path); smp.nn's classes do that themselves.
-    from .remote import resolve
+    # (Inputs still on another pipeline stage need no care here: smp.remote
+    # makes every autograd.Function take their values.)
     inner = dist.forward
 
     def forward(*args, **kwargs):
-        args, kwargs = resolve(args), resolve(kwargs)
         if forward_hook is not None:
             args, kwargs = forward_hook(*args, **kwargs)
         out = inner(*args, **kwargs)
