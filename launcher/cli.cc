@@ -51,7 +51,10 @@ Command parse_command_line(const std::vector<std::string> &args) {
       "PROGRAM [ARGS...] follows the options (after -- if its name starts with -).\n"
       "Every rank gets SMP_RANK SMP_SIZE SMP_LOCAL_RANK SMP_LOCAL_SIZE SMP_{PP,TP,RDP,DP,MP}_{RANK,SIZE}\n"
       "SMP_PLACEMENT SMP_DEVICE (SMP_TIMEOUT SMP_CHECK SMP_TIMELINE when given) and RANK WORLD_SIZE\n"
-      "LOCAL_RANK LOCAL_WORLD_SIZE. Exit status: 0 if every rank exited 0, else the failing rank's;\n"
+      "LOCAL_RANK LOCAL_WORLD_SIZE MASTER_ADDR MASTER_PORT (the host of rank 0 and a port free there, unless\n"
+      "already set). With -H/--hostfile, PATH LD_LIBRARY_PATH PYTHONPATH, every SMP_* variable set here and the\n"
+      "-x names are forwarded to every host, and every host is checked first (reachable by ssh, same smprun-rank,\n"
+      "same smp version, the program there). Exit status: 0 if every rank exited 0, else the failing rank's;\n"
       "2 for a usage error (nothing is launched).");
 
   auto *np = app.add_option("-n,--np", o.np, "ranks in all (default: GPUs on this host, else 1); also -np");
@@ -73,6 +76,14 @@ Command parse_command_line(const std::vector<std::string> &args) {
   app.add_option("--mpi-args", o.mpi_args, "extra mpirun arguments, split like a shell would");
   app.add_flag("--dry-run", o.dry_run, "print the rank table and the mpirun command; launch nothing");
   app.add_flag("--print-topology", o.print_topology, "print the rank table, then launch");
+  app.add_option("--iface", o.iface,
+                 "network interface for Open MPI's TCP and out-of-band traffic and NCCL's and gloo's sockets "
+                 "(NCCL_SOCKET_IFNAME, GLOO_SOCKET_IFNAME), e.g. eth0; lo for hosts on one machine");
+  app.add_flag("--oversubscribe", o.oversubscribe,
+               "allow more ranks than the slots of -H/--hostfile (or of the Slurm allocation)");
+  app.add_option("--launcher", o.launcher,
+                 "mpirun (default; hosts from -H/--hostfile, else the Slurm allocation, else this host) | srun "
+                 "(inside a Slurm allocation: srun starts the ranks)");
 
   const std::vector<std::string> rewritten = rewrite_np(args);
   std::vector<std::string> reversed(rewritten.rbegin(), rewritten.rend());  // CLI11's order
@@ -121,6 +132,12 @@ Command parse_command_line(const std::vector<std::string> &args) {
       throw UsageError("-x '" + x + "' is not NAME or NAME=VALUE with NAME made of letters, digits and _");
   }
   if (o.mpirun.empty()) throw UsageError("--mpirun needs the path of an mpirun");
+  if (o.launcher != "mpirun" && o.launcher != "srun")
+    throw UsageError("--launcher must be mpirun or srun (got '" + o.launcher + "')");
+  if (!o.iface.empty() && (o.iface.size() > 64 || o.iface.find_first_of(" \t\n,;'\"") != std::string::npos))
+    throw UsageError("--iface '" + o.iface + "' is not a network interface name (e.g. eth0, ib0, lo)");
+  if (o.launcher == "srun" && (hosts->count() > 0 || hostfile->count() > 0))
+    throw UsageError("--launcher srun takes its hosts from the Slurm allocation; drop -H/--hostfile");
   return cmd;
 }
 

@@ -32,6 +32,9 @@ struct Options {
   std::string mpi_args;  // split like a shell would
   bool dry_run = false;
   bool print_topology = false;
+  std::string iface;          // --iface: Open MPI's TCP/OOB and NCCL's socket interface
+  bool oversubscribe = false; // --oversubscribe: more ranks than the hosts' slots
+  std::string launcher = "mpirun";  // --launcher mpirun | srun
   std::vector<std::string> program;  // the program and its arguments
 };
 

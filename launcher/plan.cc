@@ -23,10 +23,14 @@ int positive(const std::string &text) {
 
 std::string short_name(const std::string &host) { return host.substr(0, host.find('.')); }
 
+}  // namespace
+
 bool is_this_host(const std::string &name, const std::string &hostname) {
   return name == "localhost" || name == "127.0.0.1" || name == hostname ||
          short_name(name) == short_name(hostname);
 }
+
+namespace {
 
 int core_count(const topo::Machine &m) {
   if (!m.cores.empty()) return static_cast<int>(m.cores.size());
@@ -79,13 +83,75 @@ std::vector<HostSlots> read_hostfile(const std::string &path) {
       const std::string key = word.substr(0, eq);
       const int v = eq == std::string::npos ? -1 : positive(word.substr(eq + 1));
       if (v < 1 || (key != "slots" && key != "max_slots" && key != "max-slots"))
-        throw UsageError("hostfile " + path + " line " + std::to_string(lineno) + ": '" + word +
-                         "' is not slots=N or max_slots=N");
+        throw UsageError("hostfile " + path + " line " + std::to_string(lineno) + " (host " + name + "): '" +
+                         word + "' is not slots=N or max_slots=N");
       if (key == "slots") h.slots = v;
     }
     out.push_back(h);
   }
   if (out.empty()) throw UsageError("hostfile '" + path + "' names no host; write one host per line");
+  return out;
+}
+
+std::vector<std::string> expand_nodelist(const std::string &nodelist) {
+  std::vector<std::string> out;
+  const std::string bad = "bad Slurm node list '" + nodelist + "'";
+  size_t pos = 0;
+  while (pos < nodelist.size()) {
+    // One item: a prefix, then optionally [ranges] and a suffix; items are
+    // separated by commas outside brackets.
+    size_t end = pos;
+    int depth = 0;
+    while (end < nodelist.size() && (depth > 0 || nodelist[end] != ',')) {
+      if (nodelist[end] == '[') ++depth;
+      if (nodelist[end] == ']') --depth;
+      if (depth < 0 || depth > 1) throw UsageError(bad);
+      ++end;
+    }
+    const std::string item = nodelist.substr(pos, end - pos);
+    pos = end + 1;
+    const size_t open = item.find('[');
+    if (item.empty() || depth != 0) throw UsageError(bad);
+    if (open == std::string::npos) {
+      out.push_back(item);
+      continue;
+    }
+    const size_t close = item.find(']', open);
+    const std::string prefix = item.substr(0, open), suffix = item.substr(close + 1);
+    std::stringstream ranges(item.substr(open + 1, close - open - 1));
+    std::string range;
+    while (std::getline(ranges, range, ',')) {
+      const size_t dash = range.find('-');
+      const std::string lo = range.substr(0, dash), hi = dash == std::string::npos ? lo : range.substr(dash + 1);
+      if (lo.empty() || hi.empty() || lo.find_first_not_of("0123456789") != std::string::npos ||
+          hi.find_first_not_of("0123456789") != std::string::npos || lo.size() > 9 || hi.size() > 9)
+        throw UsageError(bad);
+      const long a = std::stol(lo), b = std::stol(hi);
+      if (b < a || b - a > kMaxRanks) throw UsageError(bad);
+      for (long v = a; v <= b; ++v) {
+        std::string num = std::to_string(v);
+        if (num.size() < lo.size()) num.insert(0, lo.size() - num.size(), '0');  // n[01-03]
+        out.push_back(prefix + num + suffix);
+      }
+    }
+  }
+  if (out.empty()) throw UsageError(bad);
+  return out;
+}
+
+std::vector<HostSlots> slurm_hosts(const std::string &nodelist, const std::string &tasks_per_node) {
+  const std::vector<std::string> names = expand_nodelist(nodelist);
+  std::vector<int> slots;
+  try {
+    slots = parse_slurm_tasks_per_node(tasks_per_node);
+  } catch (const std::invalid_argument &e) {
+    throw UsageError(e.what());
+  }
+  if (slots.size() != names.size())
+    throw UsageError("Slurm's node list '" + nodelist + "' has " + std::to_string(names.size()) +
+                     " nodes but its tasks per node '" + tasks_per_node + "' " + std::to_string(slots.size()));
+  std::vector<HostSlots> out;
+  for (size_t i = 0; i < names.size(); ++i) out.push_back({names[i], slots[i]});
   return out;
 }
 
@@ -177,18 +243,31 @@ Plan make_plan(const Options &o, const std::vector<HostSlots> &hosts, const Host
   }
   const int np = plan.layout.size();
   const int cores = core_count(info.machine);
+  const bool srun = o.launcher == "srun";
 
-  // Where Open MPI puts each rank: every host's slots in turn; ranks beyond
-  // all slots (oversubscription) spread evenly, first hosts first.
+  // Where the launcher puts each rank: every host's slots in turn (Open
+  // MPI's --map-by slot, Slurm's block distribution); ranks beyond all slots
+  // (--oversubscribe) spread evenly, first hosts first.
   std::vector<std::string> host_of(static_cast<size_t>(np), info.hostname);
   bool oversubscribe = np > cores;
   if (!hosts.empty()) {
     std::vector<int> count;
     long total = 0;
+    std::string listed;
     for (const HostSlots &h : hosts) {
-      count.push_back(h.slots > 0 ? h.slots : cores);  // no slots=: Open MPI counts the host's cores
-      total += count.back();
+      int slots = h.slots;
+      if (slots < 1) {  // no slots=: Open MPI counts the host's cores
+        const auto it = info.host_cores.find(h.name);
+        slots = it != info.host_cores.end() ? it->second : cores;
+      }
+      count.push_back(slots);
+      total += slots;
+      if (listed.size() < 200) listed += (listed.empty() ? "" : ",") + h.name + ":" + std::to_string(slots);
     }
+    if (np > total && !o.oversubscribe)
+      throw UsageError(std::to_string(np) + " ranks but the hosts have " + std::to_string(total) + " slots (" +
+                       listed + (listed.size() >= 200 ? ",..." : "") +
+                       "); give fewer ranks, more slots, or --oversubscribe");
     oversubscribe = np > total;
     if (oversubscribe) {
       const long extra = np - total, n = static_cast<long>(hosts.size());
@@ -200,7 +279,11 @@ Plan make_plan(const Options &o, const std::vector<HostSlots> &hosts, const Host
       int local_here = 0;
       for (int k = 0; k < count[i] && r < np; ++k, ++r, ++local_here) host_of[static_cast<size_t>(r)] = hosts[i].name;
       if (is_this_host(hosts[i].name, info.hostname) && local_here > cores) oversubscribe = true;
-      if (!is_this_host(hosts[i].name, info.hostname) && local_here > 0) plan.other_hosts = true;
+      if (!is_this_host(hosts[i].name, info.hostname) && local_here > 0) {
+        plan.other_hosts = true;
+        if (std::find(plan.remote_hosts.begin(), plan.remote_hosts.end(), hosts[i].name) == plan.remote_hosts.end())
+          plan.remote_hosts.push_back(hosts[i].name);
+      }
     }
   }
 
@@ -217,29 +300,92 @@ Plan make_plan(const Options &o, const std::vector<HostSlots> &hosts, const Host
     row.mp_rank = group_rank_of(plan.layout, topo::Group::MP, row.coord);
     plan.rows.push_back(std::move(row));
   }
+  // A TP group is the ranks of one (pp, rdp): it stays on one host when all
+  // its members' hosts agree.
+  std::map<std::pair<int, int>, std::string> tp_host;
+  std::map<std::pair<int, int>, bool> tp_split;
   for (RankRow &row : plan.rows) {
     row.local_size = seen[row.host];
+    const std::pair<int, int> key{row.coord.pp, row.coord.rdp};
+    const auto it = tp_host.emplace(key, row.host).first;
+    if (it->second != row.host) tp_split[key] = true;
+    if (!is_this_host(row.host, info.hostname)) {
+      row.binding = topo::RankBinding{};  // chosen on that host, from its own hardware
+      row.binding.device = -2;
+      continue;
+    }
     try {
       row.binding = topo::plan_binding(info.machine, info.visible, plan.bind, row.local_rank, row.local_size);
     } catch (const std::invalid_argument &e) {
       throw UsageError(e.what());
     }
   }
+  plan.split_tp_groups = static_cast<int>(tp_split.size());
+
+  // torch's rendezvous (torchrun's MASTER_ADDR / MASTER_PORT): rank 0's
+  // host, and a port free there, unless the user set them.
+  EntryOptions e;
+  const std::string &host0 = plan.rows[0].host;
+  const bool local0 = hosts.empty() || is_this_host(host0, info.hostname);
+  if (!info.master_addr.empty()) e.master_addr = info.master_addr;
+  else if (!plan.other_hosts) e.master_addr = "127.0.0.1";
+  else e.master_addr = local0 ? info.hostname : host0;
+  if (!info.master_port.empty()) {
+    e.master_port = info.master_port;
+  } else {
+    // A port free on rank 0's host, as its check found; where no check ran
+    // (a dry run, Slurm's nodes) one free here.
+    int port = info.local_port;
+    const auto it = info.host_port.find(host0);
+    if (!local0 && it != info.host_port.end()) port = it->second;
+    e.master_port = std::to_string(port > 0 ? port : 29500);  // 29500: torchrun's default
+  }
 
   std::vector<std::string> &a = plan.argv;
-  a.push_back(info.mpirun);
-  if (info.is_root) a.push_back("--allow-run-as-root");
-  if (oversubscribe) a.push_back("--oversubscribe");
-  // smprun-rank binds every rank itself; mpirun's binding would fight it.
-  a.insert(a.end(), {"--bind-to", "none", "-np", std::to_string(np)});
-  if (!o.hosts.empty()) a.insert(a.end(), {"-H", o.hosts});
-  if (!o.hostfile.empty()) a.insert(a.end(), {"--hostfile", o.hostfile});
-  if (o.tag_output) a.push_back("--tag-output");
-  for (const std::string &x : o.exports) a.insert(a.end(), {"-x", x});
   const std::vector<std::string> extra = split_args(o.mpi_args);
-  a.insert(a.end(), extra.begin(), extra.end());
+  if (srun) {
+    // srun starts the ranks on the allocation's nodes, with this
+    // environment; it binds nothing (smprun-rank does).
+    // --mpi=pmix: Open MPI's ranks find each other through Slurm's PMIx.
+    a = {info.mpirun, "--ntasks", std::to_string(np), "--cpu-bind=none", "--kill-on-bad-exit=1", "--mpi=pmix"};
+    if (o.oversubscribe || oversubscribe) a.push_back("--overcommit");
+    if (o.tag_output) a.push_back("--label");
+    a.insert(a.end(), extra.begin(), extra.end());
+    for (const std::string &x : o.exports) {
+      const size_t eq = x.find('=');
+      if (eq != std::string::npos) plan.setenv.emplace_back(x.substr(0, eq), x.substr(eq + 1));
+    }
+    if (!o.iface.empty())
+      for (const char *name : {"NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME", "OMPI_MCA_btl_tcp_if_include",
+                               "OMPI_MCA_oob_tcp_if_include"})
+        plan.setenv.emplace_back(name, o.iface);
+  } else {
+    a.push_back(info.mpirun);
+    if (info.is_root) a.push_back("--allow-run-as-root");
+    if (oversubscribe || o.oversubscribe) a.push_back("--oversubscribe");
+    // smprun-rank binds every rank itself; mpirun's binding would fight it.
+    a.insert(a.end(), {"--bind-to", "none", "-np", std::to_string(np)});
+    if (!o.hosts.empty()) a.insert(a.end(), {"-H", o.hosts});
+    if (!o.hostfile.empty()) a.insert(a.end(), {"--hostfile", o.hostfile});
+    if (o.tag_output) a.push_back("--tag-output");
+    if (!o.iface.empty()) {
+      a.insert(a.end(), {"--mca", "btl_tcp_if_include", o.iface, "--mca", "oob_tcp_if_include", o.iface, "-x",
+                         "NCCL_SOCKET_IFNAME=" + o.iface, "-x", "GLOO_SOCKET_IFNAME=" + o.iface});
+    }
+    // Ranks on other hosts get only what -x names (mpirun's rule): the
+    // paths and smp's settings go with them.
+    if (!hosts.empty()) {
+      for (const std::string &name : info.forward) {
+        const bool given = std::any_of(o.exports.begin(), o.exports.end(), [&](const std::string &x) {
+          return x.substr(0, x.find('=')) == name;
+        });
+        if (!given) a.insert(a.end(), {"-x", name});
+      }
+    }
+    for (const std::string &x : o.exports) a.insert(a.end(), {"-x", x});
+    a.insert(a.end(), extra.begin(), extra.end());
+  }
   a.push_back(info.rank_entry);
-  EntryOptions e;
   e.np = np;
   e.pp = o.pp;
   e.tp = o.tp;
@@ -266,10 +412,12 @@ std::string format_table(const Plan &plan) {
   // Two passes over the rows (widths, then lines) rather than holding every
   // cell: a million-rank table stays linear and small in memory.
   const auto cells = [](const RankRow &r) -> std::vector<std::string> {
-    const std::string cpus = r.binding.cpus.empty() ? "-" : topo::format_cpus(r.binding.cpus);
+    const bool there = r.binding.device == -2;  // bound on its own host
+    const std::string cpus = there ? "*" : r.binding.cpus.empty() ? "-" : topo::format_cpus(r.binding.cpus);
     return {std::to_string(r.rank), r.host, std::to_string(r.local_rank) + "/" + std::to_string(r.local_size),
             std::to_string(r.coord.pp), std::to_string(r.coord.tp), std::to_string(r.coord.rdp),
-            std::to_string(r.dp_rank), std::to_string(r.mp_rank), std::to_string(r.binding.device), cpus};
+            std::to_string(r.dp_rank), std::to_string(r.mp_rank),
+            there ? std::string("*") : std::to_string(r.binding.device), cpus};
   };
   std::vector<size_t> width;
   for (const std::string &h : head) width.push_back(h.size());
@@ -293,7 +441,10 @@ std::string format_table(const Plan &plan) {
   line(head);
   for (const RankRow &r : plan.rows) line(cells(r));
   if (plan.other_hosts)
-    out << "(local rank, device and cpus of hosts other than this one assume they have this host's hardware)\n";
+    out << "(*: every rank on another host chooses its device and cpus there, from that host's own hardware)\n";
+  if (plan.split_tp_groups > 0)
+    out << "(" << plan.split_tp_groups << " TP group(s) span hosts: with placement cluster and slots that are "
+        << "multiples of tp every TP group stays inside a host)\n";
   return out.str();
 }
 

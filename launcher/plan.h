@@ -3,6 +3,7 @@
 // read_hostfile; no MPI.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,13 @@ std::vector<HostSlots> parse_hosts(const std::string &text);
 // An Open MPI hostfile: "name [slots=N] [max_slots=M]" per line, # comments.
 // Throws UsageError when unreadable or malformed.
 std::vector<HostSlots> read_hostfile(const std::string &path);
+// A Slurm node list, "n[1-3,7],gpu-a" -> n1 n2 n3 n7 gpu-a (what
+// `scontrol show hostnames` prints), with the tasks per node
+// (SLURM_TASKS_PER_NODE, "2(x3),1") as slots. Throws UsageError.
+std::vector<HostSlots> slurm_hosts(const std::string &nodelist, const std::string &tasks_per_node);
+std::vector<std::string> expand_nodelist(const std::string &nodelist);
+// Whether `name` (from -H, a hostfile or Slurm) is the host smprun runs on.
+bool is_this_host(const std::string &name, const std::string &hostname);
 
 // Splits --mpi-args like a POSIX shell: blanks separate words; '...', "..."
 // and backslash quote. Throws UsageError for an unterminated quote.
@@ -44,6 +52,16 @@ struct HostInfo {
   std::vector<int> visible;  // GPUs CUDA shows here (topo::visible_gpus)
   std::string mpirun;        // resolved path of mpirun
   std::string rank_entry;    // path of smprun-rank
+  // What the host checks learnt of the other hosts (host_check.h): cores
+  // (their slots where none are given) and a port free there.
+  std::map<std::string, int> host_cores, host_port;
+  int local_port = 0;                     // a port free on this host
+  std::string master_addr, master_port;   // the user's MASTER_ADDR / MASTER_PORT, if set
+  // Names of the variables set here that ranks on other hosts need: PATH,
+  // LD_LIBRARY_PATH, PYTHONPATH, SMP_* (forwarded with -x when the job has
+  // -H/--hostfile).
+  std::vector<std::string> forward;
+  bool hosts_from_slurm = false;          // `hosts` is the Slurm allocation
 };
 
 struct RankRow {
@@ -60,12 +78,18 @@ struct Plan {
   topo::Bind bind = topo::Bind::Auto;
   std::vector<RankRow> rows;          // ranks as Open MPI maps them: each host's slots in turn
   std::vector<std::string> argv;      // the mpirun command, argv[0] = mpirun
-  bool other_hosts = false;           // rows of other hosts assume this host's hardware
+  bool other_hosts = false;           // some ranks run on other hosts (bound there)
+  int split_tp_groups = 0;            // TP groups whose ranks are on more than one host
+  std::vector<std::string> remote_hosts;  // hosts other than this one that get ranks
+  // For --launcher srun: variables smprun sets in its own environment
+  // (srun passes the whole environment on).
+  std::vector<std::pair<std::string, std::string>> setenv;
 };
 
 // Throws UsageError for anything the user must fix (bad degrees, placement,
-// binding, -x, --mpi-args, --bind gpu without GPUs). `hosts` is empty for a
-// job on this host alone.
+// binding, -x, --mpi-args, --bind gpu without GPUs, more ranks than the
+// hosts' slots without --oversubscribe). `hosts` is empty for a job on this
+// host alone.
 Plan make_plan(const Options &o, const std::vector<HostSlots> &hosts, const HostInfo &info);
 
 // The rank's rank within group g, in O(1) (what Layout::group_rank gives).

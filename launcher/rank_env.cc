@@ -108,6 +108,8 @@ std::vector<std::string> entry_args(const EntryOptions &o) {
   if (!o.timeout.empty()) a.insert(a.end(), {"--timeout", o.timeout});
   if (o.check) a.push_back("--check");
   if (!o.timeline.empty()) a.insert(a.end(), {"--timeline", o.timeline});
+  if (!o.master_addr.empty()) a.insert(a.end(), {"--master-addr", o.master_addr});
+  if (!o.master_port.empty()) a.insert(a.end(), {"--master-port", o.master_port});
   a.push_back("--");
   a.insert(a.end(), o.program.begin(), o.program.end());
   return a;
@@ -146,6 +148,12 @@ EntryOptions parse_entry_args(const std::vector<std::string> &args) {
       o.check = true;
     } else if (a == "--timeline") {
       o.timeline = value(a);
+    } else if (a == "--master-addr") {
+      o.master_addr = value(a);
+    } else if (a == "--master-port") {
+      const int port = to_int(value(a).c_str());
+      if (port < 1 || port > 65535) throw std::invalid_argument("--master-port needs a port number 1..65535");
+      o.master_port = args[i];
     } else {
       throw std::invalid_argument("unknown argument '" + a + "'");
     }
@@ -184,6 +192,8 @@ EnvList rank_env(const topo::Layout &layout, const RankIds &ids, const topo::Ran
   env.emplace_back("WORLD_SIZE", s(layout.size()));
   env.emplace_back("LOCAL_RANK", s(ids.local_rank));
   env.emplace_back("LOCAL_WORLD_SIZE", s(ids.local_size));
+  if (!o.master_addr.empty()) env.emplace_back("MASTER_ADDR", o.master_addr);
+  if (!o.master_port.empty()) env.emplace_back("MASTER_PORT", o.master_port);
   return env;
 }
 

@@ -41,6 +41,9 @@ struct EntryOptions {
   std::string timeout;   // "" = not given
   bool check = false;
   std::string timeline;  // "" = not given
+  // torch's rendezvous: the host of world rank 0 and a port free there
+  // (smprun picks both unless the user's environment sets them); "" = unset.
+  std::string master_addr, master_port;
   std::vector<std::string> program;
 };
 
@@ -52,7 +55,8 @@ EntryOptions parse_entry_args(const std::vector<std::string> &args);
 // The variables a rank's program gets, in DESIGN.md's order: SMP_RANK ...
 // SMP_PLACEMENT, SMP_DEVICE, SMP_TIMEOUT / SMP_CHECK / SMP_TIMELINE when
 // their flags were given (otherwise whatever the user's environment holds
-// is left alone), RANK WORLD_SIZE LOCAL_RANK LOCAL_WORLD_SIZE.
+// is left alone), RANK WORLD_SIZE LOCAL_RANK LOCAL_WORLD_SIZE, and
+// MASTER_ADDR MASTER_PORT when smprun gave them.
 using EnvList = std::vector<std::pair<std::string, std::string>>;
 EnvList rank_env(const topo::Layout &layout, const RankIds &ids, const topo::RankBinding &binding,
                  const EntryOptions &o);

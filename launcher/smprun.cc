@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -19,12 +20,15 @@
 
 #include "cli.h"
 #include "hang_report.h"
+#include "host_check.h"
 #include "plan.h"
 #include "process.h"
 #include "rank_env.h"
 #include "topo/hardware.h"
 
 using namespace smp::launcher;
+
+extern char **environ;
 
 namespace {
 
@@ -81,6 +85,63 @@ std::string read_file(const std::string &path) {
   return s.str();
 }
 
+// "0-3,6" for the ranks of `host`.
+std::string ranks_on(const Plan &plan, const std::string &host) {
+  std::string out;
+  int first = -1, last = -2;
+  auto flush = [&]() {
+    if (first < 0) return;
+    out += (out.empty() ? "" : ",") + std::to_string(first) + (last > first ? "-" + std::to_string(last) : "");
+  };
+  for (const RankRow &r : plan.rows) {
+    if (r.host != host) continue;
+    if (r.rank != last + 1) {
+      flush();
+      first = r.rank;
+    }
+    last = r.rank;
+  }
+  flush();
+  return out;
+}
+
+// The remote shell Open MPI uses to reach other hosts (its plm_rsh_agent,
+// ssh by default), with options that keep a check from waiting on a
+// password prompt or a dead host.
+std::vector<std::string> ssh_agent() {
+  const char *agent = std::getenv("OMPI_MCA_plm_rsh_agent");
+  std::vector<std::string> a;
+  if (agent && *agent) {
+    std::string first = agent;
+    first = first.substr(0, first.find(':'));
+    a = split_args(first);
+  }
+  if (a.empty()) a = {"ssh"};
+  const std::string base = a[0].substr(a[0].rfind('/') + 1);
+  if (base == "ssh") a.insert(a.begin() + 1, {"-o", "BatchMode=yes", "-o", "ConnectTimeout=10"});
+  return a;
+}
+
+// Checks the hosts in parallel (host_check.h); an empty string when all
+// are fine, else one line naming every host that is not.
+std::string check_all(const std::vector<std::string> &hosts, const std::string &rank_entry,
+                      const std::string &program, double timeout_s, HostInfo *info) {
+  const char *path = std::getenv("PATH");
+  const std::string cmd = check_command(rank_entry, SMP_VERSION_STRING, path ? path : "/usr/bin:/bin", program);
+  std::string failed;
+  for (const HostCheck &c : check_hosts(hosts, ssh_agent(), cmd, rank_entry, timeout_s)) {
+    if (!c.ok) {
+      failed += (failed.empty() ? "" : "; ") + std::string("host ") + c.host + ": " + c.reason;
+      continue;
+    }
+    if (info) {
+      info->host_cores[c.host] = c.cores;
+      info->host_port[c.host] = c.free_port;
+    }
+  }
+  return failed;
+}
+
 int usage_error(const std::string &what) {
   std::fprintf(stderr, "smprun: %s\n", what.c_str());
   return 2;
@@ -99,32 +160,75 @@ int main(int argc, char **argv) {
     std::fputs(cmd.text.c_str(), stdout);
     return 0;
   }
-  const Options &o = cmd.options;
+  Options o = cmd.options;
   Plan plan;
+  bool over_ssh = false;  // the other hosts are reached by ssh (not Slurm's)
   std::string xml;
   try {
     std::vector<HostSlots> hosts;
+    HostInfo info;
     if (!o.hosts.empty()) hosts = parse_hosts(o.hosts);
     if (!o.hostfile.empty()) hosts = read_hostfile(o.hostfile);
-    HostInfo info;
-    info.mpirun = resolve_program(o.mpirun);
+    // Inside a Slurm allocation (salloc, sbatch) with no hosts given, the
+    // allocation is the hosts; -np defaults to its tasks.
+    const char *nodelist = std::getenv("SLURM_JOB_NODELIST");
+    const char *per_node = std::getenv("SLURM_TASKS_PER_NODE");
+    if (hosts.empty() && std::getenv("SLURM_JOB_ID") && nodelist && per_node) {
+      hosts = slurm_hosts(nodelist, per_node);
+      info.hosts_from_slurm = true;
+      const char *ntasks = std::getenv("SLURM_NTASKS");
+      if (o.np == 0 && ntasks) o.np = std::atoi(ntasks);
+    } else if (o.launcher == "srun") {
+      throw UsageError("--launcher srun needs a Slurm allocation (run smprun inside salloc or sbatch)");
+    }
+    const std::string launcher = o.launcher == "srun" ? std::string("srun") : o.mpirun;
+    info.mpirun = resolve_program(launcher);
     if (info.mpirun.empty())
-      throw UsageError("cannot find mpirun '" + o.mpirun + "' (not on PATH or not executable); install Open MPI "
-                       "(scripts/install-deps.sh) or pass --mpirun PATH");
+      throw UsageError(o.launcher == "srun"
+                           ? "cannot find srun on PATH; install Slurm's client (slurm-client) or use --launcher mpirun"
+                           : "cannot find mpirun '" + o.mpirun + "' (not on PATH or not executable); install Open "
+                             "MPI (scripts/install-deps.sh) or pass --mpirun PATH");
     info.rank_entry = rank_entry_path();
     if (access(info.rank_entry.c_str(), X_OK) != 0)
       throw UsageError("cannot find " + info.rank_entry + " (smprun runs every rank through it); reinstall smp");
     info.hostname = this_hostname();
     info.is_root = geteuid() == 0;
+    for (const char *name : {"PATH", "LD_LIBRARY_PATH", "PYTHONPATH"})
+      if (std::getenv(name)) info.forward.push_back(name);
+    for (char **env = environ; *env; ++env) {
+      const std::string name = std::string(*env).substr(0, std::string(*env).find('='));
+      if (name.rfind("SMP_", 0) == 0 && name != kTopologyXmlVar && name != kTopologyHostVar &&
+          name != kHangReportVar)
+        info.forward.push_back(name);
+    }
+    if (const char *v = std::getenv("MASTER_ADDR")) info.master_addr = v;
+    if (const char *v = std::getenv("MASTER_PORT")) info.master_port = v;
+    info.local_port = free_tcp_port();
     const smp::topo::HwTopology topo = smp::topo::HwTopology::discover();
     info.machine = topo.machine();
     std::string warning;
     info.visible = smp::topo::visible_gpus(info.machine.gpus, std::getenv("CUDA_VISIBLE_DEVICES"), &warning);
     if (!warning.empty()) std::fprintf(stderr, "smprun: warning: %s\n", warning.c_str());
     plan = make_plan(o, hosts, info);
+    // Every other host, at once, before anything starts: reachable, the same
+    // smprun-rank and smp, the program there. (Slurm checks its own nodes.)
+    if (!o.dry_run && !info.hosts_from_slurm) {
+      std::vector<std::string> others;
+      for (const HostSlots &h : hosts)
+        if (!is_this_host(h.name, info.hostname) &&
+            std::find(others.begin(), others.end(), h.name) == others.end())
+          others.push_back(h.name);
+      if (!others.empty()) {
+        const std::string failed = check_all(others, info.rank_entry, o.program[0], 30, &info);
+        if (!failed.empty()) throw UsageError(failed);
+        plan = make_plan(o, hosts, info);  // again, with the hosts' cores and ports
+        over_ssh = true;
+      }
+    }
     if (o.dry_run || o.print_topology) {
       std::fputs(format_table(plan).c_str(), stdout);
       if (o.dry_run) {
+        for (const auto &[name, value] : plan.setenv) std::printf("%s=%s ", name.c_str(), value.c_str());
         std::printf("%s\n", shell_join(plan.argv).c_str());
         return 0;
       }
@@ -137,6 +241,7 @@ int main(int argc, char **argv) {
     std::fprintf(stderr, "smprun: error: %s\n", e.what());
     return 1;
   }
+  for (const auto &[name, value] : plan.setenv) setenv(name.c_str(), value.c_str(), 1);
 
   // Local ranks inherit mpirun's environment: hand them this host's
   // topology so they need not discover it again. Ranks on other hosts do not
@@ -168,5 +273,19 @@ int main(int argc, char **argv) {
   }
   if (r.signaled) std::fprintf(stderr, "smprun: mpirun was killed by %s\n", strsignal(r.code));
   if (!summary.empty()) std::fprintf(stderr, "%s\n", summary.c_str());
+  // A job on several hosts that failed: were hosts lost? Ask them again
+  // (briefly) and name the ones that no longer answer, with their ranks.
+  if (r.shell_status() != 0 && over_ssh && !plan.remote_hosts.empty()) {
+    std::string lost;
+    const std::string entry = rank_entry_path();
+    const std::string cmd = check_command(entry, SMP_VERSION_STRING, "/", "/");
+    for (const HostCheck &c : check_hosts(plan.remote_hosts, ssh_agent(), cmd, entry, 5))
+      if (!c.ok && c.reason.rfind("unreachable", 0) == 0)
+        lost += (lost.empty() ? "" : "; ") + c.host + " (ranks " + ranks_on(plan, c.host) + "): " + c.reason;
+    if (!lost.empty()) {
+      std::fprintf(stderr, "smprun: lost host %s\n", lost.c_str());
+      return r.shell_status() != 0 ? r.shell_status() : 1;
+    }
+  }
   return r.shell_status();
 }

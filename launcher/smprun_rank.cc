@@ -23,6 +23,7 @@
 #include <cstring>
 #include <string>
 
+#include "host_check.h"
 #include "process.h"
 #include "rank_env.h"
 #include "topo/hardware.h"
@@ -49,6 +50,13 @@ topo::HwTopology load_topology(const std::string &hostname) {
 }  // namespace
 
 int main(int argc, char **argv) {
+  // smprun's check of this host before a job (host_check.h):
+  // smprun-rank --check-host VERSION PATH PROGRAM.
+  if (argc == 5 && std::strcmp(argv[1], "--check-host") == 0) {
+    int status = 1;
+    std::printf("%s\n", check_host_reply(argv[2], argv[3], argv[4], &status).c_str());
+    return status;
+  }
   const pid_t launcher = getppid();
   prctl(PR_SET_PDEATHSIG, SIGTERM);
   if (getppid() != launcher) return 128 + SIGTERM;  // the launcher is already gone

@@ -1,5 +1,5 @@
 // The program the launcher tests run under smprun. Modes:
-//   env            print one JSON line: this rank's variables and cpu affinity
+//   env            print one JSON line: this rank's variables, cpu affinity and host
 //   sleep          print "ready <pid>", then wait forever (signal tests)
 //   stubborn       as sleep, but ignore SIGINT and SIGTERM (only SIGKILL ends it)
 //   exit R CODE    the rank with SMP_RANK == R exits CODE at once; others sleep
@@ -30,7 +30,8 @@ std::string json_escape(const char *s) {
 
 bool wanted(const std::string &name) {
   static const char *exact[] = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "OMPI_COMM_WORLD_RANK",
-                                "OMPI_COMM_WORLD_LOCAL_RANK"};
+                                "OMPI_COMM_WORLD_LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "PATH",
+                                "LD_LIBRARY_PATH", "PYTHONPATH", "NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME"};
   for (const char *e : exact)
     if (name == e) return true;
   return name.rfind("SMP_", 0) == 0 || name.rfind("PROBE_", 0) == 0 || name.rfind("HWLOC_", 0) == 0;
@@ -67,7 +68,9 @@ int main(int argc, char **argv) {
       out += (first ? "" : ", ") + std::to_string(i);
       first = false;
     }
-    out += "]}\n";
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    out += "], \"host\": \"" + json_escape(host) + "\"}\n";
     std::fputs(out.c_str(), stdout);
     return 0;
   }

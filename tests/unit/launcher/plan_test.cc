@@ -80,13 +80,15 @@ TEST(Plan, MpirunCommandAsRootWithMoreRanksThanCores) {
   const Plan p = make_plan(opts(4), {}, host(2, true));
   EXPECT_EQ(p.argv, Args({"/usr/bin/mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np",
                           "4", "/x/smprun-rank", "--np", "4", "--pp", "1", "--tp", "1", "--placement", "DPT",
-                          "--bind", "auto", "--", "prog", "a"}));
+                          "--bind", "auto", "--master-addr", "127.0.0.1", "--master-port", "29500", "--", "prog",
+                          "a"}));
 }
 
 TEST(Plan, MpirunCommandNotRootWithinCores) {
   const Plan p = make_plan(opts(2), {}, host(2, false));
   EXPECT_EQ(p.argv, Args({"/usr/bin/mpirun", "--bind-to", "none", "-np", "2", "/x/smprun-rank", "--np", "2", "--pp",
-                          "1", "--tp", "1", "--placement", "DPT", "--bind", "auto", "--", "prog", "a"}));
+                          "1", "--tp", "1", "--placement", "DPT", "--bind", "auto", "--master-addr", "127.0.0.1",
+                          "--master-port", "29500", "--", "prog", "a"}));
 }
 
 TEST(Plan, EveryPassThroughFlag) {
@@ -106,7 +108,8 @@ TEST(Plan, EveryPassThroughFlag) {
   EXPECT_EQ(p.argv, Args({"/usr/bin/mpirun", "--bind-to", "none", "-np", "8", "-H", "a:4,b:4", "--tag-output",
                           "-x", "NCCL_DEBUG=INFO", "-x", "PATH", "--mca", "btl", "self,vader", "--display-map",
                           "/x/smprun-rank", "--np", "8", "--pp", "2", "--tp", "2", "--placement", "TPD", "--bind",
-                          "none", "--timeout", "2.5", "--check", "--timeline", "/tmp/t l.json", "--", "prog", "a"}));
+                          "none", "--timeout", "2.5", "--check", "--timeline", "/tmp/t l.json", "--master-addr", "a",
+                          "--master-port", "29500", "--", "prog", "a"}));
   // What smprun hands smprun-rank comes back whole.
   const Args entry(p.argv.begin() + 17, p.argv.end());
   const EntryOptions e = parse_entry_args(entry);
@@ -163,14 +166,19 @@ TEST(Plan, HostsFillTheirSlotsInTurn) {
   }
   EXPECT_TRUE(p.other_hosts);
   EXPECT_EQ(std::count(p.argv.begin(), p.argv.end(), "--oversubscribe"), 0);
-  // More ranks than slots: Open MPI needs --oversubscribe; the extra ranks spread.
+  // More ranks than slots: a usage error naming the slots, unless
+  // --oversubscribe; then the extra ranks spread.
   o.np = 9;
+  EXPECT_EQ(usage_error(o, parse_hosts(o.hosts), host()),
+            "9 ranks but the hosts have 6 slots (a:2,b:4); give fewer ranks, more slots, or --oversubscribe");
+  o.oversubscribe = true;
   p = make_plan(o, parse_hosts(o.hosts), host());
   EXPECT_EQ(std::count(p.argv.begin(), p.argv.end(), "--oversubscribe"), 1);
   EXPECT_EQ(p.rows[3].host, "a");  // a: 2 + 2 extra, b: 4 + 1 extra
   EXPECT_EQ(p.rows[4].host, "b");
   EXPECT_EQ(p.rows[8].local_size, 5);
   // This host named in -H with more ranks than its cores.
+  o.oversubscribe = false;
   o.np = 4;
   o.hosts = "localhost:4";
   p = make_plan(o, parse_hosts(o.hosts), host(2));
@@ -334,4 +342,78 @@ TEST(Table, HasAHeaderAndOneLinePerRank) {
   EXPECT_EQ(t.rfind("smprun: 4 ranks = pp 2 x tp 1 x rdp 2, placement DPT, bind core\n", 0), 0u) << t;
   EXPECT_NE(t.find("rank  host"), std::string::npos);
   EXPECT_NE(t.find("device  cpus"), std::string::npos);
+}
+
+TEST(Plan, SeveralHostsForwardPathsAndSettingsAndPinTheInterface) {
+  Options o = opts(4);
+  o.hosts = "a:2,b:2";
+  o.iface = "eth1";
+  o.exports = {"PATH=/opt/bin"};
+  HostInfo h = host();
+  h.forward = {"PATH", "PYTHONPATH", "SMP_SHM"};
+  h.host_port = {{"a", 4321}};
+  const Plan p = make_plan(o, parse_hosts(o.hosts), h);
+  EXPECT_EQ(p.argv, Args({"/usr/bin/mpirun", "--allow-run-as-root", "--bind-to", "none", "-np", "4", "-H", "a:2,b:2",
+                          "--mca", "btl_tcp_if_include", "eth1", "--mca", "oob_tcp_if_include", "eth1", "-x",
+                          "NCCL_SOCKET_IFNAME=eth1", "-x", "GLOO_SOCKET_IFNAME=eth1", "-x", "PYTHONPATH", "-x",
+                          "SMP_SHM", "-x", "PATH=/opt/bin", "/x/smprun-rank", "--np", "4", "--pp", "1", "--tp", "1",
+                          "--placement", "DPT", "--bind", "auto", "--master-addr", "a", "--master-port", "4321",
+                          "--", "prog", "a"}));
+  EXPECT_EQ(p.remote_hosts, Args({"a", "b"}));
+  // Ranks elsewhere are bound there: the table does not guess.
+  EXPECT_EQ(p.rows[0].binding.device, -2);
+  EXPECT_NE(format_table(p).find("from that host's own hardware"), std::string::npos);
+  // The user's MASTER_ADDR / MASTER_PORT win; on this host alone nothing is forwarded.
+  h.master_addr = "10.0.0.9";
+  h.master_port = "7777";
+  const Plan q = make_plan(opts(2), {}, h);
+  EXPECT_EQ(std::count(q.argv.begin(), q.argv.end(), "PYTHONPATH"), 0);
+  const EntryOptions e = parse_entry_args(Args(q.argv.begin() + 7, q.argv.end()));
+  EXPECT_EQ(e.master_addr, "10.0.0.9");
+  EXPECT_EQ(e.master_port, "7777");
+}
+
+TEST(Plan, TpGroupsSpanningHostsAreCounted) {
+  Options o = opts(6);
+  o.pp = 3;
+  o.tp = 2;
+  o.hosts = "a:2,b:2,c:2";
+  EXPECT_EQ(make_plan(o, parse_hosts(o.hosts), host()).split_tp_groups, 0);  // cluster: TP fastest
+  o.placement = "spread";  // TPD: a TP group's ranks are PP*RDP = 3 apart
+  const Plan p = make_plan(o, parse_hosts(o.hosts), host());
+  EXPECT_EQ(p.split_tp_groups, 3);
+  EXPECT_NE(format_table(p).find("(3 TP group(s) span hosts"), std::string::npos);
+}
+
+TEST(Plan, SrunLauncher) {
+  Options o = opts(4);
+  o.launcher = "srun";
+  o.iface = "ib0";
+  o.tag_output = true;
+  o.exports = {"A=1", "B"};
+  HostInfo h = host();
+  h.mpirun = "/usr/bin/srun";
+  h.hosts_from_slurm = true;
+  const Plan p = make_plan(o, slurm_hosts("n[1-2]", "2(x2)"), h);
+  EXPECT_EQ(p.argv, Args({"/usr/bin/srun", "--ntasks", "4", "--cpu-bind=none", "--kill-on-bad-exit=1", "--mpi=pmix",
+                          "--label", "/x/smprun-rank", "--np", "4", "--pp", "1", "--tp", "1", "--placement", "DPT",
+                          "--bind", "auto", "--master-addr", "n1", "--master-port", "29500", "--", "prog", "a"}));
+  EXPECT_EQ(p.setenv.size(), 5u);
+  EXPECT_EQ(p.setenv[0], std::make_pair(std::string("A"), std::string("1")));
+  EXPECT_EQ(p.setenv[1], std::make_pair(std::string("NCCL_SOCKET_IFNAME"), std::string("ib0")));
+  EXPECT_EQ(p.rows[2].host, "n2");
+  EXPECT_EQ(p.rows[3].local_rank, 1);
+}
+
+TEST(Slurm, NodeLists) {
+  EXPECT_EQ(expand_nodelist("vm"), Args({"vm"}));
+  EXPECT_EQ(expand_nodelist("n[1-3,7],gpu-a"), Args({"n1", "n2", "n3", "n7", "gpu-a"}));
+  EXPECT_EQ(expand_nodelist("n[08-10]x,m"), Args({"n08x", "n09x", "n10x", "m"}));
+  for (const char *bad : {"", "n[1-", "n[3-1]", "n[a]", "n[[1]]", "a,,b"})
+    EXPECT_THROW(expand_nodelist(bad), UsageError) << bad;
+  const auto h = slurm_hosts("smp-h[1-2]", "3,1");
+  ASSERT_EQ(h.size(), 2u);
+  EXPECT_EQ(h[1].name, "smp-h2");
+  EXPECT_EQ(h[1].slots, 1);
+  EXPECT_THROW(slurm_hosts("a,b", "2(x3)"), UsageError);
 }
