@@ -102,7 +102,7 @@ def host_table(slots, np):
 
 
 def leftovers():
-    r = subprocess.run(["pgrep", "-f", UNIQUE], capture_output=True, text=True)
+    r = subprocess.run(["pgrep", "-f", TMP], capture_output=True, text=True)
     return r.stdout.split()
 
 
@@ -258,11 +258,26 @@ def read_ready(proc, n, limit_s=60):
             got = buf.count("ready ")
 
 
+LOOP = """
+import sys, time, numpy, smp
+smp.init()
+t = numpy.ones(1024, dtype=numpy.float32)
+smp.allreduce(t)
+print("ready", smp.rank(), flush=True)
+while True:  # every rank in an allreduce with the others, all the time
+    smp.allreduce(t)
+    time.sleep(0.01)
+"""
+
+
 def case_lost():
     hf = hosts_up(2, 2)
     timeout = 5
+    prog = os.path.join(TMP, "smpprobe-loop-%d.py" % os.getpid())  # pgrep -f finds it by TMP
+    with open(prog, "w") as f:
+        f.write(LOOP)
     p = subprocess.Popen([A.smprun, "-np", "4", "--hostfile", hf, "--iface", "lo", "--timeout", str(timeout),
-                          UNIQUE, "sleep"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV,
+                          A.python, prog], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV,
                          start_new_session=True)
     try:
         read_ready(p, 4)
@@ -287,6 +302,8 @@ def case_lost():
 
 def reference_losses(steps):
     sys.path.insert(0, os.path.dirname(os.path.abspath(A.example)))
+    if A.pythonpath:
+        sys.path.insert(0, A.pythonpath)
     import torch
     import train_gpt
     from gpt_model import GPTConfig, make_batch
