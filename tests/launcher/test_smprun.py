@@ -175,7 +175,12 @@ def run_env_case(np, pp, tp, placement, flags):
     report = reports.pop()
     check(report is not None and re.match(r"^/.*/smprun-hang-\w{6}$", report), "SMP_HANG_REPORT=%s" % report)
     check(not os.path.exists(report), "smprun left its hang report %s behind" % report)
+    # torch's rendezvous, as torchrun sets it: this host, one port for all.
+    ports = {got["env"].get("MASTER_PORT") for got in seen.values()}
+    check(len(ports) == 1 and next(iter(ports)).isdigit(), "MASTER_PORT differs between ranks: %s" % ports)
     for rank, got in seen.items():
+        check(got["env"].get("MASTER_ADDR") == "127.0.0.1", "rank %d MASTER_ADDR=%r" % (
+            rank, got["env"].get("MASTER_ADDR")))
         env = {k: v for k, v in got["env"].items() if k.startswith("SMP_") or k in
                ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE") or k.startswith("PROBE_")}
         want = expected_env(rank, np, pp, tp, placement, flags)
@@ -199,6 +204,11 @@ def case_env():
             (8, 2, 2, "spread", ["--timeout", "2.5", "--check", "--timeline", "t.json", "-x", "PROBE_FOO=a b"]),
             (8, 2, 1, "PDT", [])]:
         run_env_case(np, pp, tp, placement, flags)
+    # A user's MASTER_ADDR / MASTER_PORT are kept.
+    r = smprun(["-np", "2", UNIQUE, "env"], env=dict(ENV, MASTER_ADDR="10.1.2.3", MASTER_PORT="4242"))
+    got = [json.loads(l)["env"] for l in r.stdout.splitlines()]
+    check(r.returncode == 0 and [(e["MASTER_ADDR"], e["MASTER_PORT"]) for e in got] == [("10.1.2.3", "4242")] * 2,
+          "user's MASTER_ADDR/PORT: %r %r" % (r.stdout, r.stderr))
     # -np defaults to the GPUs CUDA shows (none here), else 1.
     r = smprun([UNIQUE, "env"])
     check(r.returncode == 0 and len(r.stdout.splitlines()) == 1, "default -np: %r %r" % (r.stdout, r.stderr))
@@ -231,9 +241,13 @@ def case_dryrun():
         cmd.append("--allow-run-as-root")
     if 16 > len(sysfs_cores()):
         cmd.append("--oversubscribe")
+    got = shlex.split(lines[18])
+    # MASTER_PORT: a port free here, picked by smprun (torchrun's rendezvous).
+    port = got[got.index("--master-port") + 1] if "--master-port" in got else "?"
+    check(port.isdigit() and 0 < int(port) < 65536, "--master-port %r" % port)
     cmd += ["--bind-to", "none", "-np", "16", ENTRY, "--np", "16", "--pp", "2", "--tp", "4", "--placement", "TPD",
-            "--bind", "auto", "--", UNIQUE, "marker", marker]
-    check(shlex.split(lines[18]) == cmd, "command:\n %s\nwant\n %s" % (lines[18], shlex.join(cmd)))
+            "--bind", "auto", "--master-addr", "127.0.0.1", "--master-port", port, "--", UNIQUE, "marker", marker]
+    check(got == cmd, "command:\n %s\nwant\n %s" % (lines[18], shlex.join(cmd)))
     # --print-topology: the same table, then the job runs.
     r = smprun(["-np", "2", "--print-topology", UNIQUE, "env"])
     out = r.stdout.splitlines()
@@ -331,6 +345,12 @@ def case_badinput():
         (["-np", "2147483647", "--dry-run"] + prog, "ranks smprun launches"),
         (["-np", "99999999999"] + prog, "99999999999"),
         (["--hostfile", "/dev/zero"] + prog, "larger than"),
+        # several hosts (issue 20): checked before any host is contacted
+        (["-np", "3", "-H", "nodea:1,nodeb:1"] + prog, "3 ranks but the hosts have 2 slots (nodea:1,nodeb:1)"),
+        (["--launcher", "pbs"] + prog, "--launcher"),
+        (["--launcher", "srun"] + prog, "Slurm allocation"),
+        (["--launcher", "srun", "-H", "a:2"] + prog, "drop -H"),
+        (["--iface", "eth0 eth1"] + prog, "--iface"),
     ]
     no_mpirun = dict(ENV, PATH=TMP)
     for args, words in cases + [(["-np", "2"] + prog, "mpirun")]:
