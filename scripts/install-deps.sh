@@ -23,6 +23,10 @@ packages=(
   python3-pytest
   clang-14
   libclang-rt-14-dev
+  # tests/multihost (scripts/hosts.sh): an sshd per host, a Slurm of the hosts
+  openssh-server
+  openssh-client
+  slurm-wlm
 )
 
 missing=()
