@@ -149,6 +149,52 @@ SMP_API smp_status_t smp_gatherv(const void *sendbuf, size_t sendcount, void *re
                                  smp_group_t group, void *stream);
 /* Returns once every rank of the group has called it. */
 SMP_API smp_status_t smp_barrier(smp_group_t group);
+/* root's recvbuf[i] = op over the group of sendbuf[i]; recvbuf is read on
+ * root only (may be NULL elsewhere). sendbuf == recvbuf on root is in place. */
+SMP_API smp_status_t smp_reduce(const void *sendbuf, void *recvbuf, size_t count,
+                                smp_dtype_t dtype, smp_op_t op, int root, smp_group_t group,
+                                void *stream);
+/* The inverse of smp_gatherv: rank r's recvbuf gets the recvcount elements
+ * of root's sendbuf at offset sum(sendcounts[0..r-1]); sendbuf and
+ * sendcounts are read on root only (sendcounts[r] must equal rank r's
+ * recvcount). */
+SMP_API smp_status_t smp_scatterv(const void *sendbuf, const size_t *sendcounts, void *recvbuf,
+                                  size_t recvcount, smp_dtype_t dtype, int root,
+                                  smp_group_t group, void *stream);
+/* Every rank sends sendcounts[p] elements at sendbuf + sdispls[p] to rank p
+ * and receives recvcounts[p] elements from rank p at recvbuf + rdispls[p]
+ * (displacements in elements; sendcounts[p] on rank r must equal
+ * recvcounts[r] on rank p). The send and receive regions must not overlap. */
+SMP_API smp_status_t smp_alltoallv(const void *sendbuf, const size_t *sendcounts,
+                                   const size_t *sdispls, void *recvbuf,
+                                   const size_t *recvcounts, const size_t *rdispls,
+                                   smp_dtype_t dtype, smp_group_t group, void *stream);
+/* smp_recv from whichever rank of the group sends first with this tag;
+ * *source = that sender's rank in the group. */
+SMP_API smp_status_t smp_recv_any(void *buf, size_t count, smp_dtype_t dtype, smp_group_t group,
+                                  int tag, int *source, void *stream);
+
+/* Groups beyond the layout's six: a group of any world ranks (group rank i
+ * is world_ranks[i]; no duplicates), usable wherever an smp_group_t is.
+ * Collective over the listed ranks only (every one of them calls it with
+ * the same list, others do not take part); ranks creating overlapping
+ * groups must do so in an order that cannot deadlock, as with any
+ * collective. *group is a new handle, >= SMP_GROUP_USER_BASE, the same
+ * value on every member, not reused before smp_finalize, valid until
+ * smp_group_destroy or smp_finalize. */
+#define SMP_GROUP_USER_BASE 64
+SMP_API smp_status_t smp_group_create(const int *world_ranks, int nranks, smp_group_t *group);
+/* Releases a created group (its pending non-blocking operations complete
+ * first); the layout's groups cannot be destroyed. Not collective. */
+SMP_API smp_status_t smp_group_destroy(smp_group_t group);
+/* Hang timeout of the operations on one group (a created one or a layout
+ * group), in seconds (0 = none), in place of SMP_TIMEOUT for that group,
+ * also when SMP_TIMEOUT is unset: an operation on it blocked longer ends
+ * the job with SMP_TIMEOUT's line, which names the group ("group 64 (world
+ * ranks 0,2,3)") and the members that have not arrived. Local: call it on
+ * every member (a member that has not cannot tell the others what it is
+ * doing). seconds < 0, NaN or infinite: SMP_ERR_INVALID_ARGUMENT. */
+SMP_API smp_status_t smp_group_set_timeout(smp_group_t group, double seconds);
 
 /* Point-to-point. Messages between the same pair, group and tag arrive in
  * the order they were sent. tag >= 0. A received message shorter than

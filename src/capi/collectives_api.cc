@@ -57,6 +57,35 @@ smp_status_t smp_gatherv(const void *sendbuf, size_t sendcount, void *recvbuf,
   });
 }
 
+smp_status_t smp_reduce(const void *sendbuf, void *recvbuf, size_t count, smp_dtype_t dtype, smp_op_t op,
+                        int root, smp_group_t group, void *stream) {
+  return guarded_event("reduce", Call(count, dtype, group), [&](smp::comm::Context &ctx) {
+    ctx.group(to_group(group)).reduce(sendbuf, recvbuf, count, to_dtype(dtype), to_op(op), root, stream);
+  });
+}
+
+smp_status_t smp_scatterv(const void *sendbuf, const size_t *sendcounts, void *recvbuf, size_t recvcount,
+                          smp_dtype_t dtype, int root, smp_group_t group, void *stream) {
+  return guarded_event("scatterv", Call(recvcount, dtype, group), [&](smp::comm::Context &ctx) {
+    ctx.group(to_group(group)).scatterv(sendbuf, sendcounts, recvbuf, recvcount, to_dtype(dtype), root, stream);
+  });
+}
+
+smp_status_t smp_alltoallv(const void *sendbuf, const size_t *sendcounts, const size_t *sdispls,
+                           void *recvbuf, const size_t *recvcounts, const size_t *rdispls, smp_dtype_t dtype,
+                           smp_group_t group, void *stream) {
+  // The timeline's bytes: what this rank sends.
+  size_t total = 0;
+  if (sendcounts != nullptr && smp::pipeline::timeline::enabled())
+    if (smp::comm::Context *ctx = smp::comm::Context::current())
+      if (smp::comm::Communicator *c = ctx->find_group(smp::capi::raw_enum(group)))
+        for (int r = 0; r < c->size(); ++r) total += sendcounts[r];
+  return guarded_event("alltoallv", Call(total, dtype, group), [&](smp::comm::Context &ctx) {
+    ctx.group(to_group(group)).alltoallv(sendbuf, sendcounts, sdispls, recvbuf, recvcounts, rdispls,
+                                         to_dtype(dtype), stream);
+  });
+}
+
 smp_status_t smp_barrier(smp_group_t group) {
   return guarded_event("barrier", Call(0, kBytes, group),
                        [&](smp::comm::Context &ctx) { ctx.group(to_group(group)).barrier(); });

@@ -28,6 +28,7 @@
 #include <string>
 
 #include "comm/context.h"
+#include "comm/groups.h"
 #include "comm/reduce_op.h"
 #include "comm/watchdog.h"
 #include "common/dtype.h"
@@ -116,6 +117,7 @@ inline std::string group_word(const smp_group_t &g) {
   std::memcpy(&v, &g, sizeof v);
   if (v >= 0 && v < static_cast<int>(topo::kAllGroups.size()))
     return topo::group_name(static_cast<topo::Group>(v));
+  if (v >= SMP_GROUP_USER_BASE) return comm::group_label(static_cast<topo::Group>(v));
   return "group " + std::to_string(v);
 }
 inline std::string quoted(const char *text) {
@@ -163,11 +165,14 @@ inline comm::ReduceOp to_op(const smp_op_t &e, const char *name = "op") {
                  " is not an smp_op_t (SMP_SUM, SMP_AVG, SMP_MAX, SMP_MIN, SMP_PROD)");
   return static_cast<comm::ReduceOp>(v);
 }
+// A layout group or a created one's handle (>= SMP_GROUP_USER_BASE; whether
+// it names a live group of this rank is Context::group's to check).
+static_assert(SMP_GROUP_USER_BASE == comm::kFirstUserGroup, "smp.h and comm/groups.h agree");
 inline topo::Group to_group(const smp_group_t &e, const char *name = "group") {
   const int i = raw_enum(e);
-  if (i < 0 || i >= static_cast<int>(topo::kAllGroups.size()))
+  if ((i < 0 || i >= static_cast<int>(topo::kAllGroups.size())) && i < SMP_GROUP_USER_BASE)
     smp::invalid(std::string(name) + " " + std::to_string(i) +
-                 " is not an smp_group_t (SMP_WORLD..SMP_MP_GROUP)");
+                 " is not an smp_group_t (SMP_WORLD..SMP_MP_GROUP, or a handle from smp_group_create)");
   return static_cast<topo::Group>(i);
 }
 

@@ -68,7 +68,7 @@ void groups_of(const smp_optimizer_config_t &c, smp::comm::Context &ctx,
       case Group::World: ng = SMP_NORM_GROUP_NONE; break;
       default:
         smp::invalid(std::string("smp_optimizer_create: config->norm_group AUTO has no default for a ") +
-                     smp::topo::group_name(g) + " optimizer; name the group or SMP_NORM_GROUP_NONE");
+                     group->group_name() + " optimizer; name the group or SMP_NORM_GROUP_NONE");
     }
   }
   if (ng == SMP_NORM_GROUP_NONE) return;

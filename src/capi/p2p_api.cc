@@ -24,6 +24,15 @@ smp_status_t smp_recv(void *buf, size_t count, smp_dtype_t dtype, int peer, smp_
   });
 }
 
+smp_status_t smp_recv_any(void *buf, size_t count, smp_dtype_t dtype, smp_group_t group, int tag,
+                          int *source, void *stream) {
+  return guarded_event("recv_any", Call(count, dtype, group), [&](smp::comm::Context &ctx) {
+    smp::capi::require(source != nullptr, "smp_recv_any: source is NULL");
+    *source = -1;
+    *source = ctx.group(to_group(group)).recv_any(buf, count, to_dtype(dtype), tag, stream);
+  });
+}
+
 smp_status_t smp_isend(const void *buf, size_t count, smp_dtype_t dtype, int peer, smp_group_t group,
                        int tag, void *stream, smp_request_t *request) {
   const Call call(count, dtype, group, false, peer);

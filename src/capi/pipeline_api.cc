@@ -212,7 +212,7 @@ smp_status_t smp_exchange_tensors_deferred(const smp_tensor_transfer_t *sends, s
     smp::pipeline::timeline::Args event;  // the smp_wait event's
     if (smp::pipeline::timeline::enabled()) {
       event.bytes = bytes;
-      event.group = smp::topo::group_name(to_group(group));
+      event.group = ctx.group(to_group(group)).group_name();
     }
     *sends_done = new smp_request{std::move(pending), event, smp::comm::CallScope::current()};
   });

@@ -1,6 +1,8 @@
 // Lifecycle, queries and error reporting of the C API.
 #include <atomic>
+#include <cstring>
 #include <string>
+#include <vector>
 
 #include "capi/guard.h"
 
@@ -22,12 +24,12 @@ pipeline::timeline::Args event_args(const Call &call) noexcept {
   a.peer = call.peer;
   const int d = raw_enum(call.dtype), g = raw_enum(call.group);
   comm::Context *ctx = comm::Context::current();
-  if (g < 0 || g >= static_cast<int>(topo::kAllGroups.size()) || ctx == nullptr) return a;
-  const auto group = static_cast<topo::Group>(g);
-  a.group = topo::group_name(group);
+  comm::Communicator *comm = ctx ? ctx->find_group(g) : nullptr;
+  if (comm == nullptr) return a;
+  a.group = comm->group_name();  // lives as long as the process
   if (!dtype_valid(d)) return a;
   long long bytes = static_cast<long long>(call.count * dtype_size(static_cast<DType>(d)));
-  if (call.whole_buffer) bytes *= ctx->group(group).size();
+  if (call.whole_buffer) bytes *= comm->size();
   a.bytes = bytes;
   return a;
 }
@@ -109,6 +111,25 @@ smp_status_t smp_size(smp_group_t group, int *size) {
     smp::capi::require(size != nullptr, "smp_size: size is NULL");
     *size = ctx.group(g).size();
   });
+}
+
+smp_status_t smp_group_create(const int *world_ranks, int nranks, smp_group_t *group) {
+  return guarded([&](smp::comm::Context &ctx) {
+    smp::capi::require(group != nullptr, "smp_group_create: group is NULL");
+    smp::capi::require(nranks >= 1, "smp_group_create: nranks " + std::to_string(nranks) + " must be >= 1");
+    smp::capi::require(world_ranks != nullptr, "smp_group_create: world_ranks is NULL");
+    const smp::topo::Group g = ctx.create_group(std::vector<int>(world_ranks, world_ranks + nranks));
+    const int v = static_cast<int>(g);
+    std::memcpy(group, &v, sizeof v);
+  });
+}
+
+smp_status_t smp_group_destroy(smp_group_t group) {
+  return guarded([&](smp::comm::Context &ctx) { ctx.destroy_group(smp::capi::to_group(group)); });
+}
+
+smp_status_t smp_group_set_timeout(smp_group_t group, double seconds) {
+  return guarded([&](smp::comm::Context &ctx) { ctx.set_group_timeout(smp::capi::to_group(group), seconds); });
 }
 
 smp_status_t smp_local_rank(int *local_rank) {

@@ -26,6 +26,7 @@ namespace smp::comm {
 enum class CollKind : int64_t {
   Allreduce = 1, ReduceScatter, Allgather, Broadcast, Gatherv, Barrier,
   Iallreduce, IreduceScatter, Iallgather,
+  Reduce, Scatterv, Alltoallv,
 };
 const char *coll_kind_name(CollKind k);
 
@@ -43,8 +44,9 @@ inline constexpr int kCallDescWords = 7;
 // "" when all descriptors agree; otherwise one message saying which ranks
 // differ from rank 0 and in what, e.g. "SMP_CHECK: collective mismatch on
 // TP_GROUP: rank 0 called allreduce(dtype=F32, op=SUM, count=8), rank 2
-// called allreduce(dtype=F32, op=SUM, count=9)". gatherv's counts may
-// differ by design and are not compared here.
+// called allreduce(dtype=F32, op=SUM, count=9)". The counts of gatherv,
+// scatterv and alltoallv may differ by design and are not compared here
+// (Communicator::verify compares them with root's / the peers' counts).
 std::string compare_calls(const std::vector<CallDesc> &calls, const char *group_name);
 
 // Text of one call, e.g. "broadcast(dtype=I32, count=4, root=1)".

@@ -1,5 +1,6 @@
-// One process group (WORLD, PP, TP, ...) of the initialized world: its
-// ranks, and every collective and point-to-point operation on it.
+// One process group (WORLD, PP, TP, ..., or one created at run time:
+// comm/groups.h) of the initialized world: its ranks, and every collective
+// and point-to-point operation on it.
 //
 // Every call validates its arguments first and throws smp::Error
 // (Status::InvalidArgument, the message naming the argument) before any
@@ -20,6 +21,7 @@
 // program (as with MPI), point-to-point needs no such care.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <memory>
 #include <mutex>
@@ -38,6 +40,7 @@ namespace smp::comm {
 class AsyncWorker;  // comm/async_worker.h
 class CallChecker;  // comm/call_checker.h
 struct CallDesc;   // comm/check.h
+struct OpInfo;     // comm/watchdog.h
 
 // What a communicator needs to know about the world it lives in.
 struct CommSettings {
@@ -52,8 +55,9 @@ struct CommSettings {
 
 class Communicator {
  public:
-  // members: the group's world ranks, sorted; rank: this process's index in
-  // it. host / host_async: backends for host memory on two independent
+  // members: the group's world ranks (sorted for the layout's groups, in
+  // the creator's order for a created one, registered in comm/groups.h
+  // before this is made); rank: this process's index in it. host / host_async: backends for host memory on two independent
   // duplicates of the group communicator (blocking+p2p, non-blocking).
   Communicator(topo::Group group, std::vector<int> members, int rank, CommSettings settings,
                std::unique_ptr<Backend> host, std::unique_ptr<Backend> host_async);
@@ -67,7 +71,14 @@ class Communicator {
   int rank() const { return rank_; }
   int size() const { return static_cast<int>(members_.size()); }
   topo::Group group() const { return group_; }
-  const char *group_name() const { return topo::group_name(group_); }
+  // "TP_GROUP", or a created group's "group 64 (world ranks 0,2,3)";
+  // valid for the life of the process.
+  const char *group_name() const { return name_; }
+  const std::vector<int> &members() const { return members_; }
+  // Hang timeout of this group's operations in seconds (0: none), in place
+  // of SMP_TIMEOUT; < 0 (the default): SMP_TIMEOUT's.
+  void set_timeout(double seconds) { timeout_.store(seconds, std::memory_order_relaxed); }
+  double timeout() const { return timeout_.load(std::memory_order_relaxed); }
   // World rank of the group's rank r.
   int world_rank_of(int r) const { return members_.at(static_cast<size_t>(r)); }
 
@@ -83,10 +94,23 @@ class Communicator {
   void gatherv(const void *sendbuf, size_t sendcount, void *recvbuf, const size_t *recvcounts,
                DType dtype, int root, void *stream = nullptr);
   void barrier();
+  // recvbuf is read on root only (sendbuf == recvbuf there: in place).
+  void reduce(const void *sendbuf, void *recvbuf, size_t count, DType dtype, ReduceOp op, int root,
+              void *stream = nullptr);
+  // sendbuf / sendcounts are read on root only (sendcounts[r] == rank r's
+  // recvcount); recvbuf may be root's own block of sendbuf (in place).
+  void scatterv(const void *sendbuf, const size_t *sendcounts, void *recvbuf, size_t recvcount,
+                DType dtype, int root, void *stream = nullptr);
+  // Counts and displacements in elements, one per group rank; the send and
+  // receive regions must not overlap.
+  void alltoallv(const void *sendbuf, const size_t *sendcounts, const size_t *sdispls, void *recvbuf,
+                 const size_t *recvcounts, const size_t *rdispls, DType dtype, void *stream = nullptr);
 
   // Point-to-point; tag >= 0. Same pair + tag: delivered in send order.
   void send(const void *buf, size_t count, DType dtype, int peer, int tag, void *stream = nullptr);
   void recv(void *buf, size_t count, DType dtype, int peer, int tag, void *stream = nullptr);
+  // recv from whichever rank sends first with this tag; returns its rank.
+  int recv_any(void *buf, size_t count, DType dtype, int tag, void *stream = nullptr);
 
   // Non-blocking twins: buffers stay untouched by the caller until the
   // request completes.
@@ -110,10 +134,20 @@ class Communicator {
   void check_allgather(const char *what, const void *sendbuf, const void *recvbuf,
                        size_t sendcount, DType dtype) const;
   // SMP_CHECK: compare this call with every other rank's (throws PeerFailed).
-  void verify(Backend &b, const CallDesc &desc, const size_t *recvcounts = nullptr);
+  // counts: gatherv's recvcounts, scatterv's sendcounts (root's), alltoallv's
+  // sendcounts; counts2: alltoallv's recvcounts.
+  void verify(Backend &b, const CallDesc &desc, const size_t *counts = nullptr,
+              const size_t *counts2 = nullptr);
+  void verify_scatterv(Backend &b, const std::vector<CallDesc> &all, const CallDesc &mine,
+                       const size_t *sendcounts);
+  void verify_alltoallv(Backend &b, const size_t *sendcounts, const size_t *recvcounts);
+  // What the watchdog shows while an operation waits.
+  OpInfo op_info(const char *op, int peer, int root, int tag, size_t count) const;
 
   topo::Group group_;
+  const char *name_;
   std::vector<int> members_;
+  std::atomic<double> timeout_{-1};
   int64_t members_hash_;  // members_hash(members_), sent with every checked call
   int rank_;
   CommSettings settings_;

@@ -5,11 +5,13 @@
 #include <atomic>
 #include <cerrno>
 #include <climits>
+#include <cmath>
 #include <cstdlib>
 #include <mutex>
 #include <stdexcept>
 
 #include "comm/call_checker.h"
+#include "comm/groups.h"
 #include "comm/mpi/mpi_backend.h"
 #include "comm/mpi/mpi_call_checker.h"
 #include "comm/mpi/mpi_request.h"
@@ -165,12 +167,15 @@ Context &Context::init(const Options &o) {
     ctx->checker_ = std::make_unique<mpi::MpiCallChecker>(*layout, world_rank);
     settings.checker = ctx->checker_.get();
   }
+  ctx->settings_ = settings;
+  ctx->max_chunk_ = chunk;
 
 #if SMP_HAVE_CUDA
   // CUDA memory backends where any rank has a GPU (agreed, as creating them
   // duplicates each group's communicator); none on a machine without one.
   int gpu = cuda::device_count() > 0 ? 1 : 0;
   mpi::check_mpi(MPI_Allreduce(MPI_IN_PLACE, &gpu, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD), "smp_init: MPI_Allreduce");
+  ctx->gpu_ = gpu != 0;
 #endif
   // One communicator per group: split the world by the group's colour,
   // ordered by world rank (the layout's rank-in-group).
@@ -202,9 +207,11 @@ Context &Context::init(const Options &o) {
 #endif
   }
   // The watchdog's control channel: its thread asks and answers which
-  // operation each rank waits in, which needs MPI_THREAD_MULTIPLE.
+  // operation each rank waits in, which needs MPI_THREAD_MULTIPLE. Made
+  // also without SMP_TIMEOUT: a group's own timeout (set later, locally)
+  // starts the thread.
   MPI_Comm control = MPI_COMM_NULL;
-  if (timeout > 0 && provided == MPI_THREAD_MULTIPLE) {
+  if (provided == MPI_THREAD_MULTIPLE) {
     mpi::check_mpi(MPI_Comm_dup(MPI_COMM_WORLD, &control), "smp_init: MPI_Comm_dup (watchdog)");
     MPI_Comm_set_errhandler(control, MPI_ERRORS_RETURN);
   }
@@ -230,7 +237,127 @@ Context::Context(topo::Layout layout, int world_rank, double timeout, bool check
     : layout_(std::move(layout)), world_rank_(world_rank), timeout_(timeout), check_(check),
       own_mpi_(own_mpi) {}
 
+Communicator &Context::group(topo::Group g) {
+  if (is_layout_group(g)) return *groups_[static_cast<size_t>(g)];
+  if (Communicator *c = find_group(static_cast<int>(g))) return *c;
+  if (is_user_group(g))
+    invalid("group " + std::to_string(static_cast<int>(g)) +
+            " is not a group of this rank: never created here (smp_group_create), or destroyed");
+  invalid("group " + std::to_string(static_cast<int>(g)) +
+          " is not an smp_group_t (SMP_WORLD..SMP_MP_GROUP, or a handle from smp_group_create)");
+}
+
+Communicator *Context::find_group(int g) noexcept {
+  if (is_layout_group(static_cast<topo::Group>(g))) return groups_[static_cast<size_t>(g)].get();
+  std::lock_guard<std::mutex> lock(user_mu_);
+  auto it = user_groups_.find(g);
+  return it == user_groups_.end() ? nullptr : it->second.get();
+}
+
+topo::Group Context::create_group(const std::vector<int> &ranks) {
+  const char *what = "smp_group_create";
+  const int n = static_cast<int>(ranks.size());
+  if (n < 1) invalid(std::string(what) + ": nranks " + std::to_string(n) + " must be >= 1");
+  std::vector<bool> seen(static_cast<size_t>(world_size()), false);
+  int mine = -1;
+  for (int i = 0; i < n; ++i) {
+    const int r = ranks[static_cast<size_t>(i)];
+    if (r < 0 || r >= world_size())
+      invalid(std::string(what) + ": world_ranks[" + std::to_string(i) + "] = " + std::to_string(r) +
+              " is out of range (the world has ranks 0.." + std::to_string(world_size() - 1) + ")");
+    if (seen[static_cast<size_t>(r)])
+      invalid(std::string(what) + ": world rank " + std::to_string(r) + " is listed twice (world_ranks[" +
+              std::to_string(i) + "])");
+    seen[static_cast<size_t>(r)] = true;
+    if (r == world_rank_) mine = i;
+  }
+  if (mine < 0)
+    invalid(std::string(what) + ": this rank (world rank " + std::to_string(world_rank_) +
+            ") is not in world_ranks; only the listed ranks call it");
+
+  std::lock_guard<std::mutex> creating(create_mu_);
+  constexpr int kCreateTag = 0x534d50;  // MPI_Comm_create_group's tag: smp's own
+  MPI_Group world = MPI_GROUP_NULL, sub = MPI_GROUP_NULL;
+  MPI_Comm comm = MPI_COMM_NULL;
+  MPI_Comm_group(MPI_COMM_WORLD, &world);
+  int rc = MPI_Group_incl(world, n, ranks.data(), &sub);
+  if (rc == MPI_SUCCESS) rc = MPI_Comm_create_group(MPI_COMM_WORLD, sub, kCreateTag, &comm);
+  MPI_Group_free(&world);
+  if (sub != MPI_GROUP_NULL) MPI_Group_free(&sub);
+  mpi::check_mpi(rc, "smp_group_create: MPI_Comm_create_group");
+  MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+  // The id: above every id any member has used, so that no two groups of
+  // one rank share a value, and the same on every member (comm/groups.h).
+  int id = 0;
+  rc = MPI_Allreduce(&next_user_id_, &id, 1, MPI_INT, MPI_MAX, comm);
+  if (rc != MPI_SUCCESS) MPI_Comm_free(&comm);
+  mpi::check_mpi(rc, "smp_group_create: MPI_Allreduce");
+  next_user_id_ = id + 1;
+  const auto g = static_cast<topo::Group>(kFirstUserGroup + id);
+  int r = 0;
+  MPI_Comm_rank(comm, &r);
+  std::unique_ptr<Communicator> c;
+  try {
+    std::unique_ptr<Backend> host = std::make_unique<mpi::MpiBackend>(comm, max_chunk_);
+    std::unique_ptr<Backend> host_async = std::make_unique<mpi::MpiBackend>(comm, max_chunk_);
+#if SMP_HAVE_CUDA
+    std::unique_ptr<Backend> device, device_async;
+    if (gpu_) {
+      device = make_device_backend(comm, max_chunk_, timeout_, world_rank_, host.get());
+      device_async = make_device_backend(comm, max_chunk_, timeout_, world_rank_, host_async.get());
+    }
+#endif
+    register_user_group(g, ranks);
+    c = std::make_unique<Communicator>(g, ranks, r, settings_, std::move(host), std::move(host_async));
+#if SMP_HAVE_CUDA
+    if (device) c->set_device_backends(std::move(device), std::move(device_async));
+#endif
+  } catch (...) {
+    unregister_user_group(g);
+    MPI_Comm_free(&comm);
+    throw;
+  }
+  MPI_Comm_free(&comm);
+  if (r != mine) fail(Status::Internal, "smp_group_create: MPI's rank in the new group disagrees with world_ranks");
+  std::lock_guard<std::mutex> lock(user_mu_);
+  user_groups_[static_cast<int>(g)] = std::move(c);
+  return g;
+}
+
+void Context::destroy_group(topo::Group g) {
+  if (is_layout_group(g))
+    invalid(std::string("smp_group_destroy: ") + topo::group_name(g) +
+            " is one of the layout's groups, which cannot be destroyed");
+  std::unique_ptr<Communicator> c;
+  {
+    std::lock_guard<std::mutex> lock(user_mu_);
+    auto it = user_groups_.find(static_cast<int>(g));
+    if (it != user_groups_.end()) {
+      c = std::move(it->second);
+      user_groups_.erase(it);
+    }
+  }
+  if (!c) group(g);  // throws the message for an unknown value
+  c.reset();         // drains its queued non-blocking collectives
+  unregister_user_group(g);
+}
+
+void Context::set_group_timeout(topo::Group g, double seconds) {
+  if (!(seconds >= 0) || std::isinf(seconds))
+    invalid("smp_group_set_timeout: seconds " + std::to_string(seconds) +
+            " must be a finite number >= 0 (0: no timeout)");
+  Communicator &c = group(g);
+  c.set_timeout(seconds);
+  watchdog_->watch_group(seconds);
+}
+
 Context::~Context() {
+  for (auto &u : user_groups_) {
+    const auto g = static_cast<topo::Group>(u.first);
+    u.second.reset();
+    unregister_user_group(g);
+  }
+  user_groups_.clear();
   for (auto &g : groups_) g.reset();
   checker_.reset();
   watchdog_.reset();

@@ -4,8 +4,11 @@
 #pragma once
 
 #include <array>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "comm/communicator.h"
 #include "topo/layout.h"
@@ -49,7 +52,29 @@ class Context {
   int world_size() const { return layout_.size(); }
   double timeout_seconds() const { return timeout_; }
   bool check() const { return check_; }
-  Communicator &group(topo::Group g) { return *groups_.at(static_cast<size_t>(g)); }
+  // A layout group, or a created one (comm/groups.h); throws
+  // smp::Error(InvalidArgument) for a value that names neither here.
+  // Thread-safe. A created group must not be destroyed while another
+  // thread still uses the reference.
+  Communicator &group(topo::Group g);
+  // The same without throwing: nullptr for an unknown value.
+  Communicator *find_group(int g) noexcept;
+
+  // Groups beyond the layout's (smp_group_create): collective over the
+  // listed world ranks only (MPI_Comm_create_group), each calling it with
+  // the same list; group rank i is world_ranks[i]. Returns the new group's
+  // value (kFirstUserGroup + an id the members agree on, comm/groups.h).
+  // Creations are serialized within a process; the ranks of overlapping
+  // groups must create them in an order that cannot deadlock, as with any
+  // collective. Throws InvalidArgument (before communicating) for an empty
+  // list, a duplicate, a rank out of range, or a list without this rank.
+  topo::Group create_group(const std::vector<int> &world_ranks);
+  // Releases a created group: its queued non-blocking collectives run
+  // first. Local. InvalidArgument for a layout group or an unknown value.
+  void destroy_group(topo::Group g);
+  // smp_group_set_timeout: seconds >= 0 (0: none) for g's operations, in
+  // place of SMP_TIMEOUT; starts the watchdog if it was not running.
+  void set_group_timeout(topo::Group g, double seconds);
 
   ~Context();
 
@@ -65,6 +90,14 @@ class Context {
   std::unique_ptr<Watchdog> watchdog_;
   std::unique_ptr<CallChecker> checker_;  // SMP_CHECK only; outlives groups_
   std::array<std::unique_ptr<Communicator>, topo::kAllGroups.size()> groups_;
+  // What a created group's communicator is made with (as init's).
+  CommSettings settings_;
+  size_t max_chunk_ = 0;
+  bool gpu_ = false;  // CUDA memory backends (agreed world-wide at init)
+  std::mutex create_mu_;        // one creation at a time
+  int next_user_id_ = 0;        // above every created group id this rank has seen
+  std::mutex user_mu_;          // user_groups_
+  std::map<int, std::unique_ptr<Communicator>> user_groups_;
 };
 
 }  // namespace smp::comm

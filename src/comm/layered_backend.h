@@ -33,6 +33,18 @@ class LayeredBackend : public Backend {
     below_->gatherv(send, sendcount, recv, recvcounts, t, root, stream);
   }
   void barrier() override { below_->barrier(); }
+  void reduce(const void *send, void *recv, size_t count, DType t, ReduceOp op, int root,
+              void *stream) override {
+    below_->reduce(send, recv, count, t, op, root, stream);
+  }
+  void scatterv(const void *send, const size_t *sendcounts, void *recv, size_t recvcount, DType t, int root,
+                void *stream) override {
+    below_->scatterv(send, sendcounts, recv, recvcount, t, root, stream);
+  }
+  void alltoallv(const void *send, const size_t *sendcounts, const size_t *sdispls, void *recv,
+                 const size_t *recvcounts, const size_t *rdispls, DType t, void *stream) override {
+    below_->alltoallv(send, sendcounts, sdispls, recv, recvcounts, rdispls, t, stream);
+  }
 
   void send(const void *buf, size_t count, DType t, int peer, int tag, void *stream) override {
     below_->send(buf, count, t, peer, tag, stream);
@@ -45,6 +57,9 @@ class LayeredBackend : public Backend {
   }
   RequestPtr irecv(void *buf, size_t count, DType t, int peer, int tag, void *stream) override {
     return below_->irecv(buf, count, t, peer, tag, stream);
+  }
+  int recv_any(void *buf, size_t count, DType t, int tag, void *stream) override {
+    return below_->recv_any(buf, count, t, tag, stream);
   }
 
  protected:

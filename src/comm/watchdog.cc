@@ -12,6 +12,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "comm/groups.h"
+
 namespace smp::comm {
 
 // One per thread that ever ran an operation; never freed (threads are few)
@@ -21,6 +23,7 @@ struct Slot {
   std::atomic<const char *> op{""};
   std::atomic<int> group{0}, peer{-1}, root{-1}, tag{-1};
   std::atomic<uint64_t> count{0};
+  std::atomic<double> timeout{-1};
   // The user's call (CallScope): depth is the owner thread's alone; the
   // label is read by the watchdog thread, under call_mu.
   int call_depth = 0;
@@ -49,12 +52,15 @@ Slot *my_slot() {
 std::string timeout_message(int world_rank, const OpInfo &info, double waited, double timeout,
                             const std::string &missing, const std::string &call) {
   auto field = [](int v) { return v < 0 ? std::string("-") : std::to_string(v); };
-  char buf[512];
-  std::snprintf(buf, sizeof buf,
-                "%s on %s (peer %s, root %s, tag %s, count %zu) has waited %.1f s, "
-                "longer than SMP_TIMEOUT=%g s; ",
-                info.op, topo::group_name(info.group), field(info.peer).c_str(), field(info.root).c_str(),
-                field(info.tag).c_str(), info.count, waited, timeout);
+  char limit[96];
+  if (info.timeout >= 0)
+    std::snprintf(limit, sizeof limit, "longer than its group's timeout of %g s (smp_group_set_timeout)", timeout);
+  else
+    std::snprintf(limit, sizeof limit, "longer than SMP_TIMEOUT=%g s", timeout);
+  char buf[768];
+  std::snprintf(buf, sizeof buf, "%s on %s (peer %s, root %s, tag %s, count %zu) has waited %.1f s, %s; ",
+                info.op, group_label(info.group), field(info.peer).c_str(), field(info.root).c_str(),
+                field(info.tag).c_str(), info.count, waited, limit);
   return "smp: rank " + std::to_string(world_rank) + ": " + (call.empty() ? "" : call + ": ") + buf +
          (missing.empty() ? "" : missing + "; ") + "aborting the job";
 }
@@ -76,9 +82,17 @@ constexpr int kTagQuery = 1, kTagReply = 2;
 
 // What a rank waits in, as its watchdog answers a query.
 struct Reply {
-  int32_t pending_on[topo::kAllGroups.size()] = {};  // operations pending per group
+  int32_t pending_on[topo::kAllGroups.size()] = {};  // operations pending per layout group
+  int32_t pending_user[16] = {};                       // created groups with one pending (0: none)
   char what[256] = {};                                 // the first, in words
 };
+
+bool pending_on(const Reply &r, topo::Group g) {
+  if (is_layout_group(g)) return r.pending_on[static_cast<int>(g)] > 0;
+  for (int32_t u : r.pending_user)
+    if (u == static_cast<int32_t>(g)) return true;
+  return false;
+}
 
 }  // namespace
 
@@ -95,15 +109,26 @@ void Watchdog::serve_queries() {
       for (const Slot &s : g_slots) {
         if ((s.seq.load(std::memory_order_acquire) & 1) == 0) continue;
         const int g = s.group.load(std::memory_order_relaxed);
-        if (g < 0 || g >= static_cast<int>(topo::kAllGroups.size())) continue;
-        if (r.pending_on[g]++ == 0 && r.what[0] == 0) {
+        const bool first = r.what[0] == 0;
+        if (is_layout_group(static_cast<topo::Group>(g))) {
+          ++r.pending_on[g];
+        } else if (is_user_group(static_cast<topo::Group>(g))) {
+          for (int32_t &u : r.pending_user)
+            if (u == 0 || u == g) {
+              u = g;
+              break;
+            }
+        } else {
+          continue;
+        }
+        if (first) {
           std::string call;
           {
             std::lock_guard<std::mutex> call_lock(s.call_mu);
             call = s.call;
           }
           std::snprintf(r.what, sizeof r.what, "%s on %s%s%s", s.op.load(std::memory_order_relaxed),
-                        topo::group_name(static_cast<topo::Group>(g)), call.empty() ? "" : " in ",
+                        group_label(static_cast<topo::Group>(g)), call.empty() ? "" : " in ",
                         call.c_str());
         }
       }
@@ -116,7 +141,8 @@ void Watchdog::serve_queries() {
 // collective; for a point-to-point operation what the peer is doing.
 std::string Watchdog::ask_members(const OpInfo &info, std::vector<Absent> *absent) {
   if (control_ == MPI_COMM_NULL) return "";
-  const std::vector<int> members = layout_.group_members(info.group, world_rank_);
+  const std::vector<int> members = group_members_of(layout_, info.group, world_rank_);
+  if (members.empty()) return "";  // a created group destroyed meanwhile
   std::vector<int> ask;
   if (info.peer >= 0 && static_cast<size_t>(info.peer) < members.size())
     ask.push_back(members[static_cast<size_t>(info.peer)]);
@@ -158,11 +184,11 @@ std::string Watchdog::ask_members(const OpInfo &info, std::vector<Absent> *absen
   std::string missing;
   for (int m : ask) {
     auto it = replies.find(m);
-    if (it != replies.end() && it->second.pending_on[static_cast<int>(info.group)] > 0) continue;  // arrived
+    if (it != replies.end() && pending_on(it->second, info.group)) continue;  // arrived
     absent->push_back({m, state(m)});
     missing += (missing.empty() ? "" : ", ") + ("rank " + std::to_string(m)) + " (" + state(m) + ")";
   }
-  return missing.empty() ? "every member is in an operation on " + std::string(topo::group_name(info.group))
+  return missing.empty() ? "every member is in an operation on " + std::string(group_label(info.group))
                          : "not arrived: " + missing;
 }
 
@@ -219,6 +245,7 @@ OpScope::OpScope(const OpInfo &info) {
   s.root.store(info.root, std::memory_order_relaxed);
   s.tag.store(info.tag, std::memory_order_relaxed);
   s.count.store(info.count, std::memory_order_relaxed);
+  s.timeout.store(info.timeout, std::memory_order_relaxed);
   s.seq.store(s.seq.load(std::memory_order_relaxed) + 1, std::memory_order_release);
 }
 
@@ -228,39 +255,50 @@ OpScope::~OpScope() {
 }
 
 Watchdog::Watchdog(double timeout_seconds, int world_rank, const topo::Layout &layout, MPI_Comm control)
-    : timeout_(timeout_seconds), world_rank_(world_rank), layout_(layout), control_(control) {
-  if (timeout_ <= 0) return;
+    : timeout_(timeout_seconds), shortest_(timeout_seconds), world_rank_(world_rank), layout_(layout),
+      control_(control) {
   if (const char *p = std::getenv("SMP_HANG_REPORT"); p != nullptr && *p != '\0') report_path_ = p;
+  if (timeout_ > 0) watch_group(timeout_);
+}
+
+void Watchdog::watch_group(double seconds) {
+  if (seconds <= 0) return;
+  double cur = shortest_.load();
+  while ((cur <= 0 || seconds < cur) && !shortest_.compare_exchange_weak(cur, seconds)) {
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (thread_.joinable()) return;
   g_enabled.store(true);
   thread_ = std::thread([this] { run(); });
 }
 
 Watchdog::~Watchdog() {
-  if (!thread_.joinable()) return;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
+  if (thread_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+    g_enabled.store(false);
   }
-  cv_.notify_all();
-  thread_.join();
-  g_enabled.store(false);
   if (control_ != MPI_COMM_NULL) MPI_Comm_free(&control_);
 }
 
 void Watchdog::run() {
   using Clock = std::chrono::steady_clock;
   // Poll often enough that the report comes within ~10% of the timeout.
-  const auto period = std::chrono::duration<double>(std::min(0.1, timeout_ / 10));
+  auto period = [this] { return std::chrono::duration<double>(std::min(0.1, shortest_.load() / 10)); };
   struct Seen { uint64_t seq; Clock::time_point since; };
   std::unordered_map<const Slot *, Seen> seen;
   std::unique_lock<std::mutex> lock(mu_);
-  while (!cv_.wait_for(lock, period, [this] { return stop_; })) {
+  while (!cv_.wait_for(lock, period(), [this] { return stop_; })) {
     if (control_ != MPI_COMM_NULL) serve_queries();
     const auto now = Clock::now();
     bool fired = false;
     OpInfo info;
     std::string call;
-    double waited = 0;
+    double waited = 0, limit = 0;
     std::unique_lock<std::mutex> slots_lock(g_slots_mu);
     for (const Slot &s : g_slots) {
       const uint64_t seq = s.seq.load(std::memory_order_acquire);
@@ -271,13 +309,16 @@ void Watchdog::run() {
         continue;
       }
       waited = std::chrono::duration<double>(now - it->second.since).count();
-      if (waited < timeout_) continue;
+      const double own = s.timeout.load(std::memory_order_relaxed);
+      limit = own >= 0 ? own : timeout_;  // the group's, else SMP_TIMEOUT
+      if (limit <= 0 || waited < limit) continue;
       info.op = s.op.load(std::memory_order_relaxed);
       info.group = static_cast<topo::Group>(s.group.load(std::memory_order_relaxed));
       info.peer = s.peer.load(std::memory_order_relaxed);
       info.root = s.root.load(std::memory_order_relaxed);
       info.tag = s.tag.load(std::memory_order_relaxed);
       info.count = s.count.load(std::memory_order_relaxed);
+      info.timeout = own;
       // Still the same operation? (the fields were written before seq)
       std::atomic_thread_fence(std::memory_order_acquire);
       if (s.seq.load(std::memory_order_acquire) != seq) continue;
@@ -292,11 +333,11 @@ void Watchdog::run() {
     if (!fired) continue;
     std::vector<Absent> absent;
     const std::string missing = ask_members(info, &absent);
-    std::fprintf(stderr, "%s\n", timeout_message(world_rank_, info, waited, timeout_, missing, call).c_str());
+    std::fprintf(stderr, "%s\n", timeout_message(world_rank_, info, waited, limit, missing, call).c_str());
     std::fflush(stderr);
     if (!report_path_.empty()) {
       const std::string waits_in =
-          (call.empty() ? "" : call + ": ") + info.op + " on " + topo::group_name(info.group);
+          (call.empty() ? "" : call + ": ") + info.op + " on " + group_label(info.group);
       append_report(hang_report_line(world_rank_, waits_in, absent));
     }
     abort_after_grace();

@@ -53,9 +53,13 @@ struct OpInfo {
   int root = -1;
   int tag = -1;
   size_t count = 0;
+  // The group's own timeout (smp_group_set_timeout; 0: none), in place of
+  // SMP_TIMEOUT; < 0: SMP_TIMEOUT's.
+  double timeout = -1;
 };
 
-// The one line the watchdog prints (without the newline). Pure, for tests.
+// The one line the watchdog prints (without the newline). Pure, for tests
+// (a created group's name comes from comm/groups.h).
 // missing: what the query found ("not arrived: rank 2 (...)"), "" for none;
 // call: the user's call (CallScope), "" for none.
 std::string timeout_message(int world_rank, const OpInfo &info, double waited_seconds,
@@ -78,12 +82,16 @@ std::string hang_report_line(int world_rank, const std::string &waits_in, const 
 
 class Watchdog {
  public:
-  // timeout_seconds <= 0: nothing is watched (OpScope costs one load).
-  // layout: to find a group's members; control: a duplicate of
-  // MPI_COMM_WORLD this object frees, MPI_COMM_NULL without
-  // MPI_THREAD_MULTIPLE (then nobody is asked).
+  // timeout_seconds <= 0: nothing is watched (OpScope costs one load)
+  // until a group gets a timeout of its own (watch_group). layout: to find
+  // a group's members; control: a duplicate of MPI_COMM_WORLD this object
+  // frees, MPI_COMM_NULL without MPI_THREAD_MULTIPLE (then nobody is asked).
   Watchdog(double timeout_seconds, int world_rank, const topo::Layout &layout, MPI_Comm control);
   ~Watchdog();
+  // A group's operations now carry a timeout of `seconds` (OpInfo::timeout):
+  // starts watching (the thread) if nothing was, and polls often enough for
+  // it. Thread-safe.
+  void watch_group(double seconds);
   Watchdog(const Watchdog &) = delete;
   Watchdog &operator=(const Watchdog &) = delete;
 
@@ -95,11 +103,12 @@ class Watchdog {
   void append_report(const std::string &line);
 
   double timeout_;
+  std::atomic<double> shortest_;  // the smallest timeout watched, for the poll period
   int world_rank_;
   topo::Layout layout_;
   MPI_Comm control_;
   std::string report_path_;  // SMP_HANG_REPORT, "" for none
-  std::mutex mu_;
+  std::mutex mu_;  // stop_, starting thread_
   std::condition_variable cv_;
   bool stop_ = false;
   std::thread thread_;

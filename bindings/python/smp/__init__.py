@@ -376,6 +376,65 @@ def iallgather(input, output, group=WORLD):
     return Request(_smp.iallgather(_arg(input), _arg(output), int(group), _stream(output)))
 
 
+# ---- More collectives, p2p from any rank, groups of any ranks ----
+
+__all__ += ["reduce", "scatterv", "alltoallv", "recv_any",
+            "group_create", "group_destroy", "group_set_timeout"]
+
+
+@_timed
+def reduce(input, output=None, op=SUM, root=0, group=WORLD):
+    """root's output = the reduction of every rank's input (same size);
+    output is used on root only (it may be input itself: in place)."""
+    _smp.reduce(_arg(input), None if output is None else _arg(output), int(op), int(root), int(group),
+                _stream(input))
+    return output
+
+
+@_timed
+def scatterv(input, counts, output, root=0, group=WORLD):
+    """The inverse of gatherv: rank r's output = counts[r] elements of
+    root's input, after those of ranks 0..r-1. input and counts are used on
+    root only."""
+    _smp.scatterv(None if input is None else _arg(input), counts, _arg(output), int(root), int(group),
+                  _stream(output))
+    return output
+
+
+@_timed
+def alltoallv(input, send_counts, output, recv_counts, group=WORLD):
+    """Rank p receives send_counts[p] elements of input (blocks packed in
+    rank order) and output holds recv_counts[p] elements from each rank p,
+    in rank order."""
+    _smp.alltoallv(_arg(input), send_counts, _arg(output), recv_counts, int(group), _stream(output))
+    return output
+
+
+@_timed
+def recv_any(tensor, group=WORLD, tag=0):
+    """Receive into tensor from whichever rank of group sends first with
+    this tag; returns that rank (within group)."""
+    return _smp.recv_any(_arg(tensor), int(group), int(tag), _stream(tensor))
+
+
+def group_create(ranks):
+    """A group of the listed world ranks (group rank i = ranks[i]), usable as
+    group= everywhere; every listed rank calls it with the same list, no
+    other rank does. Returns its handle (an int >= 64)."""
+    return _smp.group_create([int(r) for r in ranks])
+
+
+def group_destroy(group):
+    """Release a group from group_create (not collective)."""
+    _smp.group_destroy(int(group))
+
+
+def group_set_timeout(group, seconds):
+    """Hang timeout of the operations on group, in place of SMP_TIMEOUT
+    (0: none); call it on every member."""
+    _smp.group_set_timeout(int(group), float(seconds))
+
+
 
 # ---- Tensor transport (smp.h "Pipeline: tensor transport") ----
 # Every tensor travels with its dtype and shape, so receivers need not know

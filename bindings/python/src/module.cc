@@ -233,6 +233,107 @@ void bind_collectives(py::module_ &m) {
     }
     check(st);
   });
+  m.def("reduce", [](py::handle i, py::handle o, int op, int root, int group, py::handle stream) {
+    TensorView vi = in(i, stream);
+    TensorView vo;
+    const bool is_root = group_rank(group) == root;
+    if (is_root) {
+      if (o.is_none()) raise_error(SMP_ERR_INVALID_ARGUMENT, "reduce: the root needs an output");
+      vo = out(o, stream);
+      same_kind(vi, vo, "reduce");
+      if (vo.count != vi.count)
+        raise_error(SMP_ERR_INVALID_ARGUMENT, "reduce: output has " + std::to_string(vo.count) +
+                                                  " elements, input " + std::to_string(vi.count));
+    }
+    smp_status_t st;
+    {
+      py::gil_scoped_release nogil;
+      st = smp_reduce(vi.data, is_root ? vo.data : nullptr, vi.count, vi.dtype, static_cast<smp_op_t>(op), root,
+                      static_cast<smp_group_t>(group), vi.stream);
+    }
+    check(st);
+  });
+  m.def("scatterv", [](py::handle i, py::handle counts, py::handle o, int root, int group,
+                       py::handle stream) {
+    TensorView vo = out(o, stream);
+    const bool is_root = group_rank(group) == root;
+    TensorView vi;
+    std::vector<size_t> c;
+    if (is_root) {
+      if (i.is_none() || counts.is_none())
+        raise_error(SMP_ERR_INVALID_ARGUMENT, "scatterv: the root needs an input and counts");
+      vi = in(i, stream);
+      same_kind(vi, vo, "scatterv");
+      c = counts.cast<std::vector<size_t>>();
+      if (c.size() != static_cast<size_t>(group_size(group)))
+        raise_error(SMP_ERR_INVALID_ARGUMENT, "scatterv: counts needs one entry per rank of the group");
+      size_t total = 0;
+      for (size_t x : c) total += x;
+      if (total != vi.count)
+        raise_error(SMP_ERR_INVALID_ARGUMENT, "scatterv: input has " + std::to_string(vi.count) +
+                                                  " elements, counts sum to " + std::to_string(total));
+    }
+    smp_status_t st;
+    {
+      py::gil_scoped_release nogil;
+      st = smp_scatterv(is_root ? vi.data : nullptr, is_root ? c.data() : nullptr, vo.data, vo.count, vo.dtype,
+                        root, static_cast<smp_group_t>(group), vo.stream);
+    }
+    check(st);
+  });
+  // Blocks packed in rank order (displacements are the running sums).
+  m.def("alltoallv", [](py::handle i, py::handle send_counts, py::handle o, py::handle recv_counts, int group,
+                        py::handle stream) {
+    TensorView vi = in(i, stream), vo = out(o, stream);
+    same_kind(vi, vo, "alltoallv");
+    const size_t n = static_cast<size_t>(group_size(group));
+    auto counts = [&](py::handle h, size_t have, const char *name, const char *buf) {
+      std::vector<size_t> c = h.cast<std::vector<size_t>>();
+      if (c.size() != n)
+        raise_error(SMP_ERR_INVALID_ARGUMENT, std::string("alltoallv: ") + name + " needs one entry per rank of the group");
+      size_t total = 0;
+      for (size_t x : c) total += x;
+      if (total != have)
+        raise_error(SMP_ERR_INVALID_ARGUMENT, std::string("alltoallv: ") + buf + " has " + std::to_string(have) +
+                                                  " elements, " + name + " sum to " + std::to_string(total));
+      return c;
+    };
+    const std::vector<size_t> sc = counts(send_counts, vi.count, "send_counts", "input");
+    const std::vector<size_t> rc = counts(recv_counts, vo.count, "recv_counts", "output");
+    std::vector<size_t> sd(n), rd(n);
+    for (size_t p = 1; p < n; ++p) {
+      sd[p] = sd[p - 1] + sc[p - 1];
+      rd[p] = rd[p - 1] + rc[p - 1];
+    }
+    smp_status_t st;
+    {
+      py::gil_scoped_release nogil;
+      st = smp_alltoallv(vi.data, sc.data(), sd.data(), vo.data, rc.data(), rd.data(), vo.dtype,
+                         static_cast<smp_group_t>(group), vo.stream);
+    }
+    check(st);
+  });
+  m.def("group_create", [](const std::vector<int> &ranks) {
+    smp_group_t g = SMP_WORLD;
+    smp_status_t st;
+    {
+      py::gil_scoped_release nogil;
+      st = smp_group_create(ranks.data(), static_cast<int>(ranks.size()), &g);
+    }
+    check(st);
+    return static_cast<int>(g);
+  });
+  m.def("group_destroy", [](int group) {
+    smp_status_t st;
+    {
+      py::gil_scoped_release nogil;
+      st = smp_group_destroy(static_cast<smp_group_t>(group));
+    }
+    check(st);
+  });
+  m.def("group_set_timeout", [](int group, double seconds) {
+    check(smp_group_set_timeout(static_cast<smp_group_t>(group), seconds));
+  });
   m.def("barrier", [](int group) {
     smp_status_t st;
     {
@@ -261,6 +362,17 @@ void bind_p2p(py::module_ &m) {
       st = smp_recv(v.data, v.count, v.dtype, peer, static_cast<smp_group_t>(group), tag, v.stream);
     }
     check(st);
+  });
+  m.def("recv_any", [](py::handle t, int group, int tag, py::handle stream) {
+    TensorView v = out(t, stream);
+    int source = -1;
+    smp_status_t st;
+    {
+      py::gil_scoped_release nogil;
+      st = smp_recv_any(v.data, v.count, v.dtype, static_cast<smp_group_t>(group), tag, &source, v.stream);
+    }
+    check(st);
+    return source;
   });
 }
 

@@ -179,6 +179,146 @@ void MpiBackend::gatherv(const void *send, size_t sendcount, void *recv, const s
   }
 }
 
+void MpiBackend::reduce(const void *send, void *recv, size_t count, DType t, ReduceOp op, int root, void *) {
+  if (count == 0) return;
+  // As allreduce: 16-bit floats and 8-bit integers take smp's reduction.
+  if (accumulates_in_float(t) || t == DType::I8 || t == DType::U8)
+    return own_reduce(send, recv, count, t, op, root);
+  const size_t es = dtype_size(t);
+  const bool root_here = rank_ == root;
+  const bool in_place = root_here && send == recv;
+  for_chunks(count, max_chunk_, [&](size_t off, int n) {
+    check_mpi(MPI_Reduce(in_place ? MPI_IN_PLACE : at(send, off, es), root_here ? at(recv, off, es) : nullptr,
+                         n, mpi_type(t), mpi_op(op), root, coll_),
+              "reduce: MPI_Reduce");
+  });
+  if (root_here && op == ReduceOp::Avg) divide_in_place(recv, count, t, size_);
+}
+
+// reduce with smp's own kernels: the pairwise reduce-scatter, then root
+// gathers the reduced blocks (every block lands in root's recv; the other
+// ranks reduce theirs into a scratch buffer).
+void MpiBackend::own_reduce(const void *send, void *recv, size_t count, DType t, ReduceOp op, int root) {
+  const size_t es = dtype_size(t);
+  const size_t piece_max = std::min<size_t>(max_chunk_, INT_MAX);  // displacements stay ints
+  std::vector<size_t> counts(size_), displs(size_);
+  std::vector<int> icounts(size_), idispls(size_);
+  std::vector<char> scratch;
+  for (size_t off = 0; off < count; off += piece_max) {
+    const size_t piece = std::min(piece_max, count - off);
+    size_t d = 0;
+    for (int r = 0; r < size_; ++r) {
+      counts[r] = piece / size_ + (static_cast<size_t>(r) < piece % size_ ? 1 : 0);
+      displs[r] = d;
+      icounts[r] = static_cast<int>(counts[r]);
+      idispls[r] = static_cast<int>(d);
+      d += counts[r];
+    }
+    if (rank_ == root) {
+      char *out = at(recv, off, es);
+      pairwise_reduce_scatter(coll_, rank_, size_, at(send, off, es), out + displs[rank_] * es,
+                              counts.data(), displs.data(), t, op);
+      check_mpi(MPI_Gatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, out, icounts.data(), idispls.data(),
+                            mpi_type(t), root, coll_),
+                "reduce: MPI_Gatherv");
+    } else {
+      scratch.resize(std::max<size_t>(1, counts[rank_] * es));
+      pairwise_reduce_scatter(coll_, rank_, size_, at(send, off, es), scratch.data(), counts.data(),
+                              displs.data(), t, op);
+      check_mpi(MPI_Gatherv(scratch.data(), icounts[rank_], mpi_type(t), nullptr, nullptr, nullptr,
+                            mpi_type(t), root, coll_),
+                "reduce: MPI_Gatherv");
+    }
+  }
+}
+
+// The mirror of gatherv: root posts every rank's chunks at once.
+void MpiBackend::scatterv(const void *send, const size_t *sendcounts, void *recv, size_t recvcount, DType t,
+                          int root, void *) {
+  const size_t es = dtype_size(t);
+  const MPI_Datatype T = mpi_type(t);
+  if (rank_ != root) {
+    for_chunks(recvcount, max_chunk_, [&](size_t off, int n) {
+      MPI_Status st;
+      check_mpi(MPI_Recv(at(recv, off, es), n, T, root, kTagScatterv, coll_, &st),
+                "scatterv: MPI_Recv (root's sendcounts for this rank larger than recvcount?)");
+      int got = 0;
+      MPI_Get_count(&st, T, &got);
+      if (got != n)
+        fail(Status::InvalidArgument, "scatterv: root sent fewer elements than recvcount " +
+                                          std::to_string(recvcount));
+    });
+    return;
+  }
+  std::vector<MPI_Request> reqs;
+  size_t displ = 0;
+  for (int r = 0; r < size_; ++r) {
+    if (r == root) {
+      if (recvcount > 0 && at(recv, 0, es) != at(send, displ, es))
+        std::memmove(recv, at(send, displ, es), recvcount * es);
+    } else {
+      for_chunks(sendcounts[r], max_chunk_, [&](size_t off, int n) {
+        reqs.emplace_back();
+        check_mpi(MPI_Isend(at(send, displ + off, es), n, T, r, kTagScatterv, coll_, &reqs.back()),
+                  "scatterv: MPI_Isend");
+      });
+    }
+    displ += sendcounts[r];
+  }
+  check_mpi(MPI_Waitall(static_cast<int>(reqs.size()), reqs.data(), MPI_STATUSES_IGNORE),
+            "scatterv: MPI_Waitall");
+}
+
+// Every receive posted, then every send; this rank's own block is a copy.
+void MpiBackend::alltoallv(const void *send, const size_t *sendcounts, const size_t *sdispls, void *recv,
+                           const size_t *recvcounts, const size_t *rdispls, DType t, void *) {
+  const size_t es = dtype_size(t);
+  const MPI_Datatype T = mpi_type(t);
+  std::vector<MPI_Request> reqs;
+  std::vector<int> expected, from;
+  for (int r = 0; r < size_; ++r) {
+    if (r == rank_) continue;
+    for_chunks(recvcounts[r], max_chunk_, [&](size_t off, int n) {
+      reqs.emplace_back();
+      expected.push_back(n);
+      from.push_back(r);
+      check_mpi(MPI_Irecv(at(recv, rdispls[r] + off, es), n, T, r, kTagAlltoallv, coll_, &reqs.back()),
+                "alltoallv: MPI_Irecv");
+    });
+  }
+  const size_t nrecv = reqs.size();
+  for (int k = 1; k < size_; ++k) {  // rank+1 first: spreads the load
+    const int r = (rank_ + k) % size_;
+    for_chunks(sendcounts[r], max_chunk_, [&](size_t off, int n) {
+      reqs.emplace_back();
+      check_mpi(MPI_Isend(at(send, sdispls[r] + off, es), n, T, r, kTagAlltoallv, coll_, &reqs.back()),
+                "alltoallv: MPI_Isend");
+    });
+  }
+  if (recvcounts[rank_] > 0) std::memcpy(at(recv, rdispls[rank_], es), at(send, sdispls[rank_], es),
+                                         std::min(recvcounts[rank_], sendcounts[rank_]) * es);
+  std::vector<MPI_Status> st(reqs.size());
+  const int rc = MPI_Waitall(static_cast<int>(reqs.size()), reqs.data(), st.data());
+  if (rc == MPI_ERR_IN_STATUS) {
+    for (size_t i = 0; i < nrecv; ++i)
+      if (st[i].MPI_ERROR != MPI_SUCCESS)
+        throw_mpi(st[i].MPI_ERROR, ("alltoallv: receiving from rank " + std::to_string(from[i]) +
+                                    " (more elements than recvcounts[" + std::to_string(from[i]) + "]?)").c_str());
+  }
+  check_mpi(rc, "alltoallv: MPI_Waitall");
+  if (sendcounts[rank_] != recvcounts[rank_])
+    fail(Status::InvalidArgument, "alltoallv: sendcounts[" + std::to_string(rank_) + "] is " +
+                                      std::to_string(sendcounts[rank_]) + " but recvcounts[" +
+                                      std::to_string(rank_) + "] is " + std::to_string(recvcounts[rank_]));
+  for (size_t i = 0; i < nrecv; ++i) {
+    int got = 0;
+    MPI_Get_count(&st[i], T, &got);
+    if (got != expected[i])
+      fail(Status::InvalidArgument, "alltoallv: rank " + std::to_string(from[i]) +
+                                        " sent fewer elements than recvcounts[" + std::to_string(from[i]) + "]");
+  }
+}
+
 void MpiBackend::barrier() { check_mpi(MPI_Barrier(coll_), "barrier: MPI_Barrier"); }
 
 void MpiBackend::send(const void *buf, size_t count, DType t, int peer, int tag, void *) {
@@ -228,6 +368,28 @@ RequestPtr MpiBackend::irecv(void *buf, size_t count, DType t, int peer, int tag
   });
   return std::make_unique<MpiRequest>(std::move(reqs), std::move(expected), mpi_type(t),
                                       p2p_what("irecv", peer, tag));
+}
+
+// The first chunk comes from any source; the rest of the message, chunk by
+// chunk, from that one (same pair and tag: in order).
+int MpiBackend::recv_any(void *buf, size_t count, DType t, int tag, void *) {
+  const size_t es = dtype_size(t);
+  int source = MPI_ANY_SOURCE;
+  for_chunks(count, max_chunk_, [&](size_t off, int n) {
+    MPI_Status st;
+    const std::string what = source == MPI_ANY_SOURCE ? "recv_any from any rank (tag " + std::to_string(tag) + ")"
+                                                      : p2p_what("recv_any", source, tag);
+    check_mpi(MPI_Recv(at(buf, off, es), n, mpi_type(t), source, tag, p2p_, &st),
+              (what + " (message longer than count?)").c_str());
+    source = st.MPI_SOURCE;
+    int got = 0;
+    MPI_Get_count(&st, mpi_type(t), &got);
+    if (got != n)
+      fail(Status::InvalidArgument, p2p_what("recv_any", source, tag) +
+                                        ": the message is shorter than count (" + std::to_string(got) +
+                                        " elements arrived where " + std::to_string(n) + " were expected)");
+  });
+  return source;
 }
 
 }  // namespace smp::comm::mpi

@@ -4,6 +4,7 @@
 #include <optional>
 #include <thread>
 
+#include "comm/groups.h"
 #include "comm/mpi/mpi_util.h"
 #include "common/error.h"
 
@@ -17,7 +18,7 @@ constexpr int kWords = static_cast<int>(sizeof(MpiCallChecker::Wire) / sizeof(in
 static_assert(sizeof(MpiCallChecker::Wire) % sizeof(int64_t) == 0, "Wire is whole int64 words");
 
 topo::Group as_group(int64_t g) { return static_cast<topo::Group>(g); }
-const char *name_of(int64_t g) { return topo::group_name(as_group(g)); }
+const char *name_of(int64_t g) { return group_label(as_group(g)); }
 
 // Clears the in-progress mark of a call however it ends.
 struct ActiveCall {
@@ -35,7 +36,6 @@ MpiCallChecker::MpiCallChecker(const topo::Layout &layout, int world_rank)
     : layout_(layout), me_(world_rank) {
   check_mpi(MPI_Comm_dup(MPI_COMM_WORLD, &comm_), "smp_init: MPI_Comm_dup (SMP_CHECK channel)");
   MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
-  active_.fill(-1);
 }
 
 MpiCallChecker::~MpiCallChecker() {
@@ -76,13 +76,15 @@ std::vector<CallDesc> MpiCallChecker::exchange(topo::Group group, const std::vec
                                                int rank, const CallDesc &mine) {
   const size_t g = static_cast<size_t>(group);
   int64_t seq = 0;
+  int64_t *slot = nullptr;  // a map node: stays put while others are added
   {
     std::lock_guard<std::mutex> lock(mu_);
     reap_sends();
-    seq = next_[g]++;
-    active_[g] = seq;
+    seq = next_[static_cast<int64_t>(g)]++;
+    slot = &active_[static_cast<int64_t>(g)];
+    *slot = seq;
   }
-  ActiveCall active{mu_, active_[g]};
+  ActiveCall in_progress{mu_, *slot};
   Wire w;
   w.type = kDesc;
   w.group = static_cast<int64_t>(g);
@@ -128,9 +130,9 @@ CallDesc MpiCallChecker::take(int source, size_t group, int64_t seq, const CallD
               if (q.empty()) stash_.erase(found);
               return d;
             }
-            if (k != group && active_[k] >= 0) continue;  // another thread's call on that group
+            if (k != group && active(static_cast<int64_t>(k)) >= 0) continue;  // another thread's call on that group
             // Another group, other members, or a call number ahead of ours.
-            if (k != group) next_[k] = std::max(next_[k], x.seq + 1);  // that call fails here too
+            if (k != group) next_[x.group] = std::max(next(x.group), x.seq + 1);  // that call fails here too
             bad = x;
             q.erase(it);
             if (q.empty()) stash_.erase(found);
@@ -148,7 +150,7 @@ CallDesc MpiCallChecker::take(int source, size_t group, int64_t seq, const CallD
       Wire x;
       check_mpi(MPI_Mrecv(&x, kWords, MPI_INT64_T, &handle, MPI_STATUS_IGNORE), "SMP_CHECK: MPI_Mrecv");
       std::lock_guard<std::mutex> lock(mu_);
-      if (x.group >= 0 && static_cast<size_t>(x.group) < next_.size() && !stale(x))
+      if (x.group >= 0 && !stale(x))
         stash_[status.MPI_SOURCE].push_back(x);
       spins = 0;
     } else if (spins > 16) {
@@ -161,7 +163,8 @@ CallDesc MpiCallChecker::take(int source, size_t group, int64_t seq, const CallD
 // leftovers): the group's calls in progress or started come after it.
 bool MpiCallChecker::stale(const Wire &x) const {
   const size_t k = static_cast<size_t>(x.group);
-  return x.seq < (active_[k] >= 0 ? active_[k] : next_[k]);
+  const int64_t g = static_cast<int64_t>(k);
+  return x.seq < (active(g) >= 0 ? active(g) : next(g));
 }
 
 // With mu_ held: a notice (from anyone) that fails call (group, seq);
@@ -211,7 +214,7 @@ void MpiCallChecker::mismatch(const Wire &found, size_t group, int64_t seq, cons
     // wait for `other`. Both calls fail on all of them.
     n.group = found.group;
     n.seq = found.seq;
-    post(n, others_of(layout_.group_members(as_group(found.group), other)));
+    post(n, others_of(members_of(found.group, other)));
   }
   n.group = static_cast<int64_t>(group);
   n.seq = seq;
@@ -226,10 +229,10 @@ void MpiCallChecker::mismatch(const Wire &found, size_t group, int64_t seq, cons
 // it stay matched.
 void MpiCallChecker::skip_other_call(const Wire &n, size_t group, int64_t seq) {
   auto skip = [&](int64_t rank, int64_t g, int64_t q) {
-    if ((static_cast<size_t>(g) == group && q == seq) || g < 0 || static_cast<size_t>(g) >= next_.size()) return;
-    const std::vector<int> ms = layout_.group_members(as_group(g), static_cast<int>(rank));
+    if ((static_cast<size_t>(g) == group && q == seq) || g < 0) return;
+    const std::vector<int> ms = members_of(g, static_cast<int>(rank));
     if (std::find(ms.begin(), ms.end(), me_) == ms.end()) return;
-    next_[static_cast<size_t>(g)] = std::max(next_[static_cast<size_t>(g)], q + 1);
+    next_[g] = std::max(next(g), q + 1);
   };
   skip(n.rank_a, n.group_a, n.seq_a);
   skip(n.rank_b, n.group_b, n.seq_b);
@@ -245,13 +248,21 @@ std::string MpiCallChecker::notice_text(const Wire &n) const {
   if (n.group_a == n.group_b) {
     const std::string g = name_of(n.group_a);
     return "SMP_CHECK: membership mismatch on " + g + ": rank " + std::to_string(a) + " sees " +
-           describe_group(g.c_str(), layout_.group_members(as_group(n.group_a), a)) + ", rank " +
+           describe(n.group_a, a) + ", rank " +
            std::to_string(b) + " a " + g +
            " of other members (the ranks' SMP_PP_SIZE / SMP_TP_SIZE / SMP_PLACEMENT differ)";
   }
-  return group_mismatch_message(
-      a, n.a, describe_group(name_of(n.group_a), layout_.group_members(as_group(n.group_a), a)), b, n.b,
-      describe_group(name_of(n.group_b), layout_.group_members(as_group(n.group_b), b)));
+  return group_mismatch_message(a, n.a, describe(n.group_a, a), b, n.b, describe(n.group_b, b));
+}
+
+std::vector<int> MpiCallChecker::members_of(int64_t g, int rank) const {
+  return group_members_of(layout_, as_group(g), rank);
+}
+
+// "TP_GROUP [2, 3]"; a created group's name holds its members already.
+std::string MpiCallChecker::describe(int64_t g, int rank) const {
+  if (is_layout_group(as_group(g))) return describe_group(name_of(g), layout_.group_members(as_group(g), rank));
+  return name_of(g);
 }
 
 }  // namespace smp::comm::mpi

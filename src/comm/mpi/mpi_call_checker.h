@@ -64,8 +64,20 @@ class MpiCallChecker final : public CallChecker {
   MPI_Comm comm_ = MPI_COMM_NULL;
   std::mutex mu_;
   std::map<int, std::deque<Wire>> stash_;  // by source world rank; no empty deques
-  std::array<int64_t, topo::kAllGroups.size()> next_{};    // calls started per group
-  std::array<int64_t, topo::kAllGroups.size()> active_{};  // call in progress, -1: none
+  // By group value (layout groups and created ones, comm/groups.h).
+  std::map<int64_t, int64_t> next_;    // calls started per group
+  std::map<int64_t, int64_t> active_;  // call in progress, -1 or absent: none
+  int64_t active(int64_t g) const {
+    auto it = active_.find(g);
+    return it == active_.end() ? -1 : it->second;
+  }
+  int64_t next(int64_t g) const {
+    auto it = next_.find(g);
+    return it == next_.end() ? 0 : it->second;
+  }
+  // Members of `rank`'s group g (layout or created), and the group in words.
+  std::vector<int> members_of(int64_t g, int rank) const;
+  std::string describe(int64_t g, int rank) const;
   struct Sent {
     std::unique_ptr<Wire> wire;
     std::vector<MPI_Request> requests;

@@ -18,6 +18,8 @@ namespace smp::comm::mpi {
 // communicator (user messages travel on a different communicator).
 inline constexpr int kTagReduceScatter = 1;
 inline constexpr int kTagGatherv = 2;
+inline constexpr int kTagScatterv = 3;
+inline constexpr int kTagAlltoallv = 4;
 
 // MPI type that moves dtype elements; FLOAT16/BFLOAT16 move as uint16
 // (MPI cannot reduce them; smp does).

@@ -279,6 +279,15 @@ void StagedBackend::recv(void *buf, size_t count, DType t, int peer, int tag, vo
   q->wait(q->to_device(buf, stage.data(), bytes));
 }
 
+int StagedBackend::recv_any(void *buf, size_t count, DType t, int tag, void *stream) {
+  const size_t bytes = count * dtype_size(t);
+  auto stage = pool_.take(bytes);
+  const int source = p2p_->recv_any(stage.data(), count, t, tag, nullptr);
+  auto q = engine_->queue(stream);
+  q->wait(q->to_device(buf, stage.data(), bytes));
+  return source;
+}
+
 RequestPtr StagedBackend::isend(const void *buf, size_t count, DType t, int peer, int tag, void *stream) {
   auto stage = staged_copy(buf, count * dtype_size(t), stream);
   char *host = stage.data();

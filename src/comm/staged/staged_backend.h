@@ -94,6 +94,9 @@ class StagedBackend final : public Backend {
   void recv(void *buf, size_t count, DType t, int peer, int tag, void *stream) override;
   RequestPtr isend(const void *buf, size_t count, DType t, int peer, int tag, void *stream) override;
   RequestPtr irecv(void *buf, size_t count, DType t, int peer, int tag, void *stream) override;
+  // Staged whole, like recv. reduce, scatterv and alltoallv on CUDA memory
+  // are Unsupported (Backend's default).
+  int recv_any(void *buf, size_t count, DType t, int tag, void *stream) override;
 
  private:
   // Elements per chunk of a call moving `count` elements (per block).

@@ -27,6 +27,33 @@ TEST(Check, NamesEveryDisagreeingRankAndWhatItCalled) {
             "rank 1 called allreduce(dtype=F32, op=SUM, count=9), rank 3 called allreduce(dtype=BF16, op=SUM, count=8)");
 }
 
+// reduce compares its count and root; scatterv's and alltoallv's counts
+// differ by design (their counts are checked against root's / the peers').
+TEST(Check, ReduceScattervAlltoallv) {
+  const auto r = call(CollKind::Reduce, DType::F64, ReduceOp::Max, 5, 1);
+  auto r2 = r;
+  r2.root = 0;
+  EXPECT_EQ(compare_calls({r, r2}, "group 64 (world ranks 1,0)"),
+            "SMP_CHECK: collective mismatch on group 64 (world ranks 1,0): rank 0 called "
+            "reduce(dtype=F64, op=MAX, count=5, root=1), rank 1 called reduce(dtype=F64, op=MAX, count=5, root=0)");
+  auto r3 = r;
+  r3.count = 6;
+  EXPECT_NE(compare_calls({r, r3}, "WORLD"), "");
+  const CallDesc s0{static_cast<int64_t>(CollKind::Scatterv), static_cast<int64_t>(DType::I8), -1, 3, 0};
+  auto s1 = s0;
+  s1.count = 0;
+  EXPECT_EQ(compare_calls({s0, s1}, "WORLD"), "");
+  s1.root = 1;
+  EXPECT_NE(compare_calls({s0, s1}, "WORLD").find("rank 1 called scatterv(dtype=I8, count=0, root=1)"),
+            std::string::npos);
+  const CallDesc a0{static_cast<int64_t>(CollKind::Alltoallv), static_cast<int64_t>(DType::U8), -1, 3, -1};
+  auto a1 = a0;
+  a1.count = 7;
+  EXPECT_EQ(compare_calls({a0, a1}, "WORLD"), "");
+  a1.dtype = static_cast<int64_t>(DType::I32);
+  EXPECT_NE(compare_calls({a0, a1}, "WORLD").find("rank 1 called alltoallv(dtype=I32, count=7)"), std::string::npos);
+}
+
 TEST(Check, DifferentCollectivesAndRoots) {
   CallDesc b0{static_cast<int64_t>(CollKind::Broadcast), static_cast<int64_t>(DType::I32), -1, 4, 0};
   CallDesc b1 = b0;

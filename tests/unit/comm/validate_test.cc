@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 
+#include "comm/groups.h"
 #include "comm/validate.h"
 #include "comm/watchdog.h"
 #include "common/error.h"
@@ -71,6 +72,33 @@ TEST(Watchdog, MessageNamesRankOperationGroupPeerTagCountAndWait) {
   EXPECT_EQ(timeout_message(5, info, 10.04, 10),
             "smp: rank 5: recv on PP_GROUP (peer 3, root -, tag 42, count 1000) has waited 10.0 s, "
             "longer than SMP_TIMEOUT=10 s; aborting the job");
+}
+
+// A created group's name (its handle and world ranks), and its own timeout
+// in place of SMP_TIMEOUT.
+TEST(Watchdog, MessageNamesACreatedGroupAndItsTimeout) {
+  const auto g = static_cast<topo::Group>(kFirstUserGroup + 3);
+  EXPECT_EQ(user_group_name(g, {0, 2, 3}), "group 67 (world ranks 0,2,3)");
+  EXPECT_EQ(user_group_name(g, {0, 1, 2, 3, 4, 5, 6, 7, 8}), "group 67 (world ranks 0,1,2,3,4,5,...,8; 9 ranks)");
+  EXPECT_STREQ(group_label(g), "group 67");  // not registered
+  register_user_group(g, {2, 0});
+  EXPECT_STREQ(group_label(g), "group 67 (world ranks 2,0)");
+  const char *kept = group_label(g);
+  OpInfo info;
+  info.op = "allreduce";
+  info.group = g;
+  info.count = 4;
+  info.timeout = 2;
+  EXPECT_EQ(timeout_message(0, info, 2.04, 2, "not arrived: rank 2 (in no smp operation)"),
+            "smp: rank 0: allreduce on group 67 (world ranks 2,0) (peer -, root -, tag -, count 4) has waited "
+            "2.0 s, longer than its group's timeout of 2 s (smp_group_set_timeout); not arrived: rank 2 (in no smp "
+            "operation); aborting the job");
+  EXPECT_EQ(group_members_of(topo::Layout(4, 1, 1), g, 2), (std::vector<int>{2, 0}));
+  EXPECT_TRUE(group_members_of(topo::Layout(4, 1, 1), g, 1).empty());  // not a member
+  unregister_user_group(g);
+  EXPECT_STREQ(kept, "group 67 (world ranks 2,0)");  // outlives the group
+  EXPECT_STREQ(group_label(g), "group 67");
+  EXPECT_STREQ(group_label(topo::Group::TP), "TP_GROUP");
 }
 
 // The user's call (CallScope) comes ahead of the internal operation.
