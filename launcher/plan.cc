@@ -367,6 +367,7 @@ Plan make_plan(const Options &o, const std::vector<HostSlots> &hosts, const Host
     a.insert(a.end(), {"--bind-to", "none", "-np", std::to_string(np)});
     if (!o.hosts.empty()) a.insert(a.end(), {"-H", o.hosts});
     if (!o.hostfile.empty()) a.insert(a.end(), {"--hostfile", o.hostfile});
+    if (!info.rsh_agent.empty() && plan.other_hosts) a.insert(a.end(), {"--mca", "plm_rsh_agent", info.rsh_agent});
     if (o.tag_output) a.push_back("--tag-output");
     if (!o.iface.empty()) {
       a.insert(a.end(), {"--mca", "btl_tcp_if_include", o.iface, "--mca", "oob_tcp_if_include", o.iface, "-x",

@@ -62,6 +62,7 @@ struct HostInfo {
   // -H/--hostfile).
   std::vector<std::string> forward;
   bool hosts_from_slurm = false;          // `hosts` is the Slurm allocation
+  std::string rsh_agent;                  // mpirun's remote shell (plm_rsh_agent), "" = its default
 };
 
 struct RankRow {

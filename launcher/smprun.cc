@@ -122,14 +122,33 @@ std::vector<std::string> ssh_agent() {
   return a;
 }
 
+// Where the check's ssh connections wait for mpirun (OpenSSH's connection
+// sharing): one socket per host, %C being ssh's hash of the host; "" when
+// the remote shell is not plain ssh or the path would be too long for a
+// socket.
+std::string ssh_control_path() {
+  const char *agent = std::getenv("OMPI_MCA_plm_rsh_agent");
+  if (agent && *agent) return "";
+  const char *dir = std::getenv("TMPDIR");
+  std::string base = dir && *dir ? dir : "/tmp";
+  if (base.size() > 40) base = "/tmp";
+  return base + "/smprun-" + std::to_string(getpid()) + "-%C";
+}
+
 // Checks the hosts in parallel (host_check.h); an empty string when all
-// are fine, else one line naming every host that is not.
+// are fine, else one line naming every host that is not. With a control
+// path, each check's connection stays open (2 s after its last use) and
+// mpirun's ssh to that host reuses it: the check costs no second login.
 std::string check_all(const std::vector<std::string> &hosts, const std::string &rank_entry,
-                      const std::string &program, double timeout_s, HostInfo *info) {
+                      const std::string &program, double timeout_s, const std::string &control, HostInfo *info) {
   const char *path = std::getenv("PATH");
   const std::string cmd = check_command(rank_entry, SMP_VERSION_STRING, path ? path : "/usr/bin:/bin", program);
+  std::vector<std::string> agent = ssh_agent();
+  if (!control.empty())
+    agent.insert(agent.begin() + 1, {"-o", "ControlMaster=yes", "-o", "ControlPersist=2", "-o",
+                                     "ControlPath=" + control});
   std::string failed;
-  for (const HostCheck &c : check_hosts(hosts, ssh_agent(), cmd, rank_entry, timeout_s)) {
+  for (const HostCheck &c : check_hosts(hosts, agent, cmd, rank_entry, timeout_s)) {
     if (!c.ok) {
       failed += (failed.empty() ? "" : "; ") + std::string("host ") + c.host + ": " + c.reason;
       continue;
@@ -219,8 +238,10 @@ int main(int argc, char **argv) {
             std::find(others.begin(), others.end(), h.name) == others.end())
           others.push_back(h.name);
       if (!others.empty()) {
-        const std::string failed = check_all(others, info.rank_entry, o.program[0], 30, &info);
+        const std::string control = ssh_control_path();
+        const std::string failed = check_all(others, info.rank_entry, o.program[0], 30, control, &info);
         if (!failed.empty()) throw UsageError(failed);
+        if (!control.empty()) info.rsh_agent = "ssh -o ControlMaster=no -o ControlPath=" + control;
         plan = make_plan(o, hosts, info);  // again, with the hosts' cores and ports
         over_ssh = true;
       }

@@ -28,7 +28,8 @@
 # host go elsewhere (the build tree, /var/tmp).
 #
 # Needs root (namespaces, sshd). Settings: SMP_HOSTS_DIR (state, default
-# /var/tmp/smp-hosts), SMP_HOSTS_PORT (default 22222).
+# /var/tmp/smp-hosts), SMP_HOSTS_PORT (default 22222), SMP_HOSTS_LEAN_LOGIN=1
+# (ssh commands skip ~/.bashrc; see up).
 set -euo pipefail
 
 dir=${SMP_HOSTS_DIR:-/var/tmp/smp-hosts}
@@ -221,6 +222,10 @@ MaxSessions 200
 LogLevel ERROR
 Subsystem sftp internal-sftp
 EOF
+    # SMP_HOSTS_LEAN_LOGIN=1: commands run over ssh skip ~/.bashrc (bash
+    # reads it for ssh commands only while SHLVL < 2): a login then costs
+    # what a cluster node's lean shell costs, not this machine's rc files.
+    [ "${SMP_HOSTS_LEAN_LOGIN:-0}" != 1 ] || echo "SetEnv SHLVL=1" >> "$h/sshd_config"
     # The namespace lives as long as a process in it: sshd (which
     # daemonizes) keeps it, and everything it starts is in it too.
     mkdir -p "$h/tmp"
