@@ -1,14 +1,21 @@
 #include "pipeline/schedule.h"
 
 #include <algorithm>
+#include <climits>
 #include <cstdint>
+#include <deque>
 
 #include "common/error.h"
 
 namespace smp::pipeline {
 
-bool is_compute(OpKind k) { return k == OpKind::Forward || k == OpKind::Backward; }
+bool is_compute(OpKind k) {
+  return k == OpKind::Forward || k == OpKind::Backward || k == OpKind::BackwardInput ||
+         k == OpKind::BackwardWeight;
+}
 bool is_send(OpKind k) { return k == OpKind::SendActivation || k == OpKind::SendGradient; }
+bool is_backward(OpKind k) { return k == OpKind::Backward || k == OpKind::BackwardInput; }
+bool splits_backward(ScheduleKind k) { return k == ScheduleKind::ZbH1 || k == ScheduleKind::ZbV; }
 
 const char *op_kind_name(OpKind k) {
   switch (k) {
@@ -18,6 +25,8 @@ const char *op_kind_name(OpKind k) {
     case OpKind::RecvActivation: return "recv_activation";
     case OpKind::SendGradient: return "send_gradient";
     case OpKind::RecvGradient: return "recv_gradient";
+    case OpKind::BackwardInput: return "backward_input";
+    case OpKind::BackwardWeight: return "backward_weight";
   }
   return "?";
 }
@@ -27,6 +36,8 @@ const char *schedule_kind_name(ScheduleKind k) {
     case ScheduleKind::Simple: return "simple";
     case ScheduleKind::Interleaved: return "interleaved";
     case ScheduleKind::Virtual: return "virtual";
+    case ScheduleKind::ZbH1: return "zb-h1";
+    case ScheduleKind::ZbV: return "zb-v";
   }
   return "?";
 }
@@ -35,12 +46,15 @@ ScheduleKind parse_schedule_kind(const std::string &name) {
   if (name == "simple" || name == "gpipe") return ScheduleKind::Simple;
   if (name == "interleaved" || name == "1f1b") return ScheduleKind::Interleaved;
   if (name == "virtual") return ScheduleKind::Virtual;
-  invalid("unknown schedule '" + name + "' (expected simple, interleaved or virtual)");
+  if (name == "zb-h1") return ScheduleKind::ZbH1;
+  if (name == "zb-v") return ScheduleKind::ZbV;
+  invalid("unknown schedule '" + name + "' (expected simple, interleaved, virtual, zb-h1 or zb-v)");
 }
 
 void validate(const ScheduleParams &p) {
   const int k = static_cast<int>(p.kind);
-  if (k < 0 || k >= kNumScheduleKinds) invalid("schedule kind " + std::to_string(k) + " is not 0..2");
+  if (k < 0 || k >= kNumScheduleKinds)
+    invalid("schedule kind " + std::to_string(k) + " is not 0.." + std::to_string(kNumScheduleKinds - 1));
   if (p.pp < 1) invalid("pp must be >= 1, got " + std::to_string(p.pp));
   if (p.microbatches < 1) invalid("microbatches must be >= 1, got " + std::to_string(p.microbatches));
   if (p.chunks < 1) invalid("chunks must be >= 1, got " + std::to_string(p.chunks));
@@ -54,6 +68,17 @@ void validate(const ScheduleParams &p) {
   if (p.kind == ScheduleKind::Virtual && p.chunks > 1 && p.microbatches % p.pp != 0)
     invalid("the virtual schedule needs microbatches to be a multiple of pp (as Megatron-LM), got " +
             std::to_string(p.microbatches) + " microbatches for pp=" + std::to_string(p.pp));
+  if (splits_backward(p.kind)) {
+    const std::string name = schedule_kind_name(p.kind);
+    const int want = p.kind == ScheduleKind::ZbV ? 2 : 1;
+    if (p.chunks != want)
+      invalid("the " + name + " schedule has " + std::to_string(want) + " chunk" + (want > 1 ? "s" : "") +
+              " per rank, got chunks=" + std::to_string(p.chunks));
+    if (p.pp < 2) invalid("the " + name + " schedule needs pp >= 2, got pp=" + std::to_string(p.pp));
+    if (p.microbatches < p.pp)
+      invalid("the " + name + " schedule needs microbatches >= pp, got " + std::to_string(p.microbatches) +
+              " microbatches for pp=" + std::to_string(p.pp));
+  }
   // The user's numbers meet in products (the op count, virtual stage
   // indices): checked in 64 bits, so none overflows int (which gave an
   // empty schedule reported as success) or asks for gigabytes of ops.
@@ -72,9 +97,97 @@ int inflight_cap(const ScheduleParams &p, int stage) {
   return std::max(1, std::min({p.microbatches, active, p.pp - stage}));
 }
 
+int activation_bound(const ScheduleParams &p, int stage) {
+  switch (p.kind) {
+    case ScheduleKind::Interleaved: return inflight_cap(p, stage);
+    case ScheduleKind::ZbH1: return p.pp - stage;
+    case ScheduleKind::ZbV: return 2 * p.pp;
+    default: return -1;
+  }
+}
+
+int virtual_stage(const ScheduleParams &p, int stage, int chunk) {
+  if (p.kind == ScheduleKind::ZbV && chunk == 1) return 2 * p.pp - 1 - stage;
+  return chunk * p.pp + stage;
+}
+
+StageChunk stage_chunk(const ScheduleParams &p, int vstage) {
+  if (p.kind == ScheduleKind::ZbV && vstage >= p.pp) return {2 * p.pp - 1 - vstage, 1};
+  return {vstage % p.pp, vstage / p.pp};
+}
+
 namespace {
 
 Op compute(OpKind k, int mb, int chunk) { return Op{k, mb, chunk, -1, -1}; }
+
+// The zero-bubble orders of every stage (schedule.h, compute_order): a
+// list scheduler on a unit clock. Each time step, every free stage picks
+// one op whose inputs were complete at the step's start, so the choice
+// does not depend on the order stages are visited in. Per (stage, chunk)
+// forwards and B's go in microbatch order, so each channel carries its
+// messages in the order both ends list them.
+std::vector<std::vector<Op>> zero_bubble_orders(const ScheduleParams &p) {
+  const int pp = p.pp, m = p.microbatches, v = p.chunks, nvs = pp * v;
+  constexpr int kNever = INT32_MAX;
+  // End times of each (virtual stage, microbatch)'s forward and B.
+  std::vector<int> fend(static_cast<size_t>(nvs) * m, kNever), bend = fend;
+  auto at = [m](int vs, int mb) { return static_cast<size_t>(vs) * m + mb; };
+  std::vector<std::vector<Op>> out(pp);
+  std::vector<int> held(pp, 0), left(pp, 3 * m * v), cap(pp);
+  std::vector<std::vector<int>> nextf(pp, std::vector<int>(v, 0)), nextb = nextf;
+  std::vector<std::deque<Op>> pending_w(pp);
+  std::vector<std::vector<int>> vs_of(pp, std::vector<int>(v));
+  for (int s = 0; s < pp; ++s) {
+    cap[s] = activation_bound(p, s);
+    out[s].reserve(static_cast<size_t>(3) * m * v);
+    for (int c = 0; c < v; ++c) vs_of[s][c] = virtual_stage(p, s, c);
+  }
+  int64_t remaining = int64_t{3} * m * v * pp;
+  // Every step some stage can move (the critical microbatch's next op is
+  // always ready), so this bound only guards against a bug.
+  const int64_t limit = int64_t{3} * m * v * pp + 2 * nvs + 16;
+  for (int t = 0; remaining > 0; ++t) {
+    if (t > limit) fail(Status::Internal, "zero-bubble schedule generation made no progress");
+    for (int s = 0; s < pp; ++s) {
+      if (left[s] == 0) continue;
+      // A forward the activation bound allows (oldest microbatch, then the
+      // later virtual stage); else a ready B (the same order); else the
+      // oldest pending W. Forwards first keeps every later stage fed;
+      // the bound keeps it from running ahead of 1F1B's memory.
+      int fc = -1, fvs = -1, bc = -1, bvs = -1;
+      for (int c = 0; c < v; ++c) {
+        const int vs = vs_of[s][c];
+        const int f = nextf[s][c], b = nextb[s][c];
+        if (held[s] < cap[s] && f < m && (vs == 0 || fend[at(vs - 1, f)] <= t) &&
+            (fc < 0 || f < nextf[s][fc] || (f == nextf[s][fc] && vs > fvs)))
+          fc = c, fvs = vs;
+        if (b < m && fend[at(vs, b)] <= t && (vs + 1 == nvs || bend[at(vs + 1, b)] <= t) &&
+            (bc < 0 || b < nextb[s][bc] || (b == nextb[s][bc] && vs > bvs)))
+          bc = c, bvs = vs;
+      }
+      if (fc >= 0) {
+        const int mb = nextf[s][fc]++;
+        fend[at(fvs, mb)] = t + 1;
+        ++held[s];
+        out[s].push_back(compute(OpKind::Forward, mb, fc));
+      } else if (bc >= 0) {
+        const int mb = nextb[s][bc]++;
+        bend[at(bvs, mb)] = t + 1;
+        --held[s];
+        out[s].push_back(compute(OpKind::BackwardInput, mb, bc));
+        pending_w[s].push_back(compute(OpKind::BackwardWeight, mb, bc));
+      } else if (!pending_w[s].empty()) {
+        out[s].push_back(pending_w[s].front());
+        pending_w[s].pop_front();
+      } else {
+        continue;
+      }
+      --left[s];
+      --remaining;
+    }
+  }
+  return out;
+}
 
 // 1F1B with `warmup` forwards before the first backward.
 std::vector<Op> one_f_one_b(int microbatches, int warmup) {
@@ -119,6 +232,9 @@ std::vector<Op> compute_order(const ScheduleParams &p, int stage) {
     invalid("stage " + std::to_string(stage) + " is not in 0.." + std::to_string(p.pp - 1));
   const int m = p.microbatches, v = p.chunks;
   switch (p.kind) {
+    case ScheduleKind::ZbH1:
+    case ScheduleKind::ZbV:
+      return std::move(zero_bubble_orders(p)[static_cast<size_t>(stage)]);
     case ScheduleKind::Simple: {
       std::vector<Op> out;
       for (int c = 0; c < v; ++c)
@@ -145,34 +261,32 @@ struct Neighbours {
   int next = -1;
 };
 
-Neighbours neighbours(int pp, int chunks, int stage, int chunk) {
-  const int vs = chunk * pp + stage, last = pp * chunks - 1;
+Neighbours neighbours(const ScheduleParams &p, int stage, int chunk) {
+  const int vs = virtual_stage(p, stage, chunk), last = p.pp * p.chunks - 1;
   Neighbours n;
-  if (vs > 0) n.prev = (vs - 1) % pp;
-  if (vs < last) n.next = (vs + 1) % pp;
+  if (vs > 0) n.prev = stage_chunk(p, vs - 1).stage;
+  if (vs < last) n.next = stage_chunk(p, vs + 1).stage;
   if (n.prev == stage) n.prev = -1;
   if (n.next == stage) n.next = -1;
   return n;
 }
 
-}  // namespace
-
-std::vector<Op> build_schedule(const ScheduleParams &p, int stage) {
-  const std::vector<Op> order = compute_order(p, stage);
+// The compute order with its exchanges (build_schedule).
+std::vector<Op> with_exchanges(const ScheduleParams &p, int stage, const std::vector<Op> &order) {
   std::vector<Op> out;
   int batch = 0;
   auto recv_for = [&](const Op &c, std::vector<Op> &group) {
-    const Neighbours n = neighbours(p.pp, p.chunks, stage, c.chunk);
+    const Neighbours n = neighbours(p, stage, c.chunk);
     if (c.kind == OpKind::Forward && n.prev >= 0)
       group.push_back(Op{OpKind::RecvActivation, c.microbatch, c.chunk, n.prev, 0});
-    if (c.kind == OpKind::Backward && n.next >= 0)
+    if (is_backward(c.kind) && n.next >= 0)
       group.push_back(Op{OpKind::RecvGradient, c.microbatch, c.chunk, n.next, 0});
   };
   auto send_for = [&](const Op &c, std::vector<Op> &group) {
-    const Neighbours n = neighbours(p.pp, p.chunks, stage, c.chunk);
+    const Neighbours n = neighbours(p, stage, c.chunk);
     if (c.kind == OpKind::Forward && n.next >= 0)
       group.push_back(Op{OpKind::SendActivation, c.microbatch, c.chunk, n.next, 0});
-    if (c.kind == OpKind::Backward && n.prev >= 0)
+    if (is_backward(c.kind) && n.prev >= 0)
       group.push_back(Op{OpKind::SendGradient, c.microbatch, c.chunk, n.prev, 0});
   };
   auto flush = [&](std::vector<Op> &group) {
@@ -196,6 +310,12 @@ std::vector<Op> build_schedule(const ScheduleParams &p, int stage) {
   return out;
 }
 
+}  // namespace
+
+std::vector<Op> build_schedule(const ScheduleParams &p, int stage) {
+  return with_exchanges(p, stage, compute_order(p, stage));
+}
+
 std::vector<std::vector<Op>> build_all(const ScheduleParams &p) {
   validate(p);
   const int64_t total = int64_t{p.pp} * p.microbatches * p.chunks;  // each factor <= 2^20 (validate)
@@ -203,6 +323,11 @@ std::vector<std::vector<Op>> build_all(const ScheduleParams &p) {
     invalid("pp x microbatches x chunks = " + std::to_string(total) + " is above the " +
             std::to_string(kMaxAllSlots) + " that every stage's schedule together may hold");
   std::vector<std::vector<Op>> all;
+  if (splits_backward(p.kind)) {  // generated for every stage at once
+    all = zero_bubble_orders(p);
+    for (int s = 0; s < p.pp; ++s) all[s] = with_exchanges(p, s, all[s]);
+    return all;
+  }
   for (int s = 0; s < p.pp; ++s) all.push_back(build_schedule(p, s));
   return all;
 }

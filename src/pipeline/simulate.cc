@@ -25,7 +25,8 @@ bool is_activation(OpKind k) { return k == OpKind::SendActivation || k == OpKind
 // channel (source, destination, activation or gradient) with the k-th
 // receive. counterpart[s][i] = {stage, index}.
 using Where = std::pair<int, int>;
-std::vector<std::vector<Where>> pair_up(const std::vector<std::vector<Op>> &stages) {
+std::vector<std::vector<Where>> pair_up(const std::vector<std::vector<Op>> &stages,
+                                         const ScheduleParams &layout) {
   const int pp = static_cast<int>(stages.size());
   using Channel = std::tuple<int, int, bool>;
   std::map<Channel, std::vector<Where>> sends, recvs;
@@ -60,8 +61,8 @@ std::vector<std::vector<Where>> pair_up(const std::vector<std::vector<Op>> &stag
       const Op &a = stages[ss][si], &b = stages[rs][ri];
       // The message's source virtual stage, as each side sees it: the
       // receiver's chunk is its own, one virtual stage away.
-      const int src_vs = a.chunk * pp + ss;
-      const int expect_vs = b.chunk * pp + rs + (std::get<2>(ch) ? -1 : 1);
+      const int src_vs = virtual_stage(layout, ss, a.chunk);
+      const int expect_vs = virtual_stage(layout, rs, b.chunk) + (std::get<2>(ch) ? -1 : 1);
       if (a.microbatch != b.microbatch || src_vs != expect_vs)
         invalid(name(ch) + ": message " + std::to_string(k) + " is sent as " + describe(a) +
                 " but received as " + describe(b));
@@ -87,24 +88,39 @@ int peak_activations(const std::vector<Op> &ops) {
   int held = 0, peak = 0;
   for (const Op &o : ops) {
     if (o.kind == OpKind::Forward) peak = std::max(peak, ++held);
-    if (o.kind == OpKind::Backward) --held;
+    if (is_backward(o.kind)) --held;
   }
   return peak;
 }
 
-Simulation simulate(const std::vector<std::vector<Op>> &stages, const Costs &costs) {
+Simulation simulate(const std::vector<std::vector<Op>> &stages, const Costs &costs,
+                    const ScheduleParams *layout) {
   const int pp = static_cast<int>(stages.size());
   if (pp < 1) invalid("simulate: no stages");
   if (static_cast<int>(costs.forward.size()) != pp || static_cast<int>(costs.backward.size()) != pp)
     invalid("simulate: need " + std::to_string(pp) + " forward and backward times, got " +
             std::to_string(costs.forward.size()) + " and " + std::to_string(costs.backward.size()));
-  for (int s = 0; s < pp; ++s)
-    if (!(costs.forward[s] >= 0) || !(costs.backward[s] >= 0))
+  for (const auto *split : {&costs.backward_input, &costs.backward_weight})
+    if (!split->empty() && static_cast<int>(split->size()) != pp)
+      invalid("simulate: need " + std::to_string(pp) + " backward-input and backward-weight times (or none), got " +
+              std::to_string(split->size()));
+  std::vector<double> bin(pp), bw(pp);
+  for (int s = 0; s < pp; ++s) {
+    bin[s] = costs.backward_input.empty() ? costs.backward[s] / 2 : costs.backward_input[s];
+    bw[s] = costs.backward_weight.empty() ? costs.backward[s] / 2 : costs.backward_weight[s];
+    if (!(costs.forward[s] >= 0) || !(costs.backward[s] >= 0) || !(bin[s] >= 0) || !(bw[s] >= 0))
       invalid("simulate: stage " + std::to_string(s) + " has a negative or NaN time");
+  }
   if (!(costs.activation_transfer >= 0) || !(costs.gradient_transfer >= 0))
     invalid("simulate: transfer times must be >= 0");
+  ScheduleParams megatron;
+  megatron.pp = pp;
+  const ScheduleParams &where = layout != nullptr ? *layout : megatron;
+  if (where.pp != pp)
+    invalid("simulate: the layout has pp=" + std::to_string(where.pp) + " but there are " +
+            std::to_string(pp) + " stages");
 
-  const auto counterpart = pair_up(stages);
+  const auto counterpart = pair_up(stages, where);
   Simulation sim;
   sim.busy.assign(pp, 0.0);
   sim.times.resize(pp);
@@ -123,7 +139,10 @@ Simulation simulate(const std::vector<std::vector<Op>> &stages, const Costs &cos
       while (pos[s] < ops.size()) {
         const Op &o = ops[pos[s]];
         if (is_compute(o.kind)) {
-          const double d = o.kind == OpKind::Forward ? costs.forward[s] : costs.backward[s];
+          const double d = o.kind == OpKind::Forward         ? costs.forward[s]
+                           : o.kind == OpKind::BackwardInput  ? bin[s]
+                           : o.kind == OpKind::BackwardWeight ? bw[s]
+                                                              : costs.backward[s];
           sim.times[s][pos[s]] = {clock[s], clock[s] + d};
           clock[s] += d;
           sim.busy[s] += d;
@@ -190,19 +209,65 @@ std::string check_schedule(const ScheduleParams &p) {
   } catch (const Error &e) {
     return std::string("cannot build: ") + e.what();
   }
+  return check_stages(p, stages);
+}
+
+std::string check_stages(const ScheduleParams &p, const std::vector<std::vector<Op>> &stages) {
+  try {
+    validate(p);
+  } catch (const Error &e) {
+    return std::string("bad parameters: ") + e.what();
+  }
   const int pp = p.pp, m = p.microbatches, v = p.chunks;
+  if (static_cast<int>(stages.size()) != pp)
+    return std::to_string(stages.size()) + " stage lists for pp=" + std::to_string(pp);
+  const bool split = splits_backward(p.kind);
   // Where each compute op is: index [stage][chunk][mb] -> op index.
   auto idx = [&](int c, int mb) { return static_cast<size_t>(c) * m + mb; };
   std::vector<std::vector<int>> fwd(pp, std::vector<int>(static_cast<size_t>(v) * m, -1)),
-      bwd = fwd;
+      bwd = fwd, wgt = fwd;
   for (int s = 0; s < pp; ++s) {
+    // What the executor holds: tensors received (activations, gradients)
+    // and produced to send, by (chunk, mb); a compute op whose input comes
+    // from another stage must come after its receive, a send after the
+    // compute op that makes its tensor.
+    std::vector<char> got_act(static_cast<size_t>(v) * m, 0), got_grad = got_act, made_act = got_act,
+                                                                made_grad = got_act;
     for (int i = 0; i < static_cast<int>(stages[s].size()); ++i) {
       const Op &o = stages[s][i];
+      const std::string at = "stage " + std::to_string(s) + " op " + std::to_string(i) + " " + describe(o);
+      if (o.microbatch < 0 || o.microbatch >= m || o.chunk < 0 || o.chunk >= v) return at + " is out of range";
+      const size_t k = idx(o.chunk, o.microbatch);
+      const int vs = virtual_stage(p, s, o.chunk);
+      switch (o.kind) {
+        case OpKind::RecvActivation: got_act[k] = 1; break;
+        case OpKind::RecvGradient: got_grad[k] = 1; break;
+        case OpKind::SendActivation:
+          if (!made_act[k]) return at + ": sent before its forward ran";
+          break;
+        case OpKind::SendGradient:
+          if (!made_grad[k]) return at + ": sent before its backward ran";
+          break;
+        case OpKind::Forward:
+          if (vs > 0 && stage_chunk(p, vs - 1).stage != s && !got_act[k])
+            return at + ": runs before its input activation is received";
+          made_act[k] = 1;
+          break;
+        case OpKind::Backward:
+        case OpKind::BackwardInput:
+          if (vs + 1 < pp * v && stage_chunk(p, vs + 1).stage != s && !got_grad[k])
+            return at + ": runs before its output gradient is received";
+          made_grad[k] = 1;
+          break;
+        case OpKind::BackwardWeight: break;
+      }
       if (!is_compute(o.kind)) continue;
-      if (o.microbatch < 0 || o.microbatch >= m || o.chunk < 0 || o.chunk >= v)
-        return "stage " + std::to_string(s) + " op " + std::to_string(i) + " " + describe(o) +
-               " is out of range";
-      int &slot = (o.kind == OpKind::Forward ? fwd : bwd)[s][idx(o.chunk, o.microbatch)];
+      if (split ? o.kind == OpKind::Backward : o.kind != OpKind::Forward && o.kind != OpKind::Backward)
+        return at + ": the " + schedule_kind_name(p.kind) + " schedule " +
+               (split ? "splits every backward into backward_input and backward_weight"
+                      : "does not split the backward");
+      auto &where = o.kind == OpKind::Forward ? fwd : o.kind == OpKind::BackwardWeight ? wgt : bwd;
+      int &slot = where[s][idx(o.chunk, o.microbatch)];
       if (slot >= 0) return "stage " + std::to_string(s) + " runs " + describe(o) + " twice";
       slot = i;
     }
@@ -210,23 +275,30 @@ std::string check_schedule(const ScheduleParams &p) {
       for (int mb = 0; mb < m; ++mb) {
         const std::string what = "stage " + std::to_string(s) + " microbatch " +
                                   std::to_string(mb) + " chunk " + std::to_string(c);
-        if (fwd[s][idx(c, mb)] < 0) return what + " is never forwarded";
-        if (bwd[s][idx(c, mb)] < 0) return what + " is never backwarded";
-        if (bwd[s][idx(c, mb)] < fwd[s][idx(c, mb)]) return what + ": backward before forward";
+        const int f = fwd[s][idx(c, mb)], b = bwd[s][idx(c, mb)], w = wgt[s][idx(c, mb)];
+        if (f < 0) return what + " is never forwarded";
+        if (b < 0) return what + (split ? " never runs its backward_input" : " is never backwarded");
+        if (split && w < 0) return what + " never runs its backward_weight";
+        if (b < f) return what + ": backward before forward";
+        if (split && w < b) return what + ": backward_weight before backward_input";
       }
+    const int bound = activation_bound(p, s), peak = peak_activations(stages[s]);
+    if (bound >= 0 && peak > bound)
+      return "stage " + std::to_string(s) + " holds " + std::to_string(peak) + " activations at once; the " +
+             schedule_kind_name(p.kind) + " schedule allows " + std::to_string(bound);
   }
-  // Unit forward, twice that backward, some transfer time: every
-  // dependency then shows as a strict order on the clock.
-  Costs costs{std::vector<double>(pp, 1.0), std::vector<double>(pp, 2.0), 0.25, 0.25};
+  // Unit forward, twice that backward (B and W one each), some transfer
+  // time: every dependency then shows as a strict order on the clock.
+  Costs costs{std::vector<double>(pp, 1.0), std::vector<double>(pp, 2.0), 0.25, 0.25, {}, {}};
   Simulation sim;
   try {
-    sim = simulate(stages, costs);
+    sim = simulate(stages, costs, &p);
   } catch (const Error &e) {
     return e.what();
   }
   auto at = [&](const std::vector<std::vector<int>> &where, int vs, int mb) {
-    const int s = vs % pp, c = vs / pp;
-    return sim.times[s][where[s][idx(c, mb)]];
+    const StageChunk sc = stage_chunk(p, vs);
+    return sim.times[sc.stage][where[sc.stage][idx(sc.chunk, mb)]];
   };
   const int nvs = pp * v;
   for (int mb = 0; mb < m; ++mb)
@@ -237,6 +309,8 @@ std::string check_schedule(const ScheduleParams &p) {
       if (vs + 1 < nvs && at(bwd, vs, mb).start < at(bwd, vs + 1, mb).end)
         return what + ": backward starts before the next stage's backward ended";
       if (at(bwd, vs, mb).start < at(fwd, vs, mb).end) return what + ": backward before its forward ended";
+      if (split && at(wgt, vs, mb).start < at(bwd, vs, mb).end)
+        return what + ": backward_weight before its backward_input ended";
     }
   return "";
 }

@@ -172,7 +172,7 @@ TEST(Schedule, CheckerCatchesDeadlock) {
   r.batch = 999;  // an exchange of its own, before the send
   ops.erase(ops.begin() + static_cast<long>(recv));
   ops.insert(ops.begin() + static_cast<long>(send), r);
-  smp::pipeline::Costs c{std::vector<double>(4, 1.0), std::vector<double>(4, 2.0), 0, 0};
+  smp::pipeline::Costs c{std::vector<double>(4, 1.0), std::vector<double>(4, 2.0), 0, 0, {}, {}};
   try {
     simulate(stages, c);
     FAIL() << "a receive ordered before the send it depends on did not deadlock";
@@ -184,7 +184,7 @@ TEST(Schedule, CheckerCatchesDeadlock) {
 }
 
 TEST(Schedule, CheckerCatchesMismatches) {
-  smp::pipeline::Costs c{std::vector<double>(2, 1.0), std::vector<double>(2, 2.0), 0, 0};
+  smp::pipeline::Costs c{std::vector<double>(2, 1.0), std::vector<double>(2, 2.0), 0, 0, {}, {}};
   auto stages = build_all(params(ScheduleKind::Simple, 2, 2));
   // Stage 1 receives microbatch 1 first: the messages no longer pair up.
   for (Op &o : stages[1])

@@ -22,7 +22,7 @@ Simulation run(ScheduleKind k, int pp, int m, int chunks, int active, std::vecto
   p.microbatches = m;
   p.chunks = chunks;
   p.active = active;
-  return simulate(build_all(p), Costs{f, b, ta, tg});
+  return simulate(build_all(p), Costs{f, b, ta, tg, {}, {}});
 }
 
 }  // namespace
@@ -104,7 +104,7 @@ TEST(Simulate, BadCosts) {
   ScheduleParams p;
   p.pp = 2;
   const auto stages = build_all(p);
-  EXPECT_THROW(simulate(stages, Costs{{1.0}, {1.0, 1.0}, 0, 0}), smp::Error);
-  EXPECT_THROW(simulate(stages, Costs{{1.0, -1.0}, {1.0, 1.0}, 0, 0}), smp::Error);
-  EXPECT_THROW(simulate(stages, Costs{{1.0, 1.0}, {1.0, 1.0}, -1, 0}), smp::Error);
+  EXPECT_THROW(simulate(stages, Costs{{1.0}, {1.0, 1.0}, 0, 0, {}, {}}), smp::Error);
+  EXPECT_THROW(simulate(stages, Costs{{1.0, -1.0}, {1.0, 1.0}, 0, 0, {}, {}}), smp::Error);
+  EXPECT_THROW(simulate(stages, Costs{{1.0, 1.0}, {1.0, 1.0}, -1, 0, {}, {}}), smp::Error);
 }
