@@ -1,5 +1,6 @@
 // The program the launcher tests run under smprun. Modes:
 //   env            print one JSON line: this rank's variables, cpu affinity and host
+//   env-to DIR     write that line to DIR/rank-$SMP_RANK.json
 //   sleep          print "ready <pid>", then wait forever (signal tests)
 //   stubborn       as sleep, but ignore SIGINT and SIGTERM (only SIGKILL ends it)
 //   exit R CODE    the rank with SMP_RANK == R exits CODE at once; others sleep
@@ -47,7 +48,9 @@ bool wanted(const std::string &name) {
 
 int main(int argc, char **argv) {
   const std::string mode = argc > 1 ? argv[1] : "env";
-  if (mode == "env") {
+  // env-to DIR: the same line into DIR/rank-$SMP_RANK.json (output relayed
+  // from other hosts may be cut into pieces and interleaved; a file is not).
+  if (mode == "env" || (mode == "env-to" && argc == 3)) {
     std::string out = "{\"env\": {";
     bool first = true;
     for (char **e = environ; *e; ++e) {
@@ -71,6 +74,16 @@ int main(int argc, char **argv) {
     char host[256] = {};
     gethostname(host, sizeof host - 1);
     out += "], \"host\": \"" + json_escape(host) + "\"}\n";
+    if (mode == "env-to") {
+      const char *rank = std::getenv("SMP_RANK");
+      const std::string path = std::string(argv[2]) + "/rank-" + (rank ? rank : "x") + ".json";
+      FILE *f = std::fopen(path.c_str(), "w");
+      if (!f || std::fputs(out.c_str(), f) < 0 || std::fclose(f) != 0) {
+        std::perror(path.c_str());
+        return 1;
+      }
+      return 0;
+    }
     std::fputs(out.c_str(), stdout);
     return 0;
   }

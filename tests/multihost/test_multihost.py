@@ -106,10 +106,16 @@ def leftovers():
     return r.stdout.split()
 
 
-def parse_probe(stdout, np):
+def probe_dir():
+    """A fresh directory every host sees, for the probe's env-to mode."""
+    return tempfile.mkdtemp(prefix="probe-", dir=TMP)
+
+
+def parse_probe(where, np):
     seen = {}
-    for line in stdout.splitlines():
-        got = json.loads(line)
+    for name in sorted(os.listdir(where)):
+        with open(os.path.join(where, name)) as f:
+            got = json.loads(f.read())
         rank = int(got["env"]["SMP_RANK"])
         check(rank not in seen, "rank %d printed twice" % rank)
         seen[rank] = got
@@ -142,9 +148,10 @@ def case_layout():
         d = smprun(args + ["--dry-run", UNIQUE, "env"], env=env)
         check(d.returncode == 0, "dry run %s: %d %s" % (args, d.returncode, d.stderr))
         rows, rest = table_rows(d.stdout, np)
-        r = smprun(args + [UNIQUE, "env"], env=env)
+        out = probe_dir()
+        r = smprun(args + [UNIQUE, "env-to", out], env=env)
         check(r.returncode == 0, "smprun %s: exit %d\n%s" % (args, r.returncode, r.stderr))
-        seen = parse_probe(r.stdout, np)
+        seen = parse_probe(out, np)
         want_host = host_table(slots, np)
         master_port = seen[0]["env"].get("MASTER_PORT")
         for rank, got in seen.items():
@@ -193,9 +200,10 @@ def case_layout():
     args = ["-np", "8", "--hostfile", hf, "--iface", "lo", "--oversubscribe", "-x", "CUDA_VISIBLE_DEVICES"]
     d = smprun(args + ["--dry-run", UNIQUE, "env"])
     rows, _ = table_rows(d.stdout, 8)
-    r = smprun(args + [UNIQUE, "env"])
+    out = probe_dir()
+    r = smprun(args + [UNIQUE, "env-to", out])
     check(r.returncode == 0, "--oversubscribe: exit %d %s" % (r.returncode, r.stderr))
-    seen = parse_probe(r.stdout, 8)
+    seen = parse_probe(out, 8)
     for rank in range(8):
         e = seen[rank]["env"]
         check([seen[rank]["host"], "%s/%s" % (e["SMP_LOCAL_RANK"], e["SMP_LOCAL_SIZE"])] == rows[rank][1:3],
@@ -344,9 +352,10 @@ def case_gpt():
     ref = reference_losses(5)
     layout = ["-np", "8", "--pp", "2", "--tp", "2", "--hostfile", hf, "--iface", "lo"]
     # Where the ranks really run: TP groups inside a host.
-    r = smprun(layout + ["-x", "CUDA_VISIBLE_DEVICES", UNIQUE, "env"])
+    out = probe_dir()
+    r = smprun(layout + ["-x", "CUDA_VISIBLE_DEVICES", UNIQUE, "env-to", out])
     check(r.returncode == 0, "probe: %d %s" % (r.returncode, r.stderr))
-    seen = parse_probe(r.stdout, 8)
+    seen = parse_probe(out, 8)
     groups = {}
     for rank in range(8):
         pp, _, rdp = coords(rank, 8, 2, 2, "DPT")
@@ -387,10 +396,12 @@ def case_slurm():
     for launcher in ["mpirun", "srun"]:
         flags = ["--pp", "2", "--tp", "2", "--launcher", launcher] + (["--iface", "lo"])
         # Hosts and slots come from the allocation: -np from salloc -n 4.
-        p = subprocess.run(["salloc", "-n", "4", A.smprun] + flags + ["-x", "CUDA_VISIBLE_DEVICES", UNIQUE, "env"],
+        out = probe_dir()
+        p = subprocess.run(["salloc", "-n", "4", A.smprun] + flags + ["-x", "CUDA_VISIBLE_DEVICES", UNIQUE, "env-to",
+                                                                       out],
                            capture_output=True, text=True, timeout=300, env=env)
         check(p.returncode == 0, "salloc smprun --launcher %s probe: %d %s" % (launcher, p.returncode, p.stderr))
-        seen = parse_probe(p.stdout, 4)
+        seen = parse_probe(out, 4)
         for rank in range(4):
             e, host = seen[rank]["env"], "smp-h%d" % (rank // 2 + 1)
             pp, tp, rdp = coords(rank, 4, 2, 2, "DPT")
