@@ -161,11 +161,14 @@ def tensor_parallel(gpt):
     return gpt
 
 
-def build_chunks(full, chunks_per_stage):
+def build_chunks(full, chunks_per_stage, schedule="interleaved"):
     """This rank's chunks: chunk c of pipeline stage s is virtual stage
-    c * pp + s (the interleaved schedule's assignment)."""
+    c * pp + s (the interleaved schedule's assignment; zb-v's V: the
+    runtime's smp.pipeline.virtual_stage)."""
+    from smp.pipeline import virtual_stage
     pp, s = smp.pp_size(), smp.pp_rank()
-    return [Chunk(full, c * pp + s, pp * chunks_per_stage) for c in range(chunks_per_stage)]
+    return [Chunk(full, virtual_stage(schedule, s, pp, c), pp * chunks_per_stage)
+            for c in range(chunks_per_stage)]
 
 
 def make_batch(cfg, batch, step, seed):

@@ -46,10 +46,11 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--batch", type=int, default=16, help="global batch (sequences per step)")
     p.add_argument("--microbatches", type=int, default=2, help="per replica, per step")
-    p.add_argument("--schedule", choices=["simple", "interleaved", "virtual"],
+    p.add_argument("--schedule", choices=["simple", "interleaved", "virtual", "zb-h1", "zb-v"],
                    default="interleaved",
                    help="simple = GPipe, interleaved = 1F1B (default), virtual = --chunks "
-                        "model chunks per stage, interleaved")
+                        "model chunks per stage, interleaved; zb-h1 / zb-v (zero bubble, "
+                        "split backward): train_gpt_hand_split.py only")
     p.add_argument("--chunks", type=int, default=2,
                    help="model chunks per stage for the virtual schedule")
     p.add_argument("--active-microbatches", type=int, default=0, metavar="N",

@@ -10,7 +10,9 @@ as its baseline (bench/train/bench_frontend.py).
     smprun -np 8 --pp 2 --tp 2 /usr/bin/python3 examples/train_gpt_hand_split.py --compare
 
 Options, reference and output are train_gpt.py's; --layers must divide by
-pp (x --chunks for the virtual schedule).
+pp (x --chunks for the virtual schedule, x 2 for zb-v). The zero-bubble
+schedules (--schedule zb-h1 / zb-v) run here: PipelineRunner splits each
+backward into its input and weight halves.
 """
 
 import os
@@ -34,7 +36,7 @@ from gpt_model import GPT, build_chunks, make_batch  # noqa: E402
 
 def check_topology(args, cfg):
     pp, tp, rdp = smp.pp_size(), smp.tp_size(), smp.rdp_size()
-    chunks = args.chunks if args.schedule == "virtual" else 1
+    chunks = args.chunks if args.schedule == "virtual" else 2 if args.schedule == "zb-v" else 1
     problems = []
     if cfg.layers % (pp * chunks):
         problems.append(f"--layers {cfg.layers} must divide by pp*chunks = {pp * chunks}")
@@ -46,6 +48,9 @@ def check_topology(args, cfg):
     if args.schedule == "virtual" and args.microbatches % pp:
         problems.append(f"--microbatches {args.microbatches} must be a multiple of pp {pp} "
                         "for the virtual schedule")
+    if args.schedule in ("zb-h1", "zb-v") and (pp < 2 or args.microbatches < pp):
+        problems.append(f"the {args.schedule} schedule needs pp >= 2 and --microbatches >= pp "
+                        f"(pp {pp}, --microbatches {args.microbatches})")
     return chunks, problems
 
 
@@ -91,7 +96,7 @@ def train_parallel(args, cfg):
     torch.manual_seed(args.seed)
     full = GPT(cfg)
     device = device_of(args)
-    chunks = [c.to(device) for c in build_chunks(full, chunks_per_stage)]
+    chunks = [c.to(device) for c in build_chunks(full, chunks_per_stage, args.schedule)]
     del full
     params = [p for c in chunks for p in c.parameters()]
     if args.sharded_optimizer:

@@ -10,10 +10,16 @@
 //     plus the transfer time measured here (recv_tensor ping-pong of the
 //     activation size); reported: measured / predicted, and the measured
 //     bubble (1 - busy / (pp * step), busy = time actually slept) against
-//     (p-1)/(m+p-1).
+//     (p-1)/(m+p-1). The zero-bubble schedules (zb-h1, zb-v) sleep B and
+//     W apart (--backward-input-ms, --backward-weight-ms; default half the
+//     backward each); the others sleep B + W as one backward. Their
+//     closed-form column: ZB-H1 (p-1)/(3m+p-1), ZB-V's floor
+//     (p-1)/(6m+p-1), both for F = B = W.
 //
 // Usage: pipeline_bench transport | schedule [--forward-ms F] [--backward-ms B]
+//        [--backward-input-ms B] [--backward-weight-ms W]
 //        [--act-mib A] [--steps N] [--microbatches M,M,...]
+//        [--kinds simple,interleaved,virtual,zb-h1,zb-v]
 #include <mpi.h>
 
 #include <algorithm>
@@ -113,16 +119,20 @@ void sleep_for(double seconds) { std::this_thread::sleep_for(std::chrono::durati
 struct StepResult {
   double step = 0;  // max over ranks
   double busy = 0;  // sum over ranks of slept time
-  std::vector<double> fwd, bwd;  // per stage: mean measured forward / backward (one chunk)
+  // per stage: mean measured forward / backward (B + W) / B / W of one chunk
+  std::vector<double> fwd, bwd, bin, bw;
 };
 
-StepResult run_one(smp::comm::Communicator &comm, const ScheduleParams &p, double f, double b,
-                   size_t act_bytes) {
-  double busy = 0, fbusy = 0, bbusy = 0;
+// Costs of one op: forward f, backward-input bi, backward-weight bw (one
+// microbatch, the whole stage; split evenly over the chunks). A schedule
+// that does not split its backward sleeps bi + bw in one backward.
+StepResult run_one(smp::comm::Communicator &comm, const ScheduleParams &p, double f, double bi,
+                   double bw, size_t act_bytes) {
+  double busy = 0, fbusy = 0, bbusy = 0, wbusy = 0;
   const int64_t n = static_cast<int64_t>(act_bytes);
+  const bool split = splits_backward(p.kind);
   StageFns fns;
-  // Per chunk: the stage's cost split evenly over its chunks.
-  const double fc = f / p.chunks, bc = b / p.chunks;
+  const double fc = f / p.chunks, bc = (split ? bi : bi + bw) / p.chunks, wc = bw / p.chunks;
   fns.forward = [&](int, int, ManagedTensor) {
     const double t0 = now();
     sleep_for(fc);
@@ -137,6 +147,13 @@ StepResult run_one(smp::comm::Communicator &comm, const ScheduleParams &p, doubl
     bbusy += now() - t0;
     return to_managed(OwnedTensor(kU8, {n}));
   };
+  if (split)
+    fns.backward_weight = [&](int, int) {
+      const double t0 = now();
+      sleep_for(wc);
+      busy += now() - t0;
+      wbusy += now() - t0;
+    };
   comm.barrier();
   const double t0 = now();
   run_step(comm, p, fns);
@@ -144,19 +161,21 @@ StepResult run_one(smp::comm::Communicator &comm, const ScheduleParams &p, doubl
   comm.allreduce(&mine, &step, 1, smp::DType::F64, smp::comm::ReduceOp::Max);
   comm.allreduce(&busy, &total_busy, 1, smp::DType::F64, smp::comm::ReduceOp::Sum);
   const int pp = comm.size(), ops = p.microbatches * p.chunks;
-  double mine2[2] = {fbusy / ops, bbusy / ops};
-  std::vector<double> all(2 * static_cast<size_t>(pp));
-  comm.allgather(mine2, all.data(), 2, smp::DType::F64);
-  StepResult r{step, total_busy, {}, {}};
+  double mine3[3] = {fbusy / ops, bbusy / ops, wbusy / ops};
+  std::vector<double> all(3 * static_cast<size_t>(pp));
+  comm.allgather(mine3, all.data(), 3, smp::DType::F64);
+  StepResult r{step, total_busy, {}, {}, {}, {}};
   for (int s = 0; s < pp; ++s) {
-    r.fwd.push_back(all[2 * s]);
-    r.bwd.push_back(all[2 * s + 1]);
+    r.fwd.push_back(all[3 * s]);
+    r.bin.push_back(all[3 * s + 1]);
+    r.bw.push_back(all[3 * s + 2]);
+    r.bwd.push_back(all[3 * s + 1] + all[3 * s + 2]);
   }
   return r;
 }
 
-void schedule(smp::comm::Communicator &comm, double f, double b, double act_mib, int steps,
-              const std::vector<int> &mbs) {
+void schedule(smp::comm::Communicator &comm, double f, double bi, double bw, double act_mib, int steps,
+              const std::vector<int> &mbs, const std::vector<std::string> &kinds) {
   const int pp = comm.size();
   const size_t act_bytes = static_cast<size_t>(act_mib * (1 << 20));
   // The transfer time the simulator gets: one allocating tensor transfer
@@ -168,44 +187,43 @@ void schedule(smp::comm::Communicator &comm, double f, double b, double act_mib,
   double transfer = median(tt);
   comm.broadcast(&transfer, 1, smp::DType::F64, 0);
   if (comm.rank() == 0) {
-    std::printf("pp=%d, forward %.1f ms, backward %.1f ms per microbatch and stage, activation %.2f MiB, "
-                "measured transfer %.3f ms; medians of %d steps\n\n",
-                pp, f * 1e3, b * 1e3, act_mib, transfer * 1e3, steps);
+    std::printf("pp=%d, forward %.1f ms, backward %.1f ms (input %.1f + weight %.1f) per microbatch and stage, "
+                "activation %.2f MiB, measured transfer %.3f ms; medians of %d steps\n\n",
+                pp, f * 1e3, (bi + bw) * 1e3, bi * 1e3, bw * 1e3, act_mib, transfer * 1e3, steps);
     std::printf("| schedule | pp | m | chunks | measured step ms | simulated ms | measured/simulated | "
                 "measured bubble | simulated bubble | closed form | sleep overshoot | "
                 "measured/simulated(measured op times) |\n");
     std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   }
-  struct Cfg {
-    ScheduleKind kind;
-    int chunks;
-  };
   for (int m : mbs)
-    for (Cfg c : {Cfg{ScheduleKind::Simple, 1}, Cfg{ScheduleKind::Interleaved, 1}, Cfg{ScheduleKind::Virtual, 2}}) {
+    for (const std::string &name : kinds) {
       ScheduleParams p;
-      p.kind = c.kind;
+      p.kind = parse_schedule_kind(name);
       p.pp = pp;
       p.microbatches = m;
-      p.chunks = c.chunks;
-      if (c.chunks > 1 && m % pp != 0) continue;
+      p.chunks = p.kind == ScheduleKind::Virtual || p.kind == ScheduleKind::ZbV ? 2 : 1;
+      if (p.kind == ScheduleKind::Virtual && m % pp != 0) continue;
+      if (splits_backward(p.kind) && (pp < 2 || m < pp)) continue;
       std::vector<double> step, bubble, over, ratio_measured;
-      run_one(comm, p, f, b, act_bytes);  // warm up (allocator, connections)
+      run_one(comm, p, f, bi, bw, act_bytes);  // warm up (allocator, connections)
       for (int s = 0; s < steps; ++s) {
-        const StepResult r = run_one(comm, p, f, b, act_bytes);
+        const StepResult r = run_one(comm, p, f, bi, bw, act_bytes);
         step.push_back(r.step);
         bubble.push_back(1.0 - r.busy / (pp * r.step));
-        over.push_back(r.busy / (pp * m * (f + b)) - 1.0);
+        over.push_back(r.busy / (pp * m * (f + bi + bw)) - 1.0);
         // The same schedule simulated with this step's measured op times.
-        const Simulation ms = simulate(build_all(p), Costs{r.fwd, r.bwd, transfer, transfer});
+        const Simulation ms = simulate(build_all(p), Costs{r.fwd, r.bwd, transfer, transfer, r.bin, r.bw}, &p);
         ratio_measured.push_back(r.step / ms.step_time);
       }
-      const double per_chunk_f = f / c.chunks, per_chunk_b = b / c.chunks;
-      const Simulation sim = simulate(build_all(p), Costs{std::vector<double>(pp, per_chunk_f),
-                                                          std::vector<double>(pp, per_chunk_b), transfer, transfer});
-      const double closed = double(pp - 1) / (c.chunks * m + pp - 1);
+      const double v = p.chunks;
+      const std::vector<double> F(pp, f / v), B(pp, bi / v), W(pp, bw / v), BW(pp, (bi + bw) / v);
+      const Simulation sim = simulate(build_all(p), Costs{F, BW, transfer, transfer, B, W}, &p);
+      const double closed = p.kind == ScheduleKind::ZbH1  ? double(pp - 1) / (3 * m + pp - 1)
+                            : p.kind == ScheduleKind::ZbV ? double(pp - 1) / (6 * m + pp - 1)
+                                                          : double(pp - 1) / (v * m + pp - 1);
       if (comm.rank() == 0)
         std::printf("| %s | %d | %d | %d | %.1f | %.1f | %.3f | %.3f | %.3f | %.3f | %.1f%% | %.3f |\n",
-                    schedule_kind_name(c.kind), pp, m, c.chunks, median(step) * 1e3, sim.step_time * 1e3,
+                    schedule_kind_name(p.kind), pp, m, p.chunks, median(step) * 1e3, sim.step_time * 1e3,
                     median(step) / sim.step_time, median(bubble), sim.bubble_fraction, closed,
                     100 * median(over), median(ratio_measured));
     }
@@ -223,29 +241,48 @@ int main(int argc, char **argv) {
   smp::comm::Context &ctx = smp::comm::Context::init(o);
   smp::comm::Communicator &comm = ctx.group(smp::topo::Group::PP);
   const std::string what = argc > 1 ? argv[1] : "";
-  double f = 0.010, b = 0.020, act = 1.0;
+  double f = 0.010, b = 0.020, bi = -1, bw = -1, act = 1.0;
   int steps = 5;
   std::vector<int> mbs{8, 16};
+  std::vector<std::string> kinds{"simple", "interleaved", "virtual"};
+  auto split_list = [](const std::string &v) {
+    std::vector<std::string> out;
+    for (size_t pos = 0; pos < v.size();) {
+      const size_t comma = v.find(',', pos);
+      out.push_back(v.substr(pos, comma - pos));
+      pos = comma == std::string::npos ? v.size() : comma + 1;
+    }
+    return out;
+  };
   for (int i = 2; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--forward-ms") f = std::atof(v.c_str()) / 1e3;
     else if (k == "--backward-ms") b = std::atof(v.c_str()) / 1e3;
+    else if (k == "--backward-input-ms") bi = std::atof(v.c_str()) / 1e3;
+    else if (k == "--backward-weight-ms") bw = std::atof(v.c_str()) / 1e3;
+    else if (k == "--kinds") kinds = split_list(v);
     else if (k == "--act-mib") act = std::atof(v.c_str());
     else if (k == "--steps") steps = std::atoi(v.c_str());
     else if (k == "--microbatches") {
       mbs.clear();
-      for (size_t pos = 0; pos < v.size();) {
-        const size_t comma = v.find(',', pos);
-        mbs.push_back(std::atoi(v.substr(pos, comma - pos).c_str()));
-        pos = comma == std::string::npos ? v.size() : comma + 1;
-      }
+      for (const std::string &x : split_list(v)) mbs.push_back(std::atoi(x.c_str()));
     }
   }
   int rc = 0;
   if (what == "transport" && size >= 2) {
     transport(comm);
   } else if (what == "schedule") {
-    schedule(comm, f, b, act, steps, mbs);
+    // B and W: given, else half the backward each; given both, they are
+    // the backward.
+    if (bi < 0 && bw < 0) bi = bw = b / 2;
+    else if (bi < 0) bi = b - bw;
+    else if (bw < 0) bw = b - bi;
+    try {
+      schedule(comm, f, bi, bw, act, steps, mbs, kinds);
+    } catch (const smp::Error &e) {
+      if (ctx.world_rank() == 0) std::fprintf(stderr, "pipeline_bench: %s\n", e.what());
+      rc = 2;
+    }
   } else {
     if (ctx.world_rank() == 0)
       std::fprintf(stderr, "usage: mpirun -np N pipeline_bench transport|schedule [options] (transport needs N >= 2)\n");

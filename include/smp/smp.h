@@ -291,11 +291,22 @@ SMP_API smp_status_t smp_exchange_tensors_deferred(const smp_tensor_transfer_t *
  * flight (0 = pp + 2, SageMaker's default; 1F1B needs pp - stage, so caps
  * >= pp are plain 1F1B). VIRTUAL: Megatron-LM's interleaved 1F1B over
  * `chunks` model chunks per rank (virtual stage c*pp + s on rank s);
- * microbatches must be a multiple of pp when chunks > 1. */
+ * microbatches must be a multiple of pp when chunks > 1.
+ * ZB_H1, ZB_V: zero-bubble schedules (Qi et al. 2023), pp >= 2 and
+ * microbatches >= pp; each backward is split into BACKWARD_INPUT (B, the
+ * input gradient the previous stage waits for) and BACKWARD_WEIGHT (W, the
+ * parameters' gradients), and W fills the pipeline's idle time. ZB_H1:
+ * one chunk, 1F1B's activation memory (pp - stage microbatches), bubble
+ * (pp-1)/(3m+pp-1) with F = B = W. ZB_V: two chunks in a V (chunk 0 of
+ * rank s is virtual stage s, chunk 1 is 2*pp-1-s; the loss is on rank 0),
+ * at most 2*pp chunk activations per rank (1F1B's first stage), bubble
+ * about 0. A microbatch's activations count as freed at its B. */
 typedef enum {
   SMP_SCHEDULE_SIMPLE = 0,
   SMP_SCHEDULE_INTERLEAVED,
-  SMP_SCHEDULE_VIRTUAL
+  SMP_SCHEDULE_VIRTUAL,
+  SMP_SCHEDULE_ZB_H1,
+  SMP_SCHEDULE_ZB_V
 } smp_schedule_t;
 
 typedef enum {
@@ -304,7 +315,9 @@ typedef enum {
   SMP_PIPE_SEND_ACTIVATION, /* to the next virtual stage */
   SMP_PIPE_RECV_ACTIVATION, /* from the previous virtual stage */
   SMP_PIPE_SEND_GRADIENT,   /* to the previous virtual stage */
-  SMP_PIPE_RECV_GRADIENT    /* from the next virtual stage */
+  SMP_PIPE_RECV_GRADIENT,   /* from the next virtual stage */
+  SMP_PIPE_BACKWARD_INPUT,  /* B: the input gradient (ZB_H1, ZB_V) */
+  SMP_PIPE_BACKWARD_WEIGHT  /* W: the parameters' gradients, after its B */
 } smp_pipe_op_kind_t;
 
 typedef struct smp_pipe_op {
@@ -319,16 +332,21 @@ typedef struct smp_pipe_op {
 
 /* Stage `stage`'s operations for one step, in order, into ops[0..*n). With
  * ops == NULL only *n is set; a capacity below *n is an error (*n is still
- * set). chunks must be 1 except for SIMPLE and VIRTUAL; active_microbatches
- * must be 0 except for INTERLEAVED. */
+ * set). chunks must be 1 except for SIMPLE and VIRTUAL (and 2 for ZB_V);
+ * active_microbatches must be 0 except for INTERLEAVED. */
 SMP_API smp_status_t smp_pipeline_schedule(smp_schedule_t kind, int pp, int stage,
                                            int microbatches, int chunks,
                                            int active_microbatches, smp_pipe_op_t *ops,
                                            size_t capacity, size_t *n);
 
+/* Virtual stage of chunk `chunk` of stage `stage` under schedule kind:
+ * c*pp + s, except ZB_V's V (see above). A pure query. */
+SMP_API smp_status_t smp_pipeline_virtual_stage(smp_schedule_t kind, int pp, int stage, int chunk,
+                                                int *vstage);
+
 /* A stage's compute, called by smp_pipeline_run_step on the calling thread
  * for each (microbatch, chunk) of its schedule; virtual stage c*pp + s is
- * chunk c of stage s. Tensors pass in ownership: the callee owns input /
+ * chunk c of stage s (ZB_V: smp_pipeline_virtual_stage). Tensors pass in ownership: the callee owns input /
  * grad_output whatever it returns (free with t->deleter(t); it may keep an
  * input until its backward, or after a failed step until it sees the
  * failure); the executor owns *output / *grad_input, keeps them untouched
@@ -342,17 +360,23 @@ SMP_API smp_status_t smp_pipeline_schedule(smp_schedule_t kind, int pp, int stag
  * status than SMP_SUCCESS (with smp_stage_error for a message).
  * recv_shape: when not NULL, every activation and gradient received must be
  * recv_dtype with these recv_ndim extents (else SMP_ERR_PEER_FAILED); NULL
- * takes any dtype and shape. Received tensors are host memory. */
+ * takes any dtype and shape. Received tensors are host memory.
+ * backward_weight (may be NULL): with ZB_H1 / ZB_V, backward is then the
+ * input-gradient half (B; keep what the weight gradient needs) and
+ * backward_weight, called later, computes and accumulates the parameters'
+ * gradients of (microbatch, chunk) (W). NULL: B runs the whole backward
+ * and W nothing. The other schedules never call it. */
 typedef struct smp_stage_fns {
   smp_status_t (*forward)(void *user, int microbatch, int chunk, struct DLManagedTensor *input,
                           struct DLManagedTensor **output);
   smp_status_t (*backward)(void *user, int microbatch, int chunk,
                            struct DLManagedTensor *grad_output,
                            struct DLManagedTensor **grad_input);
-  void *user; /* passed to both */
+  void *user; /* passed to every callback */
   const size_t *recv_shape;
   int recv_ndim;
   smp_dtype_t recv_dtype;
+  smp_status_t (*backward_weight)(void *user, int microbatch, int chunk);
 } smp_stage_fns_t;
 
 /* Run one training step of this rank's stage: its schedule (as
@@ -376,7 +400,8 @@ SMP_API smp_status_t smp_stage_error(smp_status_t status, const char *message);
  * backward_time[s] (pp entries) are one chunk of one microbatch on stage s,
  * the transfer times one tensor between neighbours. Outputs: the step time,
  * the bubble (1 - busy / (pp * step)), and per stage (pp entries, may be
- * NULL) the most activations held at once. */
+ * NULL) the most activations held at once (from a forward to its backward
+ * or B). ZB_H1 / ZB_V take half of backward_time for each of B and W. */
 SMP_API smp_status_t smp_pipeline_simulate(smp_schedule_t kind, int pp, int microbatches,
                                            int chunks, int active_microbatches,
                                            const double *forward_time,
@@ -384,6 +409,14 @@ SMP_API smp_status_t smp_pipeline_simulate(smp_schedule_t kind, int pp, int micr
                                            double activation_transfer,
                                            double gradient_transfer, double *step_time,
                                            double *bubble_fraction, int *peak_activations);
+/* As smp_pipeline_simulate with the backward's halves timed apart:
+ * backward_input_time[s] (B) and backward_weight_time[s] (W); a schedule
+ * that does not split its backward takes their sum. */
+SMP_API smp_status_t smp_pipeline_simulate_split(
+    smp_schedule_t kind, int pp, int microbatches, int chunks, int active_microbatches,
+    const double *forward_time, const double *backward_input_time,
+    const double *backward_weight_time, double activation_transfer, double gradient_transfer,
+    double *step_time, double *bubble_fraction, int *peak_activations);
 
 typedef struct smp_layer_cost {
   double compute; /* time (or any measure) of the layer */

@@ -28,7 +28,11 @@ using smp::capi::to_group;
 // smp.h's op kinds are the C++ ones, value for value.
 static_assert(static_cast<int>(SMP_PIPE_RECV_GRADIENT) == static_cast<int>(pl::OpKind::RecvGradient),
               "smp_pipe_op_kind_t and pipeline::OpKind must agree");
-static_assert(static_cast<int>(SMP_SCHEDULE_VIRTUAL) == static_cast<int>(pl::ScheduleKind::Virtual),
+static_assert(static_cast<int>(SMP_PIPE_BACKWARD_WEIGHT) == static_cast<int>(pl::OpKind::BackwardWeight),
+              "smp_pipe_op_kind_t and pipeline::OpKind must agree");
+static_assert(static_cast<int>(SMP_SCHEDULE_VIRTUAL) == static_cast<int>(pl::ScheduleKind::Virtual) &&
+                  static_cast<int>(SMP_SCHEDULE_ZB_V) == static_cast<int>(pl::ScheduleKind::ZbV) &&
+                  static_cast<int>(SMP_SCHEDULE_ZB_V) + 1 == pl::kNumScheduleKinds,
               "smp_schedule_t and pipeline::ScheduleKind must agree");
 
 namespace {
@@ -40,7 +44,7 @@ pl::ScheduleParams schedule_params(const char *fn, const smp_schedule_t &kind, i
   const int k = smp::capi::raw_enum(kind);
   require(k >= 0 && k < pl::kNumScheduleKinds,
           std::string(fn) + ": kind " + std::to_string(k) +
-              " is not an smp_schedule_t (SMP_SCHEDULE_SIMPLE..SMP_SCHEDULE_VIRTUAL)");
+              " is not an smp_schedule_t (SMP_SCHEDULE_SIMPLE..SMP_SCHEDULE_ZB_V)");
   pl::ScheduleParams p;
   p.kind = static_cast<pl::ScheduleKind>(k);
   p.pp = pp;
@@ -146,6 +150,40 @@ pl::ManagedTensor call_stage(StageCallback fn, void *user, int microbatch, int c
                                          (message.empty() ? "" : " (" + message + ")"));
   if (message.empty()) message = std::string("the callback returned ") + smp_status_string(st);
   smp::fail(static_cast<smp::Status>(code), message);
+}
+
+// The W callback, as call_stage: a status other than SMP_SUCCESS becomes
+// an smp::Error with the callback's message.
+void call_weight(smp_status_t (*fn)(void *, int, int), void *user, int microbatch, int chunk) {
+  smp::capi::set_last_error("");
+  const smp_status_t st = fn(user, microbatch, chunk);
+  const int code = smp::capi::raw_enum(st);
+  if (code == SMP_SUCCESS) return;
+  std::string message = smp::capi::last_error();
+  if (code > 0 || code < SMP_ERR_INTERNAL)
+    smp::fail(smp::Status::Internal, "the callback returned " + std::to_string(code) +
+                                         ", which is not an smp_status_t" +
+                                         (message.empty() ? "" : " (" + message + ")"));
+  if (message.empty()) message = std::string("the callback returned ") + smp_status_string(st);
+  smp::fail(static_cast<smp::Status>(code), message);
+}
+
+// Both simulate calls: backward = B + W for the unsplit schedules.
+void simulate_into(const char *fn, const pl::ScheduleParams &p, pl::Costs c, double *step_time,
+                   double *bubble_fraction, int *peak_activations) {
+  require(step_time != nullptr && bubble_fraction != nullptr,
+          std::string(fn) + ": step_time and bubble_fraction must not be NULL");
+  pl::Simulation sim;
+  try {
+    sim = pl::simulate(pl::build_all(p), c, &p);
+  } catch (const smp::Error &e) {
+    if (e.status() == smp::Status::InvalidArgument) smp::invalid(std::string(fn) + ": " + e.what());
+    throw;
+  }
+  *step_time = sim.step_time;
+  *bubble_fraction = sim.bubble_fraction;
+  if (peak_activations != nullptr)
+    for (int s = 0; s < p.pp; ++s) peak_activations[s] = sim.peak_activations[static_cast<size_t>(s)];
 }
 
 }  // namespace
@@ -282,6 +320,8 @@ smp_status_t smp_pipeline_run_step(smp_schedule_t kind, int microbatches, int ch
     sf.backward = [&c](int m, int chunk, pl::ManagedTensor g) {
       return call_stage(c.backward, c.user, m, chunk, std::move(g));
     };
+    if (c.backward_weight != nullptr)
+      sf.backward_weight = [&c](int m, int chunk) { call_weight(c.backward_weight, c.user, m, chunk); };
     pl::run_step(comm, p, sf, expect ? &*expect : nullptr);
     smp::capi::set_last_error(last_failure);
   });
@@ -302,24 +342,54 @@ smp_status_t smp_pipeline_simulate(smp_schedule_t kind, int pp, int microbatches
     const pl::ScheduleParams p = schedule_params(fn, kind, pp, microbatches, chunks, active_microbatches);
     require(forward_time != nullptr && backward_time != nullptr,
             std::string(fn) + ": forward_time and backward_time must point to pp values");
-    require(step_time != nullptr && bubble_fraction != nullptr,
-            std::string(fn) + ": step_time and bubble_fraction must not be NULL");
     pl::Costs c;
     c.forward.assign(forward_time, forward_time + pp);
     c.backward.assign(backward_time, backward_time + pp);
     c.activation_transfer = activation_transfer;
     c.gradient_transfer = gradient_transfer;
-    pl::Simulation sim;
-    try {
-      sim = pl::simulate(pl::build_all(p), c);
-    } catch (const smp::Error &e) {
-      if (e.status() == smp::Status::InvalidArgument) smp::invalid(std::string(fn) + ": " + e.what());
-      throw;
-    }
-    *step_time = sim.step_time;
-    *bubble_fraction = sim.bubble_fraction;
-    if (peak_activations != nullptr)
-      for (int s = 0; s < pp; ++s) peak_activations[s] = sim.peak_activations[static_cast<size_t>(s)];
+    simulate_into(fn, p, std::move(c), step_time, bubble_fraction, peak_activations);
+  });
+}
+
+smp_status_t smp_pipeline_simulate_split(smp_schedule_t kind, int pp, int microbatches, int chunks,
+                                         int active_microbatches, const double *forward_time,
+                                         const double *backward_input_time,
+                                         const double *backward_weight_time, double activation_transfer,
+                                         double gradient_transfer, double *step_time,
+                                         double *bubble_fraction, int *peak_activations) {
+  return guarded_any([&] {
+    const char *fn = "smp_pipeline_simulate_split";
+    const pl::ScheduleParams p = schedule_params(fn, kind, pp, microbatches, chunks, active_microbatches);
+    require(forward_time != nullptr && backward_input_time != nullptr && backward_weight_time != nullptr,
+            std::string(fn) + ": forward_time, backward_input_time and backward_weight_time must point "
+                              "to pp values");
+    pl::Costs c;
+    c.forward.assign(forward_time, forward_time + pp);
+    c.backward_input.assign(backward_input_time, backward_input_time + pp);
+    c.backward_weight.assign(backward_weight_time, backward_weight_time + pp);
+    for (int s = 0; s < pp; ++s) c.backward.push_back(backward_input_time[s] + backward_weight_time[s]);
+    c.activation_transfer = activation_transfer;
+    c.gradient_transfer = gradient_transfer;
+    simulate_into(fn, p, std::move(c), step_time, bubble_fraction, peak_activations);
+  });
+}
+
+smp_status_t smp_pipeline_virtual_stage(smp_schedule_t kind, int pp, int stage, int chunk, int *vstage) {
+  return guarded_any([&] {
+    const char *fn = "smp_pipeline_virtual_stage";
+    require(vstage != nullptr, std::string(fn) + ": vstage is NULL");
+    const int k = smp::capi::raw_enum(kind);
+    require(k >= 0 && k < pl::kNumScheduleKinds,
+            std::string(fn) + ": kind " + std::to_string(k) + " is not an smp_schedule_t");
+    pl::ScheduleParams p;
+    p.kind = static_cast<pl::ScheduleKind>(k);
+    p.pp = pp;
+    const int chunks = p.kind == pl::ScheduleKind::ZbV ? 2 : INT32_MAX / (pp > 0 ? pp : 1);
+    require(pp >= 1 && stage >= 0 && stage < pp && chunk >= 0 && chunk < chunks,
+            std::string(fn) + ": stage " + std::to_string(stage) + ", chunk " + std::to_string(chunk) +
+                " is not a chunk of a " + std::to_string(pp) + "-stage " + pl::schedule_kind_name(p.kind) +
+                " pipeline");
+    *vstage = pl::virtual_stage(p, stage, chunk);
   });
 }
 

@@ -29,7 +29,7 @@ class Step {
  public:
   Step(comm::Communicator &comm, const ScheduleParams &params, const StageFns &fns,
        const TensorSpec *expect)
-      : comm_(comm), fns_(fns), expect_(expect), pp_(params.pp), stage_(comm.rank()),
+      : comm_(comm), fns_(fns), expect_(expect), params_(params), pp_(params.pp), stage_(comm.rank()),
         last_vs_(params.pp * params.chunks - 1) {}
 
   void run(const std::vector<Op> &ops);
@@ -56,6 +56,7 @@ class Step {
   comm::Communicator &comm_;
   const StageFns &fns_;
   const TensorSpec *expect_;
+  const ScheduleParams params_;
   const int pp_, stage_, last_vs_;
   // Received (or, with pp == 1, handed on in memory) and due to be sent.
   std::map<Key, ManagedTensor> inputs_, grads_, out_act_, out_grad_;
@@ -108,18 +109,28 @@ ManagedTensor Step::call(const char *what, Key k, int to_vs, bool sent, F &&fn) 
 
 void Step::compute(const Op &op) {
   const Key key{op.microbatch, op.chunk};
-  const int vs = op.chunk * pp_ + stage_;
+  const int vs = virtual_stage(params_, stage_, op.chunk);
+  if (op.kind == OpKind::BackwardWeight) {
+    if (healthy() && fns_.backward_weight)
+      call("backward_weight", key, -1, false, [&] {
+        fns_.backward_weight(op.microbatch, op.chunk);
+        return ManagedTensor();
+      });
+    return;
+  }
   if (op.kind == OpKind::Forward) {
     ManagedTensor in;
     if (vs > 0) in = take(inputs_, key, "input activation");
     const bool on = vs < last_vs_;  // the output goes on to virtual stage vs + 1
+    const StageChunk to = on ? stage_chunk(params_, vs + 1) : StageChunk{-1, -1};
+    const bool local = to.stage == stage_;  // it lives here too: handed over in memory
     ManagedTensor out = marker();
     if (healthy())
-      out = call("forward", key, on ? vs + 1 : -1, on && pp_ > 1,
+      out = call("forward", key, on ? vs + 1 : -1, on && !local,
                  [&] { return fns_.forward(op.microbatch, op.chunk, std::move(in)); });
     if (on) {
-      if (pp_ == 1)  // the next chunk lives here too
-        inputs_[Key{op.microbatch, op.chunk + 1}] = std::move(out);
+      if (local)
+        inputs_[Key{op.microbatch, to.chunk}] = std::move(out);
       else
         out_act_[key] = std::move(out);
     }
@@ -128,13 +139,16 @@ void Step::compute(const Op &op) {
   ManagedTensor g;
   if (vs < last_vs_) g = take(grads_, key, "output gradient");
   const bool on = vs > 0;  // the input gradient goes back to virtual stage vs - 1
+  const StageChunk to = on ? stage_chunk(params_, vs - 1) : StageChunk{-1, -1};
+  const bool local = to.stage == stage_;
+  const char *what = op.kind == OpKind::BackwardInput ? "backward_input" : "backward";
   ManagedTensor gin = marker();
   if (healthy())
-    gin = call("backward", key, on ? vs - 1 : -1, on && pp_ > 1,
+    gin = call(what, key, on ? vs - 1 : -1, on && !local,
                [&] { return fns_.backward(op.microbatch, op.chunk, std::move(g)); });
   if (on) {
-    if (pp_ == 1)
-      grads_[Key{op.microbatch, op.chunk - 1}] = std::move(gin);
+    if (local)
+      grads_[Key{op.microbatch, to.chunk}] = std::move(gin);
     else
       out_grad_[key] = std::move(gin);
   }

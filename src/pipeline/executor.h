@@ -6,6 +6,10 @@
 // executor: C++ callers use run_step directly, every other framework
 // through smp_pipeline_run_step (capi/pipeline_api.cc).
 //
+// Virtual stages live where schedule.h's virtual_stage puts them; the
+// tensor between two virtual stages on the same rank (every one when
+// pp == 1, zb-v's turn of the V) is handed over in memory.
+//
 // Tensors cross the boundary as DLPack managed tensors, so any framework's
 // tensors pass zero-copy: what the executor hands to a callback is the
 // callback's to keep (it may hold an input until its backward), and what a
@@ -61,6 +65,13 @@ struct StageFns {
   // input, sent to the previous virtual stage; on virtual stage 0 it may
   // be null and is ignored.
   std::function<ManagedTensor(int microbatch, int chunk, ManagedTensor grad_output)> backward;
+  // Split-backward schedules (zb-h1, zb-v). When set, `backward` is the
+  // input-gradient half (B: keep what the weight gradient needs) and this
+  // is the weight-gradient half (W) of (microbatch, chunk), called later
+  // (after its B) to compute and accumulate the parameters' gradients.
+  // When not set, B runs the whole `backward` and W does nothing. Ignored
+  // by the other schedules.
+  std::function<void(int microbatch, int chunk)> backward_weight;
 };
 
 // What every received activation and gradient must be, when the framework

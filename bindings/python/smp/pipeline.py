@@ -14,9 +14,10 @@ GPU, activations and gradients are sent from CUDA memory (smp stages CUDA
 point-to-point through host memory) and what arrives (host memory) is
 moved to that GPU.
 
-Chunk c of stage s is virtual stage g = c * stages + s; its input comes from
-virtual stage g - 1 and its output goes to g + 1. With one stage the
-executor hands chunk c's output to chunk c + 1 in memory.
+Chunk c of stage s is virtual stage g = c * stages + s (zb-v: a V, see
+virtual_stage); its input comes from virtual stage g - 1 and its output
+goes to g + 1. Where both live on one stage (one stage; zb-v's turn) the
+executor hands the tensor over in memory.
 
 A chunk that raises fails the step on every stage without leaving any
 waiting: this rank re-raises the exception, the others raise SmpError
@@ -30,8 +31,10 @@ import torch.utils.dlpack
 
 import smp
 
-SCHEDULES = {"simple": 0, "interleaved": 1, "virtual": 2}  # smp_schedule_t
-FORWARD, BACKWARD, SEND_ACTIVATION, RECV_ACTIVATION, SEND_GRADIENT, RECV_GRADIENT = range(6)
+SCHEDULES = {"simple": 0, "interleaved": 1, "virtual": 2, "zb-h1": 3, "zb-v": 4}  # smp_schedule_t
+SPLIT_BACKWARD = ("zb-h1", "zb-v")  # schedules whose backward is B (input) + W (weights)
+(FORWARD, BACKWARD, SEND_ACTIVATION, RECV_ACTIVATION, SEND_GRADIENT, RECV_GRADIENT,
+ BACKWARD_INPUT, BACKWARD_WEIGHT) = range(8)
 _DTYPES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3,
            torch.int8: 4, torch.uint8: 5, torch.int32: 6, torch.int64: 7}  # smp_dtype_t
 
@@ -41,9 +44,17 @@ def schedule(name, stage, stages, microbatches, chunks=1, active_microbatches=0)
     (kind, microbatch, chunk, peer, batch) with the kinds above. Bad
     arguments raise smp.SmpError (INVALID_ARGUMENT); needs no smp.init."""
     if name not in SCHEDULES:
-        raise ValueError(f"unknown schedule '{name}' (simple, interleaved or virtual)")
+        raise ValueError(f"unknown schedule '{name}' ({', '.join(SCHEDULES)})")
     return smp._smp.pipeline_schedule(SCHEDULES[name], int(stages), int(stage),
                                       int(microbatches), int(chunks), int(active_microbatches))
+
+
+def virtual_stage(name, stage, stages, chunk):
+    """Where chunk `chunk` of `stage` sits in the model: chunk * stages +
+    stage, except zb-v's V (chunk 1 of stage s is 2 * stages - 1 - s)."""
+    if name not in SCHEDULES:
+        raise ValueError(f"unknown schedule '{name}' ({', '.join(SCHEDULES)})")
+    return smp._smp.pipeline_virtual_stage(SCHEDULES[name], int(stages), int(stage), int(chunk))
 
 
 def _hand_over(t):
@@ -69,12 +80,19 @@ class PipelineRunner:
     microbatch); with `act_shape` (and `dtype`) given, the runtime rejects
     a tensor of another shape or dtype. active_microbatches: the interleaved
     schedule's in-flight cap (0 = the runtime's default; other schedules
-    take only 0)."""
+    take only 0).
+
+    zb-h1 and zb-v split each backward: B (the executor's backward) takes
+    the gradient of the chunk's input alone, with torch.autograd.grad
+    keeping the graph; W (backward_weight), later, computes the
+    parameters' gradients of the same microbatch from the kept graph and
+    adds them to .grad. zb-v holds two chunks per stage, laid out in a V
+    (virtual_stage)."""
 
     def __init__(self, chunks, act_shape=None, dtype=torch.float32, schedule="interleaved",
                  group=smp.PP_GROUP, active_microbatches=0):
         if schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule '{schedule}' (simple, interleaved or virtual)")
+            raise ValueError(f"unknown schedule '{schedule}' ({', '.join(SCHEDULES)})")
         if act_shape is not None and dtype not in _DTYPES:
             raise ValueError(f"act_shape with dtype {dtype}: the runtime checks only "
                              f"{', '.join(str(d) for d in _DTYPES)}")
@@ -87,16 +105,20 @@ class PipelineRunner:
         self.stages = smp.size(group)
         self.stage = smp.rank(group)
         self.virtual = self.stages * len(self.chunks)
+        if schedule == "zb-v" and len(self.chunks) != 2:
+            raise ValueError(f"the zb-v schedule runs two chunks per stage, got {len(self.chunks)}")
+        self._vstages = [virtual_stage(schedule, self.stage, self.stages, c)
+                         for c in range(len(self.chunks))]
         # Where received tensors must be: the chunks' device (what arrives
         # is host memory).
         self.device = next((p.device for ch in self.chunks for p in ch.parameters()),
                            torch.device("cpu"))
 
     def _vstage(self, chunk):
-        return chunk * self.stages + self.stage
+        return self._vstages[chunk]
 
     def holds_last(self):
-        return self._vstage(len(self.chunks) - 1) == self.virtual - 1
+        return any(self._vstage(c) == self.virtual - 1 for c in range(len(self.chunks)))
 
     def _tensor(self, capsule):
         t = torch.utils.dlpack.from_dlpack(capsule)
@@ -149,14 +171,49 @@ class PipelineRunner:
             compute[0] += time.perf_counter() - t0
             return gx
 
+        weights = {}  # (chunk, mb) -> (outputs, their gradients): what W needs
+
+        def backward_input(m, c, received):
+            """B: the input gradient only; the graph stays for W."""
+            t0 = time.perf_counter()
+            g = self._vstage(c)
+            x, out = saved.pop((c, m))
+            root, grad = (out / M, None) if g == last else (out, self._tensor(received))
+            gx = None
+            if g > 0:
+                (gx,) = torch.autograd.grad(root, x, grad, retain_graph=True)
+                gx = _hand_over(gx.contiguous())
+            weights[(c, m)] = (root, grad)
+            compute[0] += time.perf_counter() - t0
+            return gx
+
+        def backward_weight(m, c):
+            """W: the chunk's parameter gradients, accumulated into .grad
+            (the graph is freed)."""
+            t0 = time.perf_counter()
+            root, grad = weights.pop((c, m))
+            params = [p for p in self.chunks[c].parameters() if p.requires_grad]
+            grads = torch.autograd.grad(root, params, grad, allow_unused=True)
+            with torch.no_grad():
+                for p, gp in zip(params, grads):
+                    if gp is None:
+                        continue
+                    if p.grad is None:
+                        p.grad = gp.detach().clone() if gp.requires_grad else gp
+                    else:
+                        p.grad += gp
+            compute[0] += time.perf_counter() - t0
+
+        split = self.schedule_name in SPLIT_BACKWARD
         t0 = time.perf_counter()
         try:
             smp._smp.pipeline_run_step(
                 SCHEDULES[self.schedule_name], M, len(self.chunks), int(self.active),
-                int(self.group), forward, backward, self.act_shape,
-                _DTYPES.get(self.dtype, 0))
+                int(self.group), forward, backward_input if split else backward,
+                self.act_shape, _DTYPES.get(self.dtype, 0),
+                backward_weight if split else None)
         finally:
             # smp.comm_seconds(): the step's time outside the chunks.
             smp._comm[0] += time.perf_counter() - t0 - compute[0]
-        assert not saved, "schedule left work undone"
+        assert not saved and not weights, "schedule left work undone"
         return losses if self.holds_last() else None

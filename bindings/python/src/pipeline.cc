@@ -4,7 +4,8 @@
 //   forward and backward (smp.pipeline.PipelineRunner runs on it);
 // - pipeline_schedule: the runtime's schedule (smp.h "Schedules") as a
 //   list of (kind, microbatch, chunk, peer, batch) tuples, a pure query
-//   (valid before init), as are pipeline_partition's splits.
+//   (valid before init), as are pipeline_partition's splits and
+//   pipeline_virtual_stage (where a chunk sits in the model).
 //
 // The step runs with the GIL released: the executor's exchanges wait on
 // the neighbours, and other Python threads (data loading) may run
@@ -95,16 +96,23 @@ DLManagedTensor *take_tensor(py::handle obj, const std::string &what) {
 // of them raised (re-raised on this rank once the step has ended).
 struct Stage {
   py::function forward, backward;
+  py::object backward_weight;  // None, or the W callable (split-backward schedules)
   std::optional<py::error_already_set> raised;
 };
 
-smp_status_t call(Stage &s, bool forward, int microbatch, int chunk, DLManagedTensor *in,
+// One callable: forward / backward (out != nullptr) or backward_weight
+// (in == out == nullptr, no tensor either way).
+smp_status_t call(Stage &s, int which, int microbatch, int chunk, DLManagedTensor *in,
                   DLManagedTensor **out) noexcept {
   py::gil_scoped_acquire gil;
-  const char *name = forward ? "forward" : "backward";
+  const char *name = which == 0 ? "forward" : which == 1 ? "backward" : "backward_weight";
   try {
+    if (which == 2) {
+      s.backward_weight(microbatch, chunk);
+      return SMP_SUCCESS;
+    }
     py::object arg = in != nullptr ? to_capsule(in) : py::none();
-    py::object r = (forward ? s.forward : s.backward)(microbatch, chunk, arg);
+    py::object r = (which == 0 ? s.forward : s.backward)(microbatch, chunk, arg);
     *out = r.is_none() ? nullptr : take_tensor(r, name);
     return SMP_SUCCESS;
   } catch (py::error_already_set &e) {
@@ -136,28 +144,37 @@ smp_status_t call(Stage &s, bool forward, int microbatch, int chunk, DLManagedTe
 
 smp_status_t forward_cb(void *user, int microbatch, int chunk, DLManagedTensor *input,
                         DLManagedTensor **output) {
-  return call(*static_cast<Stage *>(user), true, microbatch, chunk, input, output);
+  return call(*static_cast<Stage *>(user), 0, microbatch, chunk, input, output);
 }
 
 smp_status_t backward_cb(void *user, int microbatch, int chunk, DLManagedTensor *grad_output,
                          DLManagedTensor **grad_input) {
-  return call(*static_cast<Stage *>(user), false, microbatch, chunk, grad_output, grad_input);
+  return call(*static_cast<Stage *>(user), 1, microbatch, chunk, grad_output, grad_input);
+}
+
+smp_status_t backward_weight_cb(void *user, int microbatch, int chunk) {
+  return call(*static_cast<Stage *>(user), 2, microbatch, chunk, nullptr, nullptr);
 }
 
 }  // namespace
 
 void bind_pipeline(py::module_ &m) {
   // pipeline_run_step(kind, microbatches, chunks, active_microbatches,
-  // group, forward, backward, recv_shape=None, recv_dtype=SMP_FLOAT32):
+  // group, forward, backward, recv_shape=None, recv_dtype=SMP_FLOAT32,
+  // backward_weight=None):
   // forward(microbatch, chunk, capsule or None) -> tensor or None,
-  // backward(microbatch, chunk, capsule or None) -> tensor or None.
+  // backward(microbatch, chunk, capsule or None) -> tensor or None,
+  // backward_weight(microbatch, chunk) -> None (zb-h1 / zb-v: then
+  // backward is the input-gradient half; smp.h smp_stage_fns_t).
   m.def("pipeline_run_step",
         [](int kind, int microbatches, int chunks, int active, int group, py::function forward,
-           py::function backward, std::optional<std::vector<size_t>> recv_shape, int recv_dtype) {
-          Stage stage{std::move(forward), std::move(backward), std::nullopt};
+           py::function backward, std::optional<std::vector<size_t>> recv_shape, int recv_dtype,
+           py::object backward_weight) {
+          Stage stage{std::move(forward), std::move(backward), std::move(backward_weight), std::nullopt};
           smp_stage_fns_t fns{};
           fns.forward = forward_cb;
           fns.backward = backward_cb;
+          if (!stage.backward_weight.is_none()) fns.backward_weight = backward_weight_cb;
           fns.user = &stage;
           static const size_t kNoExtents = 0;  // recv_shape of a scalar: not NULL
           if (recv_shape) {
@@ -177,7 +194,13 @@ void bind_pipeline(py::module_ &m) {
         },
         py::arg("kind"), py::arg("microbatches"), py::arg("chunks"), py::arg("active_microbatches"),
         py::arg("group"), py::arg("forward"), py::arg("backward"),
-        py::arg("recv_shape") = py::none(), py::arg("recv_dtype") = static_cast<int>(SMP_FLOAT32));
+        py::arg("recv_shape") = py::none(), py::arg("recv_dtype") = static_cast<int>(SMP_FLOAT32),
+        py::arg("backward_weight") = py::none());
+  m.def("pipeline_virtual_stage", [](int kind, int pp, int stage, int chunk) {
+    int vs = -1;
+    check(smp_pipeline_virtual_stage(static_cast<smp_schedule_t>(kind), pp, stage, chunk, &vs));
+    return vs;
+  });
   m.def("pipeline_schedule", [](int kind, int pp, int stage, int microbatches, int chunks,
                                 int active_microbatches) {
     const auto k = static_cast<smp_schedule_t>(kind);
