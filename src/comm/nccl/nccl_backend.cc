@@ -148,6 +148,16 @@ void NcclBackend::allgather(const void *send, void *recv, size_t sendcount, DTyp
   enqueued(ncclAllGather(send, recv, sendcount, nccl_type(t), as_comm(c), as_stream(stream)), "allgather", stream);
 }
 
+// recv is read on root only (NCCL ignores it elsewhere).
+void NcclBackend::reduce(const void *send, void *recv, size_t count, DType t, ReduceOp op, int root,
+                         void *stream) {
+  cuda::DeviceGuard device(cuda::device_of(send));
+  ncclRedOp_t nop;
+  void *c = nccl_op(op, t, boot_.size(), &nop) ? comm("reduce") : nullptr;
+  if (!c) return below().reduce(send, recv, count, t, op, root, stream);
+  enqueued(ncclReduce(send, recv, count, nccl_type(t), nop, root, as_comm(c), as_stream(stream)), "reduce", stream);
+}
+
 void NcclBackend::broadcast(void *buf, size_t count, DType t, int root, void *stream) {
   cuda::DeviceGuard device(cuda::device_of(buf));
   void *c = comm("broadcast");

@@ -47,6 +47,9 @@ class NcclBackend final : public LayeredBackend {
                       void *stream) override;
   void allgather(const void *send, void *recv, size_t sendcount, DType t, void *stream) override;
   void broadcast(void *buf, size_t count, DType t, int root, void *stream) override;
+  // ncclReduce; where NCCL declines, the layers below (Unsupported).
+  void reduce(const void *send, void *recv, size_t count, DType t, ReduceOp op, int root,
+              void *stream) override;
   void gatherv(const void *send, size_t sendcount, void *recv, const size_t *recvcounts, DType t,
                int root, void *stream) override;
 

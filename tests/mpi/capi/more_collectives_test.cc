@@ -455,6 +455,15 @@ TEST(Check, MismatchedNewCollectivesAreNamedOnEveryRank) {
       EXPECT_EQ(total, n);
     }
   }
+  // The last rank names WORLD where the others name the created group (of
+  // the same ranks): every rank fails, the message names both groups.
+  const smp_status_t st = smp_barrier(odd ? SMP_WORLD : created);
+  EXPECT_EQ(st, SMP_ERR_PEER_FAILED) << err();
+  EXPECT_TRUE(contains(err(), "SMP_CHECK: group mismatch")) << err();
+  EXPECT_TRUE(contains(err(), "group " + std::to_string(static_cast<int>(created)) + " (world ranks ")) << err();
+  EXPECT_TRUE(contains(err(), "WORLD [")) << err();
+  ASSERT_EQ(smp_barrier(SMP_WORLD), SMP_SUCCESS) << err();
+  ASSERT_EQ(smp_barrier(created), SMP_SUCCESS) << err();
   ASSERT_EQ(smp_group_destroy(created), SMP_SUCCESS) << err();
 }
 
