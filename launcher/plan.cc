@@ -25,6 +25,18 @@ std::string short_name(const std::string &host) { return host.substr(0, host.fin
 
 }  // namespace
 
+int split_tp_groups(const topo::Layout &layout, const std::vector<std::string> &host_of) {
+  // A TP group is the ranks of one (pp, rdp).
+  std::map<std::pair<int, int>, std::string> first;
+  std::map<std::pair<int, int>, bool> split;
+  for (size_t r = 0; r < host_of.size(); ++r) {
+    const topo::Coord c = layout.coord(static_cast<int>(r));
+    const auto it = first.emplace(std::make_pair(c.pp, c.rdp), host_of[r]).first;
+    if (it->second != host_of[r]) split[{c.pp, c.rdp}] = true;
+  }
+  return static_cast<int>(split.size());
+}
+
 bool is_this_host(const std::string &name, const std::string &hostname) {
   return name == "localhost" || name == "127.0.0.1" || name == hostname ||
          short_name(name) == short_name(hostname);
@@ -247,7 +259,8 @@ Plan make_plan(const Options &o, const std::vector<HostSlots> &hosts, const Host
 
   // Where the launcher puts each rank: every host's slots in turn (Open
   // MPI's --map-by slot, Slurm's block distribution); ranks beyond all slots
-  // (--oversubscribe) spread evenly, first hosts first.
+  // (--oversubscribe) spread evenly, first hosts first. (Or round-robin,
+  // below, where that keeps TP groups inside hosts.)
   std::vector<std::string> host_of(static_cast<size_t>(np), info.hostname);
   bool oversubscribe = np > cores;
   if (!hosts.empty()) {
@@ -275,14 +288,36 @@ Plan make_plan(const Options &o, const std::vector<HostSlots> &hosts, const Host
         count[i] += static_cast<int>(extra / n + (static_cast<long>(i) < extra % n ? 1 : 0));
     }
     int r = 0;
-    for (size_t i = 0; i < hosts.size() && r < np; ++i) {
-      int local_here = 0;
-      for (int k = 0; k < count[i] && r < np; ++k, ++r, ++local_here) host_of[static_cast<size_t>(r)] = hosts[i].name;
-      if (is_this_host(hosts[i].name, info.hostname) && local_here > cores) oversubscribe = true;
-      if (!is_this_host(hosts[i].name, info.hostname) && local_here > 0) {
+    for (size_t i = 0; i < hosts.size() && r < np; ++i)
+      for (int k = 0; k < count[i] && r < np; ++k, ++r) host_of[static_cast<size_t>(r)] = hosts[i].name;
+    // A placement whose TP groups are not consecutive ranks (spread: TP
+    // varies slowest) splits them across hosts filled slot by slot. Dealt
+    // round-robin over the hosts instead (mpirun --map-by node), ranks a
+    // multiple of the host count apart share a host: where that keeps more
+    // TP groups together, smprun maps so. Only with equal slots and as
+    // many ranks on every host, where Open MPI's by-node mapping is exactly
+    // rank r on host r mod n.
+    const size_t n = hosts.size();
+    const bool even = n > 1 && !oversubscribe && np % static_cast<int>(n) == 0 &&
+                      std::all_of(count.begin(), count.end(), [&](int c) { return c == count[0]; }) &&
+                      np / static_cast<int>(n) <= count[0];
+    if (even && !srun && split_tp_groups(plan.layout, host_of) > 0) {
+      std::vector<std::string> by_node(static_cast<size_t>(np));
+      for (int q = 0; q < np; ++q) by_node[static_cast<size_t>(q)] = hosts[static_cast<size_t>(q) % n].name;
+      if (split_tp_groups(plan.layout, by_node) < split_tp_groups(plan.layout, host_of)) {
+        host_of = std::move(by_node);
+        plan.map_by_node = true;
+      }
+    }
+    std::map<std::string, int> per_host;
+    for (const std::string &h : host_of) ++per_host[h];
+    for (const HostSlots &h : hosts) {
+      const int here = per_host.count(h.name) ? per_host[h.name] : 0;
+      if (is_this_host(h.name, info.hostname) && here > cores) oversubscribe = true;
+      if (!is_this_host(h.name, info.hostname) && here > 0) {
         plan.other_hosts = true;
-        if (std::find(plan.remote_hosts.begin(), plan.remote_hosts.end(), hosts[i].name) == plan.remote_hosts.end())
-          plan.remote_hosts.push_back(hosts[i].name);
+        if (std::find(plan.remote_hosts.begin(), plan.remote_hosts.end(), h.name) == plan.remote_hosts.end())
+          plan.remote_hosts.push_back(h.name);
       }
     }
   }
@@ -300,15 +335,8 @@ Plan make_plan(const Options &o, const std::vector<HostSlots> &hosts, const Host
     row.mp_rank = group_rank_of(plan.layout, topo::Group::MP, row.coord);
     plan.rows.push_back(std::move(row));
   }
-  // A TP group is the ranks of one (pp, rdp): it stays on one host when all
-  // its members' hosts agree.
-  std::map<std::pair<int, int>, std::string> tp_host;
-  std::map<std::pair<int, int>, bool> tp_split;
   for (RankRow &row : plan.rows) {
     row.local_size = seen[row.host];
-    const std::pair<int, int> key{row.coord.pp, row.coord.rdp};
-    const auto it = tp_host.emplace(key, row.host).first;
-    if (it->second != row.host) tp_split[key] = true;
     if (!is_this_host(row.host, info.hostname)) {
       row.binding = topo::RankBinding{};  // chosen on that host, from its own hardware
       row.binding.device = -2;
@@ -320,7 +348,7 @@ Plan make_plan(const Options &o, const std::vector<HostSlots> &hosts, const Host
       throw UsageError(e.what());
     }
   }
-  plan.split_tp_groups = static_cast<int>(tp_split.size());
+  plan.split_tp_groups = hosts.empty() ? 0 : split_tp_groups(plan.layout, host_of);
 
   // torch's rendezvous (torchrun's MASTER_ADDR / MASTER_PORT): rank 0's
   // host, and a port free there, unless the user set them.
@@ -367,6 +395,7 @@ Plan make_plan(const Options &o, const std::vector<HostSlots> &hosts, const Host
     a.insert(a.end(), {"--bind-to", "none", "-np", std::to_string(np)});
     if (!o.hosts.empty()) a.insert(a.end(), {"-H", o.hosts});
     if (!o.hostfile.empty()) a.insert(a.end(), {"--hostfile", o.hostfile});
+    if (plan.map_by_node) a.insert(a.end(), {"--map-by", "node"});
     if (!info.rsh_agent.empty() && plan.other_hosts) a.insert(a.end(), {"--mca", "plm_rsh_agent", info.rsh_agent});
     if (o.tag_output) a.push_back("--tag-output");
     if (!o.iface.empty()) {
@@ -444,8 +473,8 @@ std::string format_table(const Plan &plan) {
   if (plan.other_hosts)
     out << "(*: every rank on another host chooses its device and cpus there, from that host's own hardware)\n";
   if (plan.split_tp_groups > 0)
-    out << "(" << plan.split_tp_groups << " TP group(s) span hosts: with placement cluster and slots that are "
-        << "multiples of tp every TP group stays inside a host)\n";
+    out << "(" << plan.split_tp_groups << " TP group(s) span hosts: placement cluster with slots that are "
+        << "multiples of tp, or the same slots and as many ranks on every host, keeps them inside hosts)\n";
   return out.str();
 }
 

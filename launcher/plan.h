@@ -81,6 +81,7 @@ struct Plan {
   std::vector<std::string> argv;      // the mpirun command, argv[0] = mpirun
   bool other_hosts = false;           // some ranks run on other hosts (bound there)
   int split_tp_groups = 0;            // TP groups whose ranks are on more than one host
+  bool map_by_node = false;           // ranks dealt round-robin over the hosts (keeps TP groups whole)
   std::vector<std::string> remote_hosts;  // hosts other than this one that get ranks
   // For --launcher srun: variables smprun sets in its own environment
   // (srun passes the whole environment on).
@@ -92,6 +93,10 @@ struct Plan {
 // hosts' slots without --oversubscribe). `hosts` is empty for a job on this
 // host alone.
 Plan make_plan(const Options &o, const std::vector<HostSlots> &hosts, const HostInfo &info);
+
+// How many TP groups have ranks on more than one host, rank r being on
+// host_of[r].
+int split_tp_groups(const topo::Layout &layout, const std::vector<std::string> &host_of);
 
 // The rank's rank within group g, in O(1) (what Layout::group_rank gives).
 int group_rank_of(const topo::Layout &l, topo::Group g, const topo::Coord &c);

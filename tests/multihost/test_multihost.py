@@ -93,12 +93,28 @@ def letters_of(placement):
     return {"cluster": "DPT", "spread": "TPD"}.get(placement, placement.upper())
 
 
-def host_table(slots, np):
-    """Ranks to hosts as Open MPI maps them by slot: each host's slots in turn."""
+def split_tp(hosts_of, np, pp, tp, letters):
+    where = {}
+    for r, h in enumerate(hosts_of):
+        p_, _, d_ = coords(r, np, pp, tp, letters)
+        where.setdefault((p_, d_), set()).add(h)
+    return sum(len(h) > 1 for h in where.values())
+
+
+def host_table(slots, np, pp=1, tp=1, letters="DPT"):
+    """Ranks to hosts: each host's slots in turn (Open MPI's by-slot
+    mapping), or round-robin (by node) where that keeps more TP groups
+    inside a host and every host has the same slots and as many ranks."""
     out = []
     for name, n in slots:
         out += [name] * n
-    return out[:np]
+    out = out[:np]
+    n = len(slots)
+    if n > 1 and np % n == 0 and len({s for _, s in slots}) == 1 and np // n <= slots[0][1]:
+        rr = [slots[r % n][0] for r in range(np)]
+        if split_tp(rr, np, pp, tp, letters) < split_tp(out, np, pp, tp, letters):
+            return rr
+    return out
 
 
 def leftovers():
@@ -152,7 +168,7 @@ def case_layout():
         r = smprun(args + [UNIQUE, "env-to", out], env=env)
         check(r.returncode == 0, "smprun %s: exit %d\n%s" % (args, r.returncode, r.stderr))
         seen = parse_probe(out, np)
-        want_host = host_table(slots, np)
+        want_host = host_table(slots, np, pp, tp, letters)
         master_port = seen[0]["env"].get("MASTER_PORT")
         for rank, got in seen.items():
             e = got["env"]
@@ -190,8 +206,9 @@ def case_layout():
             pp_, _, rdp_ = coords(rank, np, pp, tp, letters)
             tp_hosts.setdefault((pp_, rdp_), set()).add(seen[rank]["host"])
         split = sum(len(h) > 1 for h in tp_hosts.values())
-        if letters == "DPT":
-            check(split == 0, "cluster: TP groups across hosts: %s" % tp_hosts)
+        # Every layout here can keep its TP groups inside hosts: cluster
+        # by slots, spread round-robin.
+        check(split == 0, "%s: TP groups across hosts: %s" % (placement, tp_hosts))
         note = [l for l in rest if "TP group(s) span hosts" in l]
         check(bool(note) == (split > 0) and (not note or note[0].startswith("(%d TP group" % split)),
               "%d TP groups span hosts; the table says %r" % (split, note))

@@ -105,13 +105,15 @@ TEST(Plan, EveryPassThroughFlag) {
   o.timeline = "/tmp/t l.json";
   o.hosts = "a:4,b:4";
   const Plan p = make_plan(o, parse_hosts(o.hosts), host(2, false));
-  EXPECT_EQ(p.argv, Args({"/usr/bin/mpirun", "--bind-to", "none", "-np", "8", "-H", "a:4,b:4", "--tag-output",
+  // (spread on two equal hosts: dealt round-robin, TP groups inside hosts)
+  EXPECT_EQ(p.argv, Args({"/usr/bin/mpirun", "--bind-to", "none", "-np", "8", "-H", "a:4,b:4", "--map-by", "node",
+                          "--tag-output",
                           "-x", "NCCL_DEBUG=INFO", "-x", "PATH", "--mca", "btl", "self,vader", "--display-map",
                           "/x/smprun-rank", "--np", "8", "--pp", "2", "--tp", "2", "--placement", "TPD", "--bind",
                           "none", "--timeout", "2.5", "--check", "--timeline", "/tmp/t l.json", "--master-addr", "a",
                           "--master-port", "29500", "--", "prog", "a"}));
   // What smprun hands smprun-rank comes back whole.
-  const Args entry(p.argv.begin() + 17, p.argv.end());
+  const Args entry(p.argv.begin() + 19, p.argv.end());
   const EntryOptions e = parse_entry_args(entry);
   EXPECT_EQ(e.np, 8);
   EXPECT_EQ(e.placement, "TPD");
@@ -380,9 +382,25 @@ TEST(Plan, TpGroupsSpanningHostsAreCounted) {
   o.hosts = "a:2,b:2,c:2";
   EXPECT_EQ(make_plan(o, parse_hosts(o.hosts), host()).split_tp_groups, 0);  // cluster: TP fastest
   o.placement = "spread";  // TPD: a TP group's ranks are PP*RDP = 3 apart
-  const Plan p = make_plan(o, parse_hosts(o.hosts), host());
-  EXPECT_EQ(p.split_tp_groups, 3);
-  EXPECT_NE(format_table(p).find("(3 TP group(s) span hosts"), std::string::npos);
+  // Slot by slot ({0,1} {2,3} {4,5}) every TP group would span two hosts;
+  // dealt round-robin (mpirun --map-by node) ranks 3 apart share a host.
+  Plan p = make_plan(o, parse_hosts(o.hosts), host());
+  EXPECT_TRUE(p.map_by_node);
+  EXPECT_EQ(p.split_tp_groups, 0);
+  EXPECT_EQ(std::count(p.argv.begin(), p.argv.end(), "node"), 1);
+  const Args round_robin = {"a", "b", "c", "a", "b", "c"};
+  const std::vector<int> local = {0, 0, 0, 1, 1, 1};
+  for (size_t r = 0; r < 6; ++r) {
+    EXPECT_EQ(p.rows[r].host, round_robin[r]);
+    EXPECT_EQ(p.rows[r].local_rank, local[r]);
+  }
+  // Unequal slots: Open MPI's by-node mapping is not r mod n there; slot
+  // by slot it stays, and the table says how many TP groups span hosts.
+  o.hosts = "a:2,b:4";
+  p = make_plan(o, parse_hosts(o.hosts), host());
+  EXPECT_FALSE(p.map_by_node);
+  EXPECT_EQ(p.split_tp_groups, 2);  // {0,3} {1,4} across a and b; {2,5} on b
+  EXPECT_NE(format_table(p).find("(2 TP group(s) span hosts"), std::string::npos);
 }
 
 TEST(Plan, SrunLauncher) {
