@@ -111,7 +111,7 @@ slurm_up() {
     echo "SlurmctldLogFile=$s/slurmctld.log"
     echo "SlurmdLogFile=$s/slurmd-%n.log"
     echo "ProctrackType=proctrack/pgid"
-    echo "TaskPlugin=task/none"
+    echo "TaskPlugin=task/affinity"
     echo "SelectType=select/cons_tres"
     echo "SelectTypeParameters=CR_CPU"
     echo "SlurmdParameters=config_overrides"
