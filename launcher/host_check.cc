@@ -58,8 +58,11 @@ int free_tcp_port() {
 }
 
 std::string check_command(const std::string &rank_entry, const std::string &version, const std::string &path,
-                          const std::string &program) {
-  return "exec " + shell_join({rank_entry, "--check-host", version, path, program});
+                          const std::string &program, const std::string &cwd) {
+  // Open MPI starts remote ranks in mpirun's directory where the host has
+  // it (else the home directory): a relative program is looked up there.
+  const std::string cd = cwd.empty() ? "" : "cd " + shell_join({cwd}) + " 2>/dev/null; ";
+  return cd + "exec " + shell_join({rank_entry, "--check-host", version, path, program});
 }
 
 std::string check_host_reply(const std::string &version, const std::string &path, const std::string &program,

@@ -22,9 +22,10 @@ struct HostCheck {
 };
 
 // The command a host runs for the check (smprun-rank's --check-host mode),
-// as one shell line for ssh: `exec ENTRY --check-host VERSION PATH PROGRAM`.
+// as one shell line for ssh: `[cd CWD;] exec ENTRY --check-host VERSION PATH
+// PROGRAM`, in `cwd` (where Open MPI starts the ranks) when given.
 std::string check_command(const std::string &rank_entry, const std::string &version, const std::string &path,
-                          const std::string &program);
+                          const std::string &program, const std::string &cwd = "");
 
 // What smprun-rank --check-host prints on this host: "ok HOSTNAME CORES PORT"
 // or "error REASON", one line. `program` is searched on `path` when it has

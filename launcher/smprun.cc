@@ -142,7 +142,10 @@ std::string ssh_control_path() {
 std::string check_all(const std::vector<std::string> &hosts, const std::string &rank_entry,
                       const std::string &program, double timeout_s, const std::string &control, HostInfo *info) {
   const char *path = std::getenv("PATH");
-  const std::string cmd = check_command(rank_entry, SMP_VERSION_STRING, path ? path : "/usr/bin:/bin", program);
+  char cwd[PATH_MAX] = {};
+  const std::string here = getcwd(cwd, sizeof cwd - 1) ? cwd : "";
+  const std::string cmd =
+      check_command(rank_entry, SMP_VERSION_STRING, path ? path : "/usr/bin:/bin", program, here);
   std::vector<std::string> agent = ssh_agent();
   if (!control.empty())
     agent.insert(agent.begin() + 1, {"-o", "ControlMaster=yes", "-o", "ControlPersist=2", "-o",

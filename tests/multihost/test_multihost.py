@@ -249,6 +249,7 @@ def case_badinput():
         (["-np", "2", "--hostfile", bad_hf] + prog, ["line 2", "smp-h2", "slots=two"]),
         (["-np", "2", "-H", "smp-h1:1,no-such-host.invalid:1"] + prog, ["no-such-host.invalid", "unreachable"]),
         (["-np", "1", "-H", "smp-h1:1", os.path.join(TMP, "no-such-program")], ["smp-h1", "no program"]),
+        (["-np", "1", "-H", "smp-h1:1", "./no-such-program"], ["smp-h1", "no program './no-such-program'"]),
     ]
     for args, words in cases:
         t0 = time.time()
@@ -263,6 +264,13 @@ def case_badinput():
         check(not leftovers(), "%s left processes" % args)
         print("ok  %-50s -> %s (%.1f s)" % (" ".join(args).replace(TMP, "$TMP")[:50], lines[0], took))
     hosts("exec", "smp-h2", "umount", os.path.dirname(entry))
+    # A program named relative to this directory is found there on the
+    # hosts too (Open MPI starts remote ranks in mpirun's directory).
+    out = probe_dir()
+    r = subprocess.run([A.smprun, "-np", "2", "-H", "smp-h1:1,smp-h2:1", "--iface", "lo", "./" + os.path.basename(UNIQUE),
+                        "env-to", out], capture_output=True, text=True, timeout=120, env=ENV, cwd=TMP)
+    check(r.returncode == 0, "relative program: exit %d %s" % (r.returncode, r.stderr))
+    check(len(parse_probe(out, 2)) == 2, "relative program: not every rank ran")
     # The hosts are checked in parallel: two hosts that never answer cost
     # one wait, not two (ssh's ConnectTimeout=10 to a blackholed address
     # would show it; here a refused port answers at once, so time a host

@@ -49,6 +49,8 @@ TEST(HostCheck, RepliesForThisHost) {
   EXPECT_EQ(r.rfind("error has no program '/nonexistent/prog' (", 0), 0u) << r;
   EXPECT_EQ(check_command("/a b/smprun-rank", "1.0", "/x:/y", "prog"),
             "exec '/a b/smprun-rank' --check-host 1.0 /x:/y prog");
+  EXPECT_EQ(check_command("/e", "1.0", "/x", "./prog", "/work/my job"),
+            "cd '/work/my job' 2>/dev/null; exec /e --check-host 1.0 /x ./prog");
 }
 
 TEST(HostCheck, AsksEveryHostAtOnce) {
