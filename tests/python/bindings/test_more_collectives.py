@@ -72,6 +72,13 @@ def test_group_create_use_destroy(world):
     b = np.array([rank], np.int64)
     smp.broadcast(b, root=0, group=g)  # group rank 0 = the last world rank
     assert b[0] == size - 1
+    # The tensor transport on a created group: group rank r sends to r + 1.
+    me, n = smp.rank(g), smp.size(g)
+    if me + 1 < n:
+        smp.send_tensor(torch.full((2, 3), float(rank)), me + 1, group=g, tag=4)
+    if me > 0:
+        got = smp.recv_tensor(me - 1, group=g, tag=4)
+        assert got.shape == (2, 3) and torch.all(got == ranks[me - 1])
     smp.group_set_timeout(g, 30)
     smp.barrier(group=g)
     smp.group_destroy(g)
