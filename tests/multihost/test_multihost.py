@@ -460,6 +460,8 @@ def main():
     p.add_argument("case", choices=sorted(CASES))
     A = p.parse_args()
     A.smprun = os.path.abspath(A.smprun)
+    # meson's timeout sends SIGTERM: unwind, so that `finally` takes the hosts down.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     why = subprocess.run([A.hosts_sh, "check"], capture_output=True, text=True)
     if why.returncode != 0:
         print("skipped: %s" % why.stderr.strip())
