@@ -2,7 +2,9 @@
  * mpirun (every rank one stage of PP_GROUP; TP_GROUP, of one rank, runs
  * the one-stage path where chunks hand over in memory):
  * - a small affine chain (virtual stage g: y = w_g x + b_g, loss sum(y^2)/2
- *   on the last) over every schedule kind, with microbatches of varying
+ *   on the last) over every schedule kind (the zero-bubble ones with the
+ *   backward split: backward gives the input gradient, backward_weight
+ *   later the parameter gradients; and without backward_weight), with microbatches of varying
  *   shapes: each stage's per-microbatch parameter gradients, the losses
  *   and the input gradients equal, bit for bit, the chain run serially in
  *   this process; every tensor the callbacks made is freed by the
@@ -129,7 +131,11 @@ static void serial(int V, int M, results_t *r) {
 
 typedef struct {
   int pp, stage, V, M;
-  DLManagedTensor *kept[MAX_VS][MAX_MB]; /* forward inputs, kept until backward */
+  smp_schedule_t kind;
+  int split; /* backward_weight is set: backward computes the input gradient only */
+  DLManagedTensor *kept[MAX_VS][MAX_MB]; /* forward inputs, kept until backward (split: W) */
+  double gy_kept[MAX_VS][MAX_MB][MAX_ELEMS]; /* split: the output gradient, for W */
+  int weights;
   double x0[MAX_MB][MAX_ELEMS];          /* virtual stage 0's own inputs */
   results_t got;
   int forwards, backwards;
@@ -143,6 +149,13 @@ static int fails_here(const stage_t *s, int backward, int m, int c) {
          c == s->fail_chunk;
 }
 
+/* Virtual stage of local chunk c (zb-v's V: the runtime's layout). */
+static int vs_of(const stage_t *s, int c) {
+  int g = -1;
+  CHECK(smp_pipeline_virtual_stage(s->kind, s->pp, s->stage, c, &g) == SMP_SUCCESS);
+  return g;
+}
+
 static const double *data_of(const DLManagedTensor *t, int m) {
   CHECK(t->dl_tensor.ndim == 2 && t->dl_tensor.shape[0] == rows_of(m) &&
         t->dl_tensor.shape[1] == W && t->dl_tensor.dtype.code == kDLFloat &&
@@ -153,7 +166,7 @@ static const double *data_of(const DLManagedTensor *t, int m) {
 static smp_status_t forward(void *user, int m, int c, struct DLManagedTensor *input,
                             struct DLManagedTensor **output) {
   stage_t *s = user;
-  const int g = c * s->pp + s->stage, n = rows_of(m) * W;
+  const int g = vs_of(s, c), n = rows_of(m) * W;
   CHECK((input == NULL) == (g == 0) && *output == NULL);
   ++s->forwards;
   if (fails_here(s, 0, m, c)) {
@@ -182,7 +195,7 @@ static smp_status_t forward(void *user, int m, int c, struct DLManagedTensor *in
 static smp_status_t backward(void *user, int m, int c, struct DLManagedTensor *grad_output,
                              struct DLManagedTensor **grad_input) {
   stage_t *s = user;
-  const int g = c * s->pp + s->stage, n = rows_of(m) * W;
+  const int g = vs_of(s, c), n = rows_of(m) * W;
   CHECK((grad_output == NULL) == (g == s->V - 1) && *grad_input == NULL);
   ++s->backwards;
   if (fails_here(s, 1, m, c)) {
@@ -197,15 +210,36 @@ static smp_status_t backward(void *user, int m, int c, struct DLManagedTensor *g
     memcpy(gy, data_of(grad_output, m), (size_t)n * sizeof(double));
     grad_output->deleter(grad_output);
   }
-  affine_backward(g, n, x, gy, gx, &s->got.dw[g][m], &s->got.db[g][m]);
-  if (s->kept[g][m] != NULL) s->kept[g][m]->deleter(s->kept[g][m]);
-  s->kept[g][m] = NULL;
+  double dw = 0, db = 0;
+  affine_backward(g, n, x, gy, gx, &dw, &db);
+  if (s->split) { /* W makes the parameter gradients, from x and gy */
+    memcpy(s->gy_kept[g][m], gy, (size_t)n * sizeof(double));
+  } else {
+    s->got.dw[g][m] = dw;
+    s->got.db[g][m] = db;
+    if (s->kept[g][m] != NULL) s->kept[g][m]->deleter(s->kept[g][m]);
+    s->kept[g][m] = NULL;
+  }
   if (g == 0) {
     s->got.input_grad[m] = 0;
     for (int i = 0; i < n; ++i) s->got.input_grad[m] += gx[i];
   } else {
     *grad_input = tensor_new(rows_of(m), gx);
   }
+  return SMP_SUCCESS;
+}
+
+/* W: the parameter gradients of (m, c), after its backward (B). */
+static smp_status_t backward_weight(void *user, int m, int c) {
+  stage_t *s = user;
+  const int g = vs_of(s, c), n = rows_of(m) * W;
+  CHECK(s->split);
+  ++s->weights;
+  const double *x = g == 0 ? s->x0[m] : data_of(s->kept[g][m], m);
+  double gx[MAX_ELEMS];
+  affine_backward(g, n, x, s->gy_kept[g][m], gx, &s->got.dw[g][m], &s->got.db[g][m]);
+  if (s->kept[g][m] != NULL) s->kept[g][m]->deleter(s->kept[g][m]);
+  s->kept[g][m] = NULL;
   return SMP_SUCCESS;
 }
 
@@ -242,18 +276,21 @@ static void good_step(smp_group_t group, smp_schedule_t kind, int M, int chunks,
                       const smp_stage_fns_t *with) {
   stage_t s;
   stage_init(&s, group, chunks, M);
+  s.kind = kind;
   smp_stage_fns_t f = with ? *with : fns_of(&s);
   f.user = &s;
+  s.split = f.backward_weight != NULL;
   /* A step that succeeds leaves this thread's last failure as it was. */
   CHECK(smp_stage_error(SMP_ERR_IO, "an earlier failure") == SMP_ERR_IO);
   CHECK(smp_pipeline_run_step(kind, M, chunks, active, group, &f) == SMP_SUCCESS);
   CHECK(strcmp(smp_last_error(), "an earlier failure") == 0);
   CHECK(g_live == 0);
   CHECK(s.forwards == M * chunks && s.backwards == M * chunks);
+  CHECK(s.weights == (s.split ? M * chunks : 0));
   results_t ref;
   serial(s.V, M, &ref);
   for (int c = 0; c < chunks; ++c) {
-    const int g = c * s.pp + s.stage;
+    const int g = vs_of(&s, c);
     for (int m = 0; m < M; ++m) {
       CHECK(s.kept[g][m] == NULL);
       if (s.got.dw[g][m] != ref.dw[g][m] || s.got.db[g][m] != ref.db[g][m]) {
@@ -278,6 +315,21 @@ static void schedules(smp_group_t group) {
   good_step(group, SMP_SCHEDULE_INTERLEAVED, pp + 1, 1, 1, NULL);
   good_step(group, SMP_SCHEDULE_VIRTUAL, pp, 2, 0, NULL);
   good_step(group, SMP_SCHEDULE_VIRTUAL, 2 * pp, 3, 0, NULL);
+  if (pp < 2) return; /* the zero-bubble schedules need two stages */
+  for (int split = 0; split < 2; ++split) {
+    stage_t s;
+    smp_stage_fns_t f = fns_of(&s);
+    f.backward_weight = split ? backward_weight : NULL;
+    good_step(group, SMP_SCHEDULE_ZB_H1, pp, 1, 0, &f);
+    good_step(group, SMP_SCHEDULE_ZB_H1, 2 * pp + 1, 1, 0, &f);
+    good_step(group, SMP_SCHEDULE_ZB_V, pp, 2, 0, &f);
+    good_step(group, SMP_SCHEDULE_ZB_V, pp + 1, 2, 0, &f);
+  }
+  /* The V: chunk 1 of the last stage is virtual stage pp; of stage 0, the last. */
+  int g = -1;
+  CHECK(smp_pipeline_virtual_stage(SMP_SCHEDULE_ZB_V, pp, pp - 1, 1, &g) == SMP_SUCCESS && g == pp);
+  CHECK(smp_pipeline_virtual_stage(SMP_SCHEDULE_ZB_V, pp, 0, 1, &g) == SMP_SUCCESS && g == 2 * pp - 1);
+  CHECK(smp_pipeline_virtual_stage(SMP_SCHEDULE_ZB_V, pp, 0, 2, &g) == SMP_ERR_INVALID_ARGUMENT);
 }
 
 static void recv_shapes(void) {
