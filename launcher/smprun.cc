@@ -231,7 +231,16 @@ int main(int argc, char **argv) {
     std::string warning;
     info.visible = smp::topo::visible_gpus(info.machine.gpus, std::getenv("CUDA_VISIBLE_DEVICES"), &warning);
     if (!warning.empty()) std::fprintf(stderr, "smprun: warning: %s\n", warning.c_str());
-    plan = make_plan(o, hosts, info);
+    // Planned once before the checks, so that a usage error costs no ssh;
+    // a hostfile line without slots= counts that host's cores, known only
+    // after its check, so the slot count waits for the second plan.
+    Options first = o;
+    if (!o.dry_run && !info.hosts_from_slurm &&
+        std::any_of(hosts.begin(), hosts.end(), [&](const HostSlots &h) {
+          return h.slots < 1 && !is_this_host(h.name, info.hostname);
+        }))
+      first.oversubscribe = true;
+    plan = make_plan(first, hosts, info);
     // Every other host, at once, before anything starts: reachable, the same
     // smprun-rank and smp, the program there. (Slurm checks its own nodes.)
     if (!o.dry_run && !info.hosts_from_slurm) {
