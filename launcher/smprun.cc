@@ -1,7 +1,9 @@
 // smprun: launches a hybrid-parallel job over Open MPI's mpirun.
 //
 // smprun discovers this host once (hwloc), plans the job (plan.cc, pure),
-// then runs mpirun, which starts smprun-rank on every rank; smprun-rank binds
+// checks the other hosts, all at once, over ssh (host_check.h; inside a
+// Slurm allocation Slurm's nodes are the hosts and srun may launch), then
+// runs mpirun, which starts smprun-rank on every rank; smprun-rank binds
 // the rank, sets its variables and runs the program. smprun stays mpirun's
 // parent (rather than exec'ing it) so that a SIGINT/SIGTERM it gets ends the
 // job even if mpirun is stuck (SIGKILL after a grace period, and mpirun gets
