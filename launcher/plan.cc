@@ -296,12 +296,13 @@ Plan make_plan(const Options &o, const std::vector<HostSlots> &hosts, const Host
     // multiple of the host count apart share a host: where that keeps more
     // TP groups together, smprun maps so. Only with equal slots and as
     // many ranks on every host, where Open MPI's by-node mapping is exactly
-    // rank r on host r mod n.
+    // many ranks on every host, where Open MPI's by-node mapping (and
+    // Slurm's cyclic distribution) is exactly rank r on host r mod n.
     const size_t n = hosts.size();
     const bool even = n > 1 && !oversubscribe && np % static_cast<int>(n) == 0 &&
                       std::all_of(count.begin(), count.end(), [&](int c) { return c == count[0]; }) &&
                       np / static_cast<int>(n) <= count[0];
-    if (even && !srun && split_tp_groups(plan.layout, host_of) > 0) {
+    if (even && split_tp_groups(plan.layout, host_of) > 0) {
       std::vector<std::string> by_node(static_cast<size_t>(np));
       for (int q = 0; q < np; ++q) by_node[static_cast<size_t>(q)] = hosts[static_cast<size_t>(q) % n].name;
       if (split_tp_groups(plan.layout, by_node) < split_tp_groups(plan.layout, host_of)) {
@@ -378,6 +379,7 @@ Plan make_plan(const Options &o, const std::vector<HostSlots> &hosts, const Host
     a = {info.mpirun, "--ntasks", std::to_string(np), "--cpu-bind=none", "--kill-on-bad-exit=1", "--mpi=pmix"};
     if (o.oversubscribe || oversubscribe) a.push_back("--overcommit");
     if (o.tag_output) a.push_back("--label");
+    if (plan.map_by_node) a.push_back("--distribution=cyclic");
     a.insert(a.end(), extra.begin(), extra.end());
     for (const std::string &x : o.exports) {
       const size_t eq = x.find('=');

@@ -81,7 +81,8 @@ struct Plan {
   std::vector<std::string> argv;      // the mpirun command, argv[0] = mpirun
   bool other_hosts = false;           // some ranks run on other hosts (bound there)
   int split_tp_groups = 0;            // TP groups whose ranks are on more than one host
-  bool map_by_node = false;           // ranks dealt round-robin over the hosts (keeps TP groups whole)
+  bool map_by_node = false;           // ranks dealt round-robin over the hosts (keeps TP groups whole):
+                                      // mpirun --map-by node, srun --distribution=cyclic
   std::vector<std::string> remote_hosts;  // hosts other than this one that get ranks
   // For --launcher srun: variables smprun sets in its own environment
   // (srun passes the whole environment on).

@@ -419,6 +419,26 @@ def case_slurm():
     env = dict(ENV, SLURM_CONF=m.group(1))
     ref = reference_losses(5)
     for launcher in ["mpirun", "srun"]:
+        # spread (TPD) at tp 2: dealt round-robin over the 2 nodes (mpirun
+        # --map-by node, srun --distribution=cyclic), TP groups {0,2} {1,3}
+        # each on one node.
+        out = probe_dir()
+        p = subprocess.run(["salloc", "-n", "4", A.smprun, "--tp", "2", "--placement", "spread", "--launcher",
+                            launcher, "--iface", "lo", "-x", "CUDA_VISIBLE_DEVICES", UNIQUE, "env-to", out],
+                           capture_output=True, text=True, timeout=300, env=env)
+        check(p.returncode == 0, "salloc smprun --placement spread --launcher %s: %d %s" % (
+            launcher, p.returncode, p.stderr))
+        seen = parse_probe(out, 4)
+        want = host_table([("smp-h1", 2), ("smp-h2", 2)], 4, 1, 2, "TPD")
+        check(want == ["smp-h1", "smp-h2", "smp-h1", "smp-h2"], "reference mapping %s" % want)
+        for rank in range(4):
+            e = seen[rank]["env"]
+            _, tp_, rdp_ = coords(rank, 4, 1, 2, "TPD")
+            have = [seen[rank]["host"], e["SMP_LOCAL_RANK"], e["SMP_TP_RANK"], e["SMP_RDP_RANK"]]
+            check(have == [want[rank], str(rank // 2), str(tp_), str(rdp_)],
+                  "salloc, spread, %s, rank %d: %s" % (launcher, rank, have))
+        print("ok  salloc -n 4 --tp 2 --placement spread --launcher %s: %s" % (
+            launcher, " ".join("%d@%s" % (r, seen[r]["host"]) for r in range(4))))
         flags = ["--pp", "2", "--tp", "2", "--launcher", launcher] + (["--iface", "lo"])
         # Hosts and slots come from the allocation: -np from salloc -n 4.
         out = probe_dir()

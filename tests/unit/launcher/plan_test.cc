@@ -421,6 +421,15 @@ TEST(Plan, SrunLauncher) {
   EXPECT_EQ(p.setenv[1], std::make_pair(std::string("NCCL_SOCKET_IFNAME"), std::string("ib0")));
   EXPECT_EQ(p.rows[2].host, "n2");
   EXPECT_EQ(p.rows[3].local_rank, 1);
+  // spread over two equal nodes: Slurm's cyclic distribution keeps the TP
+  // groups {0,2} {1,3} on one node each.
+  o.tp = 2;
+  o.placement = "spread";
+  const Plan q = make_plan(o, slurm_hosts("n[1-2]", "2(x2)"), h);
+  EXPECT_EQ(std::count(q.argv.begin(), q.argv.end(), "--distribution=cyclic"), 1);
+  EXPECT_EQ(q.rows[1].host, "n2");
+  EXPECT_EQ(q.rows[2].host, "n1");
+  EXPECT_EQ(q.split_tp_groups, 0);
 }
 
 TEST(Slurm, NodeLists) {
