@@ -13,7 +13,7 @@
 #                                   CPUs = SLOTS); prints the SLURM_CONF line
 #                                   to export for salloc/srun/sbatch
 #
-# Every host is its own UTS namespace (so its own hostname, smp-h1, smp-h2,
+# Every host is its own UTS and mount namespace (its own hostname, smp-h1, smp-h2,
 # ...) running Debian's sshd on its own loopback address (127.0.0.2, .3, ...)
 # and a high port. The hosts share this machine's filesystem, as a cluster
 # shares its home directories, and its network stack: traffic between them
