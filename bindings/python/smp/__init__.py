@@ -136,9 +136,12 @@ def init(config=None, tp_size=0, placement=None, timeout=None, check=None, pp_si
         config, pp_size = None, config
     cfg = _config.parse(config)
     cpp, ctp, cplace = _config.layout(cfg)
-    _smp.init(int(pp_size or cpp), int(tp_size or ctp), placement or cplace,
-              -1.0 if timeout is None else float(timeout),
-              -1 if check is None else int(bool(check)))
+    # smp.distributed may have started smp for torch's rendezvous: then the
+    # layout check below holds this call to the world it built.
+    if not (_state.pop("implicit_init", False) and is_initialized()):
+        _smp.init(int(pp_size or cpp), int(tp_size or ctp), placement or cplace,
+                  -1.0 if timeout is None else float(timeout),
+                  -1 if check is None else int(bool(check)))
     _config.check_layout(cfg, pp_size_(), tp_size_())
     _state["config"] = cfg
     _install_exit_hooks()
@@ -585,6 +588,10 @@ _FRONT_END = {"DistributedModel": "model", "DistributedOptimizer": "optimizer", 
               "tp_register_with_module": "tp_registry",
               "delay_param_initialization": "delayed_init",
               "set_activation_checkpointing": "activations"}
+# torch.distributed's backend "smp" and smp's groups as its process groups.
+__all__ += [f"get_{g}_process_group" for g in ("world", "pp", "tp", "dp", "rdp", "mp")]
+_FRONT_END.update({f"get_{g}_process_group": "distributed"
+                   for g in ("world", "pp", "tp", "dp", "rdp", "mp")})
 
 
 def __getattr__(name):
