@@ -20,6 +20,7 @@ packages=(
   python3-dev
   python3-numpy
   python3-torch
+  libtorch-dev
   python3-pytest
   clang-14
   libclang-rt-14-dev
