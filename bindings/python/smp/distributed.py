@@ -142,6 +142,7 @@ def _members_by_group():
 
 
 def _layout_group(group):
+    _start_smp()
     if not _dist.is_initialized():
         _dist.init_process_group(BACKEND)
     if group in _layout_groups:
