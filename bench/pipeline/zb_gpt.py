@@ -56,8 +56,7 @@ def main():
     p.add_argument("--schedules", default="interleaved,zb-h1,zb-v")
     p.add_argument("extra", nargs="*")
     a = p.parse_args()
-    base = ["--steps", "10", "--microbatches", "8", "--layers", "8", "--hidden", "128",
-            "--batch", "32"] + a.extra
+    base = ["--steps", "8", "--microbatches", "8", "--layers", "8", "--batch", "16"] + a.extra
     print("| pp | schedule | tokens/s (median of runs) | runs | vs interleaved | "
           "forward ms | backward ms | B ms | W ms |")
     print("|---|---|---|---|---|---|---|---|---|")
