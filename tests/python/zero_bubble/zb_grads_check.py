@@ -18,6 +18,42 @@ import sys
 import torch
 
 
+def check_timeline(path, pp, m, chunks):
+    """The executor's timeline: on every rank, one backward_input (B) and
+    one backward_weight (W) event per microbatch and chunk of the split
+    run (and 1F1B's m whole backwards), each W after its own B, and no W
+    overlapping another compute op (its time is its own)."""
+    import json
+    with open(path) as f:
+        events = [e for e in json.load(f)["traceEvents"] if e.get("ph") == "X"]
+    for r in range(pp):
+        mine = [e for e in events if e["pid"] == r]
+        ops = {k: [e for e in mine if e["name"] == k]
+               for k in ("forward", "backward", "backward_input", "backward_weight")}
+        want = {"forward": m * chunks + m, "backward": m, "backward_input": m * chunks,
+                "backward_weight": m * chunks}
+        got = {k: len(v) for k, v in ops.items()}
+        if got != want:
+            print(f"FAIL: timeline rank {r}: {got} events, expected {want}")
+            return 1
+        key = lambda e: (e["args"]["microbatch"], e["args"]["chunk"])  # noqa: E731
+        b_end = {key(e): e["ts"] + e["dur"] for e in ops["backward_input"]}
+        if len(b_end) != m * chunks:
+            print(f"FAIL: timeline rank {r}: B events repeat a (microbatch, chunk)")
+            return 1
+        compute = sorted((e for k in ops for e in ops[k]), key=lambda e: e["ts"])
+        for e in ops["backward_weight"]:
+            if e["ts"] < b_end[key(e)]:
+                print(f"FAIL: timeline rank {r}: W {key(e)} starts before its B ended")
+                return 1
+        for x, y in zip(compute, compute[1:]):
+            if y["ts"] < x["ts"] + x["dur"] - 1e-3:
+                print(f"FAIL: timeline rank {r}: {x['name']} {key(x)} overlaps {y['name']} {key(y)}")
+                return 1
+    print(f"OK: timeline: B and W of every microbatch and chunk recorded apart on {pp} ranks")
+    return 0
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--schedule", required=True, choices=["zb-h1", "zb-v"])
@@ -51,8 +87,13 @@ def main():
                  for n, prm in ch.named_parameters() if prm.grad is not None}
         results[sched] = (losses, grads)
     torch.save(results, os.path.join(a.out, f"rank{rank}.pt"))
+    timeline = os.environ.get("SMP_TIMELINE")
+    if timeline:
+        smp.timeline_write()
     smp.barrier(smp.WORLD)
     status = 0
+    if rank == 0 and timeline:
+        status = check_timeline(timeline, pp, a.microbatches, 2 if a.schedule == "zb-v" else 1)
     if rank == 0:
         got, ref, lz, lr = {}, {}, None, None
         for r in range(pp):
