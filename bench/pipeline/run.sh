@@ -16,3 +16,9 @@ done
 echo
 echo "## schedule, large activations (np 4)"
 mpirun -np 4 "$bench" schedule --forward-ms 10 --backward-ms 20 --act-mib 16 --steps 5 --microbatches 8
+echo
+echo "## zero-bubble schedules against 1F1B and virtual, F = B = W = 10 ms (np 4)"
+for act in 0.01 1; do
+  mpirun -np 4 "$bench" schedule --forward-ms 10 --backward-input-ms 10 --backward-weight-ms 10 \
+    --act-mib "$act" --steps 5 --microbatches 8,16 --kinds interleaved,virtual,zb-h1,zb-v
+done
