@@ -205,7 +205,7 @@ SmpWork::~SmpWork() {
 void SmpWork::complete() {
   std::lock_guard<std::mutex> lock(wait_mutex_);
   if (done_) return;
-  std::exception_ptr error;
+  std::exception_ptr error = test_error_;
   for (smp_request_t r : requests_) {
     const smp_status_t s = smp_wait(r);  // frees r, also on failure
     if (s != SMP_SUCCESS && !error) error = smp_error(op_.c_str(), s);
@@ -245,7 +245,8 @@ bool SmpWork::isCompleted() {
   if (done_) return true;
   for (auto it = requests_.begin(); it != requests_.end();) {
     int done = 0;
-    if (smp_test(*it, &done) != SMP_SUCCESS) return false;  // wait() reports the failure
+    const smp_status_t s = smp_test(*it, &done);  // frees the request once done, or failed
+    if (s != SMP_SUCCESS && !test_error_) test_error_ = smp_error(op_.c_str(), s);
     it = done ? requests_.erase(it) : it + 1;
   }
   if (!requests_.empty()) return false;

@@ -86,7 +86,8 @@ class SmpWork : public c10d::Work {
   std::future<int> any_source_;
   std::weak_ptr<Completer> completer_;  // its group's; a work may outlive the group
   c10::intrusive_ptr<c10::ivalue::Future> future_;
-  bool done_ = false;  // guarded by wait_mutex_
+  bool done_ = false;              // guarded by wait_mutex_
+  std::exception_ptr test_error_;  // a request isCompleted found failed (and freed)
   int source_ = -1;
 };
 
