@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 #include <ATen/core/ivalue.h>
 
+#include <cstdlib>
 #include <numeric>
 #include <utility>
 
@@ -11,6 +12,10 @@ namespace smp_torch {
 
 using c10d::OpType;
 using WorkPtr = c10::intrusive_ptr<c10d::Work>;
+
+// Measured on 2 ranks of the 2-core machine (BENCHMARKS.md): blocking is
+// 2-3x faster to 64 KiB, even at 1 MiB; from there on the overlap matters.
+constexpr size_t kDefaultAsyncBytes = size_t{1} << 20;
 
 namespace {
 
@@ -55,6 +60,15 @@ struct Elements {
   smp_dtype_t dtype;
   smp_op_t op;
 };
+size_t dtype_bytes(smp_dtype_t d) {
+  switch (d) {
+    case SMP_FLOAT64: case SMP_INT64: return 8;
+    case SMP_FLOAT32: case SMP_INT32: return 4;
+    case SMP_FLOAT16: case SMP_BFLOAT16: return 2;
+    default: return 1;
+  }
+}
+
 Elements elements(const at::Tensor &t, const c10d::ReduceOp &reduce_op, const char *op) {
   smp_op_t sop = SMP_SUM;
   switch (reduce_op.op_) {
@@ -139,6 +153,49 @@ void unflatten_bytes(const at::Tensor &flat, std::vector<at::Tensor> &tensors) {
   }
 }
 
+
+// Collectives smaller than this run blocking at the call, and their work is
+// complete when returned: handing an op to smp's worker thread costs more
+// than a small op itself (see BENCHMARKS.md). SMP_TORCH_ASYNC_BYTES sets it.
+size_t async_min_bytes() {
+  static const size_t bytes = [] {
+    const char *v = std::getenv("SMP_TORCH_ASYNC_BYTES");
+    return v && *v ? static_cast<size_t>(std::strtoull(v, nullptr, 10)) : kDefaultAsyncBytes;
+  }();
+  return bytes;
+}
+
+// Each runs one collective, non-blocking from async_min_bytes() up; returns
+// the request to wait for (none when it ran blocking).
+std::vector<smp_request_t> allreduce_op(const Elements &e, smp_group_t g, const char *op) {
+  smp_request_t req = nullptr;
+  if (e.count * dtype_bytes(e.dtype) < async_min_bytes()) {
+    check(smp_allreduce(e.ptr, e.ptr, e.count, e.dtype, e.op, g, nullptr), op);
+    return {};
+  }
+  check(smp_iallreduce(e.ptr, e.ptr, e.count, e.dtype, e.op, g, nullptr, &req), op);
+  return {req};
+}
+std::vector<smp_request_t> allgather_op(const void *in, void *out, size_t bytes, smp_group_t g,
+                                        const char *op) {
+  smp_request_t req = nullptr;
+  if (bytes < async_min_bytes()) {
+    check(smp_allgather(in, out, bytes, SMP_UINT8, g, nullptr), op);
+    return {};
+  }
+  check(smp_iallgather(in, out, bytes, SMP_UINT8, g, nullptr, &req), op);
+  return {req};
+}
+std::vector<smp_request_t> reduce_scatter_op(const void *in, const Elements &out, smp_group_t g,
+                                             const char *op) {
+  smp_request_t req = nullptr;
+  if (out.count * dtype_bytes(out.dtype) < async_min_bytes()) {
+    check(smp_reduce_scatter(in, out.ptr, out.count, out.dtype, out.op, g, nullptr), op);
+    return {};
+  }
+  check(smp_ireduce_scatter(in, out.ptr, out.count, out.dtype, out.op, g, nullptr, &req), op);
+  return {req};
+}
 }  // namespace
 
 // ---- Completer ---------------------------------------------------------
@@ -346,9 +403,7 @@ WorkPtr ProcessGroupSmp::allreduce(std::vector<at::Tensor> &tensors,
   std::function<void()> back;
   at::Tensor t = dense(one(tensors, op), &back);
   const Elements e = elements(t, opts.reduceOp, op);
-  smp_request_t req = nullptr;
-  check(smp_iallreduce(e.ptr, e.ptr, e.count, e.dtype, e.op, group_, nullptr, &req), op);
-  return in_flight(OpType::ALLREDUCE, op, {req}, tensors,
+  return in_flight(OpType::ALLREDUCE, op, allreduce_op(e, group_, op), tensors,
                    [t, back] { if (back) back(); });  // t stays alive until done
 }
 
@@ -363,10 +418,8 @@ WorkPtr ProcessGroupSmp::allreduce_coalesced(std::vector<at::Tensor> &tensors,
   for (const auto &t : tensors) parts.push_back(t.contiguous().view({-1}));
   at::Tensor flat = at::cat(parts);
   const Elements e = elements(flat, opts.reduceOp, op);
-  smp_request_t req = nullptr;
-  check(smp_iallreduce(e.ptr, e.ptr, e.count, e.dtype, e.op, group_, nullptr, &req), op);
   std::vector<at::Tensor> outs = tensors;
-  return in_flight(OpType::ALLREDUCE_COALESCED, op, {req}, tensors, [flat, outs]() mutable {
+  return in_flight(OpType::ALLREDUCE_COALESCED, op, allreduce_op(e, group_, op), tensors, [flat, outs]() mutable {
     int64_t off = 0;
     for (auto &t : outs) {
       t.copy_(flat.narrow(0, off, t.numel()).view(t.sizes()));
@@ -397,10 +450,9 @@ WorkPtr ProcessGroupSmp::_allgather_base(at::Tensor &output, at::Tensor &input,
   std::function<void()> back;
   at::Tensor out = dense(output, &back);
   at::Tensor in = input.contiguous();
-  smp_request_t req = nullptr;
   const Bytes b = bytes(in);
-  check(smp_iallgather(b.ptr, out.data_ptr(), b.count, SMP_UINT8, group_, nullptr, &req), op);
-  return in_flight(OpType::_ALLGATHER_BASE, op, {req}, {output},
+  return in_flight(OpType::_ALLGATHER_BASE, op,
+                   allgather_op(b.ptr, out.data_ptr(), b.count, group_, op), {output},
                    [in, out, back] { if (back) back(); });
 }
 
@@ -413,11 +465,10 @@ WorkPtr ProcessGroupSmp::allgather(std::vector<std::vector<at::Tensor>> &outputs
     fail(op, "needs one output list of group size (" + std::to_string(size_) + ") tensors");
   for (const auto &o : outputs[0]) same_shape(o, in, op, "outputs");
   at::Tensor flat = at::empty({in.numel() * in.element_size() * size_}, at::kByte);
-  smp_request_t req = nullptr;
   const Bytes b = bytes(in);
-  check(smp_iallgather(b.ptr, flat.data_ptr(), b.count, SMP_UINT8, group_, nullptr, &req), op);
+  auto requests = allgather_op(b.ptr, flat.data_ptr(), b.count, group_, op);
   std::vector<at::Tensor> outs = outputs[0];
-  return in_flight(OpType::ALLGATHER, op, {req}, outs,
+  return in_flight(OpType::ALLGATHER, op, std::move(requests), outs,
                    [in, flat, outs]() mutable { unflatten_bytes(flat, outs); });
 }
 
@@ -433,13 +484,11 @@ WorkPtr ProcessGroupSmp::allgather_coalesced(std::vector<std::vector<at::Tensor>
   }
   at::Tensor in = flat_bytes(inputs);
   at::Tensor flat = at::empty({in.numel() * size_}, at::kByte);
-  smp_request_t req = nullptr;
-  check(smp_iallgather(in.data_ptr(), flat.data_ptr(), static_cast<size_t>(in.numel()), SMP_UINT8,
-                       group_, nullptr, &req),
-        op);
+  auto requests =
+      allgather_op(in.data_ptr(), flat.data_ptr(), static_cast<size_t>(in.numel()), group_, op);
   std::vector<at::Tensor> outs;
   for (const auto &list : outputs) outs.insert(outs.end(), list.begin(), list.end());
-  return in_flight(OpType::ALLGATHER_COALESCED, op, {req}, outs,
+  return in_flight(OpType::ALLGATHER_COALESCED, op, std::move(requests), outs,
                    [in, flat, outs]() mutable { unflatten_bytes(flat, outs); });
 }
 
@@ -502,10 +551,8 @@ WorkPtr ProcessGroupSmp::_reduce_scatter_base(at::Tensor &output, at::Tensor &in
   at::Tensor out = dense(output, &back);
   at::Tensor in = input.contiguous();
   const Elements e = elements(out, opts.reduceOp, op);
-  smp_request_t req = nullptr;
-  check(smp_ireduce_scatter(in.data_ptr(), e.ptr, e.count, e.dtype, e.op, group_, nullptr, &req),
-        op);
-  return in_flight(OpType::_REDUCE_SCATTER_BASE, op, {req}, {output},
+  auto requests = reduce_scatter_op(in.data_ptr(), e, group_, op);
+  return in_flight(OpType::_REDUCE_SCATTER_BASE, op, std::move(requests), {output},
                    [in, out, back] { if (back) back(); });
 }
 
@@ -522,10 +569,8 @@ WorkPtr ProcessGroupSmp::reduce_scatter(std::vector<at::Tensor> &outputs,
   for (const auto &i : inputs[0]) parts.push_back(i.contiguous().view({-1}));
   at::Tensor in = at::cat(parts);
   const Elements e = elements(out, opts.reduceOp, op);
-  smp_request_t req = nullptr;
-  check(smp_ireduce_scatter(in.data_ptr(), e.ptr, e.count, e.dtype, e.op, group_, nullptr, &req),
-        op);
-  return in_flight(OpType::REDUCE_SCATTER, op, {req}, outputs,
+  auto requests = reduce_scatter_op(in.data_ptr(), e, group_, op);
+  return in_flight(OpType::REDUCE_SCATTER, op, std::move(requests), outputs,
                    [in, out, back] { if (back) back(); });
 }
 

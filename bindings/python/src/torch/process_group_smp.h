@@ -2,9 +2,10 @@
 // API) whose collectives are smp's C API calls on one smp group: a layout
 // group (WORLD, TP, ...) or one made by smp_group_create for new_group().
 //
-// Completion: the calls smp runs non-blocking (allreduce, allgather,
-// reduce-scatter, send, recv) return a Work still in flight; the others
-// complete before they return, as smp's blocking calls do. Work::wait runs
+// Completion: send and recv, and allreduce, allgather and reduce-scatter
+// from SMP_TORCH_ASYNC_BYTES (1 MiB) up, run non-blocking in smp and return
+// a Work still in flight; the others complete before they return, as smp's
+// blocking calls do (smaller collectives are faster so: no worker hand-off). Work::wait runs
 // smp_wait on the caller's thread; a Work whose future is asked for (DDP
 // does) is also handed to this group's completer thread, which waits for
 // such works in issue order (smp completes a group's non-blocking
