@@ -43,8 +43,7 @@ def main():
     dist.init_process_group("gloo")
     smp_dp = smp.get_dp_process_group()
     # A gloo group per data-parallel group: every rank takes part in making each.
-    members = smp.distributed._members_by_group  # noqa: SLF001 - the same layout, computed once
-    mine = members()[smp.DP_GROUP]
+    mine = smp.distributed._members_by_group()[smp.DP_GROUP]  # noqa: SLF001 - smp's own layout
     every = [None] * smp.size()
     dist.all_gather_object(every, tuple(mine))
     gloo_dp = None
