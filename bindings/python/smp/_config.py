@@ -18,7 +18,10 @@ _INVALID = -1  # smp.Status.INVALID_ARGUMENT
 _UNSUPPORTED = -3
 
 SCHEDULES = ("simple", "interleaved", "virtual")
-_NOT_YET = ("zb-h1", "zb-v")  # named in DESIGN.md; not built yet
+# The zero-bubble schedules run in the runtime's executor (smp.pipeline's
+# PipelineRunner, smp_pipeline_run_step); the front end's own stage server
+# does not split the backward into B and W.
+_NOT_YET = ("zb-h1", "zb-v")
 
 
 @dataclass
@@ -94,7 +97,8 @@ def parse(config):
             c.microbatches = _int(key, v)
         elif key == "pipeline":
             if v in _NOT_YET:
-                _fail(key, f"schedule {v!r} is not built yet (simple, interleaved or virtual)",
+                _fail(key, f"schedule {v!r} runs through smp.pipeline.PipelineRunner, not yet "
+                           "through DistributedModel (here: simple, interleaved or virtual)",
                       _UNSUPPORTED)
             if v not in SCHEDULES:
                 _fail(key, f"must be one of {', '.join(SCHEDULES)}, not {v!r}")
