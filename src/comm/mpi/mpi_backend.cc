@@ -62,29 +62,42 @@ void MpiBackend::allreduce(const void *send, void *recv, size_t count, DType t, 
   if (op == ReduceOp::Avg) divide_in_place(recv, count, t, size_);
 }
 
+// A piece of a buffer split over the group in near-equal blocks (the first
+// piece % n one element longer): counts and displacements, also as MPI's ints.
+namespace {
+struct Blocks {
+  std::vector<size_t> counts, displs;
+  std::vector<int> icounts, idispls;
+  explicit Blocks(int n) : counts(n), displs(n), icounts(n), idispls(n) {}
+  void split(size_t piece) {
+    const size_t n = counts.size();
+    size_t d = 0;
+    for (size_t r = 0; r < n; ++r) {
+      counts[r] = piece / n + (r < piece % n ? 1 : 0);
+      displs[r] = d;
+      icounts[r] = static_cast<int>(counts[r]);
+      idispls[r] = static_cast<int>(d);
+      d += counts[r];
+    }
+  }
+};
+}  // namespace
+
 // Allreduce with smp's own reduction kernels (16-bit floats, which MPI cannot
 // reduce, accumulate in float32, rounded once): reduce-scatter, then
 // allgather the reduced blocks.
 void MpiBackend::own_allreduce(const void *send, void *recv, size_t count, DType t, ReduceOp op) {
   const size_t es = dtype_size(t);
   const size_t piece_max = std::min<size_t>(max_chunk_, INT_MAX);  // displacements stay ints
-  std::vector<size_t> counts(size_), displs(size_);
-  std::vector<int> icounts(size_), idispls(size_);
+  Blocks b(size_);
   for (size_t off = 0; off < count; off += piece_max) {
     const size_t piece = std::min(piece_max, count - off);
-    size_t d = 0;
-    for (int r = 0; r < size_; ++r) {
-      counts[r] = piece / size_ + (static_cast<size_t>(r) < piece % size_ ? 1 : 0);
-      displs[r] = d;
-      icounts[r] = static_cast<int>(counts[r]);
-      idispls[r] = static_cast<int>(d);
-      d += counts[r];
-    }
+    b.split(piece);
     char *out = at(recv, off, es);
-    pairwise_reduce_scatter(coll_, rank_, size_, at(send, off, es), out + displs[rank_] * es,
-                            counts.data(), displs.data(), t, op);
-    check_mpi(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, out, icounts.data(),
-                             idispls.data(), mpi_type(t), coll_),
+    pairwise_reduce_scatter(coll_, rank_, size_, at(send, off, es), out + b.displs[rank_] * es,
+                            b.counts.data(), b.displs.data(), t, op);
+    check_mpi(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, out, b.icounts.data(),
+                             b.idispls.data(), mpi_type(t), coll_),
               "allreduce: MPI_Allgatherv");
   }
 }
@@ -201,31 +214,23 @@ void MpiBackend::reduce(const void *send, void *recv, size_t count, DType t, Red
 void MpiBackend::own_reduce(const void *send, void *recv, size_t count, DType t, ReduceOp op, int root) {
   const size_t es = dtype_size(t);
   const size_t piece_max = std::min<size_t>(max_chunk_, INT_MAX);  // displacements stay ints
-  std::vector<size_t> counts(size_), displs(size_);
-  std::vector<int> icounts(size_), idispls(size_);
+  Blocks b(size_);
   std::vector<char> scratch;
   for (size_t off = 0; off < count; off += piece_max) {
     const size_t piece = std::min(piece_max, count - off);
-    size_t d = 0;
-    for (int r = 0; r < size_; ++r) {
-      counts[r] = piece / size_ + (static_cast<size_t>(r) < piece % size_ ? 1 : 0);
-      displs[r] = d;
-      icounts[r] = static_cast<int>(counts[r]);
-      idispls[r] = static_cast<int>(d);
-      d += counts[r];
-    }
+    b.split(piece);
     if (rank_ == root) {
       char *out = at(recv, off, es);
-      pairwise_reduce_scatter(coll_, rank_, size_, at(send, off, es), out + displs[rank_] * es,
-                              counts.data(), displs.data(), t, op);
-      check_mpi(MPI_Gatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, out, icounts.data(), idispls.data(),
-                            mpi_type(t), root, coll_),
+      pairwise_reduce_scatter(coll_, rank_, size_, at(send, off, es), out + b.displs[rank_] * es,
+                              b.counts.data(), b.displs.data(), t, op);
+      check_mpi(MPI_Gatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, out, b.icounts.data(),
+                            b.idispls.data(), mpi_type(t), root, coll_),
                 "reduce: MPI_Gatherv");
     } else {
-      scratch.resize(std::max<size_t>(1, counts[rank_] * es));
-      pairwise_reduce_scatter(coll_, rank_, size_, at(send, off, es), scratch.data(), counts.data(),
-                              displs.data(), t, op);
-      check_mpi(MPI_Gatherv(scratch.data(), icounts[rank_], mpi_type(t), nullptr, nullptr, nullptr,
+      scratch.resize(std::max<size_t>(1, b.counts[rank_] * es));
+      pairwise_reduce_scatter(coll_, rank_, size_, at(send, off, es), scratch.data(),
+                              b.counts.data(), b.displs.data(), t, op);
+      check_mpi(MPI_Gatherv(scratch.data(), b.icounts[rank_], mpi_type(t), nullptr, nullptr, nullptr,
                             mpi_type(t), root, coll_),
                 "reduce: MPI_Gatherv");
     }
