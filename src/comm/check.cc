@@ -1,5 +1,7 @@
 #include "comm/check.h"
 
+#include "common/hash.h"
+
 namespace smp::comm {
 
 const char *coll_kind_name(CollKind k) {
@@ -75,16 +77,10 @@ std::string compare_calls(const std::vector<CallDesc> &calls, const char *group_
 int64_t members_hash(const std::vector<int> &members) {
   // FNV-1a over the ranks and the count: cheap, and a collision only hides
   // a disagreement that init's communicator split would trip over anyway.
-  uint64_t h = 1469598103934665603ull;
-  auto mix = [&h](uint64_t v) {
-    for (int i = 0; i < 8; ++i) {
-      h ^= (v >> (8 * i)) & 0xff;
-      h *= 1099511628211ull;
-    }
-  };
-  mix(members.size());
-  for (int m : members) mix(static_cast<uint64_t>(static_cast<uint32_t>(m)));
-  return static_cast<int64_t>(h & 0x7fffffffffffffffull);
+  Fnv1a f;
+  f.u64(members.size());
+  for (int m : members) f.u64(static_cast<uint64_t>(static_cast<uint32_t>(m)));
+  return static_cast<int64_t>(f.h & 0x7fffffffffffffffull);
 }
 
 std::string describe_group(const char *group_name, const std::vector<int> &members) {

@@ -17,6 +17,7 @@
 #include "comm/mpi/mpi_request.h"
 #include "comm/mpi/mpi_util.h"
 #include "comm/watchdog.h"
+#include "common/env.h"
 #include "common/error.h"
 #if SMP_HAVE_CUDA
 #include "comm/staged/device_backend.h"
@@ -31,43 +32,16 @@ std::mutex g_init_mu;                 // init() / finalize() one at a time
 std::atomic<Context *> g_context{nullptr};
 bool g_mpi_started_here = false;      // MPI can be initialized once per process
 
-const char *env(const char *name) {
-  const char *v = std::getenv(name);
-  return (v && *v) ? v : nullptr;
-}
+using env::value;
 
-int env_int(const char *name, int min) {
-  const char *v = env(name);
-  if (!v) return 0;
-  char *end = nullptr;
-  errno = 0;
-  const long x = std::strtol(v, &end, 10);
-  if (errno != 0 || *end != '\0' || x < min || x > INT_MAX)
-    invalid(std::string(name) + "='" + v + "' is not an integer >= " + std::to_string(min));
-  return static_cast<int>(x);
-}
-
-double env_double(const char *name) {
-  const char *v = env(name);
-  if (!v) return -1;
-  char *end = nullptr;
-  errno = 0;
-  const double x = std::strtod(v, &end);
-  if (errno != 0 || *end != '\0' || !(x >= 0))
-    invalid(std::string(name) + "='" + v + "' is not a number of seconds >= 0");
-  return x;
-}
+// Unset: 0 (the callers' "not given").
+int env_int(const char *name, int min) { return static_cast<int>(env::integer(name, 0, min)); }
 
 // Elements per MPI call; a tuning and testing knob (tests set it small to
 // exercise the chunked paths that > 2^31-element buffers take).
 size_t max_chunk() {
-  const char *v = env("SMP_MAX_CHUNK_ELEMENTS");
-  if (!v) return INT_MAX;
-  char *end = nullptr;
-  const unsigned long long x = std::strtoull(v, &end, 10);
-  if (*end != '\0' || x < 1)
-    invalid(std::string("SMP_MAX_CHUNK_ELEMENTS='") + v + "' is not a positive integer");
-  return static_cast<size_t>(std::min<unsigned long long>(x, INT_MAX));
+  return static_cast<size_t>(
+      std::min<unsigned long long>(env::count("SMP_MAX_CHUNK_ELEMENTS", INT_MAX, 1, "an integer"), INT_MAX));
 }
 
 void finalize_mpi_if_ours() {
@@ -97,7 +71,7 @@ Context &Context::init(const Options &o) {
   const int pp = o.pp_size > 0 ? o.pp_size : std::max(1, env_int("SMP_PP_SIZE", 1));
   const int tp = o.tp_size > 0 ? o.tp_size : std::max(1, env_int("SMP_TP_SIZE", 1));
   topo::Placement placement;
-  const std::string ptext = !o.placement.empty() ? o.placement : (env("SMP_PLACEMENT") ? env("SMP_PLACEMENT") : "");
+  const std::string ptext = !o.placement.empty() ? o.placement : (value("SMP_PLACEMENT") ? value("SMP_PLACEMENT") : "");
   if (!ptext.empty()) {
     try {
       placement = topo::Placement::parse(ptext);
@@ -105,12 +79,12 @@ Context &Context::init(const Options &o) {
       invalid(std::string("smp_init: ") + (o.placement.empty() ? "SMP_PLACEMENT: " : "placement: ") + e.what());
     }
   }
-  double timeout = o.timeout_seconds >= 0 ? o.timeout_seconds : env_double("SMP_TIMEOUT");
+  double timeout = o.timeout_seconds >= 0 ? o.timeout_seconds : env::seconds("SMP_TIMEOUT", -1);
   if (timeout < 0) timeout = 0;
   int check = o.check >= 0 ? o.check : env_int("SMP_CHECK", 0);
   if (check > 1) invalid("smp_init: SMP_CHECK must be 0 or 1");
   const size_t chunk = max_chunk();
-  const char *device_env = env("SMP_DEVICE");
+  const char *device_env = value("SMP_DEVICE");
   const int device = device_env ? env_int("SMP_DEVICE", -1) : -2;  // -2: unset
 
   int initialized = 0, finalized = 0;

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "common/error.h"
+#include "common/hash.h"
 
 namespace smp::optim {
 
@@ -13,16 +14,6 @@ namespace {
 bool optimizable(DType t) { return t == DType::F32 || t == DType::BF16 || t == DType::F16; }
 
 size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
-
-struct Fnv {
-  uint64_t h = 1469598103934665603ull;
-  void bytes(const void *p, size_t n) {
-    const auto *c = static_cast<const unsigned char *>(p);
-    for (size_t i = 0; i < n; ++i) h = (h ^ c[i]) * 1099511628211ull;
-  }
-  void u64(uint64_t v) { bytes(&v, sizeof v); }
-  void str(const std::string &s) { u64(s.size()); bytes(s.data(), s.size()); }
-};
 
 }  // namespace
 
@@ -148,7 +139,7 @@ std::vector<Piece> ShardLayout::tensor_pieces(size_t i) const {
 }
 
 uint64_t ShardLayout::tensor_hash(const TensorSpec &t) {
-  Fnv f;
+  Fnv1a f;
   f.str(t.name);
   f.u64(t.count);
   f.u64(static_cast<uint64_t>(t.dtype));
@@ -156,7 +147,7 @@ uint64_t ShardLayout::tensor_hash(const TensorSpec &t) {
 }
 
 uint64_t ShardLayout::fingerprint() const {
-  Fnv f;
+  Fnv1a f;
   f.u64(tensors_.size());
   for (const TensorSpec &t : tensors_) f.u64(tensor_hash(t));
   f.u64(static_cast<uint64_t>(n_));

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "common/error.h"
+#include "common/hash.h"
 #if SMP_HAVE_CUDA
 #include "cuda/runtime.h"
 #endif
@@ -27,15 +28,14 @@ std::vector<TensorSpec> specs_of(const std::vector<TensorBinding> &t) {
 }
 
 uint64_t settings_hash(const OptimizerConfig &c) {
-  uint64_t h = 1469598103934665603ull;
-  auto mix = [&h](uint64_t v) { h = (h ^ v) * 1099511628211ull; };
-  mix(static_cast<uint64_t>(c.kind));
-  mix(c.bucket_cap_bytes);
-  mix(c.align_bytes);
-  mix(c.max_grad_norm > 0);
-  mix(c.check_finite);
-  mix(c.kind == Kind::Sgd && c.sgd.momentum != 0);
-  return h;
+  return Fnv1a()
+      .word(static_cast<uint64_t>(c.kind))
+      .word(c.bucket_cap_bytes)
+      .word(c.align_bytes)
+      .word(c.max_grad_norm > 0)
+      .word(c.check_finite)
+      .word(c.kind == Kind::Sgd && c.sgd.momentum != 0)
+      .h;
 }
 
 // What the norm groups must agree on: whether the norm allreduces happen.
@@ -123,7 +123,7 @@ ShardLayout ShardedOptimizer::build_layout(comm::Communicator &group,
   // Host and CUDA ranks in one group would mix backends (NCCL on one side,
   // MPI on the other): the memory kind is a setting every rank must share.
   uint64_t sh = settings_hash(config);
-  if (placement->memory == Memory::Cuda) sh = (sh ^ 0x43554441u) * 1099511628211ull;
+  if (placement->memory == Memory::Cuda) sh = Fnv1a{sh}.word(0x43554441u).h;
   std::string error =
       compare_tensor_lists(group, specs_of(tensors), sh, local_error.empty());
   // The norm groups take part in the same decision (their other members

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/hash.h"
 #include "optim/sharded_optimizer.h"
 
 namespace smp::optim {
@@ -11,9 +12,9 @@ namespace smp::optim {
 std::string compare_tensor_lists(comm::Communicator &g, const std::vector<TensorSpec> &tensors,
                                  uint64_t settings_hash, bool local_ok) {
   const int n = g.size();
-  uint64_t list_hash = 1469598103934665603ull;
-  for (const TensorSpec &t : tensors) list_hash = (list_hash ^ ShardLayout::tensor_hash(t)) * 1099511628211ull;
-  const uint64_t mine[4] = {tensors.size(), list_hash, settings_hash, local_ok ? 1u : 0u};
+  Fnv1a list_hash;
+  for (const TensorSpec &t : tensors) list_hash.word(ShardLayout::tensor_hash(t));
+  const uint64_t mine[4] = {tensors.size(), list_hash.h, settings_hash, local_ok ? 1u : 0u};
   std::vector<uint64_t> table(4 * static_cast<size_t>(n));
   g.allgather(mine, table.data(), 4, DType::I64);
 

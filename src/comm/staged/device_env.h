@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "common/env.h"
 #include "common/error.h"
 
 namespace smp::comm {
@@ -16,14 +17,7 @@ namespace smp::comm {
 // A byte count from the environment variable `name`: `fallback` when it is
 // unset or empty; at least `least`.
 inline size_t env_bytes(const char *name, size_t fallback, size_t least) {
-  const char *v = std::getenv(name);
-  if (!v || !*v) return fallback;
-  char *end = nullptr;
-  const unsigned long long x = std::strtoull(v, &end, 10);
-  // Digits only: strtoull would also take blanks and a sign ("-1" wraps).
-  if (!std::isdigit(static_cast<unsigned char>(*v)) || *end != '\0' || x < least)
-    invalid(std::string(name) + "='" + v + "' is not a number of bytes >= " + std::to_string(least));
-  return static_cast<size_t>(x);
+  return static_cast<size_t>(env::count(name, fallback, least, "a number of bytes"));
 }
 
 // SMP_CUDA_IPC: "0" off; unset, empty or "1" on (a group that cannot use

@@ -4,8 +4,10 @@
 #include <ATen/ATen.h>
 #include <ATen/core/ivalue.h>
 
+#include <cctype>
 #include <cstdlib>
 #include <numeric>
+#include <stdexcept>
 #include <utility>
 
 namespace smp_torch {
@@ -160,7 +162,13 @@ void unflatten_bytes(const at::Tensor &flat, std::vector<at::Tensor> &tensors) {
 size_t async_min_bytes() {
   static const size_t bytes = [] {
     const char *v = std::getenv("SMP_TORCH_ASYNC_BYTES");
-    return v && *v ? static_cast<size_t>(std::strtoull(v, nullptr, 10)) : kDefaultAsyncBytes;
+    char *end = nullptr;
+    const unsigned long long x = v && *v ? std::strtoull(v, &end, 10) : kDefaultAsyncBytes;
+    // Checked here, not through src/common/env.h: the plugin sits over the
+    // C API only. A bad value would silently turn every op blocking or not.
+    if (v && *v && (!std::isdigit(static_cast<unsigned char>(*v)) || *end != '\0'))
+      throw std::invalid_argument(std::string("SMP_TORCH_ASYNC_BYTES='") + v + "' is not a number of bytes");
+    return static_cast<size_t>(x);
   }();
   return bytes;
 }
