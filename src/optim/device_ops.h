@@ -1,10 +1,9 @@
-// What the sharded optimizer's device path needs from a device: memory,
-// copies and fills in stream order, a stream synchronize, and kernels.h's
-// kernels. Two implementations: CUDA (cuda_ops.cc, over src/cuda through
-// kernels.h's device twins; CUDA builds only) and host memory standing in
-// for device memory (host_ops.cc: memcpy and the CPU kernels), with which
-// the CPU tests run the device path's whole step logic (buffers, offsets,
-// non-blocking collectives, norm read-back) against the host path.
+// What the sharded optimizer's step needs from the memory it runs in:
+// allocations, copies and fills in stream order, a stream synchronize, and
+// kernels.h's kernels. Two implementations: CUDA (cuda_ops.cc, over
+// src/cuda through kernels.h's device twins; CUDA builds only) and host
+// memory (host_ops.cc: memcpy and the CPU kernels), so host and CUDA
+// tensors take the same step (sharded_step.cc).
 #pragma once
 
 #include <cstddef>
@@ -19,6 +18,11 @@ class DeviceOps {
  public:
   virtual ~DeviceOps() = default;
   virtual const char *name() const = 0;
+  // alloc() returns memory the program may read directly (the host's).
+  virtual bool host_memory() const { return false; }
+  // adamw_update / sgd_update accept param_out == grad (same dtype, same
+  // elements): the step then updates in place.
+  virtual bool update_in_place() const { return false; }
   virtual void *alloc(size_t bytes) = 0;  // zero bytes allowed
   virtual void free(void *p) noexcept = 0;
   // bytes from src to dst (device or host memory, either way), and bytes
@@ -46,7 +50,7 @@ class DeviceOps {
   virtual void from_float(const float *src, void *dst, DType dtype, size_t n, void *stream) = 0;
 };
 
-// Host memory standing in for device memory (tests).
+// Host memory.
 std::unique_ptr<DeviceOps> make_host_ops();
 #if SMP_HAVE_CUDA
 // CUDA device `device`: every call runs with that device current.

@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
 
 #include "common/error.h"
 #include "common/hash.h"
@@ -14,11 +12,6 @@
 namespace smp::optim {
 
 namespace {
-
-// Elements updated per kernel call: the new parameters go through a small
-// scratch buffer (L1-resident) into the slice that also holds the reduced
-// gradients, so the kernel never sees its input and output aliased.
-constexpr size_t kChunk = 4096;
 
 std::vector<TensorSpec> specs_of(const std::vector<TensorBinding> &t) {
   std::vector<TensorSpec> s;
@@ -68,18 +61,6 @@ void check_config(const OptimizerConfig &c) {
 }
 
 }  // namespace
-
-struct ShardedOptimizer::Buffer {
-  explicit Buffer(size_t n) : size(n) {
-    if (n > 0) {
-      p = static_cast<char *>(std::aligned_alloc(64, (n + 63) / 64 * 64));
-      if (!p) throw std::bad_alloc();
-    }
-  }
-  ~Buffer() { std::free(p); }
-  char *p = nullptr;
-  size_t size;
-};
 
 // The CUDA device holding p, -1 for host memory (always -1 without CUDA,
 // where device pointers cannot occur).
@@ -173,20 +154,10 @@ ShardedOptimizer::ShardedOptimizer(comm::Communicator &group,
     state_names_.push_back("momentum_buffer");
   }
 #if SMP_HAVE_CUDA
-  if (placement_.memory == Memory::Cuda) ops_ = make_cuda_ops(placement_.device);
+  if (!ops_ && placement_.memory == Memory::Cuda) ops_ = make_cuda_ops(placement_.device);
 #endif
-  if (ops_) {
-    init_device();
-    return;
-  }
-  states_.assign(state_names_.size(), AlignedFloats(layout_.shard_elems(), 0.0f));
-  float *master = states_[0].data();
-  for (const Piece &p : my_pieces_) {
-    const TensorBinding &t = tensors_[p.tensor];
-    const char *src = static_cast<const char *>(t.param) + p.tensor_offset * dtype_size(t.spec.dtype);
-    to_float(src, t.spec.dtype, master + p.shard_offset, p.length);
-  }
-  buf_ = std::make_unique<Buffer>(layout_.flat_bytes());
+  if (!ops_) ops_ = make_host_ops();
+  init_buffers();
 }
 
 ShardedOptimizer::~ShardedOptimizer() = default;
@@ -211,22 +182,18 @@ size_t ShardedOptimizer::state_index(const std::string &name) const {
 
 float *ShardedOptimizer::state(const std::string &name) {
   const size_t i = state_index(name);
-  if (ops_)
+  if (!ops_->host_memory())
     invalid("optimizer: state '" + name + "' is in " + ops_->name() +
             " device memory; copy it with export_state / import_state");
-  return states_[i].data();
+  return state_buffer(i);
 }
 
 void ShardedOptimizer::export_state(const std::string &name, float *out) {
-  const size_t i = state_index(name);
-  if (ops_) return copy_state_device(i, out, nullptr);
-  std::copy(states_[i].begin(), states_[i].end(), out);
+  copy_state(state_index(name), out, nullptr);
 }
 
 void ShardedOptimizer::import_state(const std::string &name, const float *in) {
-  const size_t i = state_index(name);
-  if (ops_) return copy_state_device(i, nullptr, in);
-  std::copy(in, in + layout_.shard_elems(), states_[i].begin());
+  copy_state(state_index(name), nullptr, in);
 }
 
 const float *ShardedOptimizer::state(const std::string &name) const {
@@ -235,75 +202,6 @@ const float *ShardedOptimizer::state(const std::string &name) const {
 
 size_t ShardedOptimizer::state_bytes() const {
   return state_names_.size() * layout_.shard_elems() * sizeof(float);
-}
-
-char *ShardedOptimizer::slice_ptr(size_t b) {
-  const Bucket &bk = layout_.buckets()[b];
-  return buf_->p + bk.byte_offset +
-         static_cast<size_t>(group_.rank()) * bk.slice(layout_.group_size()) * dtype_size(bk.dtype);
-}
-
-void ShardedOptimizer::pack_grads(size_t b) {
-  const Bucket &bk = layout_.buckets()[b];
-  const size_t ds = dtype_size(bk.dtype);
-  char *base = buf_->p + bk.byte_offset;
-  for (size_t i : bk.tensors) {
-    const TensorBinding &t = tensors_[i];
-    std::memcpy(base + (layout_.tensor_flat_offset(i) - bk.flat_offset) * ds, t.grad,
-                t.spec.count * ds);
-  }
-  std::memset(base + bk.used * ds, 0, (bk.elems - bk.used) * ds);  // padding stays zero
-}
-
-void ShardedOptimizer::unpack_params(size_t b) {
-  const Bucket &bk = layout_.buckets()[b];
-  const size_t ds = dtype_size(bk.dtype);
-  const char *base = buf_->p + bk.byte_offset;
-  for (size_t i : bk.tensors) {
-    const TensorBinding &t = tensors_[i];
-    std::memcpy(t.param, base + (layout_.tensor_flat_offset(i) - bk.flat_offset) * ds,
-                t.spec.count * ds);
-  }
-}
-
-double ShardedOptimizer::bucket_norm_part(size_t b, bool *nonfinite) const {
-  const Bucket &bk = layout_.buckets()[b];
-  const size_t ds = dtype_size(bk.dtype);
-  const char *base = buf_->p + bk.byte_offset;
-  double sum = 0;
-  for (size_t k : pieces_by_bucket_[b]) {
-    const Piece &p = my_pieces_[k];
-    const double s = sum_squares(base + (p.flat_offset - bk.flat_offset) * ds, bk.dtype, p.length);
-    if (!std::isfinite(s)) *nonfinite = true;
-    if (tensors_[p.tensor].in_norm) sum += s;
-  }
-  return sum;
-}
-
-void ShardedOptimizer::update_bucket(size_t b, float grad_mult) {
-  const Bucket &bk = layout_.buckets()[b];
-  const size_t ds = dtype_size(bk.dtype);
-  const size_t n = bk.slice(layout_.group_size());
-  char *slice = slice_ptr(b);
-  float *master = states_[0].data() + bk.shard_offset;
-  alignas(64) unsigned char scratch[kChunk * sizeof(float)];
-  for (size_t i = 0; i < n; i += kChunk) {
-    const size_t len = std::min(kChunk, n - i);
-    char *g = slice + i * ds;
-    if (config_.kind == Kind::AdamW) {
-      AdamWHyper h = config_.adamw;
-      h.step = step_ + 1;
-      adamw_update(master + i, states_[1].data() + bk.shard_offset + i,
-                   states_[2].data() + bk.shard_offset + i, g, scratch, bk.dtype, len, grad_mult,
-                   h);
-    } else {
-      SgdHyper h = config_.sgd;
-      h.step = step_ + 1;
-      float *mom = states_.size() > 1 ? states_[1].data() + bk.shard_offset + i : nullptr;
-      sgd_update(master + i, mom, g, scratch, bk.dtype, len, grad_mult, h);
-    }
-    std::memcpy(g, scratch, len * ds);
-  }
 }
 
 bool ShardedOptimizer::decide(const double acc[2], double grad_scale, StepResult &result,
@@ -321,69 +219,6 @@ bool ShardedOptimizer::decide(const double acc[2], double grad_scale, StepResult
     mult *= result.clip_coef;
   }
   return true;
-}
-
-StepResult ShardedOptimizer::step(double grad_scale) {
-  if (!(std::isfinite(grad_scale) && grad_scale > 0))
-    invalid("optimizer step: grad_scale must be finite and > 0");
-  if (ops_) return step_device(grad_scale);
-  const size_t nb = layout_.buckets().size();
-  const int n = layout_.group_size();
-  std::vector<comm::RequestPtr> rs(nb), ag(nb);
-  for (size_t b = 0; b < nb; ++b) {
-    const Bucket &bk = layout_.buckets()[b];
-    pack_grads(b);
-    rs[b] = group_.ireduce_scatter(buf_->p + bk.byte_offset, slice_ptr(b), bk.slice(n), bk.dtype,
-                                   comm::ReduceOp::Avg);
-  }
-
-  StepResult result;
-  double mult = grad_scale;
-  const bool need_norm = config_.max_grad_norm > 0 || config_.check_finite;
-  if (need_norm) {
-    // [sum of squares, count of ranks that saw inf/NaN]: one SUM allreduce
-    // per group; the count is an exact small integer, so every rank gets
-    // the same value and takes the same skip decision.
-    double acc[2] = {0, 0};
-    for (size_t b = 0; b < nb; ++b) {
-      rs[b]->wait();
-      bool bad = false;
-      acc[0] += bucket_norm_part(b, &bad);
-      if (bad) acc[1] = 1;
-    }
-    group_.allreduce(acc, acc, 2, DType::F64, comm::ReduceOp::Sum);
-    for (comm::Communicator *g : norm_groups_) g->allreduce(acc, acc, 2, DType::F64, comm::ReduceOp::Sum);
-    if (!decide(acc, grad_scale, result, mult)) return result;
-  }
-
-  for (size_t b = 0; b < nb; ++b) {
-    const Bucket &bk = layout_.buckets()[b];
-    rs[b]->wait();  // overlaps: later buckets are still reducing meanwhile
-    update_bucket(b, static_cast<float>(mult));
-    ag[b] = group_.iallgather(slice_ptr(b), buf_->p + bk.byte_offset, bk.slice(n), bk.dtype);
-  }
-  for (size_t b = 0; b < nb; ++b) {
-    ag[b]->wait();
-    unpack_params(b);
-  }
-  ++step_;
-  return result;
-}
-
-void ShardedOptimizer::gather_params() {
-  if (ops_) return gather_params_device();
-  const size_t nb = layout_.buckets().size();
-  const int n = layout_.group_size();
-  std::vector<comm::RequestPtr> ag(nb);
-  for (size_t b = 0; b < nb; ++b) {
-    const Bucket &bk = layout_.buckets()[b];
-    from_float(states_[0].data() + bk.shard_offset, slice_ptr(b), bk.dtype, bk.slice(n));
-    ag[b] = group_.iallgather(slice_ptr(b), buf_->p + bk.byte_offset, bk.slice(n), bk.dtype);
-  }
-  for (size_t b = 0; b < nb; ++b) {
-    ag[b]->wait();
-    unpack_params(b);
-  }
 }
 
 }  // namespace smp::optim

@@ -16,9 +16,11 @@
 // norm group, if clipping or the finite check is on]; iallgather x buckets
 // (none when the step is skipped).
 //
-// Memory: the step runs where the tensors are (optim/placement.h). With
-// host tensors everything above happens on the host and is complete when a
-// call returns. With tensors on a CUDA device the shard's state lives in
+// Memory: the step runs where the tensors are (optim/placement.h), one
+// code path (sharded_step.cc) over DeviceOps (device_ops.h). With host
+// tensors the ops are host memory (host_ops.cc: memcpy and the CPU kernels)
+// and everything above is complete when a call returns. With tensors on a
+// CUDA device the shard's state lives in
 // that device's memory, the collectives get device buffers (comm's device
 // backends: NCCL, or the staged backend), and the packing copies, the
 // norm's sums of squares and the fused update go through DeviceOps
@@ -33,7 +35,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <new>
 #include <string>
 #include <vector>
 
@@ -65,23 +66,6 @@ struct StepResult {
   double clip_coef = 1;    // multiplier applied to the gradients by clipping
 };
 
-// 64-byte aligned storage, so that every rank's slice (aligned by the
-// layout relative to the start) is aligned in memory too.
-template <class T>
-struct Aligned64Allocator {
-  using value_type = T;
-  Aligned64Allocator() = default;
-  template <class U>
-  Aligned64Allocator(const Aligned64Allocator<U> &) {}
-  T *allocate(size_t n) { return static_cast<T *>(::operator new(n * sizeof(T), std::align_val_t(64))); }
-  void deallocate(T *p, size_t) { ::operator delete(p, std::align_val_t(64)); }
-  template <class U>
-  bool operator==(const Aligned64Allocator<U> &) const { return true; }
-  template <class U>
-  bool operator!=(const Aligned64Allocator<U> &) const { return false; }
-};
-using AlignedFloats = std::vector<float, Aligned64Allocator<float>>;
-
 class ShardedOptimizer {
  public:
   // Collective over `group` and every norm group: checks that every rank
@@ -94,10 +78,9 @@ class ShardedOptimizer {
   // Bad local arguments are agreed on too: every rank throws (none is left
   // waiting in a collective), the one at fault with its own message.
   // caller_error: an argument error the caller (the C API) found first, to
-  // be reported the same collective way. device_ops (tests): run the device
-  // path with these ops on host tensors (make_host_ops: host memory
-  // standing in for device memory); by default the tensors' placement
-  // decides.
+  // be reported the same collective way. device_ops (tests): run the step
+  // with these ops; by default the tensors' placement decides (CUDA ops for
+  // CUDA tensors, make_host_ops() for host ones).
   ShardedOptimizer(comm::Communicator &group, std::vector<comm::Communicator *> norm_groups,
                    std::vector<TensorBinding> tensors, const OptimizerConfig &config,
                    const std::string &caller_error = "",
@@ -134,8 +117,9 @@ class ShardedOptimizer {
   // "master", then "exp_avg", "exp_avg_sq" (AdamW) or "momentum_buffer"
   // (SGD with momentum). Padding elements are zero.
   const std::vector<std::string> &state_names() const { return state_names_; }
-  // Host path only: the state buffer itself (throws InvalidArgument when
-  // the state is in device memory; use export_state / import_state).
+  // The state buffer itself when it is in host memory (throws
+  // InvalidArgument when it is in device memory; use export_state /
+  // import_state).
   float *state(const std::string &name);
   const float *state(const std::string &name) const;
   // Copies state `name` (shard_elems floats) to / from host memory `out` /
@@ -158,25 +142,20 @@ class ShardedOptimizer {
   // The clipping / finite decision from the group-summed [sum of squares,
   // inf/NaN count]: false when the step is skipped.
   bool decide(const double acc[2], double grad_scale, StepResult &result, double &mult) const;
-  void pack_grads(size_t b);
-  void unpack_params(size_t b);
-  char *slice_ptr(size_t b);
-  void update_bucket(size_t b, float grad_mult);
-  double bucket_norm_part(size_t b, bool *nonfinite) const;
-  // The same on device memory (sharded_optimizer_device.cc), through ops_.
-  struct DeviceState;
-  struct DeviceStateDelete {
-    void operator()(DeviceState *d) const noexcept;
+  // The step's buffers, in the ops' memory (sharded_step.cc).
+  struct Buffers;
+  struct BuffersDelete {
+    void operator()(Buffers *d) const noexcept;
   };
-  void init_device();
-  StepResult step_device(double grad_scale);
-  void gather_params_device();
+  void init_buffers();
   // Waits for each bucket's allgather, then copies its tensors out to the
   // model's parameters (stream-ordered).
-  void copy_out_device(std::vector<comm::RequestPtr> &allgathers);
-  void copy_state_device(size_t index, float *out, const float *in);
-  std::unique_ptr<DeviceOps> ops_;  // the device path's device; null on the host path
-  std::unique_ptr<DeviceState, DeviceStateDelete> dev_;
+  void copy_out(std::vector<comm::RequestPtr> &allgathers);
+  void copy_state(size_t index, float *out, const float *in);
+  float *state_buffer(size_t index);  // in the ops' memory
+  char *new_params(size_t bucket);    // where the update writes this rank's new parameters
+  std::unique_ptr<DeviceOps> ops_;  // host memory, or the tensors' CUDA device
+  std::unique_ptr<Buffers, BuffersDelete> bufs_;
 
   comm::Communicator &group_;
   std::vector<comm::Communicator *> norm_groups_;
@@ -189,9 +168,6 @@ class ShardedOptimizer {
   std::vector<std::vector<size_t>> pieces_by_bucket_;  // indices into my_pieces_
   int64_t step_ = 0;
   std::vector<std::string> state_names_;
-  std::vector<AlignedFloats> states_;
-  struct Buffer;  // 64-byte aligned bytes
-  std::unique_ptr<Buffer> buf_;
 };
 
 // Collective over g (one allgather, plus a broadcast and an allgather when

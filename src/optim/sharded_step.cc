@@ -1,17 +1,16 @@
-// The sharded step on device memory (see sharded_optimizer.h, "Memory"):
-// the host path's structure with device buffers, every device action
-// through DeviceOps (device_ops.h: CUDA, or host memory standing in for
-// the CPU tests). Per step, in stream order:
-// gradients packed into the flat bucket buffer (device copies), one
-// non-blocking reduce-scatter per bucket, [the sums of squares of this
-// rank's pieces, read back once], the fused kernel per bucket writing the
-// new parameters into a shard-sized buffer, the allgathers from it into the
-// flat buffer, and copies out to the model's tensors. The collectives take
-// the optimizer's stream, so comm's device backends (NCCL enqueues,
-// the staged backend stages on it) keep the same order. A group of one
-// rank runs no collective: its reduce-scatter and allgather are the
-// identity, so the update writes the new parameters where the copy-out
-// reads them (two full copies fewer per step on the device).
+// The sharded step (see sharded_optimizer.h), one code path for every
+// memory: each action goes through DeviceOps (device_ops.h: CUDA, or host
+// memory with memcpy and the CPU kernels). Per step, in stream order:
+// gradients packed into the flat bucket buffer, one non-blocking
+// reduce-scatter per bucket, [the sums of squares of this rank's pieces,
+// read back once], the fused kernel per bucket writing the new parameters
+// into a shard-sized buffer, the allgathers from it into the flat buffer,
+// and copies out to the model's tensors. The collectives take the
+// optimizer's stream, so comm's device backends (NCCL enqueues, the staged
+// backend stages on it) keep the same order. A group of one rank runs no
+// collective: its reduce-scatter and allgather are the identity, so the
+// update writes the new parameters where the copy-out reads them (two full
+// copies fewer per step).
 #include <algorithm>
 #include <cmath>
 
@@ -20,20 +19,32 @@
 
 namespace smp::optim {
 
-// Device allocations of one optimizer, freed after its stream has drained
-// (work enqueued by the last call may still read them).
-struct ShardedOptimizer::DeviceState {
+// The step's allocations (in the ops' memory), freed after its stream has
+// drained (work enqueued by the last call may still read them).
+struct ShardedOptimizer::Buffers {
   DeviceOps *ops = nullptr;
   void *stream = nullptr;    // the last one work was enqueued on
   float *states = nullptr;   // state_names().size() x shard_elems
   char *flat = nullptr;      // layout().flat_bytes(): every bucket, typed
-  char *params = nullptr;    // this rank's new parameters, bucket by bucket, typed
+  char *params = nullptr;    // this rank's new parameters, bucket by bucket, typed (unless in_place)
   double *sums = nullptr;    // one sum of squares per piece
   double *scratch = nullptr;  // ops->sum_squares_scratch() doubles
   std::vector<size_t> param_offset;  // bytes into params, per bucket
+  // ops->update_in_place(): the new parameters overwrite the reduced
+  // gradients in flat, and the allgathers run in place (on the host this
+  // saves a cache-cold stream of writes: BENCHMARKS.md, "Sharded optimizer").
+  bool in_place = false;
 };
 
-void ShardedOptimizer::DeviceStateDelete::operator()(DeviceState *d) const noexcept {
+char *ShardedOptimizer::new_params(size_t b) {
+  Buffers &d = *bufs_;
+  const Bucket &bk = layout_.buckets()[b];
+  if (!d.in_place) return d.params + d.param_offset[b];
+  return d.flat + bk.byte_offset +
+         static_cast<size_t>(group_.rank()) * bk.slice(layout_.group_size()) * dtype_size(bk.dtype);
+}
+
+void ShardedOptimizer::BuffersDelete::operator()(Buffers *d) const noexcept {
   if (d == nullptr) return;
   d->ops->synchronize_quietly(d->stream);
   for (void *p : {static_cast<void *>(d->states), static_cast<void *>(d->flat),
@@ -43,10 +54,10 @@ void ShardedOptimizer::DeviceStateDelete::operator()(DeviceState *d) const noexc
   delete d;
 }
 
-void ShardedOptimizer::init_device() {
+void ShardedOptimizer::init_buffers() {
   DeviceOps &ops = *ops_;
-  dev_.reset(new DeviceState);
-  DeviceState &d = *dev_;
+  bufs_.reset(new Buffers);
+  Buffers &d = *bufs_;
   d.ops = &ops;
   d.stream = stream_;
   const size_t shard = layout_.shard_elems();
@@ -58,7 +69,8 @@ void ShardedOptimizer::init_device() {
   }
   d.states = static_cast<float *>(ops.alloc(state_names_.size() * shard * sizeof(float)));
   d.flat = static_cast<char *>(ops.alloc(layout_.flat_bytes()));
-  d.params = static_cast<char *>(ops.alloc(param_bytes));
+  d.in_place = ops.update_in_place();
+  if (!d.in_place) d.params = static_cast<char *>(ops.alloc(param_bytes));
   d.sums = static_cast<double *>(ops.alloc(std::max<size_t>(1, my_pieces_.size()) * sizeof(double)));
   d.scratch = static_cast<double *>(ops.alloc(ops.sum_squares_scratch() * sizeof(double)));
 
@@ -75,19 +87,23 @@ void ShardedOptimizer::init_device() {
   ops.synchronize(stream_);
 }
 
-void ShardedOptimizer::copy_state_device(size_t index, float *out, const float *in) {
+float *ShardedOptimizer::state_buffer(size_t index) { return bufs_->states + index * layout_.shard_elems(); }
+
+void ShardedOptimizer::copy_state(size_t index, float *out, const float *in) {
   DeviceOps &ops = *ops_;
-  dev_->stream = stream_;
+  bufs_->stream = stream_;
   const size_t shard = layout_.shard_elems();
-  float *dev = dev_->states + index * shard;
+  float *dev = state_buffer(index);
   if (out) ops.copy(out, dev, shard * sizeof(float), stream_);
   if (in) ops.copy(dev, in, shard * sizeof(float), stream_);
   ops.synchronize(stream_);
 }
 
-StepResult ShardedOptimizer::step_device(double grad_scale) {
+StepResult ShardedOptimizer::step(double grad_scale) {
+  if (!(std::isfinite(grad_scale) && grad_scale > 0))
+    invalid("optimizer step: grad_scale must be finite and > 0");
   DeviceOps &ops = *ops_;
-  DeviceState &d = *dev_;
+  Buffers &d = *bufs_;
   d.stream = stream_;
   const size_t nb = layout_.buckets().size();
   const int n = layout_.group_size();
@@ -111,7 +127,7 @@ StepResult ShardedOptimizer::step_device(double grad_scale) {
   }
 
   // 2. The norm: a sum of squares per piece, read back once, summed on the
-  //    host in the host path's order (per bucket, then over buckets).
+  //    host per bucket, then over buckets.
   StepResult result;
   double mult = grad_scale;
   if (config_.max_grad_norm > 0 || config_.check_finite) {
@@ -151,7 +167,7 @@ StepResult ShardedOptimizer::step_device(double grad_scale) {
     const size_t len = bk.slice(n);
     if (rs[b]) rs[b]->wait();
     const char *g = d.flat + bk.byte_offset + static_cast<size_t>(group_.rank()) * len * ds;
-    char *out = d.params + d.param_offset[b];
+    char *out = new_params(b);
     const size_t so = bk.shard_offset;
     if (config_.kind == Kind::AdamW) {
       AdamWHyper h = config_.adamw;
@@ -168,21 +184,22 @@ StepResult ShardedOptimizer::step_device(double grad_scale) {
   }
 
   // 4. Copy the gathered parameters out to the model's tensors.
-  copy_out_device(ag);
+  copy_out(ag);
   ++step_;
   return result;
 }
 
 // From the gathered flat buffer, or with one rank (no allgather) from the
-// update's output, whose bucket layout is the flat buffer's.
-void ShardedOptimizer::copy_out_device(std::vector<comm::RequestPtr> &allgathers) {
-  DeviceState &d = *dev_;
+// update's output, whose bucket layout is the flat buffer's (it is the flat
+// buffer when the update runs in place).
+void ShardedOptimizer::copy_out(std::vector<comm::RequestPtr> &allgathers) {
+  Buffers &d = *bufs_;
   const bool alone = layout_.group_size() == 1;
   for (size_t b = 0; b < allgathers.size(); ++b) {
     const Bucket &bk = layout_.buckets()[b];
     const size_t ds = dtype_size(bk.dtype);
     if (allgathers[b]) allgathers[b]->wait();
-    const char *base = alone ? d.params + d.param_offset[b] : d.flat + bk.byte_offset;
+    const char *base = alone && !d.in_place ? d.params + d.param_offset[b] : d.flat + bk.byte_offset;
     for (size_t i : bk.tensors) {
       const TensorBinding &t = tensors_[i];
       ops_->copy(t.param, base + (layout_.tensor_flat_offset(i) - bk.flat_offset) * ds, t.spec.count * ds,
@@ -191,20 +208,20 @@ void ShardedOptimizer::copy_out_device(std::vector<comm::RequestPtr> &allgathers
   }
 }
 
-void ShardedOptimizer::gather_params_device() {
+void ShardedOptimizer::gather_params() {
   DeviceOps &ops = *ops_;
-  DeviceState &d = *dev_;
+  Buffers &d = *bufs_;
   d.stream = stream_;
   const size_t nb = layout_.buckets().size();
   const int n = layout_.group_size();
   std::vector<comm::RequestPtr> ag(nb);
   for (size_t b = 0; b < nb; ++b) {
     const Bucket &bk = layout_.buckets()[b];
-    char *out = d.params + d.param_offset[b];
+    char *out = new_params(b);
     ops.from_float(d.states + bk.shard_offset, out, bk.dtype, bk.slice(n), stream_);
     if (n > 1) ag[b] = group_.iallgather(out, d.flat + bk.byte_offset, bk.slice(n), bk.dtype, stream_);
   }
-  copy_out_device(ag);
+  copy_out(ag);
 }
 
 }  // namespace smp::optim
