@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "cli.h"
 #include "smp/smp.h"
 #include "timing.h"
 
@@ -57,14 +58,18 @@ int main(int argc, char **argv) {
   ok(smp_init(nullptr), "smp_init");
   smp_rank(SMP_WORLD, &me);
   smp_size(SMP_WORLD, &np);
-  if (argc < 2 || np != 4) {
-    if (me == 0) std::fprintf(stderr, "usage: mpirun -np 4 %s DIR [GIB=1] [REPS=3]\n", argv[0]);
+  std::string dir;
+  double gib = 1.0;
+  int reps = 3;
+  CLI::App app{"ckpt-bench: checkpoint save/load throughput (mpirun -np 4)"};
+  app.add_option("dir", dir, "where to write the checkpoints")->required();
+  app.add_option("gib", gib, "GiB of tensors in all")->check(CLI::PositiveNumber);
+  app.add_option("reps", reps, "timed repetitions (median)")->check(CLI::PositiveNumber);
+  if (const int rc = smp::bench::parse(app, argc, argv); rc >= 0 || np != 4) {
+    if (rc < 0 && me == 0) std::fprintf(stderr, "ckpt-bench: run it on 4 ranks (mpirun -np 4), not %d\n", np);
     smp_finalize();
-    return 2;
+    return rc < 0 ? 2 : rc;
   }
-  const std::string dir = argv[1];
-  const double gib = argc > 2 ? std::atof(argv[2]) : 1.0;
-  const int reps = argc > 3 ? std::atoi(argv[3]) : 3;
   const size_t kTensors = 16;
   const size_t total = static_cast<size_t>(gib * (1u << 30));
   const size_t rows = 4096, cols = total / 4 / kTensors / rows;  // float32 [rows, cols] each

@@ -9,10 +9,14 @@
 #include <vector>
 
 #include "ckpt/safetensors.h"
+#include "cli.h"
 #include "common/error.h"
 
 int main(int argc, char **argv) {
-  const size_t want = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 100000000;
+  size_t want = 100000000;
+  CLI::App app{"ckpt-header-bench: parse a safetensors header of about BYTES"};
+  app.add_option("bytes", want, "header size")->check(CLI::PositiveNumber);
+  if (const int rc = smp::bench::parse(app, argc, argv); rc >= 0) return rc;
   std::string h = "{";
   const std::string pad(180, 'x');
   size_t n = 0;

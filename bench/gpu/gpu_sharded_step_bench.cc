@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "cli.h"
 #include "comm/context.h"
 #include "optim/kernels.h"
 #include "optim/sharded_optimizer.h"
@@ -52,21 +53,14 @@ int main(int argc, char **argv) {
   size_t n = 100000000, tensors = 48;
   int reps = 20;
   smp::DType dtype = smp::DType::F32;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string a = argv[i], v = argv[i + 1];
-    if (a == "--elements") n = std::strtoull(v.c_str(), nullptr, 10);
-    else if (a == "--tensors") tensors = std::strtoull(v.c_str(), nullptr, 10);
-    else if (a == "--reps") reps = std::atoi(v.c_str());
-    else if (a == "--dtype" && (v == "f32" || v == "bf16")) dtype = v == "f32" ? smp::DType::F32 : smp::DType::BF16;
-    else {
-      std::fprintf(stderr, "usage: gpu_sharded_step_bench [--elements N] [--tensors T] [--dtype f32|bf16] [--reps R]\n");
-      return 2;
-    }
-  }
-  if (argc % 2 == 0 || n == 0 || tensors == 0 || reps < 1) {
-    std::fprintf(stderr, "usage: gpu_sharded_step_bench [--elements N] [--tensors T] [--dtype f32|bf16] [--reps R]\n");
-    return 2;
-  }
+  std::string dtype_name = "f32";
+  CLI::App app{"gpu_sharded_step_bench: the sharded step on CUDA memory against its kernel"};
+  app.add_option("--elements", n)->check(CLI::PositiveNumber);
+  app.add_option("--tensors", tensors)->check(CLI::PositiveNumber);
+  app.add_option("--reps", reps)->check(CLI::PositiveNumber);
+  app.add_option("--dtype", dtype_name)->check(CLI::IsMember({"f32", "bf16"}));
+  if (const int rc = smp::bench::parse(app, argc, argv); rc >= 0) return rc;
+  if (dtype_name == "bf16") dtype = smp::DType::BF16;
   int ndev = 0;
   if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
     std::fprintf(stderr, "gpu_sharded_step_bench: no GPU\n");

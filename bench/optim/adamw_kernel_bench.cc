@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "optim/kernels.h"
+#include "cli.h"
 #include "timing.h"
 
 namespace {
@@ -56,8 +57,12 @@ SMP_BENCH_KERNEL __attribute__((noinline, optimize("O3"))) void rmw_loop(float *
 
 int main(int argc, char **argv) {
   using namespace smp;
-  const size_t n = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : size_t{16} << 20;
-  const int reps = argc > 2 ? std::atoi(argv[2]) : 9;
+  size_t n = size_t{16} << 20;
+  int reps = 9;
+  CLI::App app{"adamw-kernel-bench: the fused AdamW kernel against the copy bound"};
+  app.add_option("elements", n, "elements per tensor")->check(CLI::PositiveNumber);
+  app.add_option("reps", reps, "timed repetitions (median)")->check(CLI::PositiveNumber);
+  if (const int rc = smp::bench::parse(app, argc, argv); rc >= 0) return rc;
   std::vector<float> p(n, 0.5f), m(n, 0.0f), v(n, 0.0f), g(n), cpy_src(n, 1.0f), cpy_dst(n);
   std::vector<float> rp(n, 0.0f), rm(n, 0.0f), rv(n, 0.0f);
   std::vector<uint16_t> g16(n), out16(n);

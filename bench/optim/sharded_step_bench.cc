@@ -19,6 +19,7 @@
 #include "comm/context.h"
 #include "optim/kernels.h"
 #include "optim/sharded_optimizer.h"
+#include "cli.h"
 #include "timing.h"
 
 namespace {
@@ -32,17 +33,12 @@ int main(int argc, char **argv) {
   size_t params = 16u << 20, ntensors = 16;
   int reps = 7;
   double bucket_mb = 25;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string a = argv[i];
-    if (a == "--params") params = std::strtoull(argv[i + 1], nullptr, 10);
-    else if (a == "--tensors") ntensors = std::strtoull(argv[i + 1], nullptr, 10);
-    else if (a == "--reps") reps = std::atoi(argv[i + 1]);
-    else if (a == "--bucket-mb") bucket_mb = std::atof(argv[i + 1]);
-    else {
-      std::fprintf(stderr, "unknown option %s\n", a.c_str());
-      return 2;
-    }
-  }
+  CLI::App app{"sharded-step-bench: the ZeRO-1 step against the unsharded data-parallel step"};
+  app.add_option("--params", params, "float32 parameters in all")->check(CLI::PositiveNumber);
+  app.add_option("--tensors", ntensors, "tensors they are split into")->check(CLI::PositiveNumber);
+  app.add_option("--reps", reps, "timed repetitions (median)")->check(CLI::PositiveNumber);
+  app.add_option("--bucket-mb", bucket_mb, "bucket cap in MiB")->check(CLI::PositiveNumber);
+  if (const int rc = smp::bench::parse(app, argc, argv); rc >= 0) return rc;
   using namespace smp;
   comm::Context &ctx = comm::Context::init();
   comm::Communicator &dp = ctx.group(topo::Group::DP);

@@ -31,6 +31,7 @@
 #include <thread>
 #include <vector>
 
+#include "cli.h"
 #include "comm/context.h"
 #include "pipeline/executor.h"
 #include "pipeline/simulate.h"
@@ -240,34 +241,31 @@ int main(int argc, char **argv) {
   o.pp_size = size;
   smp::comm::Context &ctx = smp::comm::Context::init(o);
   smp::comm::Communicator &comm = ctx.group(smp::topo::Group::PP);
-  const std::string what = argc > 1 ? argv[1] : "";
-  double f = 0.010, b = 0.020, bi = -1, bw = -1, act = 1.0;
+  double f = 10, b = 20, bi = -1, bw = -1, act = 1.0;  // costs in ms until converted below
   int steps = 5;
   std::vector<int> mbs{8, 16};
   std::vector<std::string> kinds{"simple", "interleaved", "virtual"};
-  auto split_list = [](const std::string &v) {
-    std::vector<std::string> out;
-    for (size_t pos = 0; pos < v.size();) {
-      const size_t comma = v.find(',', pos);
-      out.push_back(v.substr(pos, comma - pos));
-      pos = comma == std::string::npos ? v.size() : comma + 1;
-    }
-    return out;
-  };
-  for (int i = 2; i + 1 < argc; i += 2) {
-    const std::string k = argv[i], v = argv[i + 1];
-    if (k == "--forward-ms") f = std::atof(v.c_str()) / 1e3;
-    else if (k == "--backward-ms") b = std::atof(v.c_str()) / 1e3;
-    else if (k == "--backward-input-ms") bi = std::atof(v.c_str()) / 1e3;
-    else if (k == "--backward-weight-ms") bw = std::atof(v.c_str()) / 1e3;
-    else if (k == "--kinds") kinds = split_list(v);
-    else if (k == "--act-mib") act = std::atof(v.c_str());
-    else if (k == "--steps") steps = std::atoi(v.c_str());
-    else if (k == "--microbatches") {
-      mbs.clear();
-      for (const std::string &x : split_list(v)) mbs.push_back(std::atoi(x.c_str()));
-    }
+  CLI::App app{"pipeline_bench: tensor transport and schedules against the simulator"};
+  app.require_subcommand(1);
+  app.add_subcommand("transport", "tensor send/recv against raw send/recv (needs 2 ranks or more)");
+  CLI::App *sched = app.add_subcommand("schedule", "the synthetic pipeline against the simulator");
+  sched->add_option("--forward-ms", f)->check(CLI::NonNegativeNumber);
+  sched->add_option("--backward-ms", b)->check(CLI::NonNegativeNumber);
+  sched->add_option("--backward-input-ms", bi)->check(CLI::NonNegativeNumber);
+  sched->add_option("--backward-weight-ms", bw)->check(CLI::NonNegativeNumber);
+  sched->add_option("--act-mib", act)->check(CLI::NonNegativeNumber);
+  sched->add_option("--steps", steps)->check(CLI::PositiveNumber);
+  sched->add_option("--microbatches", mbs)->delimiter(',')->check(CLI::PositiveNumber);
+  sched->add_option("--kinds", kinds)->delimiter(',');
+  if (const int code = smp::bench::parse(app, argc, argv); code >= 0) {
+    smp::comm::Context::finalize();
+    MPI_Finalize();
+    return code;
   }
+  const std::string what = app.get_subcommands().front()->get_name();
+  f /= 1e3, b /= 1e3;
+  if (bi >= 0) bi /= 1e3;
+  if (bw >= 0) bw /= 1e3;
   int rc = 0;
   if (what == "transport" && size >= 2) {
     transport(comm);
@@ -285,7 +283,7 @@ int main(int argc, char **argv) {
     }
   } else {
     if (ctx.world_rank() == 0)
-      std::fprintf(stderr, "usage: mpirun -np N pipeline_bench transport|schedule [options] (transport needs N >= 2)\n");
+      std::fprintf(stderr, "pipeline_bench: transport needs 2 ranks or more (mpirun -np 2)\n");
     rc = 2;
   }
   smp::comm::Context::finalize();

@@ -36,34 +36,10 @@ __all__ = [
 ]
 
 
-class Status(_enum.IntEnum):
-    SUCCESS = 0
-    INVALID_ARGUMENT = -1
-    NOT_INITIALIZED = -2
-    UNSUPPORTED = -3
-    BACKEND = -4
-    TIMEOUT = -5
-    PEER_FAILED = -6
-    IO = -7
-    CORRUPT = -8
-    INTERNAL = -9
-
-
-class Group(_enum.IntEnum):
-    WORLD = 0
-    PP = 1
-    TP = 2
-    DP = 3
-    RDP = 4
-    MP = 5
-
-
-class Op(_enum.IntEnum):
-    SUM = 0
-    AVG = 1
-    MAX = 2
-    MIN = 3
-    PROD = 4
+# smp.h's enums, with smp.h's values (the extension reads them from there).
+Status = _enum.IntEnum("Status", _smp.ENUMS["Status"], module=__name__)
+Group = _enum.IntEnum("Group", _smp.ENUMS["Group"], module=__name__)
+Op = _enum.IntEnum("Op", _smp.ENUMS["Op"], module=__name__)
 
 
 WORLD, PP_GROUP, TP_GROUP, DP_GROUP, RDP_GROUP, MP_GROUP = (

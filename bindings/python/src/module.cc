@@ -439,6 +439,7 @@ void bind_requests(py::module_ &m) {
 
 PYBIND11_MODULE(_smp, m) {
   m.doc() = "smp C API (use the `smp` package, not this module directly)";
+  smp_py::bind_enums(m);
   smp_py::bind_core(m);
   smp_py::bind_collectives(m);
   smp_py::bind_p2p(m);

@@ -34,6 +34,7 @@ class Request {
 };
 
 void bind_core(py::module_ &m);
+void bind_enums(py::module_ &m);  // enums.cc
 void bind_collectives(py::module_ &m);
 void bind_p2p(py::module_ &m);
 void bind_requests(py::module_ &m);
