@@ -27,6 +27,18 @@ microbatch when the schedule allows one (`simple`: every forward before any
 backward; `interleaved`: at most active_microbatches in flight). So stages
 overlap across microbatches, and MPI is never called by two threads at once.
 
+zb-h1 (zero bubble): the leader starts a microbatch where the runtime's
+zb-h1 list for stage 0 puts its forward (after the backwards listed
+before it). Every other stage answers a backward request with B alone,
+the gradients of the tensors it was sent (split_backward.backward_input),
+and keeps the graph; the parameters' gradients (W) of that pass become a
+task once every forward and backward that its stage's zb-h1 list puts
+before W of that microbatch has happened here (split_backward.WeightOrder),
+and run after any backward, before new requests. The leader's own
+backward stays whole: the loss is there and every stage waits for it. A
+pass that reaches a call this stage made to another runs whole too (its
+W would repeat that call's backward).
+
 Messages: a fixed header (int64[8]) on a raw tag above the tensor
 transport's, polled on every peer, then its payload (a pickled description
 and the tensors) through the tensor transport, sent without waiting
