@@ -17,11 +17,12 @@ from ._errors import SmpError
 _INVALID = -1  # smp.Status.INVALID_ARGUMENT
 _UNSUPPORTED = -3
 
-SCHEDULES = ("simple", "interleaved", "virtual")
-# The zero-bubble schedules run in the runtime's executor (smp.pipeline's
-# PipelineRunner, smp_pipeline_run_step); the front end's own stage server
-# does not split the backward into B and W.
-_NOT_YET = ("zb-h1", "zb-v")
+SCHEDULES = ("simple", "interleaved", "virtual", "zb-h1", "zb-v")
+# zb-v's two chunks per stage are automatic partitioning's segments placed
+# in a V; pinned modules (auto_partition False) have a stage, not a chunk.
+_ZB_V_PINNED = ("needs automatic partitioning: zb-v places two segments per stage in a V "
+                "(chunk 1 of stage s is virtual stage 2 * pp - 1 - s), and modules pinned "
+                "with default_partition / smp.partition have a stage but no chunk")
 
 
 @dataclass
@@ -96,10 +97,6 @@ def parse(config):
         elif key == "microbatches":
             c.microbatches = _int(key, v)
         elif key == "pipeline":
-            if v in _NOT_YET:
-                _fail(key, f"schedule {v!r} runs through smp.pipeline.PipelineRunner, not yet "
-                           "through DistributedModel (here: simple, interleaved or virtual)",
-                      _UNSUPPORTED)
             if v not in SCHEDULES:
                 _fail(key, f"must be one of {', '.join(SCHEDULES)}, not {v!r}")
             c.pipeline = v
@@ -141,7 +138,14 @@ def parse(config):
             _not_built(key, _int(key, v), 1)
         else:
             raise SmpError(_INVALID, f"smp.init: unknown config key '{key}'")
-    if c.chunks > 1 and c.pipeline != "virtual":
+    if c.pipeline == "zb-v":
+        if "chunks" in config and c.chunks != 2:
+            _fail("chunks", f"pipeline 'zb-v' runs 2 chunks per stage, not {c.chunks}")
+        c.chunks = 2
+        if not c.auto_partition:
+            _fail("auto_partition", f"False with pipeline 'zb-v': zb-v {_ZB_V_PINNED}",
+                  _UNSUPPORTED)
+    elif c.chunks > 1 and c.pipeline != "virtual":
         _fail("chunks", f"{c.chunks} chunks per stage need pipeline 'virtual', not "
                         f"'{c.pipeline}'")
     if c.pipeline == "virtual" and "chunks" not in config:
@@ -190,3 +194,6 @@ def check_layout(c, pp, tp):
     """After the runtime started: checks that need the layout."""
     if c.default_partition is not None and c.default_partition >= pp:
         _fail("default_partition", f"{c.default_partition} is not a pipeline stage (pp = {pp})")
+    if c.pipeline in ("zb-h1", "zb-v") and pp > 1 and c.microbatches < pp:
+        _fail("microbatches", f"{c.microbatches} microbatches are too few for pipeline "
+                              f"'{c.pipeline}' over {pp} stages (it needs microbatches >= pp)")

@@ -50,12 +50,36 @@ def test_bad_values(config, key):
 @pytest.mark.parametrize("config, key", [
     ({"horovod": True}, "horovod"),
     ({"sharded_data_parallel_degree": 2}, "sharded_data_parallel_degree"),
-    ({"pipeline": "zb-h1"}, "pipeline"), ({"pipeline": "zb-v"}, "pipeline"),
 ])
 def test_not_built_yet(config, key):
     with pytest.raises(smp.SmpError, match=f"'{key}'.*not") as e:
         _config.parse(config)
     assert e.value.status == smp.Status.UNSUPPORTED
+
+
+def test_zb_v_with_pinned_modules_is_refused_naming_why():
+    with pytest.raises(smp.SmpError, match="'auto_partition'.*V.*pinned.*no chunk") as e:
+        _config.parse({"pipeline": "zb-v", "auto_partition": False, "default_partition": 0})
+    assert e.value.status == smp.Status.UNSUPPORTED
+
+
+def test_zb_v_runs_two_chunks_through_the_front_end():
+    assert _config.parse({"pipeline": "zb-v"}).chunks == 2
+    assert _config.parse({"pipeline": "zb-v", "chunks": 2}).chunks == 2
+    with pytest.raises(smp.SmpError, match="'chunks'.*2 chunks"):
+        _config.parse({"pipeline": "zb-v", "chunks": 3})
+    with pytest.raises(smp.SmpError, match="'microbatches'.*zb-v"):
+        _config.check_layout(_config.parse({"pipeline": "zb-v", "microbatches": 1}), 2, 1)
+
+
+def test_zb_h1_runs_through_the_front_end():
+    c = _config.parse({"pipeline": "zb-h1", "microbatches": 4})
+    assert (c.pipeline, c.microbatches, c.chunks) == ("zb-h1", 4, 1)
+    _config.check_layout(c, 4, 1)
+    with pytest.raises(smp.SmpError, match="'microbatches': 3 .* microbatches >= pp") as e:
+        _config.check_layout(_config.parse({"pipeline": "zb-h1", "microbatches": 3}), 4, 1)
+    assert e.value.status == smp.Status.INVALID_ARGUMENT
+    _config.check_layout(_config.parse({"pipeline": "zb-h1", "microbatches": 1}), 1, 2)
 
 
 def test_launcher_layout_wins(monkeypatch):
