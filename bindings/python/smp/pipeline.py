@@ -32,12 +32,16 @@ import torch.utils.dlpack
 import smp
 from . import split_backward as _split
 
-SCHEDULES = {"simple": 0, "interleaved": 1, "virtual": 2, "zb-h1": 3, "zb-v": 4}  # smp_schedule_t
+# smp.h's values, read from the extension (smp_schedule_t, smp_pipe_op_kind_t,
+# smp_dtype_t).
+SCHEDULES = dict(smp._smp.ENUMS["Schedule"])
 SPLIT_BACKWARD = ("zb-h1", "zb-v")  # schedules whose backward is B (input) + W (weights)
+_KINDS = smp._smp.ENUMS["PipeOp"]
 (FORWARD, BACKWARD, SEND_ACTIVATION, RECV_ACTIVATION, SEND_GRADIENT, RECV_GRADIENT,
- BACKWARD_INPUT, BACKWARD_WEIGHT) = range(8)
-_DTYPES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3,
-           torch.int8: 4, torch.uint8: 5, torch.int32: 6, torch.int64: 7}  # smp_dtype_t
+ BACKWARD_INPUT, BACKWARD_WEIGHT) = (_KINDS[k] for k in (
+     "FORWARD", "BACKWARD", "SEND_ACTIVATION", "RECV_ACTIVATION", "SEND_GRADIENT", "RECV_GRADIENT",
+     "BACKWARD_INPUT", "BACKWARD_WEIGHT"))
+_DTYPES = {getattr(torch, name): v for name, v in smp._smp.ENUMS["DType"].items()}
 
 
 def schedule(name, stage, stages, microbatches, chunks=1, active_microbatches=0):
