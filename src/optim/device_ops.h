@@ -1,6 +1,6 @@
 // What the sharded optimizer's device path needs from a device: memory,
 // copies and fills in stream order, a stream synchronize, and kernels.h's
-// kernels. Two implementations: CUDA (cuda_ops.cc, over src/cuda through
+// kernels. Two implementations: CUDA (cuda_ops.cc, over optim/cuda/ through
 // kernels.h's device twins; CUDA builds only) and host memory standing in
 // for device memory (host_ops.cc: memcpy and the CPU kernels), with which
 // the CPU tests run the device path's whole step logic (buffers, offsets,
