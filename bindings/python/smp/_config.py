@@ -17,11 +17,15 @@ from ._errors import SmpError
 _INVALID = -1  # smp.Status.INVALID_ARGUMENT
 _UNSUPPORTED = -3
 
-SCHEDULES = ("simple", "interleaved", "virtual")
-# The zero-bubble schedules run in the runtime's executor (smp.pipeline's
-# PipelineRunner, smp_pipeline_run_step); the front end's own stage server
-# does not split the backward into B and W.
-_NOT_YET = ("zb-h1", "zb-v")
+SCHEDULES = ("simple", "interleaved", "virtual", "zb-h1")
+# zb-v runs in the runtime's executor (smp.pipeline's PipelineRunner,
+# smp_pipeline_run_step) only: DistributedModel's partitioner places chunk
+# g on stage g % pp, not in zb-v's V, and its stage server tracks one
+# chunk per stage when it places the W passes.
+_NOT_YET = {"zb-v": "needs two model chunks per stage placed in a V (chunk 1 of stage s is "
+                    "virtual stage 2 * pp - 1 - s), which DistributedModel's partitioner does "
+                    "not make; its stage server places W passes for one chunk per stage. "
+                    "Run zb-v through smp.pipeline.PipelineRunner, or use 'zb-h1' here"}
 
 
 @dataclass
@@ -97,8 +101,7 @@ def parse(config):
             c.microbatches = _int(key, v)
         elif key == "pipeline":
             if v in _NOT_YET:
-                _fail(key, f"schedule {v!r} runs through smp.pipeline.PipelineRunner, not yet "
-                           "through DistributedModel (here: simple, interleaved or virtual)",
+                _fail(key, f"schedule {v!r} through DistributedModel {_NOT_YET[v]}",
                       _UNSUPPORTED)
             if v not in SCHEDULES:
                 _fail(key, f"must be one of {', '.join(SCHEDULES)}, not {v!r}")
@@ -190,3 +193,6 @@ def check_layout(c, pp, tp):
     """After the runtime started: checks that need the layout."""
     if c.default_partition is not None and c.default_partition >= pp:
         _fail("default_partition", f"{c.default_partition} is not a pipeline stage (pp = {pp})")
+    if c.pipeline == "zb-h1" and pp > 1 and c.microbatches < pp:
+        _fail("microbatches", f"{c.microbatches} microbatches are too few for pipeline 'zb-h1' "
+                              f"over {pp} stages (it needs microbatches >= pp)")

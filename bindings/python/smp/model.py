@@ -315,6 +315,7 @@ class DistributedModel(torch.nn.Module):
             forwards[name] = m.forward
             m.forward = self._router(name, m.forward)
         self._server = Server(forwards, self._device)
+        self._server.params = [p for _, p in self._local_named() if p.requires_grad]
         if smp.pp_size() > 1:
             resolve_function_inputs()
         for opt in self._optimizers:

@@ -30,6 +30,7 @@ import torch
 import torch.utils.dlpack
 
 import smp
+from . import split_backward as _split
 
 SCHEDULES = {"simple": 0, "interleaved": 1, "virtual": 2, "zb-h1": 3, "zb-v": 4}  # smp_schedule_t
 SPLIT_BACKWARD = ("zb-h1", "zb-v")  # schedules whose backward is B (input) + W (weights)
@@ -181,7 +182,7 @@ class PipelineRunner:
             root, grad = (out / M, None) if g == last else (out, self._tensor(received))
             gx = None
             if g > 0:
-                (gx,) = torch.autograd.grad(root, x, grad, retain_graph=True)
+                (gx,) = _split.backward_input([root], [grad], [x])
                 gx = _hand_over(gx.contiguous())
             weights[(c, m)] = (root, grad)
             compute[0] += time.perf_counter() - t0
@@ -192,16 +193,7 @@ class PipelineRunner:
             (the graph is freed)."""
             t0 = time.perf_counter()
             root, grad = weights.pop((c, m))
-            params = [p for p in self.chunks[c].parameters() if p.requires_grad]
-            grads = torch.autograd.grad(root, params, grad, allow_unused=True)
-            with torch.no_grad():
-                for p, gp in zip(params, grads):
-                    if gp is None:
-                        continue
-                    if p.grad is None:
-                        p.grad = gp.detach().clone() if gp.requires_grad else gp
-                    else:
-                        p.grad += gp
+            _split.backward_weight([root], [grad], self.chunks[c].parameters())
             compute[0] += time.perf_counter() - t0
 
         split = self.schedule_name in SPLIT_BACKWARD

@@ -27,6 +27,18 @@ microbatch when the schedule allows one (`simple`: every forward before any
 backward; `interleaved`: at most active_microbatches in flight). So stages
 overlap across microbatches, and MPI is never called by two threads at once.
 
+zb-h1 (zero bubble): the leader starts a microbatch where the runtime's
+zb-h1 list for stage 0 puts its forward (after the backwards listed
+before it). Every other stage answers a backward request with B alone,
+the gradients of the tensors it was sent (split_backward.backward_input),
+and keeps the graph; the parameters' gradients (W) of that pass become a
+task once every forward and backward that its stage's zb-h1 list puts
+before W of that microbatch has happened here (split_backward.WeightOrder),
+and run after any backward, before new requests. The leader's own
+backward stays whole: the loss is there and every stage waits for it. A
+pass that reaches a call this stage made to another runs whole too (its
+W would repeat that call's backward).
+
 Messages: a fixed header (int64[8]) on a raw tag above the tensor
 transport's, polled on every peer, then its payload (a pickled description
 and the tensors) through the tensor transport, sent without waiting
@@ -47,6 +59,9 @@ import smp
 from ._errors import SmpError
 from .pytree import _Leaf, flatten, unflatten
 from .remote import Caller, resolve
+from .split_backward import WeightOrder, backward_input, backward_weight
+
+SPLIT_BACKWARD = ("zb-h1",)  # schedules the server runs with B and W apart
 
 CTRL_TAG = 40000  # raw point-to-point; the tensor transport uses MPI tags 0..32767
 DATA_TAG = 16383  # tensor transport tag of every payload
@@ -83,6 +98,7 @@ class Task:
         self.done = False
         self.started = False
         self.in_backward = False
+        self.weight = False         # a deferred weight pass (W)
         self.backward_called = False
         self.thread = threading.Thread(target=self._main, name=f"smp-{name}", daemon=True)
 
@@ -111,7 +127,10 @@ class Task:
 
 def _priority(task):
     """SageMaker's order (a backward, then a new request, then a forward),
-    older microbatches first within each."""
+    older microbatches first within each; a weight pass (W, zero-bubble)
+    that the schedule has made due goes after backwards, before requests."""
+    if task.weight:
+        return (0.5, task.mb)
     return (0 if task.in_backward else (1 if not task.started else 2), task.mb)
 
 
@@ -155,6 +174,7 @@ class Server:
         self.tasks = []
         self.n_mb = 1               # this step's microbatches, and its schedule
         self.schedule = "interleaved"
+        self.params = []            # this stage's trainable parameters (W's inputs)
         self.final_listeners = []   # fn(ids of reachable parameters), see check_final
         self.pass_listeners = []    # fn() at every backward pass's start
         self._reset()
@@ -186,6 +206,13 @@ class Server:
         self.end_sent = False       # TP rank 0: END went to the followers
         self.fwd_done = 0           # leader: microbatches past their forward
         self.unstarted = []         # leader: microbatches not started yet
+        # Zero-bubble (zb-h1): where W may run (the runtime's schedule), the
+        # W passes waiting for it per microbatch (roots, their gradients),
+        # how many each microbatch had, and what ran here, in order.
+        self.order = None
+        self.deferred = {}
+        self.weights = {}
+        self.op_log = []
         self.caller.reset()
 
     # ---- messages ----
@@ -373,7 +400,10 @@ class Server:
                 self.decisions.pop(0)
                 return True
             return False
-        return True
+        # Zero-bubble: the leader's next forward waits for the backwards the
+        # schedule lists before it (a microbatch's backward is over when
+        # its task is).
+        return self.order is None or self.order.forward_allowed(len(self.tasks))
 
     def next_cid(self):
         self.cid += 1
@@ -483,6 +513,7 @@ class Server:
                 for w in ent.waiters:
                     self.ready.append((w, None, (-4,) + w.ident))
                 ent.waiters = []
+            self._op("F", self.current.mb)
             if "expect" in meta:
                 return FWD_REP, {}, []  # the caller holds remote tensors
             self._root(peer, cid)
@@ -509,6 +540,9 @@ class Server:
             grads = iter(tensors)
             pairs = [(o, next(grads)) for o, has in zip(ent.outs, meta["mask"]) if has]
             pairs = [(o, g) for o, g in pairs if o.requires_grad]
+            leaves = [self.entries[(peer, c)].leaves[i] for c, i in meta["leaves"]]
+            if pairs and self._splits([o for o, _ in pairs]):
+                return self._backward_input(pairs, leaves, chain)
             if pairs:
                 with self._one_backward(), smp.timeline("backward", self.current.mb):
                     self._backward_pass([o for o, _ in pairs])
@@ -522,9 +556,77 @@ class Server:
             for k in chain:
                 if self.entries[k].pending <= 0:
                     del self.entries[k]
+            if pairs:
+                self._op("B", self.current.mb, "BW")  # B and W at once
             return BWD_REP, {"has": [g is not None for g in gin]}, [g for g in gin if g is not None]
         self.did_backward = True
         self._reply(peer, cid, run)
+
+    def _splits(self, roots):
+        """Whether this backward pass runs as B now and W later: under a
+        zero-bubble schedule, on a stage other than the leader (whose
+        backward is what every other stage waits for, and which chooses
+        its own order), unless the pass reaches a call this stage made to
+        another (W would repeat that call's backward there)."""
+        if self.order is None or self.me == 0:
+            return False
+        seen, frontier = set(), [r.grad_fn for r in roots]
+        while frontier:
+            fn = frontier.pop()
+            if fn is None or id(fn) in seen:
+                continue
+            seen.add(id(fn))
+            if type(fn).__name__ == "RemoteCallBackward":
+                return False
+            frontier.extend(f for f, _ in fn.next_functions)
+        return True
+
+    def _backward_input(self, pairs, leaves, chain):
+        """B: the gradients of the chain's leaves, replied at once; W (the
+        parameters' gradients from the graph B kept) waits for its place
+        in the schedule (_release)."""
+        mb = self.current.mb
+        roots, grads = [o for o, _ in pairs], [g for _, g in pairs]
+        want = [leaf for leaf in leaves if leaf.requires_grad]
+        with self._one_backward(), smp.timeline("backward_input", mb):
+            got = iter(backward_input(roots, grads, want))
+        gin = [next(got) if leaf.requires_grad else None for leaf in leaves]
+        for k in chain:
+            if self.entries[k].pending <= 0:
+                del self.entries[k]
+        self.deferred.setdefault(mb, []).append((roots, grads))
+        self._op("B", mb)
+        return BWD_REP, {"has": [g is not None for g in gin]}, [g for g in gin if g is not None]
+
+    def _op(self, kind, mb, logged=None):
+        """An F or B of microbatch mb happened here (logged as `logged`,
+        "BW" for a backward not split): W passes it made due become
+        tasks."""
+        if self.order is None:
+            return
+        self.op_log.append((logged or kind, mb))
+        self.order.done(kind, mb)
+        self._release(self.order.due())
+
+    def _release(self, mbs):
+        for mb in mbs:
+            self.order.released.add(mb)
+        for mb in sorted(self.order.released & set(self.deferred)):
+            for roots, grads in self.deferred.pop(mb):
+                j = self.weights.get(mb, 0)
+                self.weights[mb] = j + 1
+                key = (-6, mb, j)
+                t = self._spawn(lambda r=roots, g=grads, m=mb: self._weight_pass(r, g, m),
+                                "weight", mb, key, (-6, mb * 4096 + j))
+                t.weight = True
+
+    def _weight_pass(self, roots, grads, mb):
+        """W: this stage's parameter gradients of one B pass."""
+        self.op_log.append(("W", mb))
+        self.current.in_backward = True
+        with self._one_backward(), smp.timeline("backward_weight", mb):
+            self._backward_pass(roots)
+            backward_weight(roots, grads, self.params, retain_graph=True)
 
     def final_backward(self):
         """Whether the running backward is this rank's last of the step, so
@@ -540,8 +642,8 @@ class Server:
             return False
         if self.me == 0:
             return not self.unstarted
-        return len(self.seen) == self.n_mb and not any(e.pending > 0
-                                                       for e in self.entries.values())
+        return (len(self.seen) == self.n_mb and not self.deferred
+                and not any(e.pending > 0 for e in self.entries.values()))
 
     def _backward_pass(self, roots):
         """A backward pass of the running task starts from `roots`."""
@@ -623,11 +725,14 @@ class Server:
         self._reset()
         self.n_mb = n_microbatches
         self.schedule = schedule
+        if schedule in SPLIT_BACKWARD and self.n > 1:
+            self.order = WeightOrder(schedule, self.me, self.n, n_microbatches)
         self._post()
         leader = self.me == 0
         unstarted = self.unstarted = list(microbatches)
         tasks = self.tasks = []
-        cap = n_microbatches if schedule == "simple" or not active else active
+        cap = (n_microbatches if schedule == "simple" or not active or self.order is not None
+               else active)
         try:
             while True:
                 item = self._next_ready()
@@ -682,6 +787,8 @@ class Server:
             self._finish(abort=self._describe(task.error))
         if task.done and task in tasks and not task.backward_called:
             self._forward_done()
+        if task.done and task in tasks and self.order is not None:
+            self.order.done("B", task.mb)
         if self.aborted is not None and not self.unwinding:
             self._unwind()  # the step was abandoned while a task ran
 
@@ -706,6 +813,10 @@ class Server:
             self._decide(ABORT)
             if self.current is None:  # a task that learns it (maybe_yield) runs on
                 self._unwind()
+        if abort is None and self.aborted is None and self.deferred:
+            # The leader's FIN: every backward of the step is over, so
+            # every W is due (the schedule lists them all by then).
+            self._release(list(self.deferred))
         if not self.fin_sent:
             self.fin_sent = True
             flag = 0 if self.aborted is None else 1

@@ -32,7 +32,7 @@ std::optional<Segments> open_segments(Bootstrap &boot, SharedMemory &mem, const 
   }
 
   // 1. One device for all.
-  const std::vector<std::string> keys = boot.allgather(mem.key(probe));
+  const std::vector<std::string> keys = boot.allgatherv(mem.key(probe));
   for (int r = 1; r < size; ++r)
     if (keys[static_cast<size_t>(r)] != keys[0]) {
       *refusal = "ranks 0 and " + std::to_string(r) + " of the group use different devices (" + keys[0] +
@@ -47,7 +47,7 @@ std::optional<Segments> open_segments(Bootstrap &boot, SharedMemory &mem, const 
   std::string handle, error;
   segs.local = mem.allocate(bytes, probe, &handle, &error);
   const std::vector<std::string> handles =
-      boot.allgather(segs.local ? ok_message(handle) : failed_message(error));
+      boot.allgatherv(segs.local ? ok_message(handle) : failed_message(error));
   if (auto why = first_failure(handles, "could not allocate its segment")) {
     if (segs.local) mem.release(segs.local);
     *refusal = *why;
@@ -65,7 +65,7 @@ std::optional<Segments> open_segments(Bootstrap &boot, SharedMemory &mem, const 
   }
 
   // 4. All or nobody.
-  const std::vector<std::string> opened = boot.allgather(error.empty() ? ok_message("") : failed_message(error));
+  const std::vector<std::string> opened = boot.allgatherv(error.empty() ? ok_message("") : failed_message(error));
   if (auto why = first_failure(opened, "could not map a peer's segment")) {
     close_segments(boot, mem, segs);
     *refusal = *why;

@@ -27,7 +27,7 @@ void NcclComm::create() {
   const int rank = boot_.rank(), size = boot_.size();
 
   // 1. One GPU per member, or no NCCL for anyone.
-  const std::vector<std::string> keys = boot_.allgather(api_.device_key());
+  const std::vector<std::string> keys = boot_.allgatherv(api_.device_key());
   for (int a = 0; a < size; ++a)
     for (int b = a + 1; b < size; ++b)
       if (keys[a] == keys[b]) {

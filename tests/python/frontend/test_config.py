@@ -50,12 +50,27 @@ def test_bad_values(config, key):
 @pytest.mark.parametrize("config, key", [
     ({"horovod": True}, "horovod"),
     ({"sharded_data_parallel_degree": 2}, "sharded_data_parallel_degree"),
-    ({"pipeline": "zb-h1"}, "pipeline"), ({"pipeline": "zb-v"}, "pipeline"),
+    ({"pipeline": "zb-v"}, "pipeline"),
 ])
 def test_not_built_yet(config, key):
     with pytest.raises(smp.SmpError, match=f"'{key}'.*not") as e:
         _config.parse(config)
     assert e.value.status == smp.Status.UNSUPPORTED
+
+
+def test_zb_v_refusal_names_what_is_missing():
+    with pytest.raises(smp.SmpError, match="V.*PipelineRunner.*'zb-h1'"):
+        _config.parse({"pipeline": "zb-v"})
+
+
+def test_zb_h1_runs_through_the_front_end():
+    c = _config.parse({"pipeline": "zb-h1", "microbatches": 4})
+    assert (c.pipeline, c.microbatches, c.chunks) == ("zb-h1", 4, 1)
+    _config.check_layout(c, 4, 1)
+    with pytest.raises(smp.SmpError, match="'microbatches': 3 .* microbatches >= pp") as e:
+        _config.check_layout(_config.parse({"pipeline": "zb-h1", "microbatches": 3}), 4, 1)
+    assert e.value.status == smp.Status.INVALID_ARGUMENT
+    _config.check_layout(_config.parse({"pipeline": "zb-h1", "microbatches": 1}), 1, 2)
 
 
 def test_launcher_layout_wins(monkeypatch):

@@ -196,7 +196,7 @@ void check_declines(std::shared_ptr<ShmMemory> mem, smp::comm::Backend &host, st
   // Every rank declined with the same words.
   const std::string mine = ipc->refusal();
   smp::comm::mpi::MpiBootstrap boot(MPI_COMM_WORLD, "ipc test");
-  for (const auto &r : boot.allgather(mine)) expect(r == mine, label + ": same refusal on every rank");
+  for (const auto &r : boot.allgatherv(mine)) expect(r == mine, label + ": same refusal on every rank");
 }
 
 // kAutoMinBytes: the group measures one tiny step with every member at

@@ -1,13 +1,14 @@
-// A Bootstrap over threads, one thread per rank, for the unit tests of
-// setup protocols (NCCL communicator creation, CUDA IPC segments). Ranks of
-// a fake group meet in rounds: every member contributes, the last one in
-// wakes the others.
+// A Bootstrap over threads, one thread per rank, for the unit tests of the
+// control plane and of setup protocols (NCCL communicator creation, CUDA
+// IPC segments). Ranks of a fake group meet in rounds: every member
+// contributes, the last one in wakes the others.
 #pragma once
 
 #include <algorithm>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -54,7 +55,17 @@ class ThreadBootstrap final : public Bootstrap {
     const auto all = g_.exchange(rank_, std::string(static_cast<const char *>(bytes), n));
     std::memcpy(bytes, all[static_cast<size_t>(root)].data(), n);
   }
-  std::vector<std::string> allgather(const std::string &mine) override { return g_.exchange(rank_, mine); }
+  std::vector<std::string> allgatherv(const std::string &mine) override { return g_.exchange(rank_, mine); }
+  void gatherv(const void *send, size_t n, void *recv, const size_t *counts, int root) override {
+    const auto all = g_.exchange(rank_, std::string(static_cast<const char *>(send), n));
+    if (rank_ != root) return;
+    char *out = static_cast<char *>(recv);
+    for (size_t r = 0; r < all.size(); ++r) {
+      if (all[r].size() != counts[r]) throw std::logic_error("ThreadBootstrap::gatherv: counts disagree");
+      std::memcpy(out, all[r].data(), counts[r]);
+      out += counts[r];
+    }
+  }
   int all_min(int v) override {
     int m = v;
     for (const auto &s : g_.exchange(rank_, std::to_string(v))) m = std::min(m, std::stoi(s));
