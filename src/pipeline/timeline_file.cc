@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "comm/comm_bootstrap.h"
 #include "common/error.h"
 
 namespace smp::pipeline::timeline {
@@ -69,35 +70,24 @@ void write_timeline(comm::Communicator &world, const std::string &path) {
   if (global_min == std::numeric_limits<double>::max()) global_min = 0;
   const std::string mine = events_json(events, world.rank(), t_barrier + global_min);
 
-  const int size = world.size(), root = 0;
-  int64_t len = static_cast<int64_t>(mine.size());
-  std::vector<int64_t> lens(static_cast<size_t>(size));
-  std::vector<size_t> ones(static_cast<size_t>(size), 1);
-  world.gatherv(&len, 1, lens.data(), ones.data(), DType::I64, root);
-  std::vector<size_t> counts(static_cast<size_t>(size));
-  size_t total = 0;
-  for (int r = 0; r < size; ++r) total += counts[static_cast<size_t>(r)] = static_cast<size_t>(lens[static_cast<size_t>(r)]);
-  std::vector<char> all(world.rank() == root ? std::max<size_t>(total, 1) : 1);
-  world.gatherv(mine.data(), mine.size(), all.data(), counts.data(), DType::U8, root);
+  // Every rank's events, through the control plane (any length per rank).
+  comm::CommBootstrap control(world);
+  const std::vector<std::string> all = control.allgatherv(mine);
   {
     std::lock_guard<std::mutex> lock(g_mu);
     ++g_writes;
   }
-  if (world.rank() != root) return;
+  if (world.rank() != 0) return;
 
   Json trace_events = Json::array();
-  for (int r = 0; r < size; ++r)
+  for (int r = 0; r < world.size(); ++r)
     trace_events.push_back(Json{{"name", "process_name"}, {"ph", "M"}, {"pid", r}, {"args", {{"name", "rank " + std::to_string(r)}}}});
   bool any = false;
-  size_t off = 0;
-  for (int r = 0; r < size; ++r) {
-    const size_t n = counts[static_cast<size_t>(r)];
-    for (Json &e : Json::parse(all.data() + off, all.data() + off + n)) {
+  for (const std::string &rank_events : all)
+    for (Json &e : Json::parse(rank_events)) {
       trace_events.push_back(std::move(e));
       any = true;
     }
-    off += n;
-  }
   if (!any) trace_events.push_back(Json{{"name", "empty"}, {"ph", "M"}, {"pid", 0}, {"args", Json::object()}});
   write_file(out_path, dump(Json{{"displayTimeUnit", "ms"}, {"traceEvents", std::move(trace_events)}}) + "\n");
 }

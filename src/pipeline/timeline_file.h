@@ -12,11 +12,11 @@
 
 namespace smp::pipeline::timeline {
 
-// Collective over `world`: gathers every rank's events to rank 0, which
-// writes SMP_TIMELINE's file (or `path` when given); clears the buffers.
-// A no-op (still collective-free) when the timeline is off. Times are
-// aligned on a barrier, so tracks of different hosts line up to within
-// the barrier's skew.
+// Collective over `world`: gathers every rank's events (comm::CommBootstrap's
+// allgatherv), and rank 0 writes SMP_TIMELINE's file (or `path` when
+// given); clears the buffers. A no-op (still collective-free) when the
+// timeline is off. Times are aligned on a barrier, so tracks of different
+// hosts line up to within the barrier's skew.
 void write_timeline(comm::Communicator &world, const std::string &path = "");
 
 // For smp_finalize. Collective over `world` when the timeline is on (a
