@@ -50,7 +50,7 @@ def parse_args(argv=None):
                    default="interleaved",
                    help="simple = GPipe, interleaved = 1F1B (default), virtual = --chunks "
                         "model chunks per stage, interleaved; zb-h1 / zb-v (zero bubble, "
-                        "split backward): zb-v in train_gpt_hand_split.py only")
+                        "split backward; the first stage's backward stays whole)")
     p.add_argument("--chunks", type=int, default=2,
                    help="model chunks per stage for the virtual schedule")
     p.add_argument("--active-microbatches", type=int, default=0, metavar="N",

@@ -9,35 +9,35 @@
 namespace smp::ckpt {
 namespace {
 
-using json::Value;
-
-void put_dims(std::string &o, const std::vector<uint64_t> &d) {
-  o += '[';
-  for (size_t i = 0; i < d.size(); ++i) o += (i ? "," : "") + std::to_string(d[i]);
-  o += ']';
-}
+using json::Json;
+// The type test a field must pass, as nlohmann names it (&Json::is_string).
+using Is = bool (Json::*)() const noexcept;
 
 [[noreturn]] void bad(const std::string &what, const std::string &msg) {
   throw Error(Status::Corrupt, what + ": " + msg);
 }
 
-const Value &field(const Value &obj, const char *key, Value::Kind kind, const std::string &what) {
-  const Value *v = obj.kind == Value::Kind::Object ? obj.find(key) : nullptr;
-  if (!v || v->kind != kind) bad(what, std::string("missing or mistyped \"") + key + "\"");
-  return *v;
+const Json &field(const Json &obj, const char *key, Is is, const std::string &what) {
+  const auto it = obj.is_object() ? obj.find(key) : obj.end();
+  if (it == obj.end() || !((*it).*is)()) bad(what, std::string("missing or mistyped \"") + key + "\"");
+  return *it;
 }
 
-uint64_t get_uint(const Value &obj, const char *key, const std::string &what) {
-  const Value &v = field(obj, key, Value::Kind::Number, what);
-  if (!v.is_uint) bad(what, std::string("\"") + key + "\" is not a non-negative integer");
-  return v.u;
+const std::string &get_string(const Json &obj, const char *key, const std::string &what) {
+  return field(obj, key, &Json::is_string, what).get_ref<const std::string &>();
 }
 
-std::vector<uint64_t> get_dims(const Value &obj, const char *key, const std::string &what) {
+uint64_t get_uint(const Json &obj, const char *key, const std::string &what) {
+  const Json &v = field(obj, key, &Json::is_number, what);
+  if (!v.is_number_unsigned()) bad(what, std::string("\"") + key + "\" is not a non-negative integer");
+  return v.get<uint64_t>();
+}
+
+std::vector<uint64_t> get_dims(const Json &obj, const char *key, const std::string &what) {
   std::vector<uint64_t> d;
-  for (const auto &x : field(obj, key, Value::Kind::Array, what).items) {
-    if (x.kind != Value::Kind::Number || !x.is_uint) bad(what, std::string("\"") + key + "\" holds a non-integer");
-    d.push_back(x.u);
+  for (const auto &x : field(obj, key, &Json::is_array, what)) {
+    if (!x.is_number_unsigned()) bad(what, std::string("\"") + key + "\" holds a non-integer");
+    d.push_back(x.get<uint64_t>());
   }
   return d;
 }
@@ -103,49 +103,43 @@ std::string seal_manifest(std::string body) {
   return body + kSealKey + std::to_string(crc) + "\n}\n";
 }
 
+// The fields, then one file or tensor a line, each serialized by nlohmann:
+// a manifest of a million pieces stays compact and greppable, and the seal
+// (the CRC32C of the text before it) stays the last field.
 std::string manifest_to_json(const Manifest &m) {
-  std::string o = "{\n\"format\": \"smp-checkpoint\",\n\"version\": 2,\n\"mode\": ";
-  json::write_string(o, m.mode);
-  o += ",\n\"world_size\": " + std::to_string(m.world_size) + ",\n\"topology\": ";
-  json::write_string(o, m.topology);
-  o += ",\n\"files\": [";
-  for (size_t i = 0; i < m.files.size(); ++i) {
-    o += i ? ",\n  {\"name\": " : "\n  {\"name\": ";
-    json::write_string(o, m.files[i].name);
-    o += ", \"bytes\": " + std::to_string(m.files[i].bytes) + ", \"crc32c\": " + std::to_string(m.files[i].crc32c) + "}";
-  }
-  o += "],\n\"tensors\": [";
-  for (size_t i = 0; i < m.tensors.size(); ++i) {
-    const auto &t = m.tensors[i];
-    o += i ? ",\n  {\"name\": " : "\n  {\"name\": ";
-    json::write_string(o, t.name);
-    o += ", \"kind\": \"" + std::string(kind_name(t.kind)) + "\", \"dtype\": \"" + dtype_name(t.dtype) + "\", \"shape\": ";
-    put_dims(o, t.shape);
-    o += ", \"pieces\": [";
-    for (size_t j = 0; j < t.pieces.size(); ++j) {
-      const auto &p = t.pieces[j];
-      o += j ? ", {\"file\": " : "{\"file\": ";
-      json::write_string(o, p.file);
-      o += ", \"offset\": ";
-      put_dims(o, p.piece.offset());
-      o += ", \"extent\": ";
-      put_dims(o, p.piece.extent());
-      if (p.piece.is_range()) {
-        o += ", \"range\": ";
-        put_dims(o, {p.piece.range_begin(), p.piece.numel()});
-      }
-      o += '}';
+  const std::string what = "manifest";
+  const Json head = {{"format", "smp-checkpoint"}, {"version", 2},          {"mode", m.mode},
+                     {"world_size", m.world_size}, {"topology", m.topology}};
+  std::string o = "{\n";
+  for (const auto &f : head.items()) o += Json(f.key()).dump() + ": " + json::dump(f.value(), what) + ",\n";
+  const auto list = [&](const char *key, size_t n, const auto &record) {
+    o += Json(key).dump() + ": [";
+    for (size_t i = 0; i < n; ++i) o += (i ? ",\n  " : "\n  ") + json::dump(record(i), what);
+    o += "],\n";
+  };
+  list("files", m.files.size(), [&](size_t i) {
+    const FileRecord &f = m.files[i];
+    return Json{{"name", f.name}, {"bytes", f.bytes}, {"crc32c", f.crc32c}};
+  });
+  list("tensors", m.tensors.size(), [&](size_t i) {
+    const TensorRecord &t = m.tensors[i];
+    Json pieces = Json::array();
+    for (const auto &p : t.pieces) {
+      Json piece = {{"file", p.file}, {"offset", p.piece.offset()}, {"extent", p.piece.extent()}};
+      if (p.piece.is_range()) json::append(piece, "range", {p.piece.range_begin(), p.piece.numel()});
+      pieces.push_back(std::move(piece));
     }
-    o += "]}";
-  }
-  return seal_manifest(o + "],\n");
+    return Json{{"name", t.name}, {"kind", kind_name(t.kind)}, {"dtype", dtype_name(t.dtype)},
+                {"shape", t.shape}, {"pieces", std::move(pieces)}};
+  });
+  return seal_manifest(o);
 }
 
 Manifest manifest_from_json(const std::string &text, const std::string &what) {
   const bool sealed = check_seal(text, what);
-  const Value root = json::parse(text.data(), text.size(), what);
-  if (root.kind != Value::Kind::Object) bad(what, "not a JSON object");
-  if (field(root, "format", Value::Kind::String, what).text != "smp-checkpoint") bad(what, "not an smp checkpoint manifest");
+  const Json root = json::parse(text.data(), text.size(), what);
+  if (!root.is_object()) bad(what, "not a JSON object");
+  if (get_string(root, "format", what) != "smp-checkpoint") bad(what, "not an smp checkpoint manifest");
   const uint64_t version = get_uint(root, "version", what);
   if (version != 1 && version != 2) bad(what, "unsupported manifest version " + std::to_string(version));
   // Version 2 is always sealed; version 1 never was (a seal on it, or a
@@ -154,15 +148,15 @@ Manifest manifest_from_json(const std::string &text, const std::string &what) {
   if (version == 1 && sealed) bad(what, "a version 1 manifest with a checksum field");
   Manifest m;
   std::map<std::string, uint64_t> room;  // bytes of each file not yet claimed by a piece
-  m.mode = field(root, "mode", Value::Kind::String, what).text;
+  m.mode = get_string(root, "mode", what);
   if (m.mode != "consolidated" && m.mode != "sharded") bad(what, "unknown mode \"" + m.mode + "\"");
   const uint64_t world = get_uint(root, "world_size", what);
   if (world < 1 || world > INT_MAX) bad(what, "world_size " + std::to_string(world) + " is outside 1.." + std::to_string(INT_MAX));
   m.world_size = static_cast<int>(world);
-  m.topology = field(root, "topology", Value::Kind::String, what).text;
-  for (const auto &f : field(root, "files", Value::Kind::Array, what).items) {
+  m.topology = get_string(root, "topology", what);
+  for (const auto &f : field(root, "files", &Json::is_array, what)) {
     FileRecord r;
-    r.name = field(f, "name", Value::Kind::String, what).text;
+    r.name = get_string(f, "name", what);
     if (!plain_file_name(r.name)) bad(what, "file name \"" + r.name + "\" is not a plain name");
     if (m.file_at_.count(r.name)) bad(what, "file \"" + r.name + "\" listed twice");
     m.file_at_.emplace(r.name, m.files.size());
@@ -172,17 +166,17 @@ Manifest manifest_from_json(const std::string &text, const std::string &what) {
     r.crc32c = static_cast<uint32_t>(crc);
     m.files.push_back(r);
   }
-  for (const auto &t : field(root, "tensors", Value::Kind::Array, what).items) {
+  for (const auto &t : field(root, "tensors", &Json::is_array, what)) {
     TensorRecord r;
-    r.name = field(t, "name", Value::Kind::String, what).text;
+    r.name = get_string(t, "name", what);
     const std::string tw = what + ": tensor \"" + r.name + "\"";
-    const std::string kind = field(t, "kind", Value::Kind::String, tw).text;
+    const std::string kind = get_string(t, "kind", tw);
     if (kind == "model") r.kind = Kind::Model;
     else if (kind == "optimizer") r.kind = Kind::Optimizer;
     else bad(tw, "unknown kind \"" + kind + "\"");
     if (!m.tensor_at_.emplace(std::make_pair(static_cast<int>(r.kind), r.name), m.tensors.size()).second)
       bad(tw, "listed twice");
-    const std::string dt = field(t, "dtype", Value::Kind::String, tw).text;
+    const std::string dt = get_string(t, "dtype", tw);
     bool found = false;
     for (int d = 0; d < kNumDTypes; ++d)
       if (dt == dtype_name(static_cast<DType>(d))) {
@@ -192,12 +186,12 @@ Manifest manifest_from_json(const std::string &text, const std::string &what) {
     if (!found) bad(tw, "unknown dtype \"" + dt + "\"");
     r.shape = get_dims(t, "shape", tw);
     try {
-      for (const auto &p : field(t, "pieces", Value::Kind::Array, tw).items) {
+      for (const auto &p : field(t, "pieces", &Json::is_array, tw)) {
         SourcePiece s;
-        s.file = field(p, "file", Value::Kind::String, tw).text;
+        s.file = get_string(p, "file", tw);
         if (!m.file(s.file)) bad(tw, "piece in unlisted file \"" + s.file + "\"");
         const auto off = get_dims(p, "offset", tw), ext = get_dims(p, "extent", tw);
-        if (p.find("range")) {
+        if (p.contains("range")) {
           const auto be = get_dims(p, "range", tw);
           if (be.size() != 2) bad(tw, "range needs [begin, count]");
           s.piece = Piece::box_range(r.shape, off, ext, be[0], be[1], tw);

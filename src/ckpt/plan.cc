@@ -1,6 +1,7 @@
 #include "ckpt/plan.h"
 
 #include <algorithm>
+#include <climits>
 #include <cstdio>
 #include <map>
 #include <tuple>
@@ -11,21 +12,22 @@
 namespace smp::ckpt {
 namespace {
 
-void put_dims(std::string &o, const std::vector<uint64_t> &d) {
-  o += '[';
-  for (size_t i = 0; i < d.size(); ++i) o += (i ? "," : "") + std::to_string(d[i]);
-  o += ']';
-}
+using json::Json;
 
-std::vector<uint64_t> get_dims(const json::Value *v, const std::string &what) {
-  if (!v || v->kind != json::Value::Kind::Array) throw Error(Status::Corrupt, what + ": expected an array");
+std::vector<uint64_t> get_dims(const Json *v, const std::string &what) {
+  if (!v || !v->is_array()) throw Error(Status::Corrupt, what + ": expected an array");
   std::vector<uint64_t> d;
-  for (const auto &x : v->items) {
-    if (x.kind != json::Value::Kind::Number || !x.is_uint)
-      throw Error(Status::Corrupt, what + ": expected non-negative integers");
-    d.push_back(x.u);
+  for (const auto &x : *v) {
+    if (!x.is_number_unsigned()) throw Error(Status::Corrupt, what + ": expected non-negative integers");
+    d.push_back(x.get<uint64_t>());
   }
   return d;
+}
+
+// The member key of object e, or nullptr.
+const Json *member(const Json &e, const char *key) {
+  const auto it = e.find(key);
+  return it == e.end() ? nullptr : &*it;
 }
 
 }  // namespace
@@ -39,49 +41,41 @@ uint64_t GlobalTensor::bytes() const {
 }
 
 std::string encode_descs(const std::vector<PieceDesc> &descs) {
-  std::string o = "[";
-  for (size_t i = 0; i < descs.size(); ++i) {
-    const auto &d = descs[i];
-    if (i) o += ',';
-    o += "{\"name\":";
-    json::write_string(o, d.name);
-    o += ",\"kind\":" + std::to_string(static_cast<int>(d.kind));
-    o += ",\"dtype\":" + std::to_string(static_cast<int>(d.dtype));
-    o += ",\"rep\":" + std::string(d.replicated ? "true" : "false");
-    o += ",\"shape\":";
-    put_dims(o, d.piece.shape());
-    o += ",\"offset\":";
-    put_dims(o, d.piece.offset());
-    o += ",\"extent\":";
-    put_dims(o, d.piece.extent());
-    if (d.piece.is_range()) {
-      o += ",\"range\":";
-      put_dims(o, {d.piece.range_begin(), d.piece.numel()});
-    }
-    o += '}';
+  Json out = Json::array();
+  for (const auto &d : descs) {
+    Json e = {{"name", d.name},
+              {"kind", static_cast<int>(d.kind)},
+              {"dtype", static_cast<int>(d.dtype)},
+              {"rep", d.replicated},
+              {"shape", d.piece.shape()},
+              {"offset", d.piece.offset()},
+              {"extent", d.piece.extent()}};
+    if (d.piece.is_range()) json::append(e, "range", {d.piece.range_begin(), d.piece.numel()});
+    out.push_back(std::move(e));
   }
-  return o + "]";
+  return json::dump(out, "piece descriptors");
 }
 
 std::vector<PieceDesc> decode_descs(const std::string &text) {
   const std::string what = "piece descriptors";
-  const json::Value v = json::parse(text.data(), text.size(), what);
-  if (v.kind != json::Value::Kind::Array) throw Error(Status::Corrupt, what + ": not an array");
+  const Json v = json::parse(text.data(), text.size(), what);
+  if (!v.is_array()) throw Error(Status::Corrupt, what + ": not an array");
   std::vector<PieceDesc> out;
-  for (const auto &e : v.items) {
-    const json::Value *name = e.find("name"), *kind = e.find("kind"), *dt = e.find("dtype"), *rep = e.find("rep");
-    if (!name || name->kind != json::Value::Kind::String || !kind || !kind->is_uint || kind->u > 1 || !dt ||
-        !dt->is_uint || !dtype_valid(static_cast<int>(dt->u)) || !rep || rep->kind != json::Value::Kind::Bool)
+  for (const auto &e : v) {
+    const Json *name = member(e, "name"), *kind = member(e, "kind"), *dt = member(e, "dtype"), *rep = member(e, "rep");
+    if (!name || !name->is_string() || !kind || !kind->is_number_unsigned() || kind->get<uint64_t>() > 1 || !dt ||
+        !dt->is_number_unsigned() || dt->get<uint64_t>() > INT_MAX || !dtype_valid(dt->get<int>()) || !rep ||
+        !rep->is_boolean())
       throw Error(Status::Corrupt, what + ": malformed entry");
     PieceDesc d;
-    d.name = name->text;
-    d.kind = static_cast<Kind>(kind->u);
-    d.dtype = static_cast<DType>(dt->u);
-    d.replicated = rep->b;
-    const auto shape = get_dims(e.find("shape"), what);
+    d.name = name->get<std::string>();
+    d.kind = static_cast<Kind>(kind->get<int>());
+    d.dtype = static_cast<DType>(dt->get<int>());
+    d.replicated = rep->get<bool>();
+    const auto shape = get_dims(member(e, "shape"), what);
     try {
-      const auto off = get_dims(e.find("offset"), what), ext = get_dims(e.find("extent"), what);
-      if (const json::Value *f = e.find("range")) {
+      const auto off = get_dims(member(e, "offset"), what), ext = get_dims(member(e, "extent"), what);
+      if (const Json *f = member(e, "range")) {
         const auto be = get_dims(f, what);
         if (be.size() != 2) throw Error(Status::Corrupt, what + ": range needs two numbers");
         d.piece = Piece::box_range(shape, off, ext, be[0], be[1], d.name);

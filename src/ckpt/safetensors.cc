@@ -34,35 +34,33 @@ bool mul_ok(uint64_t a, uint64_t b, uint64_t *out) {
   return true;
 }
 
-TensorEntry parse_entry(const std::string &name, const json::Value &v, const std::string &what) {
+TensorEntry parse_entry(const std::string &name, const json::Json &v, const std::string &what) {
   const std::string where = what + ": tensor \"" + name + "\"";
-  if (v.kind != json::Value::Kind::Object) corrupt(where, "entry is not an object");
+  if (!v.is_object()) corrupt(where, "entry is not an object");
   TensorEntry e;
   e.name = name;
   bool have_dtype = false, have_shape = false, have_offsets = false;
-  for (const auto &[key, val] : v.fields) {
+  for (const auto &[key, val] : v.items()) {
     if (key == "dtype") {
-      if (val.kind != json::Value::Kind::String) corrupt(where, "dtype is not a string");
-      if (!dtype_from_name(val.text, &e.elem_size, &e.smp_dtype))
-        corrupt(where, "unknown dtype \"" + val.text + "\"");
-      e.dtype = val.text;
+      if (!val.is_string()) corrupt(where, "dtype is not a string");
+      const auto &dt = val.get_ref<const std::string &>();
+      if (!dtype_from_name(dt, &e.elem_size, &e.smp_dtype)) corrupt(where, "unknown dtype \"" + dt + "\"");
+      e.dtype = dt;
       have_dtype = true;
     } else if (key == "shape") {
-      if (val.kind != json::Value::Kind::Array) corrupt(where, "shape is not an array");
-      for (const auto &d : val.items) {
-        if (d.kind != json::Value::Kind::Number || !d.is_uint)
-          corrupt(where, "shape holds something other than a non-negative integer");
-        e.shape.push_back(d.u);
+      if (!val.is_array()) corrupt(where, "shape is not an array");
+      for (const auto &d : val) {
+        if (!d.is_number_unsigned()) corrupt(where, "shape holds something other than a non-negative integer");
+        e.shape.push_back(d.get<uint64_t>());
       }
       have_shape = true;
     } else if (key == "data_offsets") {
-      if (val.kind != json::Value::Kind::Array || val.items.size() != 2)
-        corrupt(where, "data_offsets is not a pair");
-      for (const auto &d : val.items)
-        if (d.kind != json::Value::Kind::Number || !d.is_uint)
+      if (!val.is_array() || val.size() != 2) corrupt(where, "data_offsets is not a pair");
+      for (const auto &d : val)
+        if (!d.is_number_unsigned())
           corrupt(where, "data_offsets holds something other than a non-negative integer");
-      e.begin = val.items[0].u;
-      e.end = val.items[1].u;
+      e.begin = val[0].get<uint64_t>();
+      e.end = val[1].get<uint64_t>();
       have_offsets = true;
     } else {
       corrupt(where, "unexpected field \"" + key + "\"");
@@ -126,18 +124,17 @@ bool dtype_from_name(const std::string &name, size_t *elem_size, int *smp_dtype)
 
 Header parse_header(const char *text, size_t header_len, uint64_t file_size, const std::string &what) {
   if (header_len == 0 || text[0] != '{') corrupt(what, "header does not start with '{'");
-  const json::Value root = json::parse(text, header_len, what + " header");
-  if (root.kind != json::Value::Kind::Object) corrupt(what, "header is not a JSON object");
+  const json::Json root = json::parse(text, header_len, what + " header");
+  if (!root.is_object()) corrupt(what, "header is not a JSON object");
   Header h;
   h.data_start = 8 + header_len;
   h.data_size = file_size - h.data_start;
-  for (const auto &[key, val] : root.fields) {
+  for (const auto &[key, val] : root.items()) {
     if (key == "__metadata__") {
-      if (val.kind != json::Value::Kind::Object) corrupt(what, "__metadata__ is not an object");
-      for (const auto &[mk, mv] : val.fields) {
-        if (mv.kind != json::Value::Kind::String)
-          corrupt(what, "__metadata__ value of \"" + mk + "\" is not a string");
-        h.metadata.emplace_back(mk, mv.text);
+      if (!val.is_object()) corrupt(what, "__metadata__ is not an object");
+      for (const auto &[mk, mv] : val.items()) {
+        if (!mv.is_string()) corrupt(what, "__metadata__ value of \"" + mk + "\" is not a string");
+        h.metadata.emplace_back(mk, mv.get<std::string>());
       }
       continue;
     }
@@ -228,44 +225,27 @@ uint64_t TensorSpec::bytes() const {
 std::string make_header(const std::vector<TensorSpec> &specs,
                         const std::vector<std::pair<std::string, std::string>> &metadata) {
   std::vector<const std::string *> names;
-  std::string h = "{";
-  bool first = true;
+  json::Json h = json::Json::object();
   if (!metadata.empty()) {
-    h += "\"__metadata__\":{";
-    for (size_t i = 0; i < metadata.size(); ++i) {
-      if (i) h += ',';
-      json::write_string(h, metadata[i].first);
-      h += ':';
-      json::write_string(h, metadata[i].second);
-    }
-    h += '}';
-    first = false;
+    json::Json meta = json::Json::object();
+    for (const auto &[k, v] : metadata) json::append(meta, k, v);
+    json::append(h, "__metadata__", std::move(meta));
   }
   uint64_t pos = 0;
   for (const auto &s : specs) {
     if (s.name.empty() || s.name.compare(0, 2, "__") == 0)
       throw Error(Status::InvalidArgument, "tensor name \"" + s.name + "\" is empty or starts with \"__\"");
     names.push_back(&s.name);
-    if (!first) h += ',';
-    first = false;
-    json::write_string(h, s.name);
-    h += ":{\"dtype\":\"";
-    h += dtype_name(s.dtype);
-    h += "\",\"shape\":[";
-    for (size_t i = 0; i < s.shape.size(); ++i) {
-      if (i) h += ',';
-      h += std::to_string(s.shape[i]);
-    }
     const uint64_t end = pos + s.bytes();
-    h += "],\"data_offsets\":[" + std::to_string(pos) + "," + std::to_string(end) + "]}";
+    json::append(h, s.name, {{"dtype", dtype_name(s.dtype)}, {"shape", s.shape}, {"data_offsets", {pos, end}}});
     pos = end;
   }
-  h += '}';
   std::sort(names.begin(), names.end(), [](auto *a, auto *b) { return *a < *b; });
   for (size_t i = 1; i < names.size(); ++i)
     if (*names[i] == *names[i - 1]) throw Error(Status::InvalidArgument, "tensor \"" + *names[i] + "\" given twice");
-  h.append((8 - h.size() % 8) % 8, ' ');
-  return h;
+  std::string text = json::dump(h, "safetensors header");
+  text.append((8 - text.size() % 8) % 8, ' ');
+  return text;
 }
 
 Writer::Writer(const std::string &path, const std::vector<TensorSpec> &specs,

@@ -76,20 +76,17 @@ std::vector<std::pair<std::string, std::string>> decode_user(const std::string &
   return out;
 }
 
+// Hugging Face's model.safetensors.index.json, indented as it writes it.
 std::string hf_index(const std::vector<GlobalTensor> &table, const std::vector<FilePlan> &files, Kind kind) {
   uint64_t total = 0;
-  std::string map;
+  json::Json map = json::Json::object();
   for (const auto &f : files) {
     if (f.kind != kind) continue;
     total += f.bytes;
-    for (size_t t : f.tensors) {
-      map += map.empty() ? "\n    " : ",\n    ";
-      json::write_string(map, table[t].name);
-      map += ": ";
-      json::write_string(map, f.name);
-    }
+    for (size_t t : f.tensors) json::append(map, table[t].name, f.name);
   }
-  return "{\n  \"metadata\": {\"total_size\": " + std::to_string(total) + "},\n  \"weight_map\": {" + map + "\n  }\n}\n";
+  const json::Json index = {{"metadata", {{"total_size", total}}}, {"weight_map", std::move(map)}};
+  return json::dump(index, "checkpoint index", 2) + "\n";
 }
 
 }  // namespace
@@ -205,10 +202,7 @@ std::string Checkpoint::write_and_commit(Exchange &ex, const std::string &root, 
         if (n < 2) continue;
         const std::string name = std::string(kind_name(kind)) + ".safetensors.index.json";
         const std::string text = hf_index(table, files, kind);
-        const int fd = io::create_write(io::join(tmp, name));
-        io::write_all(fd, text.data(), text.size(), name);
-        io::fsync_fd(fd, name);
-        io::close_fd(fd, name);
+        io::write_file_atomic(io::join(tmp, name), text);
         written.push_back({name, text.size(), crc32c(text.data(), text.size())});
       }
     } catch (...) {
@@ -225,11 +219,7 @@ std::string Checkpoint::write_and_commit(Exchange &ex, const std::string &root, 
       for (const auto &s : recs)
         for (auto &r : decode_records(s)) m.files.push_back(std::move(r));
       const std::string text = manifest_to_json(m);
-      const std::string mpath = io::join(tmp, kManifestName);
-      const int fd = io::create_write(mpath);
-      io::write_all(fd, text.data(), text.size(), mpath);
-      io::fsync_fd(fd, mpath);
-      io::close_fd(fd, mpath);
+      io::write_file_atomic(io::join(tmp, kManifestName), text);
       final_path = store::commit(root, seq);
     } catch (...) {
       err = std::current_exception();

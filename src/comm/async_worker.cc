@@ -1,5 +1,9 @@
 #include "comm/async_worker.h"
 
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+
 namespace smp::comm {
 
 struct AsyncWorker::Job {
@@ -57,47 +61,18 @@ class AsyncRequest final : public Request {
 
 }  // namespace
 
-AsyncWorker::AsyncWorker(bool threaded) : threaded_(threaded) {
-  if (threaded_) thread_ = std::thread([this] { run(); });
-}
-
-AsyncWorker::~AsyncWorker() {
-  if (!thread_.joinable()) return;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  thread_.join();
+AsyncWorker::AsyncWorker(bool threaded) {
+  if (threaded) thread_ = std::make_unique<SerialWorker>();
 }
 
 RequestPtr AsyncWorker::submit(std::function<void()> fn) {
   auto job = std::make_shared<Job>();
   job->fn = std::move(fn);
-  if (!threaded_) {
+  if (thread_)
+    thread_->post([job] { job->run(); });  // Job::run catches what fn throws
+  else
     job->run();
-  } else {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      queue_.push_back(job);
-    }
-    cv_.notify_one();
-  }
   return std::make_unique<AsyncRequest>(std::move(job));
-}
-
-void AsyncWorker::run() {
-  for (;;) {
-    std::shared_ptr<Job> job;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stop_ and drained
-      job = std::move(queue_.front());
-      queue_.pop_front();
-    }
-    job->run();
-  }
 }
 
 }  // namespace smp::comm

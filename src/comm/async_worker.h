@@ -3,25 +3,22 @@
 // without the caller polling, and every rank executes them in the order it
 // issued them (which is what keeps them matched across ranks). Without
 // MPI_THREAD_MULTIPLE there is no thread and submit() runs the operation
-// at once.
+// at once. The thread and its queue are common/serial_worker.h's; this adds
+// the request that completes with each operation.
 #pragma once
 
-#include <condition_variable>
-#include <deque>
-#include <exception>
 #include <functional>
 #include <memory>
-#include <mutex>
-#include <thread>
 
 #include "comm/request.h"
+#include "common/serial_worker.h"
 
 namespace smp::comm {
 
 class AsyncWorker {
  public:
   explicit AsyncWorker(bool threaded);
-  ~AsyncWorker();  // runs what is queued, then stops
+  ~AsyncWorker() = default;  // runs what is queued, then stops
   AsyncWorker(const AsyncWorker &) = delete;
   AsyncWorker &operator=(const AsyncWorker &) = delete;
 
@@ -32,14 +29,7 @@ class AsyncWorker {
   struct Job;  // one queued operation and its completion state
 
  private:
-  void run();
-
-  bool threaded_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::shared_ptr<Job>> queue_;
-  bool stop_ = false;
-  std::thread thread_;
+  std::unique_ptr<SerialWorker> thread_;  // null without MPI_THREAD_MULTIPLE
 };
 
 }  // namespace smp::comm

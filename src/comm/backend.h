@@ -52,6 +52,13 @@ class Backend {
         (void)dtype, (void)stream;
     unsupported("alltoallv");
   }
+  // allgatherv: recvcounts (one per group rank, the same on every rank) in
+  // elements; send == recv + (sum of recvcounts before this rank) is in place.
+  virtual void allgatherv(const void *send, size_t sendcount, void *recv, const size_t *recvcounts,
+                          DType dtype, void *stream) {
+    (void)send, (void)sendcount, (void)recv, (void)recvcounts, (void)dtype, (void)stream;
+    unsupported("allgatherv");
+  }
 
   // Point-to-point; peers are ranks within the group.
   virtual void send(const void *buf, size_t count, DType dtype, int peer, int tag, void *stream) = 0;

@@ -18,12 +18,13 @@ const char *coll_kind_name(CollKind k) {
     case CollKind::Reduce: return "reduce";
     case CollKind::Scatterv: return "scatterv";
     case CollKind::Alltoallv: return "alltoallv";
+    case CollKind::Allgatherv: return "allgatherv";
   }
   return "unknown";
 }
 
 std::string describe_call(const CallDesc &d) {
-  std::string s = d.kind >= 1 && d.kind <= static_cast<int64_t>(CollKind::Alltoallv)
+  std::string s = d.kind >= 1 && d.kind <= static_cast<int64_t>(CollKind::Allgatherv)
                       ? coll_kind_name(static_cast<CollKind>(d.kind))
                       : "unknown#" + std::to_string(d.kind);
   s += "(";
@@ -54,7 +55,8 @@ std::string describe_call(const CallDesc &d) {
 static bool same_call(const CallDesc &a, const CallDesc &b) {
   const bool counts_matter = a.kind != static_cast<int64_t>(CollKind::Gatherv) &&
                              a.kind != static_cast<int64_t>(CollKind::Scatterv) &&
-                             a.kind != static_cast<int64_t>(CollKind::Alltoallv);
+                             a.kind != static_cast<int64_t>(CollKind::Alltoallv) &&
+                             a.kind != static_cast<int64_t>(CollKind::Allgatherv);
   return a.kind == b.kind && a.dtype == b.dtype && a.op == b.op && a.root == b.root &&
          a.memory == b.memory && a.members == b.members && (!counts_matter || a.count == b.count);
 }

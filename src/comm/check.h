@@ -27,6 +27,7 @@ enum class CollKind : int64_t {
   Allreduce = 1, ReduceScatter, Allgather, Broadcast, Gatherv, Barrier,
   Iallreduce, IreduceScatter, Iallgather,
   Reduce, Scatterv, Alltoallv,
+  Allgatherv,
 };
 const char *coll_kind_name(CollKind k);
 
@@ -45,7 +46,7 @@ inline constexpr int kCallDescWords = 7;
 // differ from rank 0 and in what, e.g. "SMP_CHECK: collective mismatch on
 // TP_GROUP: rank 0 called allreduce(dtype=F32, op=SUM, count=8), rank 2
 // called allreduce(dtype=F32, op=SUM, count=9)". The counts of gatherv,
-// scatterv and alltoallv may differ by design and are not compared here
+// scatterv, alltoallv and allgatherv may differ by design and are not compared here
 // (Communicator::verify compares them with root's / the peers' counts).
 std::string compare_calls(const std::vector<CallDesc> &calls, const char *group_name);
 

@@ -40,6 +40,8 @@ namespace smp::comm {
 class AsyncWorker;  // comm/async_worker.h
 class CallChecker;  // comm/call_checker.h
 struct CallDesc;   // comm/check.h
+struct Call;       // comm/call.h
+struct CallExtent; // comm/call.h
 struct OpInfo;     // comm/watchdog.h
 
 // What a communicator needs to know about the world it lives in.
@@ -94,6 +96,11 @@ class Communicator {
   void gatherv(const void *sendbuf, size_t sendcount, void *recvbuf, const size_t *recvcounts,
                DType dtype, int root, void *stream = nullptr);
   void barrier();
+  // recvcounts[r] == rank r's sendcount, the same list on every rank; the
+  // blocks land in rank order. sendbuf == recvbuf + (the sum of recvcounts
+  // before this rank) is in place.
+  void allgatherv(const void *sendbuf, size_t sendcount, void *recvbuf, const size_t *recvcounts,
+                  DType dtype, void *stream = nullptr);
   // recvbuf is read on root only (sendbuf == recvbuf there: in place).
   void reduce(const void *sendbuf, void *recvbuf, size_t count, DType dtype, ReduceOp op, int root,
               void *stream = nullptr);
@@ -125,24 +132,26 @@ class Communicator {
                         void *stream = nullptr);
 
  private:
-  Backend &backend_for(const char *what, const void *a, const void *b, bool async);
+  // The one path of every operation (comm/call.h): validate, look up the
+  // memory type once, pick the backend, then run it here (execute) or on
+  // the worker thread. Returns the request of a non-blocking operation,
+  // else null; *source: recv_any's sender.
+  RequestPtr run(const Call &c, int *source = nullptr);
+  // Under the watchdog, verified under SMP_CHECK, then performed.
+  void execute(Backend &b, MemType m, const Call &c, size_t count, int *source);
+  MemType memtype(const char *what, const CallExtent &x) const;
+  Backend &backend(const char *what, MemType m, bool async);
   AsyncWorker &worker();
-  void check_allreduce(const char *what, const void *sendbuf, const void *recvbuf, size_t count,
-                       DType dtype, ReduceOp op) const;
-  void check_reduce_scatter(const char *what, const void *sendbuf, const void *recvbuf,
-                            size_t recvcount, DType dtype, ReduceOp op) const;
-  void check_allgather(const char *what, const void *sendbuf, const void *recvbuf,
-                       size_t sendcount, DType dtype) const;
-  // SMP_CHECK: compare this call with every other rank's (throws PeerFailed).
-  // counts: gatherv's recvcounts, scatterv's sendcounts (root's), alltoallv's
-  // sendcounts; counts2: alltoallv's recvcounts.
-  void verify(Backend &b, const CallDesc &desc, const size_t *counts = nullptr,
-              const size_t *counts2 = nullptr);
-  void verify_scatterv(Backend &b, const std::vector<CallDesc> &all, const CallDesc &mine,
-                       const size_t *sendcounts);
+  // SMP_CHECK: compare this call with every other rank's (throws
+  // PeerFailed), over the host backend of the call's kind (the descriptors
+  // are host memory); the v-collectives then compare their counts.
+  void verify(MemType m, const Call &c, size_t count);
+  void verify_gatherv(Backend &b, const std::vector<CallDesc> &all, const Call &c);
+  void verify_scatterv(Backend &b, const std::vector<CallDesc> &all, const Call &c);
   void verify_alltoallv(Backend &b, const size_t *sendcounts, const size_t *recvcounts);
+  void verify_allgatherv(Backend &b, const std::vector<CallDesc> &all, const size_t *recvcounts);
   // What the watchdog shows while an operation waits.
-  OpInfo op_info(const char *op, int peer, int root, int tag, size_t count) const;
+  OpInfo op_info(const char *op, const Call &c, size_t count) const;
 
   topo::Group group_;
   const char *name_;

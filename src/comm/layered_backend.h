@@ -46,6 +46,11 @@ class LayeredBackend : public Backend {
     below_->alltoallv(send, sendcounts, sdispls, recv, recvcounts, rdispls, t, stream);
   }
 
+  void allgatherv(const void *send, size_t sendcount, void *recv, const size_t *recvcounts, DType t,
+                  void *stream) override {
+    below_->allgatherv(send, sendcount, recv, recvcounts, t, stream);
+  }
+
   void send(const void *buf, size_t count, DType t, int peer, int tag, void *stream) override {
     below_->send(buf, count, t, peer, tag, stream);
   }

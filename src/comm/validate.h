@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "common/dtype.h"
+#include "comm/call.h"
 #include "comm/reduce_op.h"
 
 namespace smp::comm::validate {
@@ -26,5 +27,10 @@ void tag(const char *op, int tag, int max_tag);
 // s == in_place_send (the in-place form the operation defines).
 void no_overlap(const char *op, const void *s, size_t sbytes, const void *r, size_t rbytes,
                 const void *in_place_send);
+
+// Every argument check of one Communicator call, in the order the
+// operation has always made them (so the first error reported stays the
+// same). rank / size: this rank and the group's size; max_tag: MPI_TAG_UB.
+CallExtent call(const Call &c, int rank, int size, int max_tag);
 
 }  // namespace smp::comm::validate

@@ -3,15 +3,13 @@
 // -fno-math-errno so sqrt stays inline); target_clones adds an AVX2 copy
 // picked at load time, with a baseline copy for older CPUs. The bfloat16
 // conversions are common/dtype.h's; float16 has select-based twins here,
-// and AdamW's float16 loop uses the F16C instructions where the CPU has them.
+// and AdamW's float16 loop uses common/half.h's F16C conversions where the
+// CPU has them.
 #include <cmath>
 #include <cstring>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#include <immintrin.h>
-#endif
-
 #include "common/error.h"
+#include "common/half.h"
 #include "optim/kernels.h"
 
 namespace smp::optim {
@@ -167,8 +165,7 @@ __attribute__((target("avx2,f16c"))) void adamw_f16_f16c(float *__restrict p,
                neg_step = _mm256_set1_ps(c.neg_step);
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    const __m128i gh = _mm_loadu_si128(reinterpret_cast<const __m128i *>(g + i));
-    const __m256 gi = _mm256_mul_ps(_mm256_cvtph_ps(gh), gmult);
+    const __m256 gi = _mm256_mul_ps(half::load8_f16(g + i), gmult);
     const __m256 mi = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(m + i), b1), _mm256_mul_ps(omb1, gi));
     const __m256 vi = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(v + i), b2),
                                     _mm256_mul_ps(_mm256_mul_ps(omb2, gi), gi));
@@ -178,15 +175,13 @@ __attribute__((target("avx2,f16c"))) void adamw_f16_f16c(float *__restrict p,
     _mm256_storeu_ps(m + i, mi);
     _mm256_storeu_ps(v + i, vi);
     _mm256_storeu_ps(p + i, pi);
-    if (out)
-      _mm_storeu_si128(reinterpret_cast<__m128i *>(out + i),
-                       _mm256_cvtps_ph(pi, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    if (out) half::store8_f16(out + i, pi);
   }
   if (i < n) adamw_f16_generic(p + i, m + i, v + i, g + i, out ? out + i : nullptr, n - i, c);
 }
 
 void adamw_f16(float *p, float *m, float *v, const void *g, void *out, size_t n, AdamWCoef c) {
-  static const bool f16c = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+  static const bool f16c = __builtin_cpu_supports("avx2") && half::has_f16c();
   if (f16c)
     return adamw_f16_f16c(p, m, v, static_cast<const uint16_t *>(g), static_cast<uint16_t *>(out),
                           n, c);

@@ -17,15 +17,12 @@ from ._errors import SmpError
 _INVALID = -1  # smp.Status.INVALID_ARGUMENT
 _UNSUPPORTED = -3
 
-SCHEDULES = ("simple", "interleaved", "virtual", "zb-h1")
-# zb-v runs in the runtime's executor (smp.pipeline's PipelineRunner,
-# smp_pipeline_run_step) only: DistributedModel's partitioner places chunk
-# g on stage g % pp, not in zb-v's V, and its stage server tracks one
-# chunk per stage when it places the W passes.
-_NOT_YET = {"zb-v": "needs two model chunks per stage placed in a V (chunk 1 of stage s is "
-                    "virtual stage 2 * pp - 1 - s), which DistributedModel's partitioner does "
-                    "not make; its stage server places W passes for one chunk per stage. "
-                    "Run zb-v through smp.pipeline.PipelineRunner, or use 'zb-h1' here"}
+SCHEDULES = ("simple", "interleaved", "virtual", "zb-h1", "zb-v")
+# zb-v's two chunks per stage are automatic partitioning's segments placed
+# in a V; pinned modules (auto_partition False) have a stage, not a chunk.
+_ZB_V_PINNED = ("needs automatic partitioning: zb-v places two segments per stage in a V "
+                "(chunk 1 of stage s is virtual stage 2 * pp - 1 - s), and modules pinned "
+                "with default_partition / smp.partition have a stage but no chunk")
 
 
 @dataclass
@@ -100,9 +97,6 @@ def parse(config):
         elif key == "microbatches":
             c.microbatches = _int(key, v)
         elif key == "pipeline":
-            if v in _NOT_YET:
-                _fail(key, f"schedule {v!r} through DistributedModel {_NOT_YET[v]}",
-                      _UNSUPPORTED)
             if v not in SCHEDULES:
                 _fail(key, f"must be one of {', '.join(SCHEDULES)}, not {v!r}")
             c.pipeline = v
@@ -144,7 +138,14 @@ def parse(config):
             _not_built(key, _int(key, v), 1)
         else:
             raise SmpError(_INVALID, f"smp.init: unknown config key '{key}'")
-    if c.chunks > 1 and c.pipeline != "virtual":
+    if c.pipeline == "zb-v":
+        if "chunks" in config and c.chunks != 2:
+            _fail("chunks", f"pipeline 'zb-v' runs 2 chunks per stage, not {c.chunks}")
+        c.chunks = 2
+        if not c.auto_partition:
+            _fail("auto_partition", f"False with pipeline 'zb-v': zb-v {_ZB_V_PINNED}",
+                  _UNSUPPORTED)
+    elif c.chunks > 1 and c.pipeline != "virtual":
         _fail("chunks", f"{c.chunks} chunks per stage need pipeline 'virtual', not "
                         f"'{c.pipeline}'")
     if c.pipeline == "virtual" and "chunks" not in config:
@@ -193,6 +194,6 @@ def check_layout(c, pp, tp):
     """After the runtime started: checks that need the layout."""
     if c.default_partition is not None and c.default_partition >= pp:
         _fail("default_partition", f"{c.default_partition} is not a pipeline stage (pp = {pp})")
-    if c.pipeline == "zb-h1" and pp > 1 and c.microbatches < pp:
-        _fail("microbatches", f"{c.microbatches} microbatches are too few for pipeline 'zb-h1' "
-                              f"over {pp} stages (it needs microbatches >= pp)")
+    if c.pipeline in ("zb-h1", "zb-v") and pp > 1 and c.microbatches < pp:
+        _fail("microbatches", f"{c.microbatches} microbatches are too few for pipeline "
+                              f"'{c.pipeline}' over {pp} stages (it needs microbatches >= pp)")

@@ -212,6 +212,7 @@ class DistributedModel(torch.nn.Module):
         cfg = smp.config()
         pp = smp.pp_size()
         plan = err = None
+        chunk_of = {}  # zb-v: module name -> its chunk on its stage
         # Rank 0's whole TP group traces (tensor-parallel modules make TP
         # collectives); rank 0 plans.
         tracer = smp.pp_rank() == 0 and smp.rdp_rank() == 0
@@ -226,17 +227,20 @@ class DistributedModel(torch.nn.Module):
                     if smp.rank() == 0:
                         plan = _partition.plan(nodes, pp, cfg.chunks, cfg.memory_weight,
                                                cfg.memory_limit_bytes, cfg.auto_partition,
-                                               cfg.default_partition or 0)
+                                               cfg.default_partition or 0,
+                                               "v" if cfg.pipeline == "zb-v" else "modulo",
+                                               chunk_of)
                         _check_ties(self.module, plan)
             except SmpError as e:
                 err = (e.status, e.message)
             except Exception as e:  # the user's step failed while tracing
                 err = (-6, f"tracing the model's first microbatch failed: "
                            f"{type(e).__name__}: {e}")
-        plan, err = broadcast_object((plan, err), 0, smp.WORLD)
+        plan, chunk_of, err = broadcast_object((plan, chunk_of, err), 0, smp.WORLD)
         if err is not None:
             raise SmpError(*err)
         self._apply(plan)
+        self._server.chunk_of = chunk_of
 
     def _trace(self, nodes, trace):
         # The trace must leave no trace: buffers (running statistics) and

@@ -14,7 +14,10 @@
    (smp_pipeline_partition: contiguous segments minimising the largest
    cost, memory_weight * memory + (1 - memory_weight) * time, within the
    memory limit). With `chunks` > 1 (the virtual schedule) there are
-   pp * chunks segments and segment g runs on stage g % pp.
+   pp * chunks segments and segment g runs on stage g % pp; with
+   placement="v" (zb-v, two chunks) segment g runs on stage g for g < pp
+   and on stage 2 * pp - 1 - g after, so chunk 1 of stage s is virtual
+   stage 2 * pp - 1 - s.
 3. Every module then has an owner stage: a unit's modules are its stage's;
    a split module (glue: its own forward, its direct parameters) goes with
    its first child that ran; a module that never ran goes with its parent.
@@ -332,8 +335,9 @@ def _segments_of(units, segments, memory_weight, memory_limit):
 
 
 def plan(nodes, pp, chunks=1, memory_weight=0.8, memory_limit=None, auto=True,
-         default_partition=0):
-    """{module name: stage} for every module of a traced tree."""
+         default_partition=0, placement="modulo", chunk_of=None):
+    """{module name: stage} for every module of a traced tree; with a dict
+    `chunk_of`, also {module name: its chunk on its stage} there."""
     owner = {}
     root = nodes[""]
     if not auto:
@@ -350,11 +354,19 @@ def plan(nodes, pp, chunks=1, memory_weight=0.8, memory_limit=None, auto=True,
         raise SmpError(_INVALID, "the traced step never called the model")
     units = _units(nodes, segments, memory_weight)
     seg = _segments_of(units, segments, memory_weight, memory_limit)
+    chunk = {}
     for u in units:
-        stage = seg[id(u)] % pp if u.pin is None else seg[id(u)]
+        g = seg[id(u)]
+        if u.pin is not None:
+            stage = g
+        elif placement == "v":
+            stage = g if g < pp else 2 * pp - 1 - g
+        else:
+            stage = g % pp
         for r in u.roots:
             for n in r.subtree():
                 owner[n.name] = stage
+                chunk[n.name] = g // pp
     if memory_limit and chunks > 1:
         per = [0.0] * pp
         for u in units:
@@ -373,14 +385,18 @@ def plan(nodes, pp, chunks=1, memory_weight=0.8, memory_limit=None, auto=True,
             ran = _ran(n)
             if ran:
                 owner[n.name] = owner[ran[0].name]
+                chunk[n.name] = chunk.get(ran[0].name, 0)
 
     settle(root)
 
-    def inherit(n, s):
+    def inherit(n, s, c):
         if n.name not in owner:
             owner[n.name] = s
-        for c in n.children:
-            inherit(c, owner[n.name])
+            chunk[n.name] = c
+        for k in n.children:
+            inherit(k, owner[n.name], chunk.get(n.name, 0))
 
-    inherit(root, 0)
+    inherit(root, 0, 0)
+    if chunk_of is not None:
+        chunk_of.update(chunk)
     return owner

@@ -27,13 +27,14 @@ microbatch when the schedule allows one (`simple`: every forward before any
 backward; `interleaved`: at most active_microbatches in flight). So stages
 overlap across microbatches, and MPI is never called by two threads at once.
 
-zb-h1 (zero bubble): the leader starts a microbatch where the runtime's
-zb-h1 list for stage 0 puts its forward (after the backwards listed
+zb-h1 and zb-v (zero bubble): the leader starts a microbatch where the
+runtime's list for stage 0 puts its forward (after the backwards listed
 before it). Every other stage answers a backward request with B alone,
 the gradients of the tensors it was sent (split_backward.backward_input),
 and keeps the graph; the parameters' gradients (W) of that pass become a
-task once every forward and backward that its stage's zb-h1 list puts
-before W of that microbatch has happened here (split_backward.WeightOrder),
+task once every forward and backward that its stage's list puts before W
+of that microbatch and chunk has happened here (split_backward.WeightOrder;
+zb-v's chunk of a module is its segment's, chunk_of, from the partition),
 and run after any backward, before new requests. The leader's own
 backward stays whole: the loss is there and every stage waits for it. A
 pass that reaches a call this stage made to another runs whole too (its
@@ -61,7 +62,7 @@ from .pytree import _Leaf, flatten, unflatten
 from .remote import Caller, resolve
 from .split_backward import WeightOrder, backward_input, backward_weight
 
-SPLIT_BACKWARD = ("zb-h1",)  # schedules the server runs with B and W apart
+SPLIT_BACKWARD = ("zb-h1", "zb-v")  # schedules the server runs with B and W apart
 
 CTRL_TAG = 40000  # raw point-to-point; the tensor transport uses MPI tags 0..32767
 DATA_TAG = 16383  # tensor transport tag of every payload
@@ -142,10 +143,12 @@ class _Entry:
     still to come through it (one per answered call or fetch of it or of a
     call after it in its chain); at zero it is dropped."""
 
-    __slots__ = ("leaves", "outs", "spec", "parents", "pending", "done", "error", "waiters")
+    __slots__ = ("leaves", "outs", "spec", "parents", "pending", "done", "error", "waiters",
+                 "chunk")
 
     def __init__(self):
         self.leaves, self.outs, self.spec, self.parents = [], [], None, []
+        self.chunk = 0  # zb-v: which of this stage's two chunks the module is in
         self.pending = 0
         self.done = False
         self.error = None
@@ -175,6 +178,7 @@ class Server:
         self.n_mb = 1               # this step's microbatches, and its schedule
         self.schedule = "interleaved"
         self.params = []            # this stage's trainable parameters (W's inputs)
+        self.chunk_of = {}          # zb-v: module name -> its chunk on its stage (0 or 1)
         self.final_listeners = []   # fn(ids of reachable parameters), see check_final
         self.pass_listeners = []    # fn() at every backward pass's start
         self._reset()
@@ -513,7 +517,8 @@ class Server:
                 for w in ent.waiters:
                     self.ready.append((w, None, (-4,) + w.ident))
                 ent.waiters = []
-            self._op("F", self.current.mb)
+            ent.chunk = self.chunk_of.get(meta["name"], 0)
+            self._op("F", self.current.mb, {ent.chunk})
             if "expect" in meta:
                 return FWD_REP, {}, []  # the caller holds remote tensors
             self._root(peer, cid)
@@ -541,8 +546,9 @@ class Server:
             pairs = [(o, next(grads)) for o, has in zip(ent.outs, meta["mask"]) if has]
             pairs = [(o, g) for o, g in pairs if o.requires_grad]
             leaves = [self.entries[(peer, c)].leaves[i] for c, i in meta["leaves"]]
+            chunks = {self.entries[k].chunk for k in chain}
             if pairs and self._splits([o for o, _ in pairs]):
-                return self._backward_input(pairs, leaves, chain)
+                return self._backward_input(pairs, leaves, chain, chunks)
             if pairs:
                 with self._one_backward(), smp.timeline("backward", self.current.mb):
                     self._backward_pass([o for o, _ in pairs])
@@ -557,7 +563,7 @@ class Server:
                 if self.entries[k].pending <= 0:
                     del self.entries[k]
             if pairs:
-                self._op("B", self.current.mb, "BW")  # B and W at once
+                self._op("B", self.current.mb, chunks, "BW")  # B and W at once
             return BWD_REP, {"has": [g is not None for g in gin]}, [g for g in gin if g is not None]
         self.did_backward = True
         self._reply(peer, cid, run)
@@ -581,7 +587,7 @@ class Server:
             frontier.extend(f for f, _ in fn.next_functions)
         return True
 
-    def _backward_input(self, pairs, leaves, chain):
+    def _backward_input(self, pairs, leaves, chain, chunks):
         """B: the gradients of the chain's leaves, replied at once; W (the
         parameters' gradients from the graph B kept) waits for its place
         in the schedule (_release)."""
@@ -594,35 +600,45 @@ class Server:
         for k in chain:
             if self.entries[k].pending <= 0:
                 del self.entries[k]
-        self.deferred.setdefault(mb, []).append((roots, grads))
-        self._op("B", mb)
+        self.deferred.setdefault(mb, []).append((roots, grads, chunks))
+        self._op("B", mb, chunks)
         return BWD_REP, {"has": [g is not None for g in gin]}, [g for g in gin if g is not None]
 
-    def _op(self, kind, mb, logged=None):
-        """An F or B of microbatch mb happened here (logged as `logged`,
-        "BW" for a backward not split): W passes it made due become
-        tasks."""
+    def _op(self, kind, mb, chunks, logged=None):
+        """An F or B of microbatch mb in `chunks` happened here (logged as
+        `logged`, "BW" for a backward not split): W passes it made due
+        become tasks."""
         if self.order is None:
             return
-        self.op_log.append((logged or kind, mb))
-        self.order.done(kind, mb)
-        self._release(self.order.due())
+        for c in sorted(chunks):
+            self.op_log.append((logged or kind, mb, c))
+            self.order.done(kind, mb, c)
+        self._release()
 
-    def _release(self, mbs):
-        for mb in mbs:
-            self.order.released.add(mb)
-        for mb in sorted(self.order.released & set(self.deferred)):
-            for roots, grads in self.deferred.pop(mb):
+    def _release(self, everything=False):
+        """Deferred W passes whose every chunk's W the schedule has made due
+        (all of them: the step's work is over) become tasks, in order."""
+        self.order.due()
+        for mb in sorted(self.deferred):
+            passes = self.deferred[mb]
+            due = [everything or all((mb, c) in self.order.released for c in p[2])
+                   for p in passes]
+            ready = [p for p, d in zip(passes, due) if d]
+            self.deferred[mb] = [p for p, d in zip(passes, due) if not d]
+            if not self.deferred[mb]:
+                del self.deferred[mb]
+            for roots, grads, chunks in ready:
                 j = self.weights.get(mb, 0)
                 self.weights[mb] = j + 1
                 key = (-6, mb, j)
-                t = self._spawn(lambda r=roots, g=grads, m=mb: self._weight_pass(r, g, m),
+                t = self._spawn(lambda r=roots, g=grads, m=mb, c=chunks:
+                                self._weight_pass(r, g, m, c),
                                 "weight", mb, key, (-6, mb * 4096 + j))
                 t.weight = True
 
-    def _weight_pass(self, roots, grads, mb):
+    def _weight_pass(self, roots, grads, mb, chunks):
         """W: this stage's parameter gradients of one B pass."""
-        self.op_log.append(("W", mb))
+        self.op_log += [("W", mb, c) for c in sorted(chunks)]
         self.current.in_backward = True
         with self._one_backward(), smp.timeline("backward_weight", mb):
             self._backward_pass(roots)
@@ -726,7 +742,8 @@ class Server:
         self.n_mb = n_microbatches
         self.schedule = schedule
         if schedule in SPLIT_BACKWARD and self.n > 1:
-            self.order = WeightOrder(schedule, self.me, self.n, n_microbatches)
+            self.order = WeightOrder(schedule, self.me, self.n, n_microbatches,
+                                     2 if schedule == "zb-v" else 1)
         self._post()
         leader = self.me == 0
         unstarted = self.unstarted = list(microbatches)
@@ -788,7 +805,8 @@ class Server:
         if task.done and task in tasks and not task.backward_called:
             self._forward_done()
         if task.done and task in tasks and self.order is not None:
-            self.order.done("B", task.mb)
+            for c in range(self.order.chunks):
+                self.order.done("B", task.mb, c)
         if self.aborted is not None and not self.unwinding:
             self._unwind()  # the step was abandoned while a task ran
 
@@ -816,7 +834,7 @@ class Server:
         if abort is None and self.aborted is None and self.deferred:
             # The leader's FIN: every backward of the step is over, so
             # every W is due (the schedule lists them all by then).
-            self._release(list(self.deferred))
+            self._release(everything=True)
         if not self.fin_sent:
             self.fin_sent = True
             flag = 0 if self.aborted is None else 1

@@ -37,39 +37,41 @@ def backward_weight(roots, grads, params, retain_graph=False):
 
 class WeightOrder:
     """Stage `stage`'s forwards (F), backwards (B) and weight passes (W) in
-    the order of the runtime's `schedule` over `microbatches` (one chunk
-    per stage). done(kind, mb) records an F or B that happened here;
-    due() returns, in list order and once each, the microbatches whose W
-    has every F and B listed before it done; forward_allowed(mb): every
-    B listed before F(mb) is done (where the stage chooses its forwards)."""
+    the order of the runtime's `schedule` over `microbatches` and `chunks`
+    chunks per stage, as (kind, microbatch, chunk). done(kind, mb, chunk)
+    records an F or B that happened here; due() returns, in list order and
+    once each, the (microbatch, chunk) whose W has every F and B listed
+    before it done; forward_allowed(mb): every B listed before F(mb, 0)
+    is done (where the stage chooses its forwards)."""
 
-    def __init__(self, schedule, stage, stages, microbatches):
+    def __init__(self, schedule, stage, stages, microbatches, chunks=1):
         from . import pipeline  # it imports this module
-        ops = pipeline.schedule(schedule, stage, stages, microbatches, 1)
+        ops = pipeline.schedule(schedule, stage, stages, microbatches, chunks)
         names = {pipeline.FORWARD: "F", pipeline.BACKWARD: "B", pipeline.BACKWARD_INPUT: "B",
                  pipeline.BACKWARD_WEIGHT: "W"}
-        self.ops = [(names[k], m) for k, m, _, _, _ in ops if k in names]
+        self.chunks = chunks
+        self.ops = [(names[k], m, c) for k, m, c, _, _ in ops if k in names]
         self.happened = set()
         self.released = set()
 
-    def done(self, kind, mb):
-        self.happened.add((kind, mb))
+    def done(self, kind, mb, chunk):
+        self.happened.add((kind, mb, chunk))
 
     def due(self):
         out = []
-        for kind, mb in self.ops:
+        for kind, mb, c in self.ops:
             if kind == "W":
-                if mb not in self.released:
-                    self.released.add(mb)
-                    out.append(mb)
-            elif (kind, mb) not in self.happened:
+                if (mb, c) not in self.released:
+                    self.released.add((mb, c))
+                    out.append((mb, c))
+            elif (kind, mb, c) not in self.happened:
                 break
         return out
 
     def forward_allowed(self, mb):
-        for kind, m in self.ops:
-            if (kind, m) == ("F", mb):
+        for op in self.ops:
+            if op == ("F", mb, 0):
                 return True
-            if kind == "B" and (kind, m) not in self.happened:
+            if op[0] == "B" and op not in self.happened:
                 return False
         return True

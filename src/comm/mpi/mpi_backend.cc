@@ -324,6 +324,40 @@ void MpiBackend::alltoallv(const void *send, const size_t *sendcounts, const siz
   }
 }
 
+// Every rank knows every count, so all take the same path: one
+// MPI_Allgatherv while the whole result fits one chunk (its int counts and
+// displacements), else each rank's block is broadcast from it in chunks
+// (size_t counts and offsets; only the > max_chunk case pays for that).
+void MpiBackend::allgatherv(const void *send, size_t sendcount, void *recv, const size_t *recvcounts, DType t,
+                            void *) {
+  const size_t es = dtype_size(t);
+  const MPI_Datatype T = mpi_type(t);
+  std::vector<size_t> displs(static_cast<size_t>(size_));
+  size_t total = 0;
+  for (int r = 0; r < size_; ++r) {
+    displs[r] = total;
+    total += recvcounts[r];
+  }
+  if (total == 0) return;
+  void *own = at(recv, displs[rank_], es);
+  if (total <= max_chunk_) {
+    std::vector<int> icounts(static_cast<size_t>(size_)), idispls(static_cast<size_t>(size_));
+    for (int r = 0; r < size_; ++r) {
+      icounts[r] = static_cast<int>(recvcounts[r]);
+      idispls[r] = static_cast<int>(displs[r]);
+    }
+    check_mpi(MPI_Allgatherv(own == send ? MPI_IN_PLACE : send, static_cast<int>(sendcount), T, recv,
+                             icounts.data(), idispls.data(), T, coll_),
+              "allgatherv: MPI_Allgatherv");
+    return;
+  }
+  if (sendcount > 0 && own != send) std::memmove(own, send, sendcount * es);
+  for (int r = 0; r < size_; ++r)
+    for_chunks(recvcounts[r], max_chunk_, [&](size_t off, int n) {
+      check_mpi(MPI_Bcast(at(recv, displs[r] + off, es), n, T, r, coll_), "allgatherv: MPI_Bcast");
+    });
+}
+
 void MpiBackend::barrier() { check_mpi(MPI_Barrier(coll_), "barrier: MPI_Barrier"); }
 
 void MpiBackend::send(const void *buf, size_t count, DType t, int peer, int tag, void *) {

@@ -2,7 +2,10 @@
 // collectives (allreduce, allgather, broadcast: nothing to add, minimal
 // overhead); reduce-scatter and every FLOAT16/BFLOAT16 reduction run smp's
 // pairwise exchange (pairwise_reduce_scatter.h). size_t counts beyond MPI's
-// int are cut into chunks of at most max_chunk elements. gatherv, scatterv
+// int are cut into chunks of at most max_chunk elements. allgatherv is
+// MPI_Allgatherv while the whole result fits one chunk (every rank knows
+// every count, so all take the same path), else one chunked broadcast per
+// rank's block. gatherv, scatterv
 // and alltoallv run over point-to-point (their per-rank counts and offsets
 // are size_t, which MPI's v-collectives cannot take, and every rank must
 // choose the same path knowing only its own counts).
@@ -39,6 +42,8 @@ class MpiBackend final : public Backend {
                 int root, void *stream) override;
   void alltoallv(const void *send, const size_t *sendcounts, const size_t *sdispls, void *recv,
                  const size_t *recvcounts, const size_t *rdispls, DType t, void *stream) override;
+  void allgatherv(const void *send, size_t sendcount, void *recv, const size_t *recvcounts, DType t,
+                  void *stream) override;
 
   void send(const void *buf, size_t count, DType t, int peer, int tag, void *stream) override;
   void recv(void *buf, size_t count, DType t, int peer, int tag, void *stream) override;

@@ -56,6 +56,10 @@ def main():
         for bad in (["verify"], ["frobnicate", root], ["consolidate", root]):
             r = run(cli, *bad)
             assert r.returncode == 2 and r.stderr.count("\n") == 1, (bad, r.returncode, r.stderr)
+        r = run(cli, "--help")
+        assert r.returncode == 0 and all(c in r.stdout for c in ("info", "verify", "consolidate")), r.stdout
+        r = run(cli, "consolidate", "--help")
+        assert r.returncode == 0 and "SRC" in r.stdout and "DST" in r.stdout, r.stdout
         r = run(cli, "info", os.path.join(root, "missing"))
         assert r.returncode == 1 and "no complete checkpoint" in r.stderr, r.stderr
     print("ok: smp-ckpt verify, info, consolidate")

@@ -453,7 +453,7 @@ def main(argv=None):
     p.add_argument("--family", choices=sorted(FAMILIES))
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--microbatches", type=int, default=2)
-    p.add_argument("--schedule", choices=["simple", "interleaved", "zb-h1"],
+    p.add_argument("--schedule", choices=["simple", "interleaved", "zb-h1", "zb-v"],
                    default="interleaved")
     p.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
     p.add_argument("--tolerance", type=float, default=1e-5)

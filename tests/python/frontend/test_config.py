@@ -50,7 +50,6 @@ def test_bad_values(config, key):
 @pytest.mark.parametrize("config, key", [
     ({"horovod": True}, "horovod"),
     ({"sharded_data_parallel_degree": 2}, "sharded_data_parallel_degree"),
-    ({"pipeline": "zb-v"}, "pipeline"),
 ])
 def test_not_built_yet(config, key):
     with pytest.raises(smp.SmpError, match=f"'{key}'.*not") as e:
@@ -58,9 +57,19 @@ def test_not_built_yet(config, key):
     assert e.value.status == smp.Status.UNSUPPORTED
 
 
-def test_zb_v_refusal_names_what_is_missing():
-    with pytest.raises(smp.SmpError, match="V.*PipelineRunner.*'zb-h1'"):
-        _config.parse({"pipeline": "zb-v"})
+def test_zb_v_with_pinned_modules_is_refused_naming_why():
+    with pytest.raises(smp.SmpError, match="'auto_partition'.*V.*pinned.*no chunk") as e:
+        _config.parse({"pipeline": "zb-v", "auto_partition": False, "default_partition": 0})
+    assert e.value.status == smp.Status.UNSUPPORTED
+
+
+def test_zb_v_runs_two_chunks_through_the_front_end():
+    assert _config.parse({"pipeline": "zb-v"}).chunks == 2
+    assert _config.parse({"pipeline": "zb-v", "chunks": 2}).chunks == 2
+    with pytest.raises(smp.SmpError, match="'chunks'.*2 chunks"):
+        _config.parse({"pipeline": "zb-v", "chunks": 3})
+    with pytest.raises(smp.SmpError, match="'microbatches'.*zb-v"):
+        _config.check_layout(_config.parse({"pipeline": "zb-v", "microbatches": 1}), 2, 1)
 
 
 def test_zb_h1_runs_through_the_front_end():

@@ -166,3 +166,19 @@ def test_errors():
         P.plan(nodes, pp=2, memory_limit=10)
     with pytest.raises(smp.SmpError, match="integer >= 0"):
         smp.partition(-1)
+
+
+@pytest.mark.parametrize("pp", [2, 3])
+def test_zb_v_places_segments_in_a_v(pp):
+    # 2 * pp equal layers, one per segment: segment g on stage g, then back
+    # (chunk 1 of stage s is segment 2 * pp - 1 - s); chunk_of says which.
+    model = Chain([4] * (2 * pp))
+    nodes = traced(model, {f"layers.{i}": 1.0 for i in range(2 * pp)})
+    chunk_of = {}
+    plan = P.plan(nodes, pp=pp, chunks=2, memory_weight=0.0, placement="v", chunk_of=chunk_of)
+    stages = [plan[f"layers.{i}"] for i in range(2 * pp)]
+    assert stages == list(range(pp)) + list(reversed(range(pp)))
+    assert [chunk_of[f"layers.{i}"] for i in range(2 * pp)] == [0] * pp + [1] * pp
+    assert chunk_of[""] == 0 and plan[""] == 0  # the root follows its first child
+    modulo = P.plan(nodes, pp=pp, chunks=2, memory_weight=0.0)
+    assert [modulo[f"layers.{i}"] for i in range(2 * pp)] == list(range(pp)) * 2

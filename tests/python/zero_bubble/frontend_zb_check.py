@@ -1,20 +1,23 @@
 #!/usr/bin/env python3
-"""zb-h1 through the front end (smp.DistributedModel, @smp.step), run on
-every rank under mpirun (pp, tp from the launcher):
+"""zb-h1 or zb-v through the front end (smp.DistributedModel, @smp.step),
+run on every rank under mpirun (pp, tp from the launcher):
 
-    mpirun -np 4 -x SMP_PP_SIZE=4 python3 frontend_zb_check.py --microbatches 4
+    mpirun -np 4 -x SMP_PP_SIZE=4 python3 frontend_zb_check.py --microbatches 4 \
+        [--schedule zb-v]
 
 The unmodified GPT of tests/python/frontend/families.py takes --steps
-training steps (SGD) under smp.init({"pipeline": "zb-h1"}); then, on one
-more batch, its gradients under zb-h1 and under 'interleaved' (1F1B) are
-taken from the same parameters and must agree within --tolerance
-(relative to the largest gradient of each parameter), as must the losses.
-On every stage but the first, the stage server must have split each
-backward: a W after each B of a microbatch, the first W after
-every forward and backward that the runtime's zb-h1 schedule lists
-before it, and W of microbatch 0 after the forward of the last one (the
-schedule defers it past the pipeline's drain). Every rank exits 0 only if
-all of that holds on every rank.
+training steps (SGD) under smp.init({"pipeline": schedule}); then, on one
+more batch, its gradients under the schedule and under 'interleaved'
+(1F1B) are taken from the same parameters and must agree within
+--tolerance (relative to the largest gradient of each parameter), as must
+the losses. On every stage but the first, the stage server must have
+split its backwards (every one, unless --allow-whole: then those that
+reach a call the stage made to another stage may run whole): a W after
+each B of a microbatch and chunk, the
+first W after every forward and backward that the runtime's schedule
+lists before it, and some W after a later microbatch's forward or
+backward (deferred, as the schedule does). Every rank exits 0 only if all
+of that holds on every rank.
 """
 import argparse
 import os
@@ -28,48 +31,57 @@ from families import FAMILIES, GLOBAL_BATCH  # noqa: E402
 
 
 def check_order(log, order, M):
-    """The stage server's (kind, mb) log of one zb-h1 step against the
-    schedule's list (a microbatch may reach a stage in several requests,
-    each with its own B and W: the first of each counts as the schedule's
-    op); returns the failures."""
+    """The stage server's (kind, mb, chunk) log of one step against the
+    schedule's list; returns the failures. A microbatch may reach a stage
+    in several requests, each with its own B and W: the first of each
+    counts as the schedule's op. "BW" is a pass run whole (B and W at
+    once: it reached a call this stage made to another stage, whose
+    backward a separate W would repeat); it counts as the schedule's B."""
     fails = []
-    if any(k == "BW" for k, _ in log):
-        fails.append(f"backward passes not split: {[op for op in log if op[0] == 'BW']}")
+    if not any(k == "W" for k, _, _ in log):
+        fails.append("no backward pass was split into B and W")
     for m in range(M):
-        b = [i for i, op in enumerate(log) if op == ("B", m)]
-        w = [i for i, op in enumerate(log) if op == ("W", m)]
-        if not b or len(b) != len(w) or any(j < i for i, j in zip(b, w)):
-            fails.append(f"microbatch {m}: B passes at {b}, W passes at {w} (one W after "
-                         "each B)")
+        for c in range(order.chunks):
+            b = [i for i, op in enumerate(log) if op == ("B", m, c)]
+            w = [i for i, op in enumerate(log) if op == ("W", m, c)]
+            whole = [i for i, op in enumerate(log) if op == ("BW", m, c)]
+            if not (b or whole) or len(b) != len(w) or any(j < i for i, j in zip(b, w)):
+                fails.append(f"microbatch {m} chunk {c}: B passes at {b}, W passes at {w}, "
+                             f"whole passes at {whole} (one W after each B)")
     first = {}
-    for i, op in enumerate(log):
-        first.setdefault(op, i)
-    for i, (kind, m) in enumerate(order.ops):
-        if kind != "W" or ("W", m) not in first:
+    for i, (k, m, c) in enumerate(log):
+        first.setdefault(("B" if k == "BW" else k, m, c), i)
+    for i, op in enumerate(order.ops):
+        if op[0] != "W" or op not in first:
             continue
-        late = [op for op in order.ops[:i]
-                if op[0] != "W" and first.get(op, len(log)) > first[("W", m)]]
+        late = [o for o in order.ops[:i] if o[0] != "W" and first.get(o, len(log)) > first[op]]
         if late:
-            fails.append(f"W({m}) ran before {late}, which the schedule lists before it")
-    if first.get(("W", 0), len(log)) < first.get(("F", M - 1), -1):
-        fails.append("W(0) ran before the last microbatch's forward: not deferred")
+            fails.append(f"{op} ran before {late}, which the schedule lists before it")
+    # The point of the schedule: some W waits past a later microbatch's work.
+    if not any(first[("W", m, c)] > first[(k, m2, c2)]
+               for (_, m, c) in [o for o in order.ops if o[0] == "W" and o in first]
+               for (k, m2, c2) in first if k in "FB" and m2 > m):
+        fails.append("no W ran after a later microbatch's forward or backward: not deferred")
     return fails
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--microbatches", type=int, default=2)
+    p.add_argument("--schedule", choices=["zb-h1", "zb-v"], default="zb-h1")
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--tp-modules", action="store_true")
     p.add_argument("--ddp", action="store_true")
     p.add_argument("--tolerance", type=float, default=1e-6)
+    p.add_argument("--allow-whole", action="store_true",
+                   help="backward passes that reach another stage's module may run whole")
     a = p.parse_args()
     torch.set_num_threads(1)
     import smp
     from smp.split_backward import WeightOrder
 
     M = a.microbatches
-    smp.init({"microbatches": M, "pipeline": "zb-h1", "ddp": a.ddp})
+    smp.init({"microbatches": M, "pipeline": a.schedule, "ddp": a.ddp})
     fam = FAMILIES["gpt"]
     R, r, me = smp.rdp_size(), smp.rdp_rank(), smp.rank()
     if a.tp_modules:
@@ -102,17 +114,28 @@ def main():
         server = model._server
         if smp.pp_rank() > 0:
             if order is None:
-                order = WeightOrder("zb-h1", smp.pp_rank(), smp.pp_size(), M)
+                order = WeightOrder(a.schedule, smp.pp_rank(), smp.pp_size(), M,
+                                    2 if a.schedule == "zb-v" else 1)
             fails += [f"step {step}: {f}" for f in check_order(server.op_log, order, M)]
+            whole = [op for op in server.op_log if op[0] == "BW"]
+            if whole and not a.allow_whole:
+                fails.append(f"step {step}: backward passes not split: {whole}")
         if step < a.steps:
             opt.step()
+    if a.schedule == "zb-v":
+        # The V: the first stage holds the first segment and the last (the
+        # head), the last stage the two middle ones.
+        pmap = model.partition_map()
+        stages = (pmap["wte"], pmap["lm_head"])
+        if stages != (0, 0):
+            fails.append(f"zb-v placed wte and lm_head on stages {stages}, not both on 0")
     zb_loss = float(loss)
     zb_grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()
                 if p.grad is not None}
     if smp.pp_rank() > 0:
-        print(f"rank {me} (pp {smp.pp_rank()}): zb-h1 step: {server.op_log}", flush=True)
+        print(f"rank {me} (pp {smp.pp_rank()}): {a.schedule} step: {server.op_log}", flush=True)
 
-    # The same batch from the same parameters under 1F1B.
+    # The same batch from the same parameters under 1F1B (same partition).
     smp.config().pipeline = "interleaved"
     opt.zero_grad()
     loss = train_step(model, *batch(a.steps)).reduce_mean()
@@ -122,7 +145,7 @@ def main():
     ref_grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()
                  if p.grad is not None}
     if zb_grads.keys() != ref_grads.keys():
-        fails.append(f"parameters with gradients differ: zb-h1 {sorted(zb_grads)}, "
+        fails.append(f"parameters with gradients differ: {a.schedule} {sorted(zb_grads)}, "
                      f"interleaved {sorted(ref_grads)}")
     worst, name = 0.0, None
     for n in sorted(zb_grads.keys() & ref_grads.keys()):
@@ -134,7 +157,7 @@ def main():
         fails.append(f"gradient of {name} differs from 1F1B's by {worst:.3e} (relative) > "
                      f"{a.tolerance:g}")
     if abs(zb_loss - ref_loss) > a.tolerance * abs(ref_loss):
-        fails.append(f"loss {zb_loss!r} under zb-h1, {ref_loss!r} under interleaved")
+        fails.append(f"loss {zb_loss!r} under {a.schedule}, {ref_loss!r} under interleaved")
     print(f"rank {me}: {len(zb_grads)} gradients, largest relative difference from 1F1B "
           f"{worst:.2e} ({name}); loss {zb_loss:.8f} vs {ref_loss:.8f}", flush=True)
     for f in fails:

@@ -71,7 +71,7 @@ TEST(Manifest, TilingProofCatchesAShiftedPiece) {
   const std::string text = mf::write(dir.path());
   const std::string body = body_of(text);
   // rank 1's row piece "offset": [3,0] -> [2,0]: rows 2 twice, row 5 never.
-  const std::string from = "\"file\": \"model-rank00001.safetensors\", \"offset\": [3,0]";
+  const std::string from = "\"file\":\"model-rank00001.safetensors\",\"offset\":[3,0]";
   const size_t at = body.find(from);
   ASSERT_NE(at, std::string::npos) << body;
   std::string bad = body;
@@ -112,18 +112,18 @@ TEST(Manifest, RejectsBadStructure) {
   reject(seal_manifest(replaced(body, "\"version\": 2", "\"version\": 1")), "version 1");
   reject(text + " ", "malformed");
   // A piece shrunk: the tensor's elements do not add up.
-  reject(seal_manifest(replaced(body, "\"extent\": [3,4]}, {\"file\": \"model-rank00001",
-                                "\"extent\": [2,4]}, {\"file\": \"model-rank00001")),
+  reject(seal_manifest(replaced(body, "\"extent\":[3,4]},{\"file\":\"model-rank00001",
+                                "\"extent\":[2,4]},{\"file\":\"model-rank00001")),
          "hold 20 of its 24");
   // Both of a tensor's pieces named in one file.
   std::string one_file = body;
-  const size_t r1 = one_file.find("{\"file\": \"model-rank00001.safetensors\", \"offset\": [3,0]");
+  const size_t r1 = one_file.find("{\"file\":\"model-rank00001.safetensors\",\"offset\":[3,0]");
   ASSERT_NE(r1, std::string::npos);
   one_file[one_file.find("model-rank00001", r1) + 14] = '0';
   reject(seal_manifest(one_file), "two of its pieces");
   // A piece larger than its file can hold.
-  reject(seal_manifest(replaced(replaced(body, "\"shape\": [7]", "\"shape\": [70000]"), "\"extent\": [7]",
-                                "\"extent\": [70000]")),
+  reject(seal_manifest(replaced(replaced(body, "\"shape\":[7]", "\"shape\":[70000]"), "\"extent\":[7]",
+                                "\"extent\":[70000]")),
          "does not fit in model-rank00000.safetensors");
   // A listed file that is not there.
   reject(seal_manifest(replaced(body, "\"user.safetensors\"", "\"user2.safetensors\"")), "missing");
@@ -240,15 +240,15 @@ TEST(Manifest, NonRegularFilesAreRefused) {
 TEST(Manifest, SwappedPiecesAreCaughtByTheFilesRecords) {
   TmpDir dir;
   const std::string body = body_of(mf::write(dir.path()));
-  const std::string r0 = "{\"file\": \"model-rank00000.safetensors\", \"offset\": [0,0], \"extent\": [3,4]}";
-  const std::string r1 = "{\"file\": \"model-rank00001.safetensors\", \"offset\": [3,0], \"extent\": [3,4]}";
-  const size_t a = body.find(r0 + ", " + r1);
+  const std::string r0 = "{\"file\":\"model-rank00000.safetensors\",\"offset\":[0,0],\"extent\":[3,4]}";
+  const std::string r1 = "{\"file\":\"model-rank00001.safetensors\",\"offset\":[3,0],\"extent\":[3,4]}";
+  const size_t a = body.find(r0 + "," + r1);
   ASSERT_NE(a, std::string::npos) << body;
   std::string swapped = body;
   std::string s0 = r0, s1 = r1;
   s0[s0.find("rank00000") + 8] = '1';
   s1[s1.find("rank00001") + 8] = '0';
-  swapped.replace(a, r0.size() + 2 + r1.size(), s1 + ", " + s0);
+  swapped.replace(a, r0.size() + 1 + r1.size(), s1 + "," + s0);
   spit(dir / kManifestName, seal_manifest(swapped));
   const Outcome o = try_load(dir.path(), true);
   EXPECT_EQ(o.status, Status::Corrupt) << o.message;

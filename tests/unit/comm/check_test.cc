@@ -75,6 +75,17 @@ TEST(Check, GathervCountsMayDiffer) {
   EXPECT_NE(compare_calls({g0, g1}, "WORLD"), "");
 }
 
+TEST(Check, AllgathervCountsMayDiffer) {
+  CallDesc a0{static_cast<int64_t>(CollKind::Allgatherv), static_cast<int64_t>(DType::I64), -1, 0, -1};
+  CallDesc a1 = a0;
+  a1.count = 4;
+  EXPECT_EQ(compare_calls({a0, a1}, "WORLD"), "");
+  EXPECT_EQ(describe_call(a1), "allgatherv(dtype=I64, count=4)");
+  a1.dtype = static_cast<int64_t>(DType::I32);
+  EXPECT_NE(compare_calls({a0, a1}, "WORLD").find("rank 1 called allgatherv(dtype=I32, count=4)"),
+            std::string::npos);
+}
+
 // Host memory on one rank and CUDA memory on another take different
 // backends (and communicators): a mismatch, named.
 TEST(Check, MemoryTypesMustAgree) {

@@ -3,6 +3,7 @@
 // types with a single rounding, integer wrap-around and AVG truncation.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -19,6 +20,18 @@ template <class T> T apply(ReduceOp op, T a, T b) {
     case ReduceOp::Prod: return static_cast<T>(a * b);
     case ReduceOp::Max: return a > b ? a : b;
     case ReduceOp::Min: return a < b ? a : b;
+  }
+  return a;
+}
+
+// The library's float operators, written out: MAX / MIN keep the first
+// operand unless the second compares larger / smaller (a NaN first stays).
+float apply_float(ReduceOp op, float a, float b) {
+  switch (op) {
+    case ReduceOp::Sum: case ReduceOp::Avg: return a + b;
+    case ReduceOp::Prod: return a * b;
+    case ReduceOp::Max: return a < b ? b : a;
+    case ReduceOp::Min: return b < a ? b : a;
   }
   return a;
 }
@@ -117,6 +130,44 @@ TEST(Reduce, HalfTypesAccumulateInFloat32AndRoundOnce) {
       reduce_finish(r.data(), wide.data(), n, t, op, 2);
       for (size_t i = 0; i < n; ++i)
         ASSERT_EQ(from(r[i]), from(to(apply(op, from(p[i]), from(q[i]))))) << reduce_op_name(op) << " " << i;
+    }
+  }
+}
+
+// The half paths convert blocks at a time (common/half.h: F16C for
+// float16 on this CPU): bit for bit the scalar conversions around float32
+// arithmetic, on lengths that leave odd tails and cross blocks, over every
+// kind of value (subnormals, infinities, a NaN in the first input).
+TEST(Reduce, HalfTypesBitIdenticalToScalarOnOddLengths) {
+  uint32_t seed = 12345;
+  auto next = [&] { return seed = seed * 1664525u + 1013904223u; };
+  for (DType t : {DType::F16, DType::BF16}) {
+    auto to = [&](float f) { return t == DType::BF16 ? float_to_bf16(f) : float_to_f16(f); };
+    auto from = [&](uint16_t h) { return t == DType::BF16 ? bf16_to_float(h) : f16_to_float(h); };
+    auto is_nan = [&](uint16_t h) { return std::isnan(from(h)); };
+    for (size_t n : {size_t{1}, size_t{7}, size_t{9}, size_t{511}, size_t{513}, size_t{1031}, size_t{2053}}) {
+      std::vector<uint16_t> a(n), b(n), c(n), out(n), want(n);
+      for (size_t i = 0; i < n; ++i) {
+        a[i] = static_cast<uint16_t>(next() >> 16);
+        do b[i] = static_cast<uint16_t>(next() >> 16); while (is_nan(b[i]));
+        do c[i] = static_cast<uint16_t>(next() >> 16); while (is_nan(c[i]));
+      }
+      for (ReduceOp op : kOps) {
+        std::vector<float> acc(n);
+        reduce_first(acc.data(), a.data(), b.data(), n, t, op);
+        reduce_accumulate(acc.data(), c.data(), n, t, op);
+        reduce_finish(out.data(), acc.data(), n, t, op, 3);
+        for (size_t i = 0; i < n; ++i) {
+          float w = apply_float(op, apply_float(op, from(a[i]), from(b[i])), from(c[i]));
+          if (op == ReduceOp::Avg) w = w / 3.0f;
+          want[i] = to(w);
+        }
+        for (size_t i = 0; i < n; ++i)
+          ASSERT_EQ(out[i], want[i]) << dtype_name(t) << " " << reduce_op_name(op) << " n=" << n << " element " << i;
+        std::vector<uint16_t> d = a;
+        divide_in_place(d.data(), n, t, 3);
+        for (size_t i = 0; i < n; ++i) ASSERT_EQ(d[i], to(from(a[i]) / 3.0f)) << dtype_name(t) << " divide " << i;
+      }
     }
   }
 }

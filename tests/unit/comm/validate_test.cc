@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstddef>
 #include <string>
 
 #include "comm/groups.h"
@@ -60,6 +61,60 @@ TEST(Validate, OverlapUnlessInPlace) {
   validate::no_overlap("allreduce", buf, 16, buf + 16, 16, nullptr);  // disjoint
   expect_invalid([&] { validate::no_overlap("allreduce", buf, 16, buf + 8, 16, nullptr); }, "overlap");
   expect_invalid([&] { validate::no_overlap("allgather", buf + 4, 8, buf, 32, buf + 8); }, "overlap");
+}
+
+// One Communicator call as data (comm/call.h): which buffers pick the
+// backend, the count shown and compared, and the first error of each.
+TEST(Validate, CallExtentsAndFirstErrors) {
+  int32_t a[12] = {}, b[12] = {};
+  size_t counts[3] = {2, 0, 4}, displs[3] = {0, 2, 2};
+  Call ag(Op::Allgatherv);
+  ag.send = a, ag.count = 0, ag.recv = b, ag.counts = counts, ag.dtype = DType::I32;
+  CallExtent x = validate::call(ag, 1, 3, 100);  // rank 1 sends nothing: recvbuf alone decides
+  EXPECT_EQ(x.a, b);
+  EXPECT_EQ(x.b, b);
+  EXPECT_EQ(x.count, 0u);
+  ag.count = 2;
+  expect_invalid([&] { validate::call(ag, 1, 3, 100); }, "allgatherv: recvcounts[1] is 0 but this rank's sendcount is 2");
+  ag.counts = nullptr;
+  expect_invalid([&] { validate::call(ag, 1, 3, 100); }, "allgatherv: recvcounts is NULL but count is 1");
+  size_t huge[3] = {SIZE_MAX / 2, SIZE_MAX / 2, 4};
+  ag.counts = huge, ag.count = 4, ag.dtype = DType::U8;
+  expect_invalid([&] { validate::call(ag, 2, 3, 100); }, "allgatherv: the sum of recvcounts overflows");
+  // In place: this rank's block of recvbuf.
+  Call in(Op::Allgatherv);
+  in.send = b + 2, in.count = 0, in.recv = b, in.counts = counts, in.dtype = DType::I32;
+  validate::call(in, 1, 3, 100);
+  in.send = b + 2, in.count = 4;  // rank 2's block starts after 2 + 0 elements
+  validate::call(in, 2, 3, 100);
+  in.send = b + 1;
+  expect_invalid([&] { validate::call(in, 2, 3, 100); }, "allgatherv: sendbuf and recvbuf overlap");
+
+  Call sc(Op::Scatterv);  // not root: recvbuf alone, root's arguments unread
+  sc.recv = b, sc.count = 3, sc.dtype = DType::I32, sc.root = 0;
+  x = validate::call(sc, 1, 3, 100);
+  EXPECT_EQ(x.a, b);
+  EXPECT_EQ(x.b, nullptr);
+  sc.root = 3;
+  expect_invalid([&] { validate::call(sc, 1, 3, 100); }, "scatterv: root 3 is out of range");
+
+  Call av(Op::Alltoallv);
+  size_t none[3] = {0, 0, 0};
+  av.send = a, av.counts = none, av.displs = displs, av.recv = b, av.counts2 = counts, av.displs2 = displs;
+  av.dtype = DType::I32;
+  expect_invalid([&] { validate::call(av, 0, 3, 100); }, "alltoallv: sendcounts[0] is 0 but recvcounts[0] is 2");
+  x = validate::call(av, 1, 3, 100);  // sends nothing: recvbuf decides, the count is what it sends
+  EXPECT_EQ(x.a, b);
+  EXPECT_EQ(x.b, b);
+  EXPECT_EQ(x.count, 0u);
+
+  Call ra(Op::RecvAny);  // no peer to check; the tag is
+  ra.recv = b, ra.count = 1, ra.dtype = DType::I32, ra.tag = 101;
+  expect_invalid([&] { validate::call(ra, 0, 3, 100); }, "recv_any: tag 101 is out of range (0..100)");
+  Call bar(Op::Barrier);
+  x = validate::call(bar, 0, 3, 100);
+  EXPECT_EQ(x.a, nullptr);
+  EXPECT_EQ(x.count, 0u);
 }
 
 TEST(Watchdog, MessageNamesRankOperationGroupPeerTagCountAndWait) {

@@ -12,9 +12,9 @@
 // Usage errors exit 2 with one line; failures exit 1.
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
-#include <cstring>
 #include <map>
 #include <string>
 #include <utility>
@@ -204,20 +204,35 @@ int consolidate(const std::string &src, const std::string &dst) {
 
 int main(int argc, char **argv) {
   const char *usage = "usage: smp-ckpt info PATH | verify PATH | consolidate SRC DST";
-  if (argc < 2 || std::strcmp(argv[1], "--help") == 0) {
-    std::fprintf(argc < 2 ? stderr : stdout, "%s\n", usage);
-    return argc < 2 ? 2 : 0;
-  }
-  const std::string cmd = argv[1];
-  const bool ok_args = ((cmd == "info" || cmd == "verify") && argc == 3) || (cmd == "consolidate" && argc == 4);
-  if (!ok_args) {
-    std::fprintf(stderr, "smp-ckpt: bad command or arguments; %s\n", usage);
+  CLI::App app{"Look at, check and convert checkpoints without a job. Exit status: 0 on success, 1 if a "
+               "check or conversion fails, 2 for a usage error.",
+               "smp-ckpt"};
+  app.require_subcommand(1, 1);
+  std::string path, src, dst;
+  CLI::App *info_cmd = app.add_subcommand("info", "tensors, shapes, dtypes, layout, sizes");
+  info_cmd->add_option("PATH", path, "a checkpoint folder, a folder of them, or a .safetensors file")->required();
+  CLI::App *verify_cmd = app.add_subcommand(
+      "verify", "checksums, headers, manifest vs files of every checkpoint under PATH; exit 1 if any fails");
+  verify_cmd->add_option("PATH", path, "a checkpoint folder, a folder of them, or a .safetensors file")->required();
+  CLI::App *consolidate_cmd = app.add_subcommand(
+      "consolidate", "any checkpoint -> DST/model.safetensors (+ optimizer.safetensors), one tensor in memory at a time");
+  consolidate_cmd->add_option("SRC", src, "a checkpoint folder, or a folder of them (its newest)")->required();
+  consolidate_cmd->add_option("DST", dst, "the output folder")->required();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp &e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError &e) {
+    // One line, whatever CLI11 says: scripts read the first line of stderr.
+    std::string msg = e.what();
+    std::replace(msg.begin(), msg.end(), '\n', ' ');
+    std::fprintf(stderr, "smp-ckpt: %s; %s\n", msg.c_str(), usage);
     return 2;
   }
   try {
-    if (cmd == "info") return info(argv[2]);
-    if (cmd == "verify") return verify(argv[2]);
-    return consolidate(argv[2], argv[3]);
+    if (info_cmd->parsed()) return info(path);
+    if (verify_cmd->parsed()) return verify(path);
+    return consolidate(src, dst);
   } catch (const Error &e) {
     std::fprintf(stderr, "smp-ckpt: %s\n", e.what());
     return 1;
