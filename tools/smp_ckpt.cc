@@ -224,7 +224,11 @@ int main(int argc, char **argv) {
     return app.exit(e);
   } catch (const CLI::ParseError &e) {
     // One line, whatever CLI11 says: scripts read the first line of stderr.
+    // CLI11 reports a word that is no command as a missing one: name it.
     std::string msg = e.what();
+    const std::string first = argc > 1 ? argv[1] : "";
+    const auto known = app.get_subcommands([&](const CLI::App *c) { return c->get_name() == first; });
+    if (!first.empty() && first[0] != '-' && known.empty()) msg = "unknown command '" + first + "'";
     std::replace(msg.begin(), msg.end(), '\n', ' ');
     std::fprintf(stderr, "smp-ckpt: %s; %s\n", msg.c_str(), usage);
     return 2;

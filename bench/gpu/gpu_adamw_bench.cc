@@ -15,6 +15,7 @@
 
 #include "optim/cuda/optim_kernels.h"
 #include "cuda_check.h"
+#include "json_row.h"
 
 namespace {
 
@@ -96,10 +97,9 @@ int main(int argc, char **argv) {
   CK(cudaGetLastError());
   const double bytes = 28.0 * static_cast<double>(n);
   const double bound_ms = bytes / (copy_gbs * 1e9) * 1e3;
-  std::printf(
-      "{\"bench\": \"adamw\", \"impl\": \"smp\", \"device\": \"%s\", \"elements\": %zu, \"copy_GBps\": %.1f, "
-      "\"bound_ms\": %.3f, \"ms\": %.3f, \"fraction_of_bound\": %.3f}\n",
-      prop.name, n, copy_gbs, bound_ms, adamw_ms, bound_ms / adamw_ms);
+  bench::print_row({{"bench", "adamw"}, {"impl", "smp"}, {"device", prop.name}, {"elements", n},
+                    {"copy_GBps", bench::decimals(copy_gbs, 1)}, {"bound_ms", bench::decimals(bound_ms, 3)},
+                    {"ms", bench::decimals(adamw_ms, 3)}, {"fraction_of_bound", bench::decimals(bound_ms / adamw_ms, 3)}});
   cudaFree(p);
   cudaFree(m);
   cudaFree(v);

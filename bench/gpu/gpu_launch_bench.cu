@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "cuda_check.h"
+#include "json_row.h"
 #include "timing.h"
 
 namespace {
@@ -155,12 +156,9 @@ int main(int argc, char **argv) {
         }
       });
       // Flushed line by line: rows printed before a timeout still count.
-      if (rank == 0) {
-        std::printf("{\"bench\": \"launch\", \"device\": \"%s\", \"ranks\": %d, \"step\": \"%s\", "
-                    "\"mode\": \"%s\", \"us\": %.2f}\n",
-                    prop.name, size, st.name, m.name, sec * 1e6 / m.batch);
-        std::fflush(stdout);
-      }
+      if (rank == 0)
+        bench::print_row({{"bench", "launch"}, {"device", prop.name}, {"ranks", size}, {"step", st.name},
+                          {"mode", m.name}, {"us", bench::decimals(sec * 1e6 / m.batch, 2)}});
     }
 
   CK(cudaDeviceSynchronize());

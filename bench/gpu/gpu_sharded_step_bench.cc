@@ -21,6 +21,7 @@
 #include "optim/kernels.h"
 #include "optim/sharded_optimizer.h"
 #include "cuda_check.h"
+#include "json_row.h"
 
 namespace {
 
@@ -112,12 +113,10 @@ int main(int argc, char **argv) {
     CK(cudaFree(st));
     CK(cudaFree(g));
     CK(cudaFree(out));
-    std::printf(
-        "{\"bench\": \"sharded_step\", \"device\": \"%s\", \"ranks\": %d, \"elements\": %zu, \"tensors\": %zu, "
-        "\"dtype\": \"%s\", \"clip\": %s, \"step_ms\": %.3f, \"kernel_ms\": %.3f, \"step_over_kernel\": %.2f}\n",
-        prop.name, world.size(), total, bindings.size(), dname, clip ? "true" : "false", step_ms,
-        kernel_ms, step_ms / kernel_ms);
-    std::fflush(stdout);
+    bench::print_row({{"bench", "sharded_step"}, {"device", prop.name}, {"ranks", world.size()}, {"elements", total},
+                      {"tensors", bindings.size()}, {"dtype", dname}, {"clip", clip},
+                      {"step_ms", bench::decimals(step_ms, 3)}, {"kernel_ms", bench::decimals(kernel_ms, 3)},
+                      {"step_over_kernel", bench::decimals(step_ms / kernel_ms, 2)}});
   }
   for (void *p : params) cudaFree(p);
   for (void *p : grads) cudaFree(p);

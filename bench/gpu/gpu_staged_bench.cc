@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "cuda_check.h"
+#include "json_row.h"
 #include "timing.h"
 
 namespace {
@@ -116,11 +117,10 @@ int main(int argc, char **argv) {
     const char *chunk = std::getenv(ipc ? "SMP_IPC_CHUNK_BYTES" : "SMP_STAGED_CHUNK_BYTES");
     if (rank == 0)
       for (const Row &r : rows)
-        std::printf("{\"bench\": \"staged\", \"path\": \"%s\", \"device\": \"%s\", \"ranks\": %d, \"chunk\": \"%s\", "
-                    "\"collective\": \"%s\", \"memory\": \"%s\", \"MiB\": %g, \"ms\": %.3f, \"busbw_GBps\": %.3f}\n",
-                    ipc ? "ipc" : "staged", prop.name, size, chunk && *chunk ? chunk : "auto", r.coll, r.mem, mib,
-                    r.sec * 1e3,
-                    r.factor * rc * size * 4 / r.sec / 1e9);
+        bench::print_row({{"bench", "staged"}, {"path", ipc ? "ipc" : "staged"}, {"device", prop.name}, {"ranks", size},
+                          {"chunk", chunk && *chunk ? chunk : "auto"}, {"collective", r.coll}, {"memory", r.mem},
+                          {"MiB", bench::general(mib)}, {"ms", bench::decimals(r.sec * 1e3, 3)},
+                          {"busbw_GBps", bench::decimals(r.factor * rc * size * 4 / r.sec / 1e9, 3)}});
     cudaFreeHost(pinned);
     cudaFree(din);
     cudaFree(dout);

@@ -65,14 +65,11 @@ def main():
     p.add_argument("--build", default="build")
     p.add_argument("--pp", default="2,4")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--schedules", default=None,
-                   help="default interleaved,zb-h1,zb-v (--front-end: interleaved,zb-h1)")
+    p.add_argument("--schedules", default="interleaved,zb-h1,zb-v")
     p.add_argument("--front-end", action="store_true",
                    help="the stock GPT through smp.DistributedModel (examples/train_gpt.py)")
     p.add_argument("extra", nargs="*")
     a = p.parse_args()
-    if a.schedules is None:
-        a.schedules = "interleaved,zb-h1" if a.front_end else "interleaved,zb-h1,zb-v"
     print(f"load average before: {os.getloadavg()}", flush=True)
     base = ["--steps", "8", "--microbatches", "8", "--layers", "8", "--batch", "16"] + a.extra
     print("| pp | schedule | tokens/s (median of runs) | runs | vs interleaved | "

@@ -12,9 +12,9 @@
 
 #include "capi/guard.h"
 #include "ckpt/checkpoint.h"
-#include "ckpt/comm_exchange.h"
 #include "ckpt/fileio.h"
 #include "ckpt/safetensors.h"
+#include "comm/comm_bootstrap.h"
 #include "comm/memtype.h"
 
 using smp::capi::guarded;
@@ -175,7 +175,7 @@ smp_status_t smp_ckpt_save(smp_ckpt_t ckpt, const char *dir, smp_ckpt_mode_t mod
             "smp_ckpt_save: mode " + std::to_string(m) +
                 " is not SMP_CKPT_CONSOLIDATED or SMP_CKPT_SHARDED");
     require(keep_last >= 0, "smp_ckpt_save: keep_last " + std::to_string(keep_last) + " is negative (0 = keep all)");
-    smp::ckpt::CommExchange ex(ctx.group(smp::topo::Group::World), &ctx.layout());
+    smp::comm::CommBootstrap ex(ctx.group(smp::topo::Group::World), &ctx.layout());
     smp::ckpt::SaveOptions opt = h.save;
     opt.sharded = m == SMP_CKPT_SHARDED;
     opt.keep_last = keep_last;
@@ -192,7 +192,7 @@ smp_status_t smp_ckpt_load(smp_ckpt_t ckpt, const char *path) {
     smp_ckpt &h = live(ckpt, "ckpt", "smp_ckpt_load");
     require(path != nullptr && *path != '\0', "smp_ckpt_load: path is NULL or empty");
     smp::comm::CallScope call([&] { return "smp_ckpt_load(" + smp::capi::quoted(path) + ")"; });
-    smp::ckpt::CommExchange ex(ctx.group(smp::topo::Group::World), &ctx.layout());
+    smp::comm::CommBootstrap ex(ctx.group(smp::topo::Group::World), &ctx.layout());
     smp::trace::Scope scope("ckpt_load", world_event());
     h.last_path = h.ck.load(ex, path, h.load);
   });

@@ -13,7 +13,7 @@
 // the byte ranges of its pieces (pread), whatever layout saved them.
 // Every file's CRC32C is checked first (the files split among the ranks).
 //
-// Both are collective over the Exchange. A failure on one rank (bad disk,
+// Both are collective over a comm::Bootstrap (the group's control plane). A failure on one rank (bad disk,
 // corrupt file) is reported on every rank with that rank's message, after
 // the others have finished the phase, so no rank is left waiting.
 #pragma once
@@ -25,10 +25,10 @@
 #include <string>
 #include <vector>
 
-#include "ckpt/exchange.h"
 #include "ckpt/manifest.h"
 #include "ckpt/plan.h"
 #include "ckpt/safetensors.h"
+#include "comm/bootstrap.h"
 
 namespace smp::ckpt {
 
@@ -79,10 +79,10 @@ class Checkpoint {
   void set_user(const std::string &key, std::string bytes);
 
   // Collective. Returns the new checkpoint's folder.
-  std::string save(Exchange &ex, const std::string &root, const SaveOptions &opt);
+  std::string save(comm::Bootstrap &b, const std::string &root, const SaveOptions &opt);
   // Collective. path: a checkpoint folder, or a root (its newest complete
   // checkpoint). Fills every registered buffer; returns the folder loaded.
-  std::string load(Exchange &ex, const std::string &path, const LoadOptions &opt);
+  std::string load(comm::Bootstrap &b, const std::string &path, const LoadOptions &opt);
 
   // Not collective: fills every registered buffer from checkpoint folder
   // dir, whose manifest m was read with read_manifest (checked, tiling
@@ -99,13 +99,15 @@ class Checkpoint {
     void *data = nullptr;
   };
   const Reg *find(Kind kind, const std::string &name) const;
-  // save() once the temporary folder exists: data, user content, manifest,
-  // commit.
-  std::string write_and_commit(Exchange &ex, const std::string &root, uint64_t seq,
-                               const std::vector<GlobalTensor> &table, const SaveOptions &opt) const;
+  // save() once the temporary folder exists: data, user content (every
+  // rank's, "<rank>/<key>", on rank 0), manifest, commit.
+  std::string write_and_commit(comm::Bootstrap &b, const std::string &root, uint64_t seq,
+                               const std::vector<GlobalTensor> &table,
+                               const std::vector<std::pair<std::string, std::string>> &users,
+                               const SaveOptions &opt) const;
   // Consolidated data files (gather.cc); returns this rank's failure, if
   // any, after taking part in every collective.
-  std::exception_ptr gather_and_write(Exchange &ex, const std::vector<GlobalTensor> &table,
+  std::exception_ptr gather_and_write(comm::Bootstrap &b, const std::vector<GlobalTensor> &table,
                                       const std::vector<FilePlan> &files, const std::string &dir,
                                       const SaveOptions &opt, std::vector<FileRecord> *written) const;
   void load_piece(const Reg &reg, const Manifest &m, const std::string &dir, ReaderCache &files) const;

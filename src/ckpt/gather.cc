@@ -43,10 +43,10 @@ std::vector<Chunk> chunk_order(const std::vector<GlobalTensor> &table, const std
 
 }  // namespace
 
-std::exception_ptr Checkpoint::gather_and_write(Exchange &ex, const std::vector<GlobalTensor> &table,
+std::exception_ptr Checkpoint::gather_and_write(comm::Bootstrap &b, const std::vector<GlobalTensor> &table,
                                                 const std::vector<FilePlan> &files, const std::string &dir,
                                                 const SaveOptions &opt, std::vector<FileRecord> *written) const {
-  const int me = ex.rank(), nranks = ex.size();
+  const int me = b.rank(), nranks = b.size();
   std::exception_ptr err;
   // My files, opened up front (the header needs every tensor's shape only).
   std::vector<std::unique_ptr<Writer>> writers(files.size());
@@ -101,8 +101,8 @@ std::exception_ptr Checkpoint::gather_and_write(Exchange &ex, const std::vector<
       for (size_t n : counts) total += n;
       if (me == root) recv.resize(total);
       char dummy = 0;
-      ex.gatherv(send.empty() ? &dummy : send.data(), send.size(), me == root && total ? recv.data() : &dummy,
-                 counts.data(), root);
+      b.gatherv(send.empty() ? &dummy : send.data(), send.size(), me == root && total ? recv.data() : &dummy,
+                counts.data(), root);
     }
     if (me != root || err) continue;
 

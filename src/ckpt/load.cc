@@ -95,9 +95,9 @@ void Checkpoint::load_piece(const Reg &reg, const Manifest &m, const std::string
                                      std::to_string(got) + " of its " + std::to_string(d.piece.numel()) + " elements");
 }
 
-std::string Checkpoint::load(Exchange &ex, const std::string &path, const LoadOptions &opt) {
+std::string Checkpoint::load(comm::Bootstrap &b, const std::string &path, const LoadOptions &opt) {
   if (path.empty()) invalid("checkpoint path is empty");
-  const int me = ex.rank(), nranks = ex.size();
+  const int me = b.rank(), nranks = b.size();
   std::exception_ptr err;
 
   // Rank 0 decides which checkpoint, so all ranks read the same one even
@@ -110,8 +110,8 @@ std::string Checkpoint::load(Exchange &ex, const std::string &path, const LoadOp
       err = std::current_exception();
     }
   }
-  agree(ex, err);
-  dir = broadcast_string(ex, dir, 0);
+  comm::agree(b, err);
+  dir = comm::broadcast_string(b, dir, 0);
 
   Manifest m;
   try {
@@ -119,7 +119,7 @@ std::string Checkpoint::load(Exchange &ex, const std::string &path, const LoadOp
   } catch (...) {
     err = std::current_exception();
   }
-  agree(ex, err);
+  comm::agree(b, err);
 
   if (opt.verify) {
     try {
@@ -128,7 +128,7 @@ std::string Checkpoint::load(Exchange &ex, const std::string &path, const LoadOp
     } catch (...) {
       err = std::current_exception();
     }
-    agree(ex, err);
+    comm::agree(b, err);
   }
 
   std::map<std::pair<int, std::string>, std::string> users;
@@ -151,7 +151,7 @@ std::string Checkpoint::load(Exchange &ex, const std::string &path, const LoadOp
   } catch (...) {
     err = std::current_exception();
   }
-  agree(ex, err);
+  comm::agree(b, err);
   loaded_user_ = std::move(users);
   loaded_world_ = m.world_size;
   return dir;

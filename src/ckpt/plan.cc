@@ -40,12 +40,12 @@ uint64_t GlobalTensor::bytes() const {
   return n;
 }
 
-std::string encode_descs(const std::vector<PieceDesc> &descs) {
+Json descs_to_json(const std::vector<PieceDesc> &descs) {
   Json out = Json::array();
   for (const auto &d : descs) {
     Json e = {{"name", d.name},
-              {"kind", static_cast<int>(d.kind)},
-              {"dtype", static_cast<int>(d.dtype)},
+              {"kind", static_cast<uint64_t>(d.kind)},
+              {"dtype", static_cast<uint64_t>(d.dtype)},
               {"rep", d.replicated},
               {"shape", d.piece.shape()},
               {"offset", d.piece.offset()},
@@ -53,12 +53,11 @@ std::string encode_descs(const std::vector<PieceDesc> &descs) {
     if (d.piece.is_range()) json::append(e, "range", {d.piece.range_begin(), d.piece.numel()});
     out.push_back(std::move(e));
   }
-  return json::dump(out, "piece descriptors");
+  return out;
 }
 
-std::vector<PieceDesc> decode_descs(const std::string &text) {
+std::vector<PieceDesc> descs_from_json(const Json &v) {
   const std::string what = "piece descriptors";
-  const Json v = json::parse(text.data(), text.size(), what);
   if (!v.is_array()) throw Error(Status::Corrupt, what + ": not an array");
   std::vector<PieceDesc> out;
   for (const auto &e : v) {

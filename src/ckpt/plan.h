@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "ckpt/piece.h"
 #include "common/dtype.h"
 
@@ -28,9 +30,10 @@ struct PieceDesc {
   bool replicated = false;  // identical copies may exist on other ranks
 };
 
-std::string encode_descs(const std::vector<PieceDesc> &descs);
-// Throws Corrupt on a malformed encoding (it crossed the network).
-std::vector<PieceDesc> decode_descs(const std::string &text);
+// A rank's descriptors as JSON (they travel in the save's metadata) and
+// back. Throws Corrupt on a malformed one (it crossed the network).
+nlohmann::ordered_json descs_to_json(const std::vector<PieceDesc> &descs);
+std::vector<PieceDesc> descs_from_json(const nlohmann::ordered_json &v);
 
 struct Owner {
   int rank = 0;

@@ -1,7 +1,9 @@
 // Checkpoint::save: the collective protocol (see checkpoint.h, store.h).
 #include <cstdio>
-#include <cstring>
+#include <map>
 #include <memory>
+#include <utility>
+#include <vector>
 
 #include "ckpt/checkpoint.h"
 #include "ckpt/crc32c.h"
@@ -22,56 +24,48 @@ std::string shard_file(Kind kind, int rank) {
   return kind_name(kind) + std::string(buf);
 }
 
-std::string encode_records(const std::vector<FileRecord> &recs) {
-  std::string s;
-  for (const auto &r : recs) s += r.name + "\t" + std::to_string(r.bytes) + "\t" + std::to_string(r.crc32c) + "\n";
-  return s;
+using json::Json;
+
+// The save's metadata crosses ranks as one nlohmann::json document per
+// rank and phase, CBOR-encoded: user content is raw bytes (binary in CBOR,
+// where JSON text would need an escape scheme of its own).
+std::string to_wire(const Json &doc) {
+  const std::vector<uint8_t> bytes = Json::to_cbor(doc);
+  return std::string(bytes.begin(), bytes.end());
 }
 
-std::vector<FileRecord> decode_records(const std::string &s) {
+Json from_wire(const std::string &bytes, const char *what) {
+  try {
+    return Json::from_cbor(bytes);
+  } catch (const nlohmann::json::exception &e) {
+    throw Error(Status::Internal, std::string("malformed ") + what + " from another rank: " + e.what());
+  }
+}
+
+// What a rank tells every other before a save: the pieces it registered
+// (every rank builds the same table from them) and its user content (rank
+// 0 writes it).
+std::string rank_doc(const std::vector<PieceDesc> &pieces, const std::map<std::string, std::string> &user) {
+  Json u = Json::object();
+  for (const auto &[k, v] : user) json::append(u, k, Json::binary(std::vector<uint8_t>(v.begin(), v.end())));
+  return to_wire({{"pieces", descs_to_json(pieces)}, {"user", std::move(u)}});
+}
+
+// The files a rank wrote, for rank 0's manifest.
+std::string files_doc(const std::vector<FileRecord> &written) {
+  Json files = Json::array();
+  for (const auto &r : written) files.push_back({{"name", r.name}, {"bytes", r.bytes}, {"crc32c", r.crc32c}});
+  return to_wire(files);
+}
+
+std::vector<FileRecord> files_from_doc(const std::string &bytes) {
+  const Json files = from_wire(bytes, "file records");
   std::vector<FileRecord> out;
-  size_t pos = 0;
-  while (pos < s.size()) {
-    const size_t t1 = s.find('\t', pos), t2 = s.find('\t', t1 + 1), nl = s.find('\n', t2 + 1);
-    if (t1 == std::string::npos || t2 == std::string::npos || nl == std::string::npos)
-      throw Error(Status::Internal, "malformed file record");
-    out.push_back({s.substr(pos, t1 - pos), std::stoull(s.substr(t1 + 1, t2 - t1 - 1)),
-                   static_cast<uint32_t>(std::stoul(s.substr(t2 + 1, nl - t2 - 1)))});
-    pos = nl + 1;
-  }
-  return out;
-}
-
-// Length-prefixed key/value pairs: user content crossing to rank 0.
-std::string encode_user(const std::map<std::string, std::string> &m) {
-  std::string s;
-  for (const auto &[k, v] : m) {
-    for (const std::string *x : {&k, &v}) {
-      const uint64_t n = x->size();
-      s.append(reinterpret_cast<const char *>(&n), sizeof n);
-      s += *x;
-    }
-  }
-  return s;
-}
-
-std::vector<std::pair<std::string, std::string>> decode_user(const std::string &s) {
-  std::vector<std::pair<std::string, std::string>> out;
-  size_t pos = 0;
-  auto take = [&](std::string &dst) {
-    uint64_t n;
-    if (s.size() - pos < sizeof n) throw Error(Status::Internal, "malformed user content");
-    std::memcpy(&n, s.data() + pos, sizeof n);
-    pos += sizeof n;
-    if (s.size() - pos < n) throw Error(Status::Internal, "malformed user content");
-    dst = s.substr(pos, static_cast<size_t>(n));
-    pos += static_cast<size_t>(n);
-  };
-  while (pos < s.size()) {
-    std::pair<std::string, std::string> kv;
-    take(kv.first);
-    take(kv.second);
-    out.push_back(std::move(kv));
+  try {
+    for (const auto &f : files)
+      out.push_back({f.at("name").get<std::string>(), f.at("bytes").get<uint64_t>(), f.at("crc32c").get<uint32_t>()});
+  } catch (const nlohmann::json::exception &e) {
+    throw Error(Status::Internal, std::string("malformed file records from another rank: ") + e.what());
   }
   return out;
 }
@@ -91,18 +85,32 @@ std::string hf_index(const std::vector<GlobalTensor> &table, const std::vector<F
 
 }  // namespace
 
-std::string Checkpoint::save(Exchange &ex, const std::string &root, const SaveOptions &opt) {
+std::string Checkpoint::save(comm::Bootstrap &b, const std::string &root, const SaveOptions &opt) {
   if (root.empty()) invalid("checkpoint folder is empty");
   if (opt.keep_last < 0) invalid("keep_last must be >= 0");
   if (opt.buffer_bytes < 4096) invalid("buffer_bytes must be at least 4096");
-  const int me = ex.rank();
+  const int me = b.rank();
 
-  // 1. Every rank learns every piece; all validate the same table, so a
-  // bad registration fails on every rank alike, before any file exists.
+  // 1. Every rank's document, gathered once: every rank learns every piece
+  // and validates the same table, so a bad registration fails on every
+  // rank alike, before any file exists; rank 0 keeps the user content.
   std::vector<PieceDesc> mine;
   for (const auto &r : regs_) mine.push_back(r.desc);
   std::vector<std::vector<PieceDesc>> per_rank;
-  for (const auto &s : allgather_strings(ex, encode_descs(mine))) per_rank.push_back(decode_descs(s));
+  std::vector<std::pair<std::string, std::string>> users;  // "<rank>/<key>", bytes
+  const std::vector<std::string> docs = b.allgatherv(rank_doc(mine, user_));
+  for (size_t r = 0; r < docs.size(); ++r) {
+    const Json doc = from_wire(docs[r], "save metadata");
+    if (!doc.is_object() || !doc.contains("pieces") || !doc.contains("user") || !doc.at("user").is_object())
+      throw Error(Status::Internal, "malformed save metadata from rank " + std::to_string(r));
+    per_rank.push_back(descs_from_json(doc.at("pieces")));
+    if (me != 0) continue;
+    for (const auto &[k, v] : doc.at("user").items()) {
+      if (!v.is_binary()) throw Error(Status::Internal, "malformed user content from rank " + std::to_string(r));
+      const auto &bytes = v.get_binary();
+      users.emplace_back(std::to_string(r) + "/" + k, std::string(bytes.begin(), bytes.end()));
+    }
+  }
   const std::vector<GlobalTensor> table = build_table(per_rank);
 
   // 2. Rank 0 picks the sequence number and creates the temporary folder.
@@ -123,9 +131,9 @@ std::string Checkpoint::save(Exchange &ex, const std::string &root, const SaveOp
   // chose seq, so knows the folder) then removes the temporary folder, so
   // a failed save holds no disk.
   try {
-    agree(ex, err);
-    ex.broadcast(&seq, sizeof seq, 0);
-    return write_and_commit(ex, root, seq, table, opt);
+    comm::agree(b, err);
+    b.broadcast(&seq, sizeof seq, 0);
+    return write_and_commit(b, root, seq, table, users, opt);
   } catch (...) {
     if (me == 0 && seq > 0) {
       try {
@@ -137,9 +145,11 @@ std::string Checkpoint::save(Exchange &ex, const std::string &root, const SaveOp
   }
 }
 
-std::string Checkpoint::write_and_commit(Exchange &ex, const std::string &root, uint64_t seq,
-                                         const std::vector<GlobalTensor> &table, const SaveOptions &opt) const {
-  const int me = ex.rank(), nranks = ex.size();
+std::string Checkpoint::write_and_commit(comm::Bootstrap &b, const std::string &root, uint64_t seq,
+                                         const std::vector<GlobalTensor> &table,
+                                         const std::vector<std::pair<std::string, std::string>> &users,
+                                         const SaveOptions &opt) const {
+  const int me = b.rank(), nranks = b.size();
   std::exception_ptr err;
   const std::string tmp = io::join(root, store::tmp_name_of(seq));
 
@@ -147,7 +157,7 @@ std::string Checkpoint::write_and_commit(Exchange &ex, const std::string &root, 
   Manifest m;
   m.mode = opt.sharded ? "sharded" : "consolidated";
   m.world_size = nranks;
-  m.topology = ex.describe();
+  m.topology = b.describe();
   std::vector<FileRecord> written;
   std::vector<FilePlan> files;
   if (opt.sharded) {
@@ -179,19 +189,14 @@ std::string Checkpoint::write_and_commit(Exchange &ex, const std::string &root, 
     for (const auto &t : table) m.tensors.push_back({t.name, t.kind, t.dtype, t.shape, {}});
     for (const auto &f : files)
       for (size_t t : f.tensors) m.tensors[t].pieces.push_back({f.name, Piece::whole(table[t].shape, table[t].name)});
-    err = gather_and_write(ex, table, files, tmp, opt, &written);
+    err = gather_and_write(b, table, files, tmp, opt, &written);
   }
 
-  // 4. User content of every rank, written by rank 0.
-  const auto users = allgather_strings(ex, encode_user(user_));
+  // 4. User content of every rank (gathered in step 1), written by rank 0.
   if (me == 0 && !err) {
     try {
-      std::vector<std::pair<std::string, std::string>> flat;
-      for (int r = 0; r < nranks; ++r)
-        for (auto &kv : decode_user(users[static_cast<size_t>(r)]))
-          flat.emplace_back(std::to_string(r) + "/" + kv.first, std::move(kv.second));
       std::vector<TensorData> data;
-      for (const auto &kv : flat)
+      for (const auto &kv : users)
         data.push_back({TensorSpec{kv.first, DType::U8, {kv.second.size()}}, kv.second.data()});
       const FileDigest d = write_file(io::join(tmp, kUserFileName), data,
                                       {{"format", "smp user content"}, {"world_size", std::to_string(nranks)}});
@@ -211,21 +216,20 @@ std::string Checkpoint::write_and_commit(Exchange &ex, const std::string &root, 
   }
 
   // 5. Rank 0 learns every file, then writes the manifest last and commits.
-  const auto recs = allgather_strings(ex, encode_records(written));
-  agree(ex, err);
-  std::string final_path;
+  const auto recs = b.allgatherv(files_doc(written));
+  comm::agree(b, err);
   if (me == 0) {
     try {
       for (const auto &s : recs)
-        for (auto &r : decode_records(s)) m.files.push_back(std::move(r));
+        for (auto &r : files_from_doc(s)) m.files.push_back(std::move(r));
       const std::string text = manifest_to_json(m);
       io::write_file_atomic(io::join(tmp, kManifestName), text);
-      final_path = store::commit(root, seq);
+      store::commit(root, seq);
     } catch (...) {
       err = std::current_exception();
     }
   }
-  agree(ex, err);
+  comm::agree(b, err);
   // The checkpoint is saved; failing to delete old ones does not unsave it
   // (the next save tries again), so it is a warning, not the save's error.
   if (me == 0) {
@@ -235,7 +239,8 @@ std::string Checkpoint::write_and_commit(Exchange &ex, const std::string &root, 
       std::fprintf(stderr, "smp: warning: could not remove old checkpoints: %s\n", e.what());
     }
   }
-  return broadcast_string(ex, final_path, 0);
+  // Every rank knows where rank 0 committed it (store::commit's rule).
+  return io::join(root, store::name_of(seq));
 }
 
 }  // namespace smp::ckpt

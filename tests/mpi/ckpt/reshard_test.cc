@@ -20,10 +20,10 @@
 #include <string>
 #include <vector>
 
-#include "ckpt/comm_exchange.h"
 #include "ckpt/fileio.h"
 #include "ckpt/manifest.h"
 #include "ckpt/store.h"
+#include "comm/comm_bootstrap.h"
 #include "comm/context.h"
 #include "common/error.h"
 #include "synthetic_model.h"
@@ -64,7 +64,7 @@ void register_all(Checkpoint &c, std::vector<ckpt_mpi::Held> &held) {
           h.data.data(), h.replicated);
 }
 
-Status status_of(Exchange &ex, Checkpoint &c, const std::string &dir, std::string *msg) {
+Status status_of(comm::Bootstrap &ex, Checkpoint &c, const std::string &dir, std::string *msg) {
   try {
     c.load(ex, dir, {});
     return Status::Success;
@@ -74,7 +74,7 @@ Status status_of(Exchange &ex, Checkpoint &c, const std::string &dir, std::strin
   }
 }
 
-void save(Exchange &ex, const std::vector<std::string> &f) {
+void save(comm::Bootstrap &ex, const std::vector<std::string> &f) {
   const topo::Layout L = layout_of(f, 3);
   auto held = ckpt_mpi::pieces_for(L, ex.rank());
   for (auto &h : held) h.fill();
@@ -93,7 +93,7 @@ void save(Exchange &ex, const std::vector<std::string> &f) {
   if (ex.rank() == 0) std::printf("saved %s (%s, layout %s)\n", dir.c_str(), f[1].c_str(), f[3].c_str());
 }
 
-void load(Exchange &ex, const std::vector<std::string> &f) {
+void load(comm::Bootstrap &ex, const std::vector<std::string> &f) {
   const topo::Layout L = layout_of(f, 2);
   auto held = ckpt_mpi::pieces_for(L, ex.rank());
   for (auto &h : held) h.data.assign(h.count * dtype_size(h.dtype), 0x5a);  // poison
@@ -116,7 +116,7 @@ void load(Exchange &ex, const std::vector<std::string> &f) {
   if (ex.rank() == 0) std::printf("loaded %s into layout %s:%s:%s:%s\n", dir.c_str(), f[2].c_str(), f[3].c_str(), f[4].c_str(), f[5].c_str());
 }
 
-void corrupt(Exchange &ex, const std::vector<std::string> &f) {
+void corrupt(comm::Bootstrap &ex, const std::vector<std::string> &f) {
   const std::string dir = store::resolve(f[1]);
   if (ex.rank() == 0) {
     // The largest data file, one byte near its end (tensor data, not header).
@@ -142,7 +142,7 @@ void corrupt(Exchange &ex, const std::vector<std::string> &f) {
   CHECK(msg.find("CRC32C") != std::string::npos, "message names the checksum: " << msg);
 }
 
-void mismatch(Exchange &ex, const std::string &dir) {
+void mismatch(comm::Bootstrap &ex, const std::string &dir) {
   // The last rank believes the tensor is bigger: every rank must fail alike.
   const uint64_t n = ex.rank() == ex.size() - 1 ? 9 : 8;
   std::vector<float> buf(n, 1.0f);
@@ -161,7 +161,7 @@ void mismatch(Exchange &ex, const std::string &dir) {
 int main(int argc, char **argv) {
   comm::Context &ctx = comm::Context::init();
   g_rank = ctx.world_rank();
-  CommExchange ex(ctx.group(topo::Group::World), &ctx.layout());
+  comm::CommBootstrap ex(ctx.group(topo::Group::World), &ctx.layout());
   for (int i = 1; i < argc; ++i) {
     const auto f = fields(argv[i]);
     try {

@@ -26,7 +26,7 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < n; ++i)
       c.add("t" + std::to_string(i), smp::ckpt::Kind::Model, smp::DType::F32,
             smp::ckpt::Piece::whole({4}, "t"), data.data() + 4 * i, false);
-    smp::ckpt::SelfExchange ex;
+    smp::comm::SelfBootstrap ex;
     smp::ckpt::SaveOptions opt;
     opt.sharded = sharded;
     std::printf("%s\n", c.save(ex, argv[1], opt).c_str());

@@ -56,6 +56,8 @@ def main():
         for bad in (["verify"], ["frobnicate", root], ["consolidate", root]):
             r = run(cli, *bad)
             assert r.returncode == 2 and r.stderr.count("\n") == 1, (bad, r.returncode, r.stderr)
+        r = run(cli, "frobnicate", root)
+        assert "unknown command 'frobnicate'" in r.stderr, r.stderr
         r = run(cli, "--help")
         assert r.returncode == 0 and all(c in r.stdout for c in ("info", "verify", "consolidate")), r.stdout
         r = run(cli, "consolidate", "--help")

@@ -64,7 +64,7 @@ int main(int argc, char **argv) {
   fill(DType::F32, opt, 33 * 17);
   c.add("f32.weight", Kind::Optimizer, DType::F32, Piece::whole({33, 17}, "o"), opt.data(), false);
   c.set_user("step", "12");
-  SelfExchange ex;
+  smp::comm::SelfBootstrap ex;
   SaveOptions o;
   o.max_file_bytes = 1500;  // several model files and an index
   o.buffer_bytes = 4096;

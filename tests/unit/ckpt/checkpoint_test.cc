@@ -1,4 +1,4 @@
-// Save/load in one process (SelfExchange): both modes, loading into other
+// Save/load in one process (comm::SelfBootstrap): both modes, loading into other
 // slicings, user content, keep-K, the folder protocol, and corruption
 // caught by the checksums. Multi-rank resharding is tests/mpi/ckpt.
 #include "ckpt/checkpoint.h"
@@ -58,7 +58,7 @@ class Modes : public ::testing::TestWithParam<bool> {};
 
 TEST_P(Modes, SaveLoadAndReshard) {
   TmpDir root;
-  SelfExchange ex;
+  comm::SelfBootstrap ex;
   Model m;
   Checkpoint save;
   m.add_to(save);
@@ -112,7 +112,7 @@ INSTANTIATE_TEST_SUITE_P(Ckpt, Modes, ::testing::Values(false, true),
 
 TEST(Checkpoint, ConsolidatedFilesAreStandardSafetensors) {
   TmpDir root;
-  SelfExchange ex;
+  comm::SelfBootstrap ex;
   Model m;
   Checkpoint c;
   m.add_to(c);
@@ -134,7 +134,7 @@ TEST(Checkpoint, ConsolidatedFilesAreStandardSafetensors) {
 
 TEST(Checkpoint, KeepsNewestKAndIgnoresPartialOnes) {
   TmpDir root;
-  SelfExchange ex;
+  comm::SelfBootstrap ex;
   Model m;
   Checkpoint c;
   m.add_to(c);
@@ -162,7 +162,7 @@ TEST(Checkpoint, KeepsNewestKAndIgnoresPartialOnes) {
 }
 
 TEST(Checkpoint, ChecksumsCatchCorruption) {
-  SelfExchange ex;
+  comm::SelfBootstrap ex;
   for (const char *victim : {"model.safetensors", "optimizer.safetensors", "user.safetensors"}) {
     TmpDir root;
     Model m;
@@ -218,7 +218,7 @@ TEST(Checkpoint, RejectsBadRegistrations) {
   float y[2] = {};
   p.add("p", Kind::Model, DType::F32, Piece::box({4}, {0}, {2}, "p"), y, false);
   TmpDir root;
-  SelfExchange ex;
+  comm::SelfBootstrap ex;
   EXPECT_EQ(status_of([&] { p.save(ex, root.path(), {}); }), Status::InvalidArgument);
   EXPECT_TRUE(store::complete(root.path()).empty());
 }
@@ -275,7 +275,7 @@ TEST(Checkpoint, ResumesExactly) {
   for (int s = 0; s < 10; ++s) straight.train_step();
 
   TmpDir root;
-  SelfExchange ex;
+  comm::SelfBootstrap ex;
   {
     Trainer first;
     for (int s = 0; s < 4; ++s) first.train_step();
@@ -299,22 +299,36 @@ TEST(Checkpoint, ResumesExactly) {
 
 namespace {
 
-// SelfExchange that fails its fail_at-th gatherv (an I/O error, as a
+// A SelfBootstrap whose fail_at-th collective fails (an I/O error, as a
 // dying network or disk would surface inside a save).
-class FailingExchange final : public Exchange {
+class FailingBootstrap final : public comm::Bootstrap {
  public:
-  explicit FailingExchange(int fail_at) : fail_at_(fail_at) {}
+  explicit FailingBootstrap(int fail_at) : fail_at_(fail_at) {}
   int rank() const override { return 0; }
   int size() const override { return 1; }
+  void broadcast(void *bytes, size_t n, int root) override {
+    step();
+    inner_.broadcast(bytes, n, root);
+  }
+  std::vector<std::string> allgatherv(const std::string &mine) override {
+    step();
+    return inner_.allgatherv(mine);
+  }
   void gatherv(const void *send, size_t n, void *recv, const size_t *counts, int root) override {
-    if (++calls_ == fail_at_) throw Error(Status::IO, "injected failure");
+    step();
     inner_.gatherv(send, n, recv, counts, root);
   }
-  void broadcast(void *, size_t, int) override {}
-  void barrier() override {}
+  int all_min(int v) override {
+    step();
+    return v;
+  }
+  void barrier() override { step(); }
 
  private:
-  SelfExchange inner_;
+  void step() {
+    if (++calls_ == fail_at_) throw Error(Status::IO, "injected failure");
+  }
+  comm::SelfBootstrap inner_;
   int fail_at_, calls_ = 0;
 };
 
@@ -331,7 +345,7 @@ std::vector<std::string> tmp_entries(const std::string &root) {
 // behind, and the previous checkpoint stays the one a load picks.
 TEST(Checkpoint, FailedSaveLeavesNothingBehind) {
   TmpDir root;
-  SelfExchange ex;
+  comm::SelfBootstrap ex;
   Model m;
   Checkpoint c;
   m.add_to(c);
@@ -340,7 +354,7 @@ TEST(Checkpoint, FailedSaveLeavesNothingBehind) {
   c.set_user("v", "second");
   int failures = 0, before_commit = 0;
   for (int k = 1; k < 64; ++k) {
-    FailingExchange bad(k);
+    FailingBootstrap bad(k);
     try {
       c.save(bad, root.path(), {});
       break;  // k is past the save's last collective
@@ -371,7 +385,7 @@ TEST(Checkpoint, FailedSaveLeavesNothingBehind) {
 // on the previous one. A lagging `latest` is repaired by the next save.
 TEST(Checkpoint, LatestNeverDisagreesWithWhatLoadPicks) {
   TmpDir root;
-  SelfExchange ex;
+  comm::SelfBootstrap ex;
   Model m;
   Checkpoint c;
   m.add_to(c);

@@ -46,7 +46,7 @@ struct State {
 // Loads dir (a root or one checkpoint) and checks the data against the
 // seed recorded in it; returns the seed.
 uint32_t load_and_check(const std::string &path) {
-  SelfExchange ex;
+  smp::comm::SelfBootstrap ex;
   State s;
   Checkpoint c;
   s.add_to(c, false);
@@ -65,7 +65,7 @@ uint32_t load_and_check(const std::string &path) {
 TEST(KillDuringSave, PreviousCheckpointSurvives) {
   ckpt_test::TmpDir root;
   {
-    SelfExchange ex;
+    smp::comm::SelfBootstrap ex;
     State s;
     s.fill(1);
     Checkpoint c;
@@ -84,7 +84,7 @@ TEST(KillDuringSave, PreviousCheckpointSurvives) {
     if (pid == 0) {
       // Child: save again and again until killed, keeping the newest 2.
       try {
-        SelfExchange ex;
+        smp::comm::SelfBootstrap ex;
         State s;
         Checkpoint c;
         s.add_to(c, sharded);

@@ -2,6 +2,8 @@
 // can fail to tile a tensor, rejected before any file is written.
 #include "ckpt/plan.h"
 
+#include "ckpt/json.h"
+
 #include <gtest/gtest.h>
 
 #include "common/error.h"
@@ -63,7 +65,7 @@ TEST(Plan, RejectsBadTilings) {
 TEST(Plan, DescriptorsRoundTrip) {
   std::vector<PieceDesc> d = {box("a\"b", {4, 6}, {1, 2}, {3, 4}, true, DType::I64),
                               PieceDesc{"o", Kind::Optimizer, DType::BF16, Piece::flat({9}, 3, 4, "o"), false}};
-  const auto back = decode_descs(encode_descs(d));
+  const auto back = descs_from_json(descs_to_json(d));
   ASSERT_EQ(back.size(), 2u);
   EXPECT_EQ(back[0].name, "a\"b");
   EXPECT_TRUE(back[0].replicated);
@@ -72,7 +74,7 @@ TEST(Plan, DescriptorsRoundTrip) {
   EXPECT_EQ(back[1].kind, Kind::Optimizer);
   EXPECT_TRUE(back[1].piece.is_range());
   EXPECT_EQ(back[1].piece.range_begin(), 3u);
-  EXPECT_THROW(decode_descs("[{\"name\":1}]"), Error);
+  EXPECT_THROW(descs_from_json(smp::ckpt::json::Json::parse("[{\"name\":1}]")), Error);
 }
 
 TEST(Plan, FilesSplitAndDealtToWriters) {

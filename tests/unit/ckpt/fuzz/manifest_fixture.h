@@ -129,7 +129,7 @@ inline Loaded load(const std::string &dir, bool verify, uint32_t fill) {
     out.data.emplace_back(n, fill);
     c.add(t.name, t.kind, DType::F32, Piece::whole(t.shape, t.name), out.data.back().data(), false);
   }
-  ck::SelfExchange ex;
+  smp::comm::SelfBootstrap ex;
   ck::LoadOptions opt;
   opt.verify = verify;
   c.load(ex, dir, opt);
