@@ -18,19 +18,17 @@ void CommBootstrap::gatherv(const void *send, size_t n, void *recv, const size_t
   c_.gatherv(n ? send : &g_dummy, n, recv ? recv : &g_dummy, counts, DType::U8, root);
 }
 
-// Lengths by allgather, then the bytes gathered to rank 0 and broadcast.
-// (Communicator::allgatherv, once it exists, does this in one call.)
+// Lengths by allgather, then the bytes in one allgatherv.
 std::vector<std::string> CommBootstrap::allgatherv(const std::string &mine) {
-  const size_t p = static_cast<size_t>(size());
   int64_t len = static_cast<int64_t>(mine.size());
-  std::vector<int64_t> lens(p);
+  std::vector<int64_t> lens(static_cast<size_t>(size()));
   c_.allgather(&len, lens.data(), 1, DType::I64);
   std::vector<size_t> counts(lens.begin(), lens.end());
   size_t total = 0;
   for (size_t c : counts) total += c;
   std::string all(total, '\0');
-  gatherv(mine.data(), mine.size(), total ? all.data() : nullptr, counts.data(), 0);
-  if (total) c_.broadcast(all.data(), total, DType::U8, 0);
+  if (total)  // every member knows total: all skip together
+    c_.allgatherv(mine.empty() ? &g_dummy : mine.data(), mine.size(), all.data(), counts.data(), DType::U8);
   std::vector<std::string> out;
   size_t pos = 0;
   for (size_t c : counts) {

@@ -10,9 +10,9 @@
 #include <mutex>
 #include <stdexcept>
 
+#include "comm/backend_select.h"
 #include "comm/call_checker.h"
 #include "comm/groups.h"
-#include "comm/mpi/mpi_backend.h"
 #include "comm/mpi/mpi_call_checker.h"
 #include "comm/mpi/mpi_request.h"
 #include "comm/mpi/mpi_util.h"
@@ -20,7 +20,6 @@
 #include "common/env.h"
 #include "common/error.h"
 #if SMP_HAVE_CUDA
-#include "comm/staged/device_backend.h"
 #include "cuda/runtime.h"
 #endif
 
@@ -142,15 +141,7 @@ Context &Context::init(const Options &o) {
     settings.checker = ctx->checker_.get();
   }
   ctx->settings_ = settings;
-  ctx->max_chunk_ = chunk;
-
-#if SMP_HAVE_CUDA
-  // CUDA memory backends where any rank has a GPU (agreed, as creating them
-  // duplicates each group's communicator); none on a machine without one.
-  int gpu = cuda::device_count() > 0 ? 1 : 0;
-  mpi::check_mpi(MPI_Allreduce(MPI_IN_PLACE, &gpu, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD), "smp_init: MPI_Allreduce");
-  ctx->gpu_ = gpu != 0;
-#endif
+  ctx->select_ = std::make_unique<BackendSelect>(MPI_COMM_WORLD, chunk, timeout, world_rank);
   // One communicator per group: split the world by the group's colour,
   // ordered by world rank (the layout's rank-in-group).
   for (topo::Group g : topo::kAllGroups) {
@@ -159,26 +150,15 @@ Context &Context::init(const Options &o) {
                    "smp_init: MPI_Comm_split");
     int r = 0;
     MPI_Comm_rank(comm, &r);
-    std::unique_ptr<Backend> host = std::make_unique<mpi::MpiBackend>(comm, chunk);
-    std::unique_ptr<Backend> host_async = std::make_unique<mpi::MpiBackend>(comm, chunk);
-#if SMP_HAVE_CUDA
-    std::unique_ptr<Backend> device, device_async;
-    if (gpu) {
-      // Point-to-point on device memory goes through the host backends, so
-      // that a CUDA sender matches a host receiver (staged_backend.h).
-      device = make_device_backend(comm, chunk, timeout, world_rank, host.get());
-      device_async = make_device_backend(comm, chunk, timeout, world_rank, host_async.get());
-    }
-#endif
+    GroupBackends b = ctx->select_->select(comm);
     MPI_Comm_free(&comm);
     if (r != layout->group_rank(g, world_rank))
       fail(Status::Internal, "smp_init: MPI's rank in " + std::string(topo::group_name(g)) +
                                  " disagrees with the layout");
-    ctx->groups_[static_cast<size_t>(g)] = std::make_unique<Communicator>(
-        g, layout->group_members(g, world_rank), r, settings, std::move(host), std::move(host_async));
-#if SMP_HAVE_CUDA
-    if (device) ctx->groups_[static_cast<size_t>(g)]->set_device_backends(std::move(device), std::move(device_async));
-#endif
+    auto &c = ctx->groups_[static_cast<size_t>(g)];
+    c = std::make_unique<Communicator>(g, layout->group_members(g, world_rank), r, settings, std::move(b.host),
+                                       std::move(b.host_async));
+    if (b.device) c->set_device_backends(std::move(b.device), std::move(b.device_async));
   }
   // The watchdog's control channel: its thread asks and answers which
   // operation each rank waits in, which needs MPI_THREAD_MULTIPLE. Made
@@ -272,20 +252,10 @@ topo::Group Context::create_group(const std::vector<int> &ranks) {
   MPI_Comm_rank(comm, &r);
   std::unique_ptr<Communicator> c;
   try {
-    std::unique_ptr<Backend> host = std::make_unique<mpi::MpiBackend>(comm, max_chunk_);
-    std::unique_ptr<Backend> host_async = std::make_unique<mpi::MpiBackend>(comm, max_chunk_);
-#if SMP_HAVE_CUDA
-    std::unique_ptr<Backend> device, device_async;
-    if (gpu_) {
-      device = make_device_backend(comm, max_chunk_, timeout_, world_rank_, host.get());
-      device_async = make_device_backend(comm, max_chunk_, timeout_, world_rank_, host_async.get());
-    }
-#endif
+    GroupBackends b = select_->select(comm);
     register_user_group(g, ranks);
-    c = std::make_unique<Communicator>(g, ranks, r, settings_, std::move(host), std::move(host_async));
-#if SMP_HAVE_CUDA
-    if (device) c->set_device_backends(std::move(device), std::move(device_async));
-#endif
+    c = std::make_unique<Communicator>(g, ranks, r, settings_, std::move(b.host), std::move(b.host_async));
+    if (b.device) c->set_device_backends(std::move(b.device), std::move(b.device_async));
   } catch (...) {
     unregister_user_group(g);
     MPI_Comm_free(&comm);

@@ -26,7 +26,8 @@ struct Options {
   int check = -1;               // -1 = unset (default 0)
 };
 
-class Watchdog;  // comm/watchdog.h
+class Watchdog;       // comm/watchdog.h
+class BackendSelect;  // comm/backend_select.h
 
 class Context {
  public:
@@ -90,10 +91,9 @@ class Context {
   std::unique_ptr<Watchdog> watchdog_;
   std::unique_ptr<CallChecker> checker_;  // SMP_CHECK only; outlives groups_
   std::array<std::unique_ptr<Communicator>, topo::kAllGroups.size()> groups_;
-  // What a created group's communicator is made with (as init's).
+  // What a created group's communicator and backends are made with (as init's).
   CommSettings settings_;
-  size_t max_chunk_ = 0;
-  bool gpu_ = false;  // CUDA memory backends (agreed world-wide at init)
+  std::unique_ptr<BackendSelect> select_;
   std::mutex create_mu_;        // one creation at a time
   int next_user_id_ = 0;        // above every created group id this rank has seen
   std::mutex user_mu_;          // user_groups_

@@ -55,7 +55,7 @@
 namespace smp::comm::ipc {
 
 // Default bytes of one half of a segment (a segment is two halves); the
-// SMP_IPC_CHUNK_BYTES environment variable overrides it (device_backend.cc).
+// SMP_IPC_CHUNK_BYTES environment variable overrides it (backend_select.cc).
 inline constexpr size_t kDefaultChunkBytes = size_t{8} << 20;
 // min_bytes meaning "measure on setup"; SMP_IPC_MIN_BYTES fixes a value.
 inline constexpr size_t kAutoMinBytes = ~size_t{0};

@@ -8,7 +8,7 @@
 // (cuda_ipc_memory.h): ranks that share one GPU then reduce each other's
 // data in device memory instead of staging it through the host. In the CPU
 // tests it is POSIX shared memory, memcpy and comm/reduce.h, run late on
-// purpose (tests/unit/cuda/shm_memory.h), so that the setup protocol and
+// purpose (tests/mpi/comm/shm_memory.h), so that the setup protocol and
 // the chunk algorithms run across real processes without a GPU.
 #pragma once
 

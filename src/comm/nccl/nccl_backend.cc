@@ -24,11 +24,10 @@ cudaStream_t as_stream(void *s) { return static_cast<cudaStream_t>(s); }
 
 }  // namespace
 
-NcclBackend::NcclBackend(MPI_Comm group_comm, std::unique_ptr<Backend> staged, double timeout_seconds,
+NcclBackend::NcclBackend(std::unique_ptr<Bootstrap> boot, std::unique_ptr<Backend> staged, double timeout_seconds,
                          std::unique_ptr<NcclApi> api, int world_rank)
-    : LayeredBackend(std::move(staged)), api_(std::move(api)), boot_(group_comm, "nccl bootstrap"),
-      timeout_(timeout_seconds),
-      world_rank_(world_rank), nccl_(*api_, boot_, timeout_seconds) {}
+    : LayeredBackend(std::move(staged)), api_(std::move(api)), boot_(std::move(boot)), timeout_(timeout_seconds),
+      world_rank_(world_rank), nccl_(*api_, *boot_, timeout_seconds) {}
 
 NcclBackend::~NcclBackend() {
   {
@@ -126,7 +125,7 @@ void NcclBackend::watch_loop() {
 void NcclBackend::allreduce(const void *send, void *recv, size_t count, DType t, ReduceOp op, void *stream) {
   cuda::DeviceGuard device(cuda::device_of(recv));
   ncclRedOp_t nop;
-  void *c = nccl_op(op, t, boot_.size(), &nop) ? comm("allreduce") : nullptr;
+  void *c = nccl_op(op, t, boot_->size(), &nop) ? comm("allreduce") : nullptr;
   if (!c) return below().allreduce(send, recv, count, t, op, stream);
   enqueued(ncclAllReduce(send, recv, count, nccl_type(t), nop, as_comm(c), as_stream(stream)), "allreduce", stream);
 }
@@ -135,7 +134,7 @@ void NcclBackend::reduce_scatter(const void *send, void *recv, size_t recvcount,
                                  void *stream) {
   cuda::DeviceGuard device(cuda::device_of(recv));
   ncclRedOp_t nop;
-  void *c = nccl_op(op, t, boot_.size(), &nop) ? comm("reduce_scatter") : nullptr;
+  void *c = nccl_op(op, t, boot_->size(), &nop) ? comm("reduce_scatter") : nullptr;
   if (!c) return below().reduce_scatter(send, recv, recvcount, t, op, stream);
   enqueued(ncclReduceScatter(send, recv, recvcount, nccl_type(t), nop, as_comm(c), as_stream(stream)),
            "reduce_scatter", stream);
@@ -153,7 +152,7 @@ void NcclBackend::reduce(const void *send, void *recv, size_t count, DType t, Re
                          void *stream) {
   cuda::DeviceGuard device(cuda::device_of(send));
   ncclRedOp_t nop;
-  void *c = nccl_op(op, t, boot_.size(), &nop) ? comm("reduce") : nullptr;
+  void *c = nccl_op(op, t, boot_->size(), &nop) ? comm("reduce") : nullptr;
   if (!c) return below().reduce(send, recv, count, t, op, root, stream);
   enqueued(ncclReduce(send, recv, count, nccl_type(t), nop, root, as_comm(c), as_stream(stream)), "reduce", stream);
 }
@@ -174,7 +173,7 @@ void NcclBackend::gatherv(const void *send, size_t sendcount, void *recv, const 
   if (!c) return below().gatherv(send, sendcount, recv, recvcounts, t, root, stream);
   const ncclDataType_t T = nccl_type(t);
   const size_t es = dtype_size(t);
-  const int rank = boot_.rank();
+  const int rank = boot_->rank();
   if (rank != root) {
     if (sendcount == 0) return;  // root posts no receive for an empty part
     enqueued(ncclSend(send, sendcount, T, root, as_comm(c), as_stream(stream)), "gatherv", stream);
@@ -188,7 +187,7 @@ void NcclBackend::gatherv(const void *send, size_t sendcount, void *recv, const 
                 "gatherv: cudaMemcpyAsync");
   ncclResult_t rc = ncclGroupStart();
   displ = 0;
-  for (int r = 0; r < boot_.size() && rc == ncclSuccess; ++r) {
+  for (int r = 0; r < boot_->size() && rc == ncclSuccess; ++r) {
     if (r != root && recvcounts[r] > 0)
       rc = ncclRecv(static_cast<char *>(recv) + displ * es, recvcounts[r], T, r, as_comm(c), as_stream(stream));
     displ += recvcounts[r];

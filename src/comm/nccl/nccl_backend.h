@@ -17,8 +17,6 @@
 // throws that error instead of enqueuing work that could never finish.
 #pragma once
 
-#include <mpi.h>
-
 #include <condition_variable>
 #include <deque>
 #include <memory>
@@ -26,8 +24,8 @@
 #include <string>
 #include <thread>
 
+#include "comm/bootstrap.h"
 #include "comm/layered_backend.h"
-#include "comm/mpi/mpi_bootstrap.h"
 #include "comm/nccl/nccl_api.h"
 #include "comm/nccl/nccl_comm.h"
 
@@ -35,9 +33,10 @@ namespace smp::comm::nccl {
 
 class NcclBackend final : public LayeredBackend {
  public:
-  // staged: the group's staged backend (owned). timeout_seconds <= 0: no
-  // hang timeout (asynchronous errors are still watched).
-  NcclBackend(MPI_Comm group_comm, std::unique_ptr<Backend> staged, double timeout_seconds,
+  // boot: the group's control plane, which creates the NCCL communicator
+  // (owned). staged: the group's staged backend (owned). timeout_seconds
+  // <= 0: no hang timeout (asynchronous errors are still watched).
+  NcclBackend(std::unique_ptr<Bootstrap> boot, std::unique_ptr<Backend> staged, double timeout_seconds,
               std::unique_ptr<NcclApi> api, int world_rank);
   ~NcclBackend() override;
   const char *name() const override { return "nccl"; }
@@ -63,7 +62,7 @@ class NcclBackend final : public LayeredBackend {
   void watch_loop();
 
   std::unique_ptr<NcclApi> api_;
-  mpi::MpiBootstrap boot_;
+  std::unique_ptr<Bootstrap> boot_;
   double timeout_;
   int world_rank_;
   NcclComm nccl_;

@@ -49,12 +49,12 @@ namespace smp::comm::staged {
 
 // Tag of reduce-scatter's exchange on the host backend's point-to-point
 // (the largest tag MPI guarantees). User messages go through p2p_host, a
-// communicator of their own, when smp_init wires the backend.
+// communicator of their own, when backend_select wires the backend.
 inline constexpr int kExchangeTag = 32767;
 
 // Bytes per chunk (per rank block for reduce-scatter / allgather): the
 // largest automatic chunk; SMP_STAGED_CHUNK_BYTES fixes another
-// (make_device_backend).
+// (comm/backend_select.cc).
 inline constexpr size_t kDefaultChunkBytes = size_t{2} << 20;
 // chunk_bytes meaning: kPipelineChunks chunks per call, each at least
 // kMinAutoChunkBytes (smaller ones cost more per byte than they hide) and at

@@ -1,4 +1,4 @@
-// The CUDA backends' environment knobs (comm/staged/device_env.h): defaults
+// The CUDA backends' environment knobs (comm/device_env.h): defaults
 // when unset or empty, the accepted values, and a one-line usage error that
 // names the variable for everything else.
 #include <gtest/gtest.h>
@@ -6,7 +6,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "comm/staged/device_env.h"
+#include "comm/device_env.h"
 
 namespace smp::comm {
 namespace {

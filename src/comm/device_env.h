@@ -1,4 +1,4 @@
-// The environment knobs of the CUDA-memory backends (device_backend.cc),
+// The environment knobs of the CUDA-memory backends (backend_select.cc),
 // parsed apart from CUDA so that their errors are unit-tested without a GPU.
 // A bad value is a usage error: smp::Error(InvalidArgument) naming the
 // variable, what it holds and what it takes.
