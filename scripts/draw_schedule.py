@@ -11,7 +11,7 @@ in three colours, as the zero-bubble paper's figures do.
   scripts/draw_schedule.py --json schedule.json -o s.svg   # smp-schedule's output
   scripts/draw_schedule.py --trace timeline.json -o t.svg  # SMP_TIMELINE's output
 
-Schedules come from smp-schedule (built into BUILD/src/pipeline/; --tool
+Schedules come from smp-schedule (built into BUILD/tools/; --tool
 names it, else the first build*/ folder that has one). Writes SVG directly;
 a name ending in .png needs matplotlib. Usage errors exit 2.
 """
@@ -39,7 +39,7 @@ def usage(msg):
 def find_tool(explicit):
     if explicit:
         return explicit
-    for path in sorted(glob.glob(os.path.join(ROOT, "build*", "src", "pipeline", "smp-schedule"))):
+    for path in sorted(glob.glob(os.path.join(ROOT, "build*", "tools", "smp-schedule"))):
         if os.access(path, os.X_OK):
             return path
     usage("smp-schedule not found; build the project or pass --tool PATH")

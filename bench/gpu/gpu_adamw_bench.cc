@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "cuda/optim_kernels.h"
+#include "optim/cuda/optim_kernels.h"
 #include "cuda_check.h"
 #include "json_row.h"
 

@@ -97,8 +97,8 @@ void add(smp_ckpt_t ckpt, const char *fn, const char *name, const smp_dtype_t &d
 
 // Checkpoint save / load are collective over WORLD; their timeline event
 // names the group (bytes vary by rank and layout: left out).
-smp::pipeline::timeline::Args world_event() {
-  smp::pipeline::timeline::Args a;
+smp::trace::Args world_event() {
+  smp::trace::Args a;
   a.group = smp::topo::group_name(smp::topo::Group::World);
   return a;
 }
@@ -182,7 +182,7 @@ smp_status_t smp_ckpt_save(smp_ckpt_t ckpt, const char *dir, smp_ckpt_mode_t mod
     smp::comm::CallScope call([&] {
       return "smp_ckpt_save(" + smp::capi::quoted(dir) + (m == SMP_CKPT_SHARDED ? ", sharded" : ", consolidated") + ")";
     });
-    smp::pipeline::timeline::Scope scope("ckpt_save", world_event());
+    smp::trace::Scope scope("ckpt_save", world_event());
     h.last_path = h.ck.save(ex, dir, opt);
   });
 }
@@ -193,7 +193,7 @@ smp_status_t smp_ckpt_load(smp_ckpt_t ckpt, const char *path) {
     require(path != nullptr && *path != '\0', "smp_ckpt_load: path is NULL or empty");
     smp::comm::CallScope call([&] { return "smp_ckpt_load(" + smp::capi::quoted(path) + ")"; });
     smp::comm::CommBootstrap ex(ctx.group(smp::topo::Group::World), &ctx.layout());
-    smp::pipeline::timeline::Scope scope("ckpt_load", world_event());
+    smp::trace::Scope scope("ckpt_load", world_event());
     h.last_path = h.ck.load(ex, path, h.load);
   });
 }

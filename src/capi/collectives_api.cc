@@ -76,7 +76,7 @@ smp_status_t smp_alltoallv(const void *sendbuf, const size_t *sendcounts, const 
                            smp_group_t group, void *stream) {
   // The timeline's bytes: what this rank sends.
   size_t total = 0;
-  if (sendcounts != nullptr && smp::pipeline::timeline::enabled())
+  if (sendcounts != nullptr && smp::trace::enabled())
     if (smp::comm::Context *ctx = smp::comm::Context::current())
       if (smp::comm::Communicator *c = ctx->find_group(smp::capi::raw_enum(group)))
         for (int r = 0; r < c->size(); ++r) total += sendcounts[r];

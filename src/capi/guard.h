@@ -17,7 +17,7 @@
 //
 // guarded_event() is guarded() recorded in the timeline (SMP_TIMELINE) as
 // one event named after the call, with its bytes and group: every runtime
-// call of the C API goes through it or a timeline::Scope, at this layer
+// call of the C API goes through it or a trace::Scope, at this layer
 // because capi is the one above comm, optim and ckpt alike. Off, it costs
 // one load of a bool more than guarded().
 #pragma once
@@ -33,9 +33,9 @@
 #include "comm/watchdog.h"
 #include "common/dtype.h"
 #include "common/error.h"
-#include "pipeline/timeline.h"
 #include "smp/smp.h"
 #include "topo/layout.h"
+#include "trace/timeline.h"
 
 namespace smp::capi {
 
@@ -99,13 +99,13 @@ struct Call {
   int peer;
 };
 // Never throws: an enum the call will reject gives no bytes / group.
-pipeline::timeline::Args event_args(const Call &call) noexcept;
+trace::Args event_args(const Call &call) noexcept;
 
 // guarded(), recorded as timeline event `name` (see the top of this file).
 template <class F>
 smp_status_t guarded_event(const char *name, const Call &call, F &&fn) noexcept {
-  if (!pipeline::timeline::enabled()) return guarded(fn);
-  pipeline::timeline::Scope scope(name, event_args(call));
+  if (!trace::enabled()) return guarded(fn);
+  trace::Scope scope(name, event_args(call));
   return guarded(fn);
 }
 

@@ -24,9 +24,9 @@ namespace {
 
 // A timeline event for optimizer work: its group, and the bytes of the
 // bucket buffer its gradients and parameters travel in.
-smp::pipeline::timeline::Args event_args(const smp_optimizer &h) {
-  smp::pipeline::timeline::Args a;
-  if (!smp::pipeline::timeline::enabled()) return a;
+smp::trace::Args event_args(const smp_optimizer &h) {
+  smp::trace::Args a;
+  if (!smp::trace::enabled()) return a;
   a.group = h.group_name;
   a.bytes = static_cast<long long>(h.opt->buffer_bytes());
   return a;
@@ -163,9 +163,9 @@ smp_status_t smp_optimizer_create(const smp_optimizer_config_t *config,
     }
     if (!error.empty()) bindings.clear();
 
-    smp::pipeline::timeline::Args event;
+    smp::trace::Args event;
     event.group = group->group_name();
-    smp::pipeline::timeline::Scope scope("optimizer_create", event);  // collective checks, layout
+    smp::trace::Scope scope("optimizer_create", event);  // collective checks, layout
     smp::comm::CallScope call([&] {
       return "smp_optimizer_create(" + std::to_string(count) + " tensors, " + group->group_name() + ")";
     });
@@ -197,7 +197,7 @@ smp_status_t smp_optimizer_step(smp_optimizer_t optimizer, double grad_scale, in
     auto &o = live(optimizer, ctx, "smp_optimizer_step");
     require(std::isfinite(grad_scale) && grad_scale > 0,
             "smp_optimizer_step: grad_scale must be finite and > 0 (1.0 = no scaling)");
-    smp::pipeline::timeline::Scope scope("optimizer_step", event_args(*optimizer));
+    smp::trace::Scope scope("optimizer_step", event_args(*optimizer));
     smp::comm::CallScope call([&] {
       char scale[32];
       std::snprintf(scale, sizeof scale, "%g", grad_scale);
@@ -218,7 +218,7 @@ smp_status_t smp_optimizer_set_lr(smp_optimizer_t optimizer, double lr) {
 smp_status_t smp_optimizer_gather_params(smp_optimizer_t optimizer) {
   return guarded([&](smp::comm::Context &ctx) {
     auto &o = live(optimizer, ctx, "smp_optimizer_gather_params");
-    smp::pipeline::timeline::Scope scope("optimizer_gather_params", event_args(*optimizer));
+    smp::trace::Scope scope("optimizer_gather_params", event_args(*optimizer));
     smp::comm::CallScope call([&] { return std::string("smp_optimizer_gather_params(") + optimizer->group_name + ")"; });
     o.gather_params();
   });

@@ -59,7 +59,7 @@ smp_status_t smp_wait(smp_request_t request) {
   return guarded_any([&] {
     smp::capi::require(request != nullptr, "smp_wait: request is NULL");
     std::unique_ptr<smp_request> owned(request);  // freed also on failure
-    smp::pipeline::timeline::Scope scope("wait", owned->event);
+    smp::trace::Scope scope("wait", owned->event);
     // A request posted inside a labelled call (the deferred sends of
     // smp_exchange_tensors_deferred) names it while it is waited for.
     smp::comm::CallScope call([&] {
@@ -77,7 +77,7 @@ smp_status_t smp_test(smp_request_t request, int *done) {
     // Only the poll that finds the request complete (or failed) becomes a
     // timeline event: a polling loop would otherwise flood the trace with
     // near-empty ones.
-    namespace tl = smp::pipeline::timeline;
+    namespace tl = smp::trace;
     const double start = tl::enabled() ? tl::now_us() : -1;
     const auto finish = [&] {
       *done = 1;

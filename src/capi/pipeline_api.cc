@@ -15,7 +15,7 @@
 #include "pipeline/partition.h"
 #include "pipeline/schedule.h"
 #include "pipeline/simulate.h"
-#include "pipeline/timeline.h"
+#include "pipeline/timeline_file.h"
 #include "pipeline/transport.h"
 
 namespace pl = smp::pipeline;
@@ -247,8 +247,8 @@ smp_status_t smp_exchange_tensors_deferred(const smp_tensor_transfer_t *sends, s
     auto pending = std::make_unique<pl::PendingSends>();
     const long long bytes =
         exchange_tensors(fn, ctx, sends, nsends, recvs, nrecvs, group, pending.get());
-    smp::pipeline::timeline::Args event;  // the smp_wait event's
-    if (smp::pipeline::timeline::enabled()) {
+    smp::trace::Args event;  // the smp_wait event's
+    if (smp::trace::enabled()) {
       event.bytes = bytes;
       event.group = ctx.group(to_group(group)).group_name();
     }
@@ -414,15 +414,15 @@ smp_status_t smp_pipeline_partition(const smp_layer_cost_t *layers, size_t nlaye
 smp_status_t smp_timeline_begin(const char *name, int microbatch, int chunk) {
   return guarded_any([&] {
     require(name != nullptr, "smp_timeline_begin: name is NULL");
-    pl::timeline::Args a;
+    smp::trace::Args a;
     a.microbatch = microbatch;
     a.chunk = chunk;
-    pl::timeline::begin(name, a);
+    smp::trace::begin(name, a);
   });
 }
 
 smp_status_t smp_timeline_end(void) {
-  return guarded_any([&] { pl::timeline::end(); });
+  return guarded_any([&] { smp::trace::end(); });
 }
 
 smp_status_t smp_timeline_write(void) {

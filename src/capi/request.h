@@ -7,11 +7,11 @@
 
 #include "capi/guard.h"
 #include "comm/request.h"
-#include "pipeline/timeline.h"
+#include "trace/timeline.h"
 
 struct smp_request {
   smp::comm::RequestPtr req;
-  smp::pipeline::timeline::Args event;
+  smp::trace::Args event;
   std::string call;
 };
 
@@ -21,7 +21,7 @@ namespace smp::capi {
 // caller); `call` describes the posting call, for the timeline.
 inline void hand_out(comm::RequestPtr req, smp_request **out, const Call &call) {
   *out = new smp_request{std::move(req), {}, {}};
-  if (pipeline::timeline::enabled()) (*out)->event = event_args(call);
+  if (trace::enabled()) (*out)->event = event_args(call);
 }
 
 }  // namespace smp::capi

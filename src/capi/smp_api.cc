@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "capi/guard.h"
+#include "pipeline/timeline_file.h"
 
 namespace smp::capi {
 
@@ -19,8 +20,8 @@ const char *last_error() { return t_last_error.c_str(); }
 void set_unhealthy() { g_unhealthy.store(true, std::memory_order_relaxed); }
 bool healthy() { return !g_unhealthy.load(std::memory_order_relaxed); }
 
-pipeline::timeline::Args event_args(const Call &call) noexcept {
-  pipeline::timeline::Args a;
+trace::Args event_args(const Call &call) noexcept {
+  trace::Args a;
   a.peer = call.peer;
   const int d = raw_enum(call.dtype), g = raw_enum(call.group);
   comm::Context *ctx = comm::Context::current();
@@ -81,7 +82,7 @@ smp_status_t smp_finalize(void) {
   return guarded_any([] {
     std::string write_error;
     smp::Status write_status = smp::Status::IO;
-    if (smp::comm::Context *ctx = smp::comm::Context::current(); ctx && smp::pipeline::timeline::enabled()) {
+    if (smp::comm::Context *ctx = smp::comm::Context::current(); ctx && smp::trace::enabled()) {
       try {
         smp::pipeline::timeline::write_at_finalize(ctx->group(smp::topo::Group::World),
                                                    smp::capi::healthy());

@@ -1,10 +1,10 @@
-// optim/kernels.h's device twins over the src/cuda kernels: the
+// optim/kernels.h's device twins over the optim/cuda/ kernels: the
 // hyperparameters become the float32 coefficients the CPU kernels use
 // (cuda::adamw_coef / sgd_coef mirror optim/cpu_kernels.cc), so a device
 // step rounds like a host one. Built only with CUDA.
-#include "cuda/convert_kernels.h"
-#include "cuda/norm_kernels.h"
-#include "cuda/optim_kernels.h"
+#include "optim/cuda/convert_kernels.h"
+#include "optim/cuda/norm_kernels.h"
+#include "optim/cuda/optim_kernels.h"
 #include "optim/kernels.h"
 
 namespace smp::optim::device {

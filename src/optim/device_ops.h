@@ -1,7 +1,7 @@
 // What the sharded optimizer's step needs from the memory it runs in:
 // allocations, copies and fills in stream order, a stream synchronize, and
 // kernels.h's kernels. Two implementations: CUDA (cuda_ops.cc, over
-// src/cuda through kernels.h's device twins; CUDA builds only) and host
+// optim/cuda/ through kernels.h's device twins; CUDA builds only) and host
 // memory (host_ops.cc: memcpy and the CPU kernels), so host and CUDA
 // tensors take the same step (sharded_step.cc).
 #pragma once

@@ -53,7 +53,7 @@ void from_float(const float *src, void *dst, DType dtype, size_t n);
 
 #if SMP_HAVE_CUDA
 // The same kernels on device memory, enqueued on `stream` (a cudaStream_t,
-// NULL = the default stream): optim/device_kernels.cc over src/cuda. Built
+// NULL = the default stream): optim/device_kernels.cc over optim/cuda/. Built
 // only with CUDA; the sharded optimizer calls them when its tensors are in
 // CUDA memory, so the optimizer reaches the GPU through this interface
 // alone for its arithmetic.

@@ -24,7 +24,7 @@
 // that device's memory, the collectives get device buffers (comm's device
 // backends: NCCL, or the staged backend), and the packing copies, the
 // norm's sums of squares and the fused update go through DeviceOps
-// (device_ops.h; on CUDA: kernels.h's device twins over src/cuda), all
+// (device_ops.h; on CUDA: kernels.h's device twins over optim/cuda/), all
 // enqueued on stream() in the order above, as comm's calls on CUDA memory
 // are: a call returns once its work
 // is enqueued (gradients must be ready in stream order, new parameters are

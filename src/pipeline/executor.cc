@@ -7,7 +7,7 @@
 #include <utility>
 
 #include "common/error.h"
-#include "pipeline/timeline.h"
+#include "trace/timeline.h"
 
 namespace smp::pipeline {
 
@@ -86,7 +86,7 @@ ManagedTensor marker() { return to_managed(OwnedTensor(kMarker, {0})); }
 template <class F>
 ManagedTensor Step::call(const char *what, Key k, int to_vs, bool sent, F &&fn) {
   try {
-    timeline::Scope scope(what, timeline::Args{k.first, k.second, -1, -1, nullptr});
+    trace::Scope scope(what, trace::Args{k.first, k.second, -1, -1, nullptr});
     ManagedTensor out = fn();
     if (to_vs >= 0 && !out)
       invalid("returned no tensor, but virtual stage " + std::to_string(to_vs) + " needs one");

@@ -8,7 +8,7 @@
 #include <sstream>
 
 #include "common/error.h"
-#include "pipeline/timeline.h"
+#include "trace/timeline.h"
 
 namespace smp::pipeline {
 
@@ -377,11 +377,11 @@ size_t exchange_impl(comm::Communicator &comm, const std::vector<SendSpec> &send
 
 void exchange(comm::Communicator &comm, const std::vector<SendSpec> &sends,
               std::vector<RecvSpec> &recvs, PendingSends *pending) {
-  timeline::Args a;
+  trace::Args a;
   a.group = comm.group_name();
-  timeline::Scope scope("exchange_tensors", a);
+  trace::Scope scope("exchange_tensors", a);
   const size_t received = exchange_impl(comm, sends, recvs, pending);
-  if (timeline::enabled()) {
+  if (trace::enabled()) {
     size_t sent = 0;
     for (const SendSpec &s : sends) sent += tensor_nbytes(*s.tensor);
     scope.set_bytes(static_cast<long long>(sent + received));
@@ -389,20 +389,20 @@ void exchange(comm::Communicator &comm, const std::vector<SendSpec> &sends,
 }
 
 void send_tensor(comm::Communicator &comm, const DLTensor &tensor, int peer, int tag) {
-  timeline::Args a;
+  trace::Args a;
   a.group = comm.group_name();
   a.peer = peer;
-  timeline::Scope scope("send_tensor", a);
+  trace::Scope scope("send_tensor", a);
   std::vector<RecvSpec> none;
   exchange_impl(comm, {SendSpec{&tensor, peer, tag}}, none, nullptr);
   scope.set_bytes(static_cast<long long>(tensor_nbytes(tensor)));
 }
 
 OwnedTensor recv_tensor(comm::Communicator &comm, int peer, int tag) {
-  timeline::Args a;
+  trace::Args a;
   a.group = comm.group_name();
   a.peer = peer;
-  timeline::Scope scope("recv_tensor", a);
+  trace::Scope scope("recv_tensor", a);
   std::vector<RecvSpec> r(1);
   r[0].peer = peer;
   r[0].tag = tag;
@@ -411,10 +411,10 @@ OwnedTensor recv_tensor(comm::Communicator &comm, int peer, int tag) {
 }
 
 void recv_tensor_into(comm::Communicator &comm, DLTensor &tensor, int peer, int tag) {
-  timeline::Args a;
+  trace::Args a;
   a.group = comm.group_name();
   a.peer = peer;
-  timeline::Scope scope("recv_tensor", a);
+  trace::Scope scope("recv_tensor", a);
   std::vector<RecvSpec> r(1);
   r[0].peer = peer;
   r[0].tag = tag;

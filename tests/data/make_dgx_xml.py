@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Writes dgx-2socket-8gpu.xml: the hwloc topology of a DGX-like training box,
 for the binding-plan unit tests (no such machine is at hand).
 
@@ -8,7 +8,7 @@ package at DGX A100's PCI bus ids. Also, to be told apart from the GPUs: a
 Mellanox NIC, an NVSwitch (NVIDIA, but a bridge, not a CUDA device) and the
 BMC's VGA (a display, but not NVIDIA's) on package 0; and the GPUs listed out
 of bus order inside a host bridge.
-    /usr/bin/python3 make_dgx_xml.py > dgx-2socket-8gpu.xml
+    python3 make_dgx_xml.py > dgx-2socket-8gpu.xml
 """
 import sys
 

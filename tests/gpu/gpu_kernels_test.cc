@@ -20,10 +20,10 @@
 
 #include "comm/reduce.h"
 #include "common/error.h"
-#include "cuda/norm_kernels.h"
-#include "cuda/optim_kernels.h"
 #include "cuda/reduce_many.h"
 #include "gpu_util.h"
+#include "optim/cuda/norm_kernels.h"
+#include "optim/cuda/optim_kernels.h"
 #include "optim/kernels.h"
 
 namespace smp {

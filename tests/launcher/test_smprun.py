@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """smprun end to end: test_smprun.py SMPRUN PROBE CASE.
 
 Every expectation is computed here, independently of the launcher's C++:

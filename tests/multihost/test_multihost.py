@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """smprun across hosts, on real separate hosts made on this machine by
 scripts/hosts.sh (a UTS + mount namespace and an sshd per host):
 
@@ -482,7 +482,7 @@ def main():
     p.add_argument("--probe", required=True)
     p.add_argument("--hosts-sh", required=True)
     p.add_argument("--example", default="")
-    p.add_argument("--python", default="/usr/bin/python3")
+    p.add_argument("--python", default=sys.executable)
     p.add_argument("--pythonpath", default="")
     p.add_argument("case", choices=sorted(CASES))
     A = p.parse_args()

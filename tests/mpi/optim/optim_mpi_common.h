@@ -111,9 +111,8 @@ inline std::vector<std::vector<float>> fill_grads(std::vector<ModelTensor> &mode
 
 inline comm::Context &ctx() { return comm::Context::get(); }
 
-// The cases the device path is checked on against the host path, with CUDA
-// memory (tests/gpu/gpu_optim_test.cc) and with host memory standing in
-// (device_path_test.cc).
+// The cases the step on CUDA memory is checked on against the step on host
+// memory (tests/gpu/gpu_optim_test.cc).
 struct DeviceCase {
   const char *name;
   OptimizerConfig config;

@@ -3,8 +3,8 @@
 valid JSON (Chrome trace object form), one named track per rank, every
 rank's forwards and backwards of the 1F1B step (2*pp microbatches), in its
 schedule's order and not overlapping, the exchanges with group and bytes,
-the nested framework marks, the tensor send/receive with peer and bytes;
-then draws it with scripts/draw_schedule.py --trace.
+the nested framework marks, a mark whose name needs escaping, the tensor
+send/receive with peer and bytes; then draws it with scripts/draw_schedule.py --trace.
 Usage: check_timeline.py MPIRUN NP TEST_EXE DRAW_SCRIPT OUTDIR"""
 import json
 import os
@@ -56,6 +56,10 @@ for r in range(np):
     if len(opt) != 1 or len(inner) != 1 or not (opt[0]["ts"] <= inner[0]["ts"] and
                                                 inner[0]["ts"] + inner[0]["dur"] <= opt[0]["ts"] + opt[0]["dur"] + 0.01):
         fail("rank %d marks %r %r" % (r, opt, inner))
+    odd = [e for e in mine if e["name"] == 'say "hi"\n\ufffd']
+    if len(odd) != 1 or odd[0]["cat"] != "framework":
+        fail("rank %d: the mark named with quotes, a newline and a non-UTF-8 byte: %r" %
+             (r, [e["name"] for e in mine if e["name"].startswith("say")]))
     if r < 2 and np >= 2:
         want = "send_tensor" if r == 0 else "recv_tensor"
         t = [e for e in mine if e["name"] == want]

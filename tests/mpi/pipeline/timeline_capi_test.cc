@@ -3,7 +3,7 @@
 // and its wait, a send / receive, the sharded optimizer) inside one
 // framework mark "step", then smp_finalize, which writes the file. Linked
 // against libsmp's objects, not the .so, so that it can count the events
-// the recorder holds (timeline::event_count, internal to the library):
+// the recorder holds (trace::event_count, internal to the library):
 //   (no argument)  SMP_TIMELINE set: exactly the calls' events are pending
 //                  before smp_finalize; unset: none at any point.
 //   --mismatch     SMP_CHECK=1 and a mismatched allreduce: every rank gets
@@ -19,8 +19,8 @@
 #include <string>
 #include <vector>
 
-#include "pipeline/timeline.h"
 #include "smp/smp.h"
+#include "trace/timeline.h"
 
 namespace {
 
@@ -44,13 +44,13 @@ bool g_finalized = false;
     if (!(cond)) die(__LINE__, what); \
   } while (0)
 
-size_t pending() { return smp::pipeline::timeline::event_count(); }
+size_t pending() { return smp::trace::event_count(); }
 
 }  // namespace
 
 int main(int argc, char **argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
-  const bool on = smp::pipeline::timeline::enabled();
+  const bool on = smp::trace::enabled();
   OK(smp_init(nullptr));
   int rank = 0, n = 0;
   OK(smp_rank(SMP_WORLD, &rank));

@@ -5,7 +5,7 @@ gradients; torch steps a full-size copy on their average. Float32 within
 result; SGD (momentum, dampening, nesterov, weight decay); clipping against
 torch.nn.utils.clip_grad_norm_.
 
-usage: mpirun -np N /usr/bin/python3 test_optim_torch.py path/to/libsmp.so
+usage: mpirun -np N python3 test_optim_torch.py path/to/libsmp.so
 """
 import os
 import sys

@@ -3,6 +3,9 @@
     python3 bad_input.py            drives both cases below under mpirun
     (mpirun ... bad_input.py mismatch | absent: one case, on every rank)
 
+Open MPI's root / oversubscribe variables come from the environment (meson's
+python_env, built from tests/meson.build's mpi_env_vars).
+
 - mismatch: with SMP_CHECK=1, an all_reduce whose size differs across ranks
   raises on every rank, naming what differs; the group works afterwards.
 - absent: the last rank never joins an all_reduce; init_process_group's
@@ -52,13 +55,11 @@ def absent():
 
 
 def drive(np_):
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OMPI_MCA_rmaps_base_oversubscribe="1")
     mpirun = ["mpirun", "-np", str(np_), "-x", "PYTHONPATH"]
     me = [sys.executable, os.path.abspath(__file__)]
     fails = 0
 
-    p = subprocess.run(mpirun + ["-x", "SMP_CHECK=1"] + me + ["mismatch"], env=env,
+    p = subprocess.run(mpirun + ["-x", "SMP_CHECK=1"] + me + ["mismatch"],
                        capture_output=True, text=True, timeout=120)
     oks = p.stdout.count(": OK:")
     print(p.stdout.strip())
@@ -67,7 +68,7 @@ def drive(np_):
         fails += 1
 
     t0 = time.time()
-    p = subprocess.run(mpirun + me + ["absent"], env=env, capture_output=True, text=True,
+    p = subprocess.run(mpirun + me + ["absent"], capture_output=True, text=True,
                        timeout=120)
     took = time.time() - t0
     out = p.stdout + p.stderr

@@ -9,12 +9,12 @@
 
 #include <functional>
 
-#include "../../fuzz/manifest_fixture.h"
 #include "ckpt/checkpoint.h"
 #include "ckpt/fileio.h"
 #include "ckpt/manifest.h"
 #include "ckpt/store.h"
 #include "common/error.h"
+#include "fuzz/manifest_fixture.h"
 #include "test_util.h"
 
 using namespace smp;

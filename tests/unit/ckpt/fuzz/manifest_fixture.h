@@ -3,7 +3,7 @@
 // process can make it: rows, columns (many runs per piece), flat ranges of
 // optimizer state, a tensor held whole by one rank, user content. Shared by
 // the manifest bit-flip test (tests/unit/ckpt) and the manifest fuzzer
-// (tests/fuzz), whose seed corpus is this checkpoint's MANIFEST.json.
+// (tests/unit/ckpt/fuzz), whose seed corpus is this checkpoint's MANIFEST.json.
 //
 // Every element's expected value is a function of (tensor, position) alone
 // (value()), the independent reference a load is compared with.

@@ -8,8 +8,8 @@
 
 #include "common/error.h"
 #include "cuda/elem.cuh"
-#include "cuda/norm_kernels.h"
 #include "cuda/runtime.h"
+#include "optim/cuda/norm_kernels.h"
 
 namespace smp::cuda {
 

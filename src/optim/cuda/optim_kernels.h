@@ -4,9 +4,10 @@
 // IEEE sqrt/division), so a step matches the CPU kernel to the last bit up
 // to the rounding of the half-precision model copy.
 //
-// The optimizer layer sits above this one, so the hyperparameters arrive as
-// the float32 coefficients the CPU kernels compute (adamw_coef / sgd_coef
-// below mirror optim/cpu_kernels.cc; the GPU tests compare the two paths).
+// nvcc compiles these apart from the optimizer's C++ (src/cuda's
+// generator), so the hyperparameters arrive as the float32 coefficients the
+// CPU kernels compute (adamw_coef / sgd_coef below mirror
+// optim/cpu_kernels.cc; the GPU tests compare the two paths).
 // Every pointer is device memory of n elements and aliases nothing else;
 // grad and param_out hold `dtype` elements (F32, BF16 or F16); param_out may
 // be NULL. `stream` is a cudaStream_t (NULL = default stream).

@@ -6,8 +6,8 @@
 
 #include "common/error.h"
 #include "cuda/elem.cuh"
-#include "cuda/optim_kernels.h"
 #include "cuda/runtime.h"
+#include "optim/cuda/optim_kernels.h"
 
 namespace smp::cuda {
 

@@ -4,9 +4,9 @@
 #include <cuda_runtime.h>
 
 #include "common/error.h"
-#include "cuda/convert_kernels.h"
 #include "cuda/elem.cuh"
 #include "cuda/runtime.h"
+#include "optim/cuda/convert_kernels.h"
 
 namespace smp::cuda {
 
